@@ -1,0 +1,29 @@
+# Two commands from a fresh clone:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP_OPTS := -q -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+export OMP_NUM_THREADS ?= 1
+export MPLBACKEND := Agg
+
+.PHONY: env demo test bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_OPTS) -e '.[dev,train]'
+	touch $@
+
+env: $(VENV)/.installed
+
+demo: env
+	$(VENV)/bin/norsim demo --out out/demo
+
+test: env
+	$(PY) -m pytest -q
+
+bench: env
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .numba_cache out
