@@ -1,0 +1,85 @@
+"""Statistics for accuracy reports: paired tests between two settings on the same images,
+test-set sampling intervals, and chip-to-chip (seed) spread, kept separate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+from norsim.errors import InputError
+
+
+def _as_bool(name: str, a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 1:
+        raise InputError(name, a.shape, "a 1-D array of per-image correctness")
+    return a.astype(bool)
+
+
+def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (test-set sampling error)."""
+    if total <= 0:
+        raise InputError("total", total, "a positive number of images")
+    z = _st.norm.ppf(0.5 + confidence / 2)
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return float(centre - half), float(centre + half)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Accuracy difference B - A on the same images."""
+
+    accuracy_a: float
+    accuracy_b: float
+    difference: float
+    only_a_correct: int
+    only_b_correct: int
+    mcnemar_p: float
+    bootstrap_low: float
+    bootstrap_high: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * _st.binom.cdf(min(only_a, only_b), n, 0.5)))
+
+
+def paired_compare(correct_a, correct_b, rng: np.random.Generator, n_boot: int = 2000,
+                   confidence: float = 0.95) -> PairedComparison:
+    """McNemar test and paired-bootstrap interval of accuracy(B) - accuracy(A)."""
+    a = _as_bool("correct_a", correct_a)
+    b = _as_bool("correct_b", correct_b)
+    if a.shape != b.shape or a.size == 0:
+        raise InputError("correct_b", b.shape, f"the same non-empty shape as correct_a {a.shape}")
+    only_a = int(np.sum(a & ~b))
+    only_b = int(np.sum(b & ~a))
+    diff = b.astype(np.int8) - a.astype(np.int8)
+    idx = rng.integers(0, diff.size, size=(n_boot, diff.size))
+    boots = diff[idx].mean(axis=1)
+    lo, hi = np.quantile(boots, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return PairedComparison(float(a.mean()), float(b.mean()), float(diff.mean()), only_a, only_b,
+                            mcnemar_exact(only_a, only_b), float(lo), float(hi))
+
+
+def seed_spread(values, confidence: float = 0.95) -> dict:
+    """Mean, standard deviation and t-interval of the mean over chip instances (seeds)."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size == 0:
+        raise InputError("values", v.shape, "a non-empty 1-D array (one value per seed)")
+    mean = float(v.mean())
+    if v.size == 1:
+        return {"mean": mean, "std": 0.0, "low": mean, "high": mean, "n": 1}
+    std = float(v.std(ddof=1))
+    half = float(_st.t.ppf(0.5 + confidence / 2, v.size - 1) * std / np.sqrt(v.size))
+    return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": int(v.size)}
