@@ -1,15 +1,158 @@
-"""Configuration of one NOR array and its periphery."""
+"""Configuration of one NOR array and its periphery.
+
+Sections: ``encoding`` (how integer inputs and weights become word-line drive and cell
+currents), ``dac`` (word-line levels and timing), ``adc`` (converter), ``sense`` (bit-line
+clamp and integrator) and ``noise`` (noise drawn per read). Every default has a row with its
+source in ``docs/parameters.md``. The circuit-mode wire section is added by the circuit solver.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from norsim.config.base import ConfigBase, param
+from norsim.array.circuit_config import WireConfig
+from norsim.config.base import ConfigBase, param, section
+from norsim.errors import ConfigError
+
+
+@dataclass
+class EncodingConfig(ConfigBase):
+    """Input and weight encodings of the array."""
+
+    input_scheme: str = param(
+        "bit_serial", "Input encoding: 'bit_serial' (one input bit per read cycle on the word "
+        "lines, digital shift-add), 'pulse_width' (one cycle, word-line pulse width proportional "
+        "to the code; charge = I t with word-line RC settling), 'multi_level' (one cycle, "
+        "word-line/control-gate amplitude from a linear DAC; shows the cell's exponential "
+        "transfer) or 'current_mirror' (one cycle, the code sets a current into a "
+        "diode-programmed reference cell per row whose gate voltage drives the row: the linear "
+        "subthreshold gate-coupled scheme).",
+        choices=("bit_serial", "pulse_width", "multi_level", "current_mirror"))
+    input_bits: int = param(4, "Bits of the unsigned input (activation) codes.", lo=1, hi=16)
+    weight_scheme: str = param(
+        "differential", "Weight encoding: 'differential' (a positive and a negative column per "
+        "weight, levels 0..2^(b-1)-1 each), 'offset' (one column per weight holding w + 2^(b-1), "
+        "one reference column per tile at level 2^(b-1)) or 'bit_sliced' (the magnitude split "
+        "into slices of bits_per_cell bits, one differential column pair per slice).",
+        choices=("differential", "offset", "bit_sliced"))
+    weight_bits: int = param(4, "Bits of the signed weight codes: |w| <= 2^(b-1) - 1.", lo=2, hi=12)
+    subtraction: str = param(
+        "digital", "Where the negative (or reference) column is subtracted: 'digital' (each "
+        "column converted, codes subtracted: two conversions) or 'analog' (currents subtracted "
+        "before one signed conversion).", choices=("digital", "analog"))
+    bits_per_cell: int = param(1, "Bits of weight magnitude stored per cell when "
+                               "weight_scheme = 'bit_sliced'.", lo=1, hi=8)
+    i_lsb_a: float = param(1.0e-8, "Cell current step per weight level at the nominal read "
+                           "bias (level L conducts i_level0_a + L i_lsb_a).", unit="A",
+                           lo=0.0, hi=1.0e-4, lo_open=True)
+    i_level0_a: float = param(1.0e-11, "Current of a cell at level 0 (weight zero) at the "
+                              "nominal read bias.", unit="A", lo=0.0, hi=1.0e-6)
+
+    def _check_consistency(self, prefix: str) -> None:
+        if self.weight_scheme == "bit_sliced" and self.bits_per_cell > self.weight_bits - 1:
+            raise ConfigError(f"{prefix}bits_per_cell", self.bits_per_cell,
+                              f"at most weight_bits - 1 = {self.weight_bits - 1}")
+
+
+@dataclass
+class DacConfig(ConfigBase):
+    """Word-line drivers: levels of the amplitude DAC and word-line timing."""
+
+    ml_span_v: float = param(0.3, "Multi-level amplitude encoding: voltage span of the DAC "
+                             "levels below the nominal read level (code max -> nominal level, "
+                             "code 1 -> nominal - span (1 - 1/max)).", unit="V", lo=0.0, hi=5.0,
+                             lo_open=True)
+    wl_tau_s: float = param(1.0e-9, "Word-line RC time constant (driver resistance x line "
+                            "capacitance); sets the pulse-width settling error.", unit="s",
+                            lo=0.0, hi=1.0e-3)
+
+
+@dataclass
+class AdcConfig(ConfigBase):
+    """Column ADC (SAR), shared by ``columns_per_adc`` columns through a mux."""
+
+    bits: int = param(6, "ADC resolution.", lo=1, hi=24)
+    range_mode: str = param(
+        "calibrated", "Full-scale range: 'calibrated' (a percentile of the readings of a "
+        "calibration batch, set once by NorArray.calibrate) or 'physical' (the largest current "
+        "the column can carry: all rows on at the top level). Never a per-batch oracle.",
+        choices=("calibrated", "physical"))
+    calibration_percentile: float = param(99.9, "Percentile of the calibration readings "
+                                          "taken as full scale.", unit="%", lo=50.0, hi=100.0)
+    step_integer_units: bool = param(True, "Round the ADC step up to a whole number of "
+                                     "weight-level currents, so outputs stay integer dot "
+                                     "products (the digital scale is a shift/multiply by an "
+                                     "integer).")
+    offset_lsb: float = param(0.0, "Systematic offset of every ADC.", unit="LSB", lo=-64.0, hi=64.0)
+    offset_sigma_lsb: float = param(0.25, "Standard deviation of the per-ADC offset mismatch "
+                                    "(drawn once per array).", unit="LSB", lo=0.0, hi=64.0)
+    gain_error: float = param(0.0, "Systematic relative gain error of every ADC.", lo=-0.5, hi=0.5)
+    gain_sigma: float = param(0.005, "Standard deviation of the per-ADC relative gain "
+                              "mismatch (drawn once per array).", lo=0.0, hi=0.5)
+    inl_lsb: float = param(0.25, "Peak integral non-linearity (bow shape, zero at both ends "
+                           "of the range).", unit="LSB", lo=-16.0, hi=16.0)
+    noise_lsb: float = param(0.1, "Input-referred rms noise of the ADC and sense chain.",
+                             unit="LSB", lo=0.0, hi=64.0)
+    columns_per_adc: int = param(8, "Columns multiplexed onto one ADC.", lo=1, hi=4096)
+    gain_tempco_per_k: float = param(5.0e-5, "Relative ADC gain drift per kelvin away from "
+                                     "tempco_ref_k (reference drift).", unit="1/K",
+                                     lo=-0.01, hi=0.01)
+    tempco_ref_k: float = param(300.0, "Temperature at which the ADC gain is trimmed.",
+                                unit="K", lo=200.0, hi=450.0)
+
+
+@dataclass
+class SenseConfig(ConfigBase):
+    """Bit-line clamp and charge integrator in front of the ADC."""
+
+    clamp_gain: float = param(1000.0, "Open-loop gain A of the bit-line clamp amplifier; the "
+                              "bit line settles at v_bl_read_v A / (1 + A).", lo=1.0, hi=1.0e9)
+    integrator_cap_f: float = param(2.0e-12, "Integration capacitor C_int; the integrator "
+                                    "clips at C_int V_swing / t_read and adds kT/C noise.",
+                                    unit="F", lo=0.0, hi=1.0e-9, lo_open=True)
+    integrator_swing_v: float = param(1.0, "Output swing of the integrator.", unit="V",
+                                      lo=0.0, hi=10.0, lo_open=True)
+
+
+@dataclass
+class ReadNoiseConfig(ConfigBase):
+    """Noise drawn on every read (per conversion, per multiply)."""
+
+    shot_enabled: bool = param(True, "Channel shot noise of the cells (subthreshold channel "
+                               "noise is 2 q I): integrated over t_read, variance "
+                               "shot_factor q I / t_read per column (exact sum of the cells).")
+    shot_factor: float = param(1.0, "Excess factor of the cell channel noise relative to "
+                               "full shot noise.", lo=0.0, hi=100.0)
+    ktc_enabled: bool = param(True, "kT/C noise of the integrator capacitor per conversion.")
+    rtn_enabled: bool = param(True, "Random telegraph noise: one trap per cell with "
+                              "probability rtn_trap_fraction, sampled exactly as a two-state "
+                              "Markov process, frozen within one multiply.")
+    rtn_trap_fraction: float = param(1.0, "Probability that a cell has an active RTN trap.",
+                                     lo=0.0, hi=1.0)
+    rtn_dvth_mean_v: float = param(2.0e-3, "Mean of the exponential V_th jump of an occupied "
+                                   "trap.", unit="V", lo=0.0, hi=0.5)
+    rtn_occupancy: float = param(0.5, "Stationary probability that a trap is occupied.",
+                                 lo=0.0, hi=1.0)
+    rtn_tau_s: float = param(1.0, "Correlation time of the trap occupancy (tau_c tau_e / "
+                             "(tau_c + tau_e)).", unit="s", lo=0.0, hi=1.0e6, lo_open=True)
+    gaussian_source: str = param(
+        "counter_hash", "How Gaussian read-noise draws are made: 'counter_hash' (one 64-bit key "
+        "from the Generator per call, expanded in the kernel by a counter-based hash and the "
+        "inverse normal CDF; fast, same numbers in the NumPy twin) or 'generator' "
+        "(Generator.standard_normal arrays passed in).",
+        choices=("counter_hash", "generator"))
 
 
 @dataclass
 class ArrayConfig(ConfigBase):
-    """Geometry of one array (tile)."""
+    """Geometry of one array (tile) and its periphery."""
 
     rows: int = param(256, "Rows (word lines) per array.", lo=1, hi=65536)
     cols: int = param(256, "Columns (bit lines) per array.", lo=1, hi=65536)
+    encoding: EncodingConfig = section(EncodingConfig, "Input and weight encodings.")
+    dac: DacConfig = section(DacConfig, "Word-line DAC levels and timing.")
+    adc: AdcConfig = section(AdcConfig, "Column ADC.")
+    sense: SenseConfig = section(SenseConfig, "Bit-line clamp and integrator.")
+    noise: ReadNoiseConfig = section(ReadNoiseConfig, "Noise per read.")
+    wires: WireConfig = section(WireConfig, "Wire, strap, driver and clamp-output resistances "
+                                "(circuit mode and IR-drop surrogate).")

@@ -66,6 +66,162 @@ class ReadBiasConfig(ConfigBase):
 
 
 @dataclass
+class LevelsConfig(ConfigBase):
+    """Target read currents of the weight levels stored in one cell."""
+
+    levels_per_cell: int = param(8, "Levels stored per cell: 8 for signed 4-bit weights on "
+                                 "differential pairs (|w| <= 7), 16 for offset encoding.",
+                                 lo=2, hi=256)
+    i_unit_a: float = param(1.0e-8, "Read current per weight unit: level L > 0 is programmed "
+                            "to L * i_unit_a at the read bias.", unit="A", lo=0.0, hi=1.0e-4,
+                            lo_open=True)
+    i_off_a: float = param(1.0e-11, "Verify target of level 0 (weight zero, deeply "
+                           "programmed off cell).", unit="A", lo=0.0, hi=1.0e-6, lo_open=True)
+
+
+@dataclass
+class ProgrammingConfig(ConfigBase):
+    """Block erase, soft-program and ISPP program-and-verify to a target read current."""
+
+    erase_sigma_v: float = param(0.15, "Spread (standard deviation) of V_th after block erase "
+                                 "around vth_erased_v (before D2D variation).", unit="V",
+                                 lo=0.0, hi=2.0)
+    erase_time_s: float = param(1.0e-3, "Duration of one block erase.", unit="s", lo=0.0, hi=1.0)
+    erase_energy_j: float = param(1.0e-6, "Energy of one block erase (pump output, before "
+                                  "pump efficiency).", unit="J", lo=0.0, hi=1.0)
+    soft_program_vth_v: float = param(0.0, "Stacked-gate only: cells erased below this V_th "
+                                      "(they would leak with the word line off) are soft-"
+                                      "programmed up to it.", unit="V", lo=-5.0, hi=5.0)
+    soft_program_step_v: float = param(0.02, "Stacked-gate soft-program: V_th shift per "
+                                       "soft-program pulse.", unit="V", lo=0.0, hi=1.0,
+                                       lo_open=True)
+    ispp_start_v: float = param(4.0, "Program-gate voltage of the first ISPP pulse.", unit="V",
+                                lo=0.0, hi=30.0)
+    ispp_step_v: float = param(0.05, "ISPP staircase step per pulse.", unit="V", lo=0.0,
+                               hi=1.0, lo_open=True)
+    max_pulses: int = param(200, "Pulses after which a cell that has not verified is "
+                            "reported failed.", lo=1, hi=100000)
+    pulse_width_s: float = param(1.0e-6, "Width of one program pulse.", unit="s", lo=0.0,
+                                 hi=1.0, lo_open=True)
+    verify_time_s: float = param(1.0e-6, "Duration of one verify read (incl. settling).",
+                                 unit="s", lo=0.0, hi=1.0, lo_open=True)
+    inj_rate_v_per_s: float = param(5.0e4, "Injection law: dV_th/dt when the floating-gate "
+                                    "drive alpha_G (V_pgm - V_th) equals inj_offset_v.",
+                                    unit="V/s", lo=0.0, hi=1.0e12, lo_open=True)
+    inj_offset_v: float = param(3.0, "Injection law: floating-gate drive at which dV_th/dt = "
+                                "inj_rate_v_per_s.", unit="V", lo=0.0, hi=30.0)
+    inj_slope_v: float = param(0.1, "Injection law: floating-gate drive per e-fold of "
+                               "injection rate.", unit="V", lo=0.0, hi=5.0, lo_open=True)
+    dv_per_electron_v: float = param(2.0e-3, "V_th shift per injected electron (q / C_CG "
+                                     "referred to the control gate).", unit="V", lo=0.0,
+                                     hi=0.05, lo_open=True)
+    verify_rtn: bool = param(True, "Verify reads see RTN in the state its traps happen to "
+                             "be in (and read noise).")
+    two_way_tuning: bool = param(False, "After ISPP, fine-tune each cell with small V_th-"
+                                 "lowering and V_th-raising pulses towards its target current.")
+    tune_step_v: float = param(5.0e-3, "Mean V_th shift of one fine-tuning pulse (either "
+                               "direction).", unit="V", lo=0.0, hi=0.5, lo_open=True)
+    tune_tolerance_rel: float = param(0.01, "Fine tuning stops when the verify read is within "
+                                      "this relative distance of the target current.", lo=0.0,
+                                      hi=1.0, lo_open=True)
+    tune_max_pulses: int = param(50, "Fine-tuning pulses per cell at most.", lo=0, hi=100000)
+    program_current_a: float = param(5.0e-5, "Current drawn from the pump during a program "
+                                     "pulse (per cell).", unit="A", lo=0.0, hi=1.0)
+    program_voltage_v: float = param(4.5, "Voltage of the supply the program current is drawn "
+                                     "from (drain/source-line program bias).", unit="V",
+                                     lo=0.0, hi=30.0)
+    pump_efficiency: float = param(0.3, "Charge-pump efficiency (energy delivered / energy "
+                                   "drawn from V_dd).", lo=0.0, hi=1.0, lo_open=True)
+    cells_in_parallel: int = param(32, "Cells programmed (and verified) simultaneously.",
+                                   lo=1, hi=1 << 20)
+
+
+@dataclass
+class RetentionConfig(ConfigBase):
+    """Charge loss: dV_th = -A ln(1 + AF(T) t / tau0), per cell."""
+
+    a_v_per_decade: float = param(5.0e-3, "Median V_th loss per decade of time of a cell at "
+                                  "the lowest stored charge.", unit="V", lo=0.0, hi=1.0)
+    a_sigma_ln: float = param(0.3, "Log-normal spread (sigma of ln A) of A across cells.",
+                              lo=0.0, hi=3.0)
+    charge_gain: float = param(1.0, "Growth of A with stored charge: A scales with "
+                               "1 + charge_gain (V_th - vth_erased) / (vth_max - vth_erased).",
+                               lo=0.0, hi=100.0)
+    tau0_s: float = param(1.0, "Time constant tau0 of the log-time law.", unit="s", lo=0.0,
+                          hi=1.0e9, lo_open=True)
+    ea_ev: float = param(1.1, "Activation energy of intrinsic charge loss.", unit="eV",
+                         lo=0.0, hi=5.0)
+    t_ref_k: float = param(300.0, "Reference temperature of the acceleration factor "
+                           "AF(T_ref) = 1.", unit="K", lo=1.0, hi=1000.0)
+    pe_cycles: int = param(1000, "Program/erase cycles the population has seen.", lo=0,
+                           hi=10**9)
+    tail_fraction_fresh: float = param(1.0e-5, "Fraction of fast-leaking (defect) cells "
+                                       "before cycling.", lo=0.0, hi=1.0)
+    tail_fraction_per_cycle: float = param(1.0e-8, "Growth of the fast-leaking fraction per "
+                                           "program/erase cycle.", lo=0.0, hi=1.0)
+    tail_a_multiplier: float = param(10.0, "A of a fast-leaking cell relative to a normal "
+                                     "one.", lo=1.0, hi=1.0e4)
+    tail_ea_ev: float = param(0.6, "Activation energy of the defect-assisted (fast-leaking) "
+                              "charge loss.", unit="eV", lo=0.0, hi=5.0)
+
+
+@dataclass
+class NoiseConfig(ConfigBase):
+    """Read noise of the cell current: white (shot/thermal), 1/f and RTN."""
+
+    shot_thermal: bool = param(True, "Include white noise: shot noise 2 q I in weak inversion, "
+                               "channel thermal noise 4 k T gamma g_m in strong inversion.")
+    thermal_gamma: float = param(2.0 / 3.0, "Channel thermal-noise factor gamma (strong "
+                                 "inversion, long channel).", lo=0.0, hi=5.0)
+    flicker_kf: float = param(1.0e-8, "Normalised 1/f noise: S_I / I^2 = flicker_kf / f.",
+                              unit="1", lo=0.0, hi=1.0)
+    flicker_f_low_hz: float = param(1.0, "Lower frequency bound of the integrated 1/f noise "
+                                     "(1 / observation time).", unit="Hz", lo=0.0, hi=1.0e9,
+                                     lo_open=True)
+    rtn_traps_per_cell: int = param(2, "Two-state RTN traps per cell.", lo=0, hi=32)
+    rtn_mean_v: float = param(2.0e-3, "Mean of the exponential RTN V_th amplitude of a cell "
+                              "at the erased level.", unit="V", lo=0.0, hi=0.5)
+    rtn_level_gain: float = param(1.0, "Growth of the mean RTN amplitude with programmed "
+                                  "level: mean = rtn_mean_v (1 + gain (V_th - vth_erased) / "
+                                  "(vth_max - vth_erased)).", lo=0.0, hi=100.0)
+    rtn_tau_min_s: float = param(1.0e-6, "Shortest RTN capture/emission time constant "
+                                 "(log-uniform).", unit="s", lo=0.0, hi=1.0e6, lo_open=True)
+    rtn_tau_max_s: float = param(1.0e2, "Longest RTN capture/emission time constant "
+                                 "(log-uniform).", unit="s", lo=0.0, hi=1.0e9, lo_open=True)
+
+    def _check_consistency(self, prefix: str) -> None:
+        if self.rtn_tau_max_s < self.rtn_tau_min_s:
+            from norsim.errors import ConfigError
+
+            raise ConfigError(f"{prefix}rtn_tau_max_s", self.rtn_tau_max_s,
+                              f"a value >= rtn_tau_min_s ({self.rtn_tau_min_s:g} s)")
+
+
+@dataclass
+class VariationConfig(ConfigBase):
+    """Device-to-device variation and stuck cells."""
+
+    vth_sigma_v: float = param(0.1, "D2D standard deviation of V_th (adds to the erase spread; "
+                               "a current-verified program removes most of it).", unit="V",
+                               lo=0.0, hi=2.0)
+    n_sigma_rel: float = param(0.03, "D2D relative standard deviation of the slope factor n.",
+                               lo=0.0, hi=0.5)
+    beta_sigma_rel: float = param(0.05, "D2D sigma of ln beta (log-normal).", lo=0.0, hi=1.0)
+    dibl_sigma_rel: float = param(0.1, "D2D relative standard deviation of DIBL eta.",
+                                  lo=0.0, hi=1.0)
+    correlation_length_cells: float = param(0.0, "Spatial correlation length (Gaussian kernel "
+                                            "sigma, in cell pitches) of the correlated part; 0 "
+                                            "= uncorrelated.", unit="cells", lo=0.0, hi=1.0e4)
+    correlated_fraction: float = param(0.5, "Fraction of each variance that is spatially "
+                                       "correlated (when the correlation length is > 0).",
+                                       lo=0.0, hi=1.0)
+    stuck_on_fraction: float = param(1.0e-5, "Fraction of cells stuck at the erased state "
+                                     "(cannot be programmed).", lo=0.0, hi=1.0)
+    stuck_off_fraction: float = param(1.0e-5, "Fraction of cells stuck fully programmed "
+                                      "(V_th = vth_max_v).", lo=0.0, hi=1.0)
+
+
+@dataclass
 class DeviceConfig(ConfigBase):
     """Everything about one NOR cell population."""
 
@@ -75,3 +231,10 @@ class DeviceConfig(ConfigBase):
                                   choices=("subthreshold", "quasi_saturation"))
     cell: CellConfig = section(CellConfig, "Cell I-V parameters.")
     read: ReadBiasConfig = section(ReadBiasConfig, "Nominal read bias.")
+    levels: LevelsConfig = section(LevelsConfig, "Target read currents of the weight levels.")
+    programming: ProgrammingConfig = section(ProgrammingConfig, "Erase and ISPP "
+                                             "program-and-verify.")
+    retention: RetentionConfig = section(RetentionConfig, "Charge loss over time.")
+    noise: NoiseConfig = section(NoiseConfig, "Read noise of the cell current.")
+    variation: VariationConfig = section(VariationConfig, "Device-to-device variation and "
+                                         "stuck cells.")

@@ -1,0 +1,399 @@
+"""numba kernels of the fast array path, each with a plain NumPy reference twin.
+
+* ``hash_normal`` / ``hash_normal_numpy``: counter-based standard normals. A 64-bit key drawn
+  from the caller's ``numpy.random.Generator`` is mixed with the element's counter by
+  splitmix64; the top 53 bits give a uniform u in (0, 1) and the inverse normal CDF
+  (Acklam's rational approximation, relative error < 1.2e-9) gives the normal. The same key
+  and counter give the same number in both twins, so the kernels stay reproducible and
+  testable while drawing tens of millions of normals per batch at memory speed.
+* ``readout`` / ``readout_numpy``: the fused periphery of one batch: leakage, integrator
+  clipping, analog subtraction, per-read Gaussian noise (shot + kT/C + ADC input-referred),
+  ADC gain/offset/INL, rounding and clipping, digital subtraction and the shift-add.
+* ``rtn_apply`` / ``rtn_apply_numpy``: exact two-state Markov sampling of every trap at the
+  start of each multiply (geometric waiting times between switches), adding the current
+  change of each trapped cell to the column readings of the multiplies while it differs
+  from the batch's base state.
+* ``bitplanes`` / ``bitplanes_numpy``: unsigned codes -> 0/1 float32 bit-planes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+_TWO_M53 = 1.0 / 9007199254740992.0
+
+# Acklam's inverse normal CDF coefficients
+_A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+      1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00)
+_B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+      6.680131188771972e+01, -1.328068155288572e+01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+      -2.549671010228718e+00, 4.374664141464968e+00, 2.938163982698783e+00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+      3.754408661907416e+00)
+_P_LOW = 0.02425
+
+
+# ------------------------------------------------------------------ counter-hash normals ----
+@numba.njit(cache=True, inline="always")
+def _splitmix(key, counter):
+    z = key + (counter + np.uint64(1)) * _M1
+    z = (z ^ (z >> np.uint64(30))) * _M2
+    z = (z ^ (z >> np.uint64(27))) * _M3
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, inline="always")
+def _uniform(key, counter):
+    return (float(_splitmix(key, counter) >> np.uint64(11)) + 0.5) * _TWO_M53
+
+
+@numba.njit(cache=True, inline="always")
+def _inv_norm(u):
+    if u < _P_LOW:
+        q = np.sqrt(-2.0 * np.log(u))
+        return ((((( _C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / \
+            ((((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0)
+    if u > 1.0 - _P_LOW:
+        q = np.sqrt(-2.0 * np.log(1.0 - u))
+        return -((((( _C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / \
+            ((((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0)
+    p = u - 0.5
+    r = p * p
+    return (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * p / \
+        (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
+
+
+@numba.njit(cache=True)
+def _hash_normal_kernel(key, start, out):
+    for i in range(out.size):
+        out[i] = _inv_norm(_uniform(key, np.uint64(start + i)))
+
+
+def hash_normal(key: int, start: int, n: int) -> np.ndarray:
+    """n standard normals for counters start .. start+n-1 under ``key`` (numba)."""
+    out = np.empty(int(n), dtype=np.float64)
+    _hash_normal_kernel(np.uint64(key), np.uint64(start), out)
+    return out
+
+
+def _splitmix_numpy(key, counters):
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + (counters.astype(np.uint64) + np.uint64(1)) * _M1
+        z = (z ^ (z >> np.uint64(30))) * _M2
+        z = (z ^ (z >> np.uint64(27))) * _M3
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniform_numpy(key, counters):
+    return ((_splitmix_numpy(key, counters) >> np.uint64(11)).astype(np.float64) + 0.5) * _TWO_M53
+
+
+def _inv_norm_numpy(u):
+    u = np.asarray(u, dtype=np.float64)
+    out = np.empty_like(u)
+    lo = u < _P_LOW
+    hi = u > 1.0 - _P_LOW
+    mid = ~(lo | hi)
+    p = u[mid] - 0.5
+    r = p * p
+    a, b, c, d = _A, _B, _C, _D
+    out[mid] = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * p / \
+        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0)
+    for mask, sign, uu in ((lo, 1.0, u[lo]), (hi, -1.0, 1.0 - u[hi])):
+        q = np.sqrt(-2.0 * np.log(uu))
+        out[mask] = sign * (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0)
+    return out
+
+
+def hash_normal_numpy(key: int, start: int, n: int) -> np.ndarray:
+    """Reference twin of :func:`hash_normal`."""
+    counters = np.arange(int(start), int(start) + int(n), dtype=np.uint64)
+    return _inv_norm_numpy(_uniform_numpy(key, counters))
+
+
+def hash_uniform_numpy(key: int, counters) -> np.ndarray:
+    return _uniform_numpy(key, np.asarray(counters, dtype=np.uint64))
+
+
+# ------------------------------------------------------------------------- bit-planes ----
+@numba.njit(cache=True)
+def _bitplanes_kernel(x, nbits, out):
+    nb, nr = x.shape
+    for b in range(nb):
+        for k in range(nbits):
+            row = out[b * nbits + k]
+            for r in range(nr):
+                row[r] = np.float32((x[b, r] >> k) & 1)
+
+
+def bitplanes(x: np.ndarray, nbits: int) -> np.ndarray:
+    """(B, R) unsigned codes -> (B*nbits, R) float32 planes, row b*nbits+k = bit k of x[b]."""
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    out = np.empty((x.shape[0] * nbits, x.shape[1]), dtype=np.float32)
+    _bitplanes_kernel(x, int(nbits), out)
+    return out
+
+
+def bitplanes_numpy(x: np.ndarray, nbits: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.int64)
+    k = np.arange(nbits, dtype=np.int64)
+    planes = (x[:, None, :] >> k[None, :, None]) & 1
+    return planes.reshape(x.shape[0] * nbits, x.shape[1]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- fused readout ----
+# Parameter vector layout of the readout (float64), shared by both twins.
+P_STEP, P_LO, P_HI, P_INL, P_SHOT, P_CONST_VAR, P_NOISE_LSB, P_ISAT = range(8)
+N_PARAMS = 8
+
+
+@numba.njit(cache=True, inline="always")
+def _central(u):
+    p = u - 0.5
+    r = p * p
+    return (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * p / \
+        (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
+
+
+@numba.njit(cache=True, parallel=True)
+def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, adc_gain,
+                    adc_offset, par, key, counter0, z, use_hash, analog, out):
+    nrows = cur.shape[0]
+    nvec = nrows // nbits
+    nch = ch_pos.size
+    ncol = out.shape[1]
+    isat = par[P_ISAT]
+    inv_step = 1.0 / par[P_STEP]
+    shot = par[P_SHOT] * inv_step * inv_step
+    cvar = par[P_CONST_VAR] * inv_step * inv_step
+    n2 = par[P_NOISE_LSB] * par[P_NOISE_LSB]
+    lo = par[P_LO]
+    hi = par[P_HI]
+    inv_span = 1.0 / (hi - lo)
+    inl4 = 4.0 * par[P_INL]
+    # per-channel constants
+    g_ch = np.empty(nch)
+    o_ch = np.empty(nch)
+    for h in range(nch):
+        g_ch[h] = adc_gain[ch_adc[h]] * inv_step
+        o_ch[h] = adc_offset[ch_adc[h]]
+    for b in numba.prange(nvec):
+        zb = np.empty(nch)
+        ub = np.empty(nch)
+        acc = np.zeros(nch)
+        for k in range(nbits):
+            n = b * nbits + k
+            w = float(1 << k)
+            if use_hash:
+                base = counter0 + n * nch
+                for h in range(nch):  # vectorisable: hash + central rational
+                    u = _uniform(key, np.uint64(base + h))
+                    ub[h] = u
+                    zb[h] = _central(u)
+                for h in range(nch):  # the ~5 % tail draws
+                    u = ub[h]
+                    if u < _P_LOW or u > 1.0 - _P_LOW:
+                        zb[h] = _inv_norm(u)
+            else:
+                for h in range(nch):
+                    zb[h] = z[n, h]
+            crow = cur[n]
+            for h in range(nch):
+                p = ch_pos[h]
+                ip = min(max(crow[p] + leak[p], -isat), isat)
+                var = shot * abs(ip) + cvar + n2
+                reading = ip
+                if analog:
+                    q = ch_neg[h]
+                    iq = min(crow[q] + leak[q], isat)
+                    reading = ip - iq
+                    var += shot * abs(iq)
+                v = reading * g_ch[h] + o_ch[h] + np.sqrt(var) * zb[h]
+                u = min(max((v - lo) * inv_span, 0.0), 1.0)
+                v += inl4 * u * (1.0 - u)
+                c = min(max(np.floor(v + 0.5), lo), hi)
+                acc[h] += w * c
+        for h in range(nch):
+            t = ch_tgt[h]
+            if t >= 0:
+                out[b, t] += ch_coef[h] * acc[h]
+            else:
+                for j in range(ncol):
+                    out[b, j] += ch_coef[h] * acc[h]
+
+
+def readout(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=0, counter0=0,
+            z=None, n_out_cols):
+    """Fused periphery (numba). Returns (codes combined per logical column (B, C), charge (P,)).
+
+    ``cur`` (B*nbits, P): column currents without the constant leakage ``leak`` (P,).
+    ``channels``: dict of int arrays pos, neg (-1 none), tgt (-1 = every column), coef, adc.
+    Noise normals come from the counter hash under ``key`` (counter ``counter0 + n*H + h``)
+    or, if ``z`` is given, from ``z`` (B*nbits, H).
+    """
+    cur = np.ascontiguousarray(cur)
+    nrows = cur.shape[0]
+    nvec = nrows // nbits
+    out = np.zeros((nvec, n_out_cols), dtype=np.float64)
+    use_hash = z is None
+    zz = np.zeros((1, 1), dtype=np.float64) if use_hash else np.ascontiguousarray(z, dtype=np.float64)
+    leak = np.ascontiguousarray(leak, dtype=np.float64)
+    analog = bool(np.all(channels["neg"] >= 0))
+    if not analog and np.any(channels["neg"] >= 0):
+        raise ValueError("channels must be all analog (neg >= 0) or all digital (neg = -1)")
+    _readout_kernel(cur, leak, int(nbits),
+                    *(np.ascontiguousarray(channels[k], dtype=np.int64) for k in ("pos", "neg", "tgt")),
+                    np.ascontiguousarray(channels["coef"], dtype=np.float64),
+                    np.ascontiguousarray(channels["adc"], dtype=np.int64),
+                    np.ascontiguousarray(adc_gain, dtype=np.float64),
+                    np.ascontiguousarray(adc_offset, dtype=np.float64),
+                    np.ascontiguousarray(par, dtype=np.float64), np.uint64(key),
+                    np.int64(counter0), zz, use_hash, analog, out)
+    charge = cur.sum(axis=0, dtype=np.float64) + nrows * leak
+    return out, charge
+
+
+def readout_numpy(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=0, counter0=0,
+                  z=None, n_out_cols):
+    """Plain NumPy reference twin of :func:`readout`."""
+    cur = np.asarray(cur, dtype=np.float64)
+    nrows = cur.shape[0]
+    nvec = nrows // nbits
+    nch = channels["pos"].size
+    if z is None:
+        counters = counter0 + np.arange(nrows * nch, dtype=np.uint64)
+        z = _inv_norm_numpy(_uniform_numpy(key, counters)).reshape(nrows, nch)
+    leak = np.asarray(leak, dtype=np.float64)
+    tot = cur + leak[None, :]
+    isat = par[P_ISAT]
+    inv_step = 1.0 / par[P_STEP]
+    shot = par[P_SHOT] * inv_step * inv_step
+    cvar = par[P_CONST_VAR] * inv_step * inv_step
+    n2 = par[P_NOISE_LSB] * par[P_NOISE_LSB]
+    lo, hi = par[P_LO], par[P_HI]
+    pos = np.clip(tot[:, channels["pos"]], -isat, isat)
+    var = shot * np.abs(pos) + cvar + n2
+    reading = pos
+    if np.all(channels["neg"] >= 0):
+        neg = np.minimum(tot[:, channels["neg"]], isat)
+        reading = pos - neg
+        var = var + shot * np.abs(neg)
+    g = (adc_gain[channels["adc"]] * inv_step)[None, :]
+    o = adc_offset[channels["adc"]][None, :]
+    v = reading * g + o + np.sqrt(var) * z
+    u = np.clip((v - lo) * (1.0 / (hi - lo)), 0.0, 1.0)
+    v = v + 4.0 * par[P_INL] * u * (1.0 - u)
+    codes = np.clip(np.floor(v + 0.5), lo, hi)
+    weights = (2.0 ** np.arange(nbits))[None, :, None]
+    acc = (codes.reshape(nvec, nbits, nch) * weights).sum(axis=1)  # (B, H)
+    out = np.zeros((nvec, n_out_cols))
+    for h in range(nch):
+        t = channels["tgt"][h]
+        if t >= 0:
+            out[:, t] += channels["coef"][h] * acc[:, h]
+        else:
+            out += channels["coef"][h] * acc[:, h][:, None]
+    charge = np.asarray(cur).sum(axis=0, dtype=np.float64) + nrows * leak
+    return out, charge
+
+
+# ------------------------------------------------------------------------------- RTN ----
+@numba.njit(cache=True, inline="always")
+def _geometric(key, counter, p):
+    """Number of further steps until the next switch (>= 1), P(switch per step) = p."""
+    if p >= 1.0:
+        return 1
+    if p <= 0.0:
+        return 1 << 62
+    u = _uniform(key, counter)
+    g = np.floor(np.log(u) / np.log1p(-p)) + 1.0
+    if g > 4.0e18:
+        return 1 << 62
+    return np.int64(g)
+
+
+@numba.njit(cache=True)
+def _rtn_kernel(x, nbits, bitserial, trap_row, trap_col, d_tab, state, p01, p10, key, cur):
+    """Walk each trap's Markov chain over the multiplies of the batch; update cur in place.
+
+    ``state`` (in/out) holds each trap's state at the start of the batch (the base state
+    already folded into the current matrix) and returns the state at the start of the next.
+    ``d_tab[i, idx]``: current change of trap i's cell when occupied, for drive index idx
+    (bit-serial: the input bit of the cycle; one-cycle encodings: the input code).
+    The i-th trap's waiting times use counters ((i << 32) + j).
+    """
+    nvec = x.shape[0]
+    for i in range(trap_row.size):
+        s0 = state[i]
+        s = s0
+        b = 0
+        j = 0
+        r = trap_row[i]
+        c = trap_col[i]
+        while True:
+            p = p01 if s == 0 else p10
+            g = _geometric(key, np.uint64((np.int64(i) << 32) + j), p)
+            j += 1
+            # state s holds for multiplies b .. b+g-1, switch before multiply b+g
+            end = b + g
+            if end > nvec:
+                end = nvec
+            if s != s0:
+                sign = 1.0 if s == 1 else -1.0
+                for bb in range(b, end):
+                    xv = x[bb, r]
+                    for k in range(nbits):
+                        idx = ((xv >> k) & 1) if bitserial else xv
+                        cur[bb * nbits + k, c] += sign * d_tab[i, idx]
+            if b + g >= nvec:
+                if b + g == nvec:
+                    s = 1 - s
+                break
+            b = b + g
+            s = 1 - s
+        state[i] = s
+
+
+def rtn_apply(x, nbits, bitserial, trap_row, trap_col, d_tab, state, p01, p10, key, cur):
+    """Exact per-multiply RTN (numba); ``cur`` (B*nbits, P) and ``state`` updated in place."""
+    _rtn_kernel(np.ascontiguousarray(x, dtype=np.int64), int(nbits), bool(bitserial),
+                np.ascontiguousarray(trap_row, dtype=np.int64),
+                np.ascontiguousarray(trap_col, dtype=np.int64),
+                np.ascontiguousarray(d_tab, dtype=np.float64), state, float(p01), float(p10),
+                np.uint64(key), cur)
+
+
+def rtn_apply_numpy(x, nbits, bitserial, trap_row, trap_col, d_tab, state, p01, p10, key, cur):
+    """Reference twin of :func:`rtn_apply`: builds each trap's state per multiply explicitly."""
+    x = np.asarray(x, dtype=np.int64)
+    nvec = x.shape[0]
+    ks = np.arange(nbits)
+    for i in range(trap_row.size):
+        s0 = int(state[i])
+        states = np.empty(nvec + 1, dtype=np.int64)
+        s, b, j = s0, 0, 0
+        while b <= nvec:
+            p = p01 if s == 0 else p10
+            if p >= 1.0:
+                g = 1
+            elif p <= 0.0:
+                g = nvec + 1
+            else:
+                u = hash_uniform_numpy(key, [(i << 32) + j])[0]
+                g = int(np.floor(np.log(u) / np.log1p(-p)) + 1.0)
+            j += 1
+            states[b:min(b + g, nvec + 1)] = s
+            b += g
+            s = 1 - s
+        delta = states[:nvec] - s0  # +1, 0, -1 per multiply
+        xv = x[:, trap_row[i]][:, None]
+        idx = ((xv >> ks[None, :]) & 1) if bitserial else np.repeat(xv, nbits, 1)
+        add = delta[:, None] * d_tab[i][idx]
+        cur[:, trap_col[i]] += add.reshape(-1)
+        state[i] = states[nvec]

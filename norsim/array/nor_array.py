@@ -1,0 +1,343 @@
+"""One NOR-flash array (tile) with its periphery, in fast mode.
+
+Contract for the mapper (see also docs/architecture.md)::
+
+    arr = NorArray.from_weights(w_int, cfg, rng, vth_map=None)   # one tile
+    arr.calibrate(x_cal)              # only for adc.range_mode = 'calibrated'
+    y = arr.matmul(x_codes, rng)      # (B, rows) unsigned codes -> (B, cols) float64
+    arr.events                        # ArrayEvents, accumulated
+
+* ``w_int``: signed integer weights (rows_used x out_features) with
+  |w| <= 2^(weight_bits-1) - 1, rows_used <= array.rows, and the encoded physical columns
+  (``phys_cols_needed``) <= array.cols.
+* ``x_codes``: unsigned integer codes in [0, 2^input_bits - 1], shape (B, rows_used) (or one
+  vector (rows_used,)).
+* the result is the estimated integer dot product ``x_codes @ w_int`` in units of
+  weight code x input code, float64 (integral values when ``adc.step_integer_units``). An
+  ideal chip (exact V_th targets, no noise or ADC errors, enough ADC bits and an exact
+  range) returns exactly ``x_codes @ w_int`` -- through the full physics: V_th -> cell I-V
+  at the read bias -> Kirchhoff column sums (with the leakage of unselected rows) ->
+  integrator -> ADC -> digital subtraction and shift-add.
+* every call draws its read noise from the ``numpy.random.Generator`` passed (or the
+  array's own stream, spawned from the construction ``rng``, when none is passed); the same
+  generator state gives bit-identical output.
+
+Fast mode: the column currents of a batch are one BLAS product of the input drive (0/1
+bit-planes for bit-serial, on-fractions for pulse-width, one-hot code planes for the
+amplitude encodings) with the per-cell current matrix computed once per programmed tile;
+RTN corrections are added by an exact event-driven kernel; the periphery (leakage,
+integrator clipping, noise, ADC, subtraction, shift-add) is one fused numba kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from norsim.array import encodings as enc_mod
+from norsim.array.cells import ArrayCell
+from norsim.array.events import ArrayEvents, run_count
+from norsim.array.kernels import bitplanes, readout, readout_numpy, rtn_apply, rtn_apply_numpy
+from norsim.array.noise_read import make_traps
+from norsim.array.periphery import make_adc, readout_params
+from norsim.errors import InputError
+
+
+class NorArray:
+    """A programmed NOR array: V_th map, weight layout, read bias and periphery."""
+
+    def __init__(self, cfg, layout: enc_mod.WeightLayout, vth: np.ndarray,
+                 rng: np.random.Generator, *, current_scale: np.ndarray | None = None,
+                 precision: str = "float32"):
+        acfg = cfg.array
+        enc = acfg.encoding
+        vth = np.array(vth, dtype=np.float64)
+        if vth.shape != layout.levels.shape:
+            raise InputError("vth_map", f"array of shape {vth.shape}",
+                             f"shape {layout.levels.shape} (rows used x physical columns)")
+        if not np.all(np.isfinite(vth)):
+            raise InputError("vth_map", vth[~np.isfinite(vth)].ravel()[0], "finite V_th values (V)")
+        if precision not in ("float32", "float64"):
+            raise InputError("precision", precision, "'float32' or 'float64'")
+        if not isinstance(rng, np.random.Generator):
+            raise InputError("rng", type(rng).__name__, "a numpy.random.Generator")
+        self.cfg = cfg
+        self.layout = layout
+        self.rows_used, self.phys_cols = vth.shape
+        self.n_out = layout.n_logical
+        self.vth = vth
+        self.vth.setflags(write=False)
+        self.dtype = np.float32 if precision == "float32" else np.float64
+        self.cell = ArrayCell(cfg.device, acfg.sense.clamp_gain)
+        r = cfg.device.read
+        self.t_read_s = r.t_read_s
+        self.temperature_k = r.temperature_k
+        self.scheme = enc.input_scheme
+        self.bitserial = self.scheme == "bit_serial"
+        self.nbits_in = enc.input_bits
+        self.xmax = (1 << enc.input_bits) - 1
+        self.cycles = self.nbits_in if self.bitserial else 1
+        self.unit_a = enc.i_lsb_a if self.bitserial else enc.i_lsb_a / self.xmax
+        self._rng = rng.spawn(1)[0]
+
+        scale = np.ones_like(vth) if current_scale is None else self._check_scale(current_scale)
+        self.current_scale = scale
+        self.i_on = self.cell.on_current(vth) * scale
+        self.i_off = self.cell.off_current(vth) * scale
+
+        # input-encoding tables
+        self._fractions = None
+        self._tables = None
+        if self.scheme == "pulse_width":
+            self._fractions = enc_mod.pulse_width_fractions(
+                self.cell, float(np.median(vth)), enc, acfg.dac, self.t_read_s)
+        elif self.scheme in ("multi_level", "current_mirror"):
+            amps = (enc_mod.multi_level_amplitudes(self.cell, enc, acfg.dac)
+                    if self.scheme == "multi_level" else enc_mod.mirror_amplitudes(self.cell, enc))
+            self._amplitudes = amps
+            self._tables = enc_mod.level_tables(self.cell, vth, amps) * scale[None]
+
+        # RTN traps and the current change of each trapped cell per drive index
+        self.traps = make_traps(acfg.noise, vth.shape, self.cycles * self.t_read_s, rng)
+        self._d_tab = self._trap_deltas()
+
+        # ADC
+        self.adc = make_adc(acfg, layout.pos.size, enc.subtraction == "analog", self.temperature_k, rng)
+        self._channels = layout.channels()
+        self._channels["adc"] = (np.arange(layout.pos.size) // acfg.adc.columns_per_adc).astype(np.int64)
+        if acfg.adc.range_mode == "physical":
+            self.adc.set_range(self.physical_full_scale(), self.unit_a, acfg.adc.step_integer_units)
+        self.events = ArrayEvents(acfg.rows, self.phys_cols, t_read_s=self.t_read_s)
+
+    # ------------------------------------------------------------------ construction ----
+    @classmethod
+    def from_weights(cls, w_int, cfg, rng: np.random.Generator, vth_map=None, *,
+                     current_scale=None, precision: str = "float32") -> "NorArray":
+        """Program one tile with the signed integer weights ``w_int`` (rows_used x out).
+
+        ``vth_map`` (rows_used x physical columns): any V_th map (programmed, measured, with
+        variation); default: ideal placement, each cell at the V_th giving its level's
+        target current ``i_level0_a + L i_lsb_a`` at the nominal read bias.
+        ``current_scale``: optional per-cell multiplicative current factor (e.g. beta
+        variation). Physical columns are laid out as ``encodings.encode_weights`` says.
+        """
+        acfg = cfg.array
+        layout = enc_mod.encode_weights(w_int, acfg.encoding)
+        if layout.levels.shape[0] > acfg.rows:
+            raise InputError("w_int", f"{layout.levels.shape[0]} rows",
+                             f"at most array.rows = {acfg.rows} rows per tile")
+        if layout.phys_cols > acfg.cols:
+            raise InputError("w_int", f"{layout.n_logical} output columns ({layout.phys_cols} physical)",
+                             f"at most array.cols = {acfg.cols} physical columns per tile with "
+                             f"weight_scheme '{acfg.encoding.weight_scheme}'")
+        if vth_map is None:
+            cell = ArrayCell(cfg.device, acfg.sense.clamp_gain)
+            targets = enc_mod.level_currents(np.arange(layout.max_level + 1), acfg.encoding)
+            vth_levels = cell.vth_for_current(targets)
+            vth_map = vth_levels[layout.levels]
+        return cls(cfg, layout, vth_map, rng, current_scale=current_scale, precision=precision)
+
+    def _check_scale(self, s):
+        s = np.asarray(s, dtype=np.float64)
+        if s.shape != self.vth.shape:
+            raise InputError("current_scale", f"array of shape {s.shape}", f"shape {self.vth.shape}")
+        if not np.all(np.isfinite(s)) or np.any(s < 0):
+            raise InputError("current_scale", s[~(np.isfinite(s) & (s >= 0))].ravel()[0],
+                             "finite factors >= 0")
+        return s
+
+    def _trap_deltas(self) -> np.ndarray:
+        t = self.traps
+        if t.n == 0:
+            self._d_on = self._d_off = np.zeros(0)
+            return np.zeros((0, 2 if self.bitserial else self.xmax + 1))
+        v0 = self.vth[t.row, t.col]
+        v1 = v0 + t.dvth_v
+        sc = self.current_scale[t.row, t.col]
+        d_on = (self.cell.on_current(v1) - self.cell.on_current(v0)) * sc
+        d_off = (self.cell.off_current(v1) - self.cell.off_current(v0)) * sc
+        self._d_on, self._d_off = d_on, d_off
+        if self.bitserial:
+            return np.stack([d_off, d_on], 1)
+        if self.scheme == "pulse_width":
+            f = self._fractions[None, :]
+            return f * d_on[:, None] + (1 - f) * d_off[:, None]
+        return (enc_mod.level_tables(self.cell, v1, self._amplitudes)
+                - enc_mod.level_tables(self.cell, v0, self._amplitudes)).T * sc[:, None]
+
+    # ------------------------------------------------------------------ properties ----
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows used, logical output columns): the integer matrix this tile holds."""
+        return (self.rows_used, self.n_out)
+
+    def physical_full_scale(self) -> float:
+        """Largest reading a conversion can see: all array rows on at the top level (A)."""
+        e = self.cfg.array.encoding
+        top = e.i_level0_a + self.layout.max_level * e.i_lsb_a
+        if self.adc.signed:
+            return self.cfg.array.rows * (top - e.i_level0_a)
+        return self.cfg.array.rows * top
+
+    # ------------------------------------------------------------------ the analog path ----
+    def _base(self):
+        """Current matrix and leakage with the traps' current states folded in."""
+        t = self.traps
+        occ = t.state == 1
+        if self._tables is None:
+            g = self.i_on - self.i_off
+            leak_cells = self.i_off
+            if t.n:
+                g = g.copy()
+                leak_cells = leak_cells.copy()
+                idx = (t.row[occ], t.col[occ])
+                np.add.at(g, idx, self._d_on[occ] - self._d_off[occ])
+                np.add.at(leak_cells, idx, self._d_off[occ])
+            return g.astype(self.dtype), leak_cells.sum(axis=0)
+        tab = self._tables
+        if t.n:
+            tab = tab.copy()
+            for c in range(tab.shape[0]):
+                np.add.at(tab[c], (t.row[occ], t.col[occ]), self._d_tab[occ, c])
+        return tab, tab[0].sum(axis=0)
+
+    def _readings(self, x: np.ndarray, rng: np.random.Generator, *, reference: bool = False):
+        """Column currents (B*cycles, P) without the leakage, the leakage (P,), and planes."""
+        g, leak = self._base()
+        planes = None
+        if self.bitserial:
+            planes = bitplanes(x, self.nbits_in)
+            cur = planes.astype(self.dtype, copy=False) @ g
+        elif self.scheme == "pulse_width":
+            cur = self._fractions[x].astype(self.dtype) @ g
+        else:
+            tab = g
+            cur = np.zeros((x.shape[0], self.phys_cols), dtype=self.dtype)
+            base = tab[0]
+            for c in range(1, tab.shape[0]):
+                m = x == c
+                if m.any():
+                    cur += m.astype(self.dtype) @ (tab[c] - base).astype(self.dtype)
+        cur = np.ascontiguousarray(cur)
+        t = self.traps
+        if t.n:
+            key = int(rng.integers(0, 2**63))
+            fn = rtn_apply_numpy if reference else rtn_apply
+            fn(x, self.cycles, self.bitserial, t.row, t.col, self._d_tab, t.state, t.p01, t.p10,
+               key, cur)
+        return cur, leak, planes
+
+    # ------------------------------------------------------------------ public API ----
+    def calibrate(self, x_cal, rng: np.random.Generator | None = None) -> float:
+        """Set the ADC full scale from a calibration batch (percentile of its readings).
+
+        The readings include leakage and RTN but not the per-read Gaussian noise; the same
+        range is then used for every later batch (never re-fitted per batch). Returns FS (A).
+        """
+        x = enc_mod.check_codes(x_cal, self.rows_used, self.nbits_in, "x_cal")
+        rng = self._rng if rng is None else rng
+        cur, leak, _ = self._readings(x, rng)
+        tot = cur.astype(np.float64) + leak[None, :]
+        ch = self._channels
+        reading = tot[:, ch["pos"]]
+        has_neg = ch["neg"] >= 0
+        if has_neg.any():
+            reading = reading - np.where(has_neg[None, :], tot[:, np.where(has_neg, ch["neg"], 0)], 0.0)
+        fs = float(np.percentile(np.abs(reading), self.cfg.array.adc.calibration_percentile))
+        fs = min(fs, self.physical_full_scale())
+        a = self.cfg.array.adc
+        self.adc.set_range(fs, self.unit_a, a.step_integer_units)
+        return fs
+
+    def matmul(self, x_codes, rng: np.random.Generator | None = None, *,
+               reference: bool = False) -> np.ndarray:
+        """Estimated ``x_codes @ w_int`` (B, out) float64; see the module docstring.
+
+        ``reference=True`` runs the plain NumPy twins of the kernels (same numbers).
+        """
+        x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in)
+        if self.adc.step_a is None:
+            raise InputError("adc range", "not calibrated",
+                             "NorArray.calibrate(x_cal) first (adc.range_mode = 'calibrated') "
+                             "or adc.range_mode = 'physical'")
+        rng = self._rng if rng is None else rng
+        cur, leak, planes = self._readings(x, rng, reference=reference)
+        par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
+        if self.cfg.array.noise.gaussian_source == "generator":
+            z = rng.standard_normal((cur.shape[0], self._channels["pos"].size))
+            key = 0
+        else:
+            z = None
+            key = int(rng.integers(0, 2**63))
+        fn = readout_numpy if reference else readout
+        out, charge = fn(cur, leak, self.cycles, self._channels, self.adc.gain, self.adc.offset,
+                         par, key=key, z=z, n_out_cols=self.n_out)
+        self._count(x, planes, charge)
+        return out * (self.adc.step_a / self.unit_a)
+
+    def analog_output(self, x_codes, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The same estimate before the ADC: currents combined in output units (no Gaussian
+        read noise, no ADC errors; leakage and RTN included). For studies and figures."""
+        x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in)
+        rng = self._rng if rng is None else rng
+        cur, leak, _ = self._readings(x, rng)
+        tot = cur.astype(np.float64) + leak[None, :]
+        ch = self._channels
+        val = tot[:, ch["pos"]] - np.where(ch["neg"][None, :] >= 0,
+                                           tot[:, np.maximum(ch["neg"], 0)], 0.0)
+        b = x.shape[0]
+        w = (2.0 ** np.arange(self.cycles))[None, :, None]
+        acc = (val.reshape(b, self.cycles, -1) * w).sum(axis=1)
+        out = np.zeros((b, self.n_out))
+        for h in range(acc.shape[1]):
+            t = ch["tgt"][h]
+            if t >= 0:
+                out[:, t] += ch["coef"][h] * acc[:, h]
+            else:
+                out += ch["coef"][h] * acc[:, h][:, None]
+        return out / self.unit_a
+
+    def __matmul__(self, x):
+        """CrossSim style ``arr @ x``: x (rows,) -> (out,), x (rows, B) -> (out, B)."""
+        x = np.asarray(x)
+        if x.ndim == 1:
+            return self.matmul(x[None, :])[0]
+        if x.ndim != 2:
+            raise InputError("x", f"array of shape {x.shape}", f"shape ({self.rows_used},) or ({self.rows_used}, B)")
+        return self.matmul(x.T).T
+
+    def __rmatmul__(self, x):
+        """``x @ arr``: x (B, rows) -> (B, out)."""
+        x = np.asarray(x)
+        if x.ndim == 1:
+            return self.matmul(x[None, :])[0]
+        return self.matmul(x)
+
+    # ------------------------------------------------------------------ events ----
+    def _count(self, x: np.ndarray, planes, charge: np.ndarray) -> None:
+        ev = self.events
+        b = x.shape[0]
+        k = self.cycles
+        h = self._channels["pos"].size
+        ev.multiplies += b
+        ev.read_cycles += b * k
+        if self.bitserial:
+            active = planes.sum(axis=1, dtype=np.float64).astype(np.int64)
+            ev.wl_toggles += 2 * int(run_count(x, self.nbits_in).sum())
+        else:
+            active = (x > 0).sum(axis=1)
+            ev.wl_toggles += 2 * int(active.sum())
+        ev.wl_pulses += int(active.sum())
+        ev.active_rows_hist += np.bincount(active, minlength=ev.rows + 1)[: ev.rows + 1]
+        ev.bitline_charge_c += charge * self.t_read_s
+        ev.add_count(ev.adc_conversions, self.adc.bits, b * k * h)
+        ev.column_mux_switches += b * k * max(0, h - self.adc.n_adcs)
+        acc_w = self.adc.bits + (self.nbits_in - 1 if self.bitserial else 0) + (1 if self.adc.signed else 0)
+        if self.bitserial and k > 1:
+            ev.add_count(ev.shift_add_ops, acc_w, b * (k - 1) * h)
+        tgt = self._channels["tgt"]
+        contributions = int((tgt >= 0).sum() + (tgt < 0).sum() * self.n_out)
+        coef_bits = int(np.ceil(np.log2(np.abs(self._channels["coef"]).max()))) if h else 0
+        out_w = acc_w + 1 + coef_bits
+        if contributions > self.n_out:
+            ev.add_count(ev.shift_add_ops, out_w, b * (contributions - self.n_out))
+        ev.buffer_bits += b * self.rows_used * self.nbits_in + b * self.n_out * out_w

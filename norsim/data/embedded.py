@@ -1,0 +1,49 @@
+"""The MNIST copy shipped inside the package (no download).
+
+``embedded/mnist.npz`` holds all 10,000 MNIST test images (t10k, IDX order) and a disjoint
+calibration slice of 1,000 *training* images (train indices 59000-59999, IDX order), with
+their labels and source indices (``test_index`` into t10k, ``calib_index`` into train) and a
+JSON ``source`` note. Arrays are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from norsim.errors import FileFormatError, InputError
+
+EMBEDDED_DIR = Path(__file__).with_name("embedded")
+MNIST_FILE = EMBEDDED_DIR / "mnist.npz"
+SPLITS = ("test", "calib")
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"{path}: embedded data unreadable ({exc})") from None
+
+
+def load_embedded_mnist(split: str = "test", with_index: bool = False):
+    """``(x uint8 (N, 28, 28), y uint8 (N,))`` of the embedded ``split`` ("test" or "calib").
+
+    With ``with_index=True`` also returns the source indices (into t10k for "test", into the
+    60,000 training images for "calib").
+    """
+    if split not in SPLITS:
+        raise InputError("split", split, f"one of {SPLITS} for the embedded MNIST "
+                         "(the training set is 'mnist-full' under NORSIM_DATA)")
+    d = _read(MNIST_FILE)
+    x, y, idx = d[f"{split}_x"], d[f"{split}_y"], d[f"{split}_index"]
+    if with_index:
+        return x, y, idx.astype(np.int64)
+    return x, y
+
+
+def embedded_source() -> dict:
+    """The provenance note stored with the embedded data."""
+    return json.loads(_read(MNIST_FILE)["source"].tobytes().decode("utf-8"))

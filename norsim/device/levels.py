@@ -1,0 +1,78 @@
+"""Weight levels of one cell: target read currents, the nominal read bias and target V_th.
+
+Level 0 (weight zero) is a deeply programmed, off cell verified at ``i_off_a``; level L > 0 is
+programmed to ``L * i_unit_a`` at the read bias (signed 4-bit weights on differential pairs:
+8 levels, |w| <= 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from norsim.device.config import DeviceConfig, LevelsConfig
+from norsim.device.iv import CellModel, vth_for_current
+from norsim.errors import InputError
+
+
+@dataclass(frozen=True)
+class ReadBias:
+    """Terminal voltages of a selected cell during a (verify) read."""
+
+    v_wl: float
+    v_cg: float
+    v_d: float
+    v_s: float
+
+
+def read_bias(device: DeviceConfig) -> ReadBias:
+    """Nominal read bias: split-gate select gate on and control gate at its analog bias;
+    stacked-gate word line (= control gate) at the read level."""
+    r = device.read
+    if device.cell.cell_type == "split_gate":
+        return ReadBias(r.v_select_on_v, r.v_cg_read_v, r.v_bl_read_v, r.v_sl_read_v)
+    return ReadBias(r.v_cg_read_v, r.v_cg_read_v, r.v_bl_read_v, r.v_sl_read_v)
+
+
+def level_currents(levels: LevelsConfig) -> np.ndarray:
+    """Target read currents (A) of levels 0..levels_per_cell-1."""
+    k = np.arange(levels.levels_per_cell, dtype=np.float64)
+    out = k * levels.i_unit_a
+    out[0] = levels.i_off_a
+    if levels.i_off_a >= levels.i_unit_a:
+        raise InputError("device.levels.i_off_a", levels.i_off_a,
+                         f"a current below i_unit_a ({levels.i_unit_a:g} A)")
+    return out
+
+
+def target_current(levels: LevelsConfig, level) -> np.ndarray:
+    """Target current of each cell from its integer level (array of ints)."""
+    level = np.asarray(level)
+    if level.dtype.kind not in "iu":
+        raise InputError("level", level.dtype, "integer levels")
+    if level.size and (level.min() < 0 or level.max() >= levels.levels_per_cell):
+        bad = level[(level < 0) | (level >= levels.levels_per_cell)].ravel()[0]
+        raise InputError("level", int(bad), f"integers in [0, {levels.levels_per_cell - 1}]")
+    return level_currents(levels)[level]
+
+
+def target_vth(model: CellModel, device: DeviceConfig, i_target, *, n=None, beta=None,
+               dibl_eta=None) -> np.ndarray:
+    """V_th (reference temperature) at which each cell reads ``i_target`` at the read bias."""
+    b = read_bias(device)
+    return vth_for_current(model, i_target, b.v_wl, b.v_cg, b.v_d, b.v_s, n=n, beta=beta,
+                           dibl_eta=dibl_eta)
+
+
+def read_current(model: CellModel, device: DeviceConfig, vth, **iv_kwargs) -> np.ndarray:
+    """Read current of cells with threshold ``vth`` at the nominal read bias."""
+    b = read_bias(device)
+    return model.current(b.v_wl, b.v_cg, b.v_d, b.v_s, vth, **iv_kwargs)
+
+
+def current_per_vth(model: CellModel, device: DeviceConfig, vth, *, h: float = 1e-4,
+                    **iv_kwargs) -> np.ndarray:
+    """|dI/dV_th| at the read bias (central difference; I falls with V_th)."""
+    return (read_current(model, device, np.asarray(vth) - h, **iv_kwargs)
+            - read_current(model, device, np.asarray(vth) + h, **iv_kwargs)) / (2.0 * h)

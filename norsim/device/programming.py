@@ -1,0 +1,541 @@
+"""Block erase, soft-program (stacked-gate) and ISPP program-and-verify to a target current.
+
+Injection law (per pulse of width t_p at program-gate voltage V_pgm). The injection rate grows
+exponentially with the floating-gate drive alpha_G (V_pgm - V_th), and injected charge raises
+V_th during the pulse:
+    dV_th/dt = r0 exp[(alpha_G (V_pgm - V_th) - V_0) / s]
+which integrates in closed form over the pulse to the expected shift
+    <dV_th> = (s / alpha_G) ln(1 + (alpha_G r0 t_p / s) exp[(alpha_G (V_pgm - V_th) - V_0) / s]).
+The number of injected electrons is Poisson with mean <dV_th> / dV_e and V_th moves by
+N dV_e; the floating-gate potential (V_th) is updated after every pulse. With the staircase
+V_pgm = V_start + k dV_pgm the shift per pulse tends to dV_pgm (steady state of ISPP, Suh et
+al. 1995) after a transient that starts far below it.
+
+Verify (before each pulse): the cell passes when its read current is at or below the target,
+I(V_th + dV_RTN) + noise <= I_target, evaluated in the V_th domain to first order:
+V_th + dV_RTN + sigma_v z >= V_th,target with sigma_v = sigma_I(I_target) / |dI/dV_th|.
+RTN traps are Markov two-state processes advanced by t_p + t_verify between reads.
+
+Random numbers: each cell has its own counter-based stream (SplitMix64 of the cell seed plus a
+counter; the seeds are drawn from the caller's numpy Generator), so the numba kernel (per cell,
+in parallel) and the NumPy reference (per pulse, vectorised over cells) draw identical numbers
+and results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from scipy.special import gammaln
+
+from norsim.device.config import DeviceConfig
+from norsim.device.iv import CellModel
+from norsim.device.levels import current_per_vth, read_bias, target_vth
+from norsim.device.noise import RtnTraps, draw_rtn_traps, read_noise_sigma_a
+from norsim.device.variation import STUCK_OFF, STUCK_ON, CellVariation, no_variation
+from norsim.errors import InputError
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_TWO53 = 1.0 / 9007199254740992.0
+STRIDE = 64  # counter slots per pulse: 1-2 verify normal, 16 (17-18) program Poisson,
+#              24 tuning Poisson, 32.. traps (a PTRS Poisson draw's later attempts use
+#              counter + multiples of 2^32, far above every regular counter)
+_TRAP_SLOT = 32
+# A verify read whose pass would need a noise excursion above FAR_SIGMAS standard deviations
+# (with every RTN trap occupied) is decided as a fail without drawing (P < 1e-15); traps are
+# then advanced over the skipped interval in one exact Markov step when next needed.
+FAR_SIGMAS = 8.0
+PTRS_ABOVE = 10.0  # Poisson means from here on use transformed rejection (PTRS)
+_INV_K = 1.0 / np.arange(1, 1002, dtype=np.float64)  # 1/k table of the chop-down search
+
+
+# ----------------------------------------------------------------- counter-based RNG ----
+@numba.njit(cache=True, inline="always")
+def _mix(seed, counter):
+    z = seed + (counter + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@numba.njit(cache=True, inline="always")
+def _uniform(seed, counter):
+    """Uniform in (0, 1)."""
+    return (float(_mix(seed, counter) >> _S11) + 0.5) * _TWO53
+
+
+@numba.njit(cache=True, inline="always")
+def _normal(seed, counter):
+    u1 = _uniform(seed, counter)
+    u2 = _uniform(seed, counter + np.uint64(1))
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@numba.njit(cache=True, inline="always")
+def _poisson(lam, seed, counter):
+    """Poisson(lam) from the cell's stream at ``counter``.
+
+    lam < 10: chop-down inversion of one uniform. lam >= 10: transformed rejection with
+    squeeze (PTRS, Hoermann 1993), attempt a using the uniforms at counter + 2a 2^32 and
+    counter + (2a + 1) 2^32 (regular counters stay far below 2^32).
+    """
+    if lam <= 0.0:
+        return 0.0
+    if lam < PTRS_ABOVE:
+        u = _uniform(seed, counter)
+        p = np.exp(-lam)
+        f = p
+        k = 0
+        while u > f and k < 1000:
+            p *= lam * _INV_K[k]
+            k += 1
+            f += p
+        return float(k)
+    slam = np.sqrt(lam)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+    v_r = 0.9277 - 3.6224 / (b - 2.0)
+    for att in range(1000):
+        off = np.uint64(2 * att) << np.uint64(32)
+        uu = _uniform(seed, counter + off) - 0.5
+        v = _uniform(seed, counter + off + (np.uint64(1) << np.uint64(32)))
+        us = 0.5 - abs(uu)
+        k = np.floor((2.0 * a / us + b) * uu + lam + 0.43)
+        if us >= 0.07 and v <= v_r:
+            return k
+        if k < 0.0 or (us < 0.013 and v > us):
+            continue
+        if (np.log(v) + np.log(inv_alpha) - np.log(a / (us * us) + b)
+                <= -lam + k * np.log(lam) - math.lgamma(k + 1.0)):
+            return k
+    return np.floor(lam + 0.5)  # not reached in practice (acceptance > 0.9 per attempt)
+
+
+def _mix_np(seed, counter):
+    with np.errstate(over="ignore"):
+        z = seed + (np.uint64(counter) + np.uint64(1)) * _GOLDEN
+        z = (z ^ (z >> _S30)) * _M1
+        z = (z ^ (z >> _S27)) * _M2
+        return z ^ (z >> _S31)
+
+
+def _uniform_np(seed, counter):
+    return ((_mix_np(seed, counter) >> _S11).astype(np.float64) + 0.5) * _TWO53
+
+
+def _normal_np(seed, counter):
+    u1 = _uniform_np(seed, counter)
+    u2 = _uniform_np(seed, counter + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def _poisson_np(lam, seeds, counter):
+    """NumPy twin of :func:`_poisson` (same algorithm, same stream positions)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    out = np.zeros_like(lam)
+    small = (lam > 0) & (lam < PTRS_ABOVE)
+    ls, us_ = lam[small], _uniform_np(seeds[small], counter)
+    p = np.exp(-ls)
+    f = p.copy()
+    k = np.zeros(ls.shape, np.int64)
+    for _ in range(1000):
+        more = us_ > f
+        if not more.any():
+            break
+        p = np.where(more, p * ls * _INV_K[np.minimum(k, 999)], p)
+        k = np.where(more, k + 1, k)
+        f = np.where(more, f + p, f)
+    out[small] = k
+    big = np.flatnonzero(lam >= PTRS_ABOVE)
+    if big.size:
+        lb, sb = lam[big], seeds[big]
+        slam = np.sqrt(lb)
+        b = 0.931 + 2.53 * slam
+        a = -0.059 + 0.02483 * b
+        inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+        v_r = 0.9277 - 3.6224 / (b - 2.0)
+        res = np.full(lb.shape, np.nan)
+        todo = np.ones(lb.shape, bool)
+        for att in range(1000):
+            off = np.uint64(2 * att) << np.uint64(32)
+            c = np.uint64(counter) + off
+            uu = _uniform_np(sb, c) - 0.5
+            v = _uniform_np(sb, c + (np.uint64(1) << np.uint64(32)))
+            us = 0.5 - np.abs(uu)
+            kk = np.floor((2.0 * a / us + b) * uu + lb + 0.43)
+            quick = todo & (us >= 0.07) & (v <= v_r)
+            res[quick] = kk[quick]
+            todo &= ~quick
+            cand = todo & ~((kk < 0) | ((us < 0.013) & (v > us)))
+            if cand.any():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    lhs = np.log(v) + np.log(inv_alpha) - np.log(a / (us * us) + b)
+                    rhs = -lb + kk * np.log(lb) - gammaln(kk + 1.0)
+                acc = cand & (lhs <= rhs)
+                res[acc] = kk[acc]
+                todo &= ~acc
+            if not todo.any():
+                break
+        res[todo] = np.floor(lb[todo] + 0.5)
+        out[big] = res
+    return out
+
+
+# ------------------------------------------------------------------ ISPP kernel ----------
+@dataclass(frozen=True)
+class _Law:
+    alpha_g: float
+    r0: float
+    v0: float
+    s: float
+    t_p: float
+    dv_e: float
+    v_start: float
+    step: float
+    max_pulses: int
+    dt_trap: float
+    rtn_mean: float
+    rtn_gain: float
+    vth_erased: float
+    vth_window: float
+    verify_rtn: bool
+    tune: bool
+    tune_step: float
+    tune_tol: float
+    tune_max: int
+
+
+def _law(device: DeviceConfig, model: CellModel) -> _Law:
+    p, nz, c = device.programming, device.noise, device.cell
+    return _Law(model.fg.alpha_g, p.inj_rate_v_per_s, p.inj_offset_v, p.inj_slope_v,
+                p.pulse_width_s, p.dv_per_electron_v, p.ispp_start_v, p.ispp_step_v,
+                p.max_pulses, p.pulse_width_s + p.verify_time_s, nz.rtn_mean_v,
+                nz.rtn_level_gain, c.vth_erased_v, c.vth_max_v - c.vth_erased_v,
+                p.verify_rtn, p.two_way_tuning, p.tune_step_v, p.tune_tolerance_rel,
+                p.tune_max_pulses)
+
+
+@numba.njit(cache=True, inline="always")
+def _expected_shift(vpgm, vth, alpha, r0, v0, s, t_p):
+    d = alpha * (vpgm - vth)
+    return (s / alpha) * np.log1p((alpha * r0 * t_p / s) * np.exp((d - v0) / s))
+
+
+@numba.njit(cache=True, inline="always")
+def _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window):
+    m = rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
+    tot = 0.0
+    for j in range(amp.shape[1]):
+        if occ[k, j]:
+            tot += amp[k, j]
+    return m * tot
+
+
+@numba.njit(cache=True, inline="always")
+def _trap_update(seed, base, k, occ, p_occ, decay, lag):
+    for j in range(occ.shape[1]):
+        st = 1.0 if occ[k, j] else 0.0
+        prob = p_occ[k, j] + (st - p_occ[k, j]) * decay[k, j] ** float(lag)
+        occ[k, j] = _uniform(seed, base + np.uint64(_TRAP_SLOT + j)) < prob
+
+
+@numba.njit(cache=True, parallel=True)
+def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
+                 alpha, r0, v0, s, t_p, dv_e, v_start, step, max_pulses, rtn_mean, rtn_gain,
+                 vth_erased, vth_window, verify_rtn, tune, tune_step, tune_max,
+                 out_vth, out_pulses, out_verifies, out_tune, out_ok):
+    ncell = vth0.size
+    ntrap = amp.shape[1]
+    occ = occ0.copy()
+    for k in numba.prange(ncell):
+        seed = seeds[k]
+        vth = vth0[k]
+        pulses = 0
+        verifies = 0
+        ok = False
+        if stuck[k] == 2:  # stuck off: reads below every target, never pulsed
+            out_vth[k] = vth
+            out_pulses[k] = 0
+            out_verifies[k] = 1
+            out_tune[k] = 0
+            out_ok[k] = False
+            continue
+        amp_sum = 0.0
+        for j in range(ntrap):
+            amp_sum += amp[k, j]
+        lag = 0
+        for i in range(max_pulses + 1):
+            base = np.uint64(i) * np.uint64(STRIDE)
+            if i > 0:
+                lag += 1
+            verifies += 1
+            rmax = 0.0
+            if verify_rtn:
+                rmax = amp_sum * rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
+            if vth + rmax + FAR_SIGMAS * sig_v[k] >= target[k]:
+                if verify_rtn and lag > 0:
+                    _trap_update(seed, base, k, occ, p_occ, decay, lag)
+                    lag = 0
+                rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
+                    if verify_rtn else 0.0
+                if vth + rtn + sig_v[k] * _normal(seed, base + np.uint64(1)) >= target[k]:
+                    ok = True
+                    break
+            if i == max_pulses:
+                break
+            if stuck[k] == 1:
+                pulses += 1
+                continue
+            vpgm = v_start + step * i
+            lam = _expected_shift(vpgm, vth, alpha, r0, v0, s, t_p) / dv_e
+            nel = _poisson(lam, seed, base + np.uint64(16))
+            vth += nel * dv_e
+            pulses += 1
+        ntune = 0
+        if tune and ok:
+            for i in range(tune_max):
+                base = np.uint64(max_pulses + 1 + i) * np.uint64(STRIDE)
+                if verify_rtn:
+                    _trap_update(seed, base, k, occ, p_occ, decay, lag + 1)
+                    lag = 0
+                rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
+                    if verify_rtn else 0.0
+                verifies += 1
+                err = vth + rtn + sig_v[k] * _normal(seed, base + np.uint64(1)) - target[k]
+                if abs(err) <= tol_v[k]:
+                    break
+                nel = _poisson(tune_step / dv_e, seed, base + np.uint64(24))
+                if err > 0:
+                    vth -= nel * dv_e
+                else:
+                    vth += nel * dv_e
+                ntune += 1
+        out_vth[k] = vth
+        out_pulses[k] = pulses + ntune
+        out_verifies[k] = verifies
+        out_tune[k] = ntune
+        out_ok[k] = ok
+
+
+def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0, law: _Law):
+    """NumPy reference of :func:`_ispp_kernel` (vectorised over cells, loop over pulses)."""
+    n = vth0.size
+    vth = vth0.copy()
+    occ = occ0.copy()
+    pulses = np.zeros(n, np.int64)
+    verifies = np.zeros(n, np.int64)
+    ok = np.zeros(n, bool)
+    active = stuck != STUCK_OFF
+    verifies[~active] = 1
+
+    lag = np.zeros(n, np.int64)
+    amp_sum = np.sum(amp, axis=1)
+
+    def trap_step(base, act):
+        for j in range(amp.shape[1]):
+            st = occ[:, j].astype(np.float64)
+            prob = p_occ[:, j] + (st - p_occ[:, j]) * decay[:, j] ** lag.astype(np.float64)
+            new = _uniform_np(seeds, base + _TRAP_SLOT + j) < prob
+            occ[:, j] = np.where(act, new, occ[:, j])
+        lag[act] = 0
+
+    def rtn_now():
+        if not law.verify_rtn:
+            return np.zeros(n)
+        m = law.rtn_mean * np.maximum(1.0 + law.rtn_gain * (vth - law.vth_erased) / law.vth_window, 0.0)
+        return m * np.sum(amp * occ, axis=1)
+
+    for i in range(law.max_pulses + 1):
+        base = i * STRIDE
+        if i > 0:
+            lag += active
+        verifies += active
+        rmax = 0.0
+        if law.verify_rtn:
+            rmax = amp_sum * law.rtn_mean * np.maximum(
+                1.0 + law.rtn_gain * (vth - law.vth_erased) / law.vth_window, 0.0)
+        near = active & (vth + rmax + FAR_SIGMAS * sig_v >= target)
+        if law.verify_rtn:
+            trap_step(base, near & (lag > 0))
+        passed = near & (vth + rtn_now() + sig_v * _normal_np(seeds, base + 1) >= target)
+        ok |= passed
+        active &= ~passed
+        if i == law.max_pulses or not active.any():
+            break
+        pulses += active
+        grow = active & (stuck != STUCK_ON)
+        vpgm = law.v_start + law.step * i
+        d = law.alpha_g * (vpgm - vth)
+        lam = (law.s / law.alpha_g) * np.log1p((law.alpha_g * law.r0 * law.t_p / law.s)
+                                               * np.exp((d - law.v0) / law.s)) / law.dv_e
+        nel = _poisson_np(np.where(grow, lam, 0.0), seeds, base + 16)
+        vth = vth + np.where(grow, nel * law.dv_e, 0.0)
+    ntune = np.zeros(n, np.int64)
+    if law.tune:
+        active = ok.copy()
+        for i in range(law.tune_max):
+            base = (law.max_pulses + 1 + i) * STRIDE
+            if law.verify_rtn:
+                lag += active
+                trap_step(base, active)
+            verifies += active
+            err = vth + rtn_now() + sig_v * _normal_np(seeds, base + 1) - target
+            active &= ~(np.abs(err) <= tol_v)
+            if not active.any():
+                break
+            nel = _poisson_np(np.full(n, law.tune_step / law.dv_e), seeds, base + 24)
+            vth = vth + np.where(active, np.where(err > 0, -nel, nel) * law.dv_e, 0.0)
+            ntune += active
+    return vth, pulses + ntune, verifies, ntune, ok
+
+
+# ------------------------------------------------------------------ public API ------------
+@dataclass
+class ProgramResult:
+    """Outcome of erasing and programming a population of cells (arrays of its shape)."""
+
+    vth: np.ndarray              # V_th after programming (reference temperature)
+    target_vth: np.ndarray       # V_th that reads the target current
+    target_current_a: np.ndarray
+    pulses: np.ndarray           # program pulses per cell (ISPP + fine tuning)
+    verifies: np.ndarray         # verify reads per cell
+    tune_pulses: np.ndarray
+    soft_program_pulses: np.ndarray
+    verified: np.ndarray         # bool: passed verify
+    failed: np.ndarray           # bool: did not reach its target (incl. stuck cells)
+    program_time_s: float
+    energy_j: float
+    traps: RtnTraps | None = field(default=None, repr=False)
+
+    @property
+    def failed_cells(self) -> np.ndarray:
+        """Flat indices of the cells that failed to reach their target."""
+        return np.flatnonzero(self.failed.ravel())
+
+
+def erase(rng: np.random.Generator, shape, device: DeviceConfig,
+          variation: CellVariation | None = None) -> np.ndarray:
+    """Block erase: V_th = vth_erased + erase spread + D2D offset; stuck cells pinned."""
+    c, p = device.cell, device.programming
+    shape = tuple(np.atleast_1d(shape).astype(int))
+    vth = c.vth_erased_v + p.erase_sigma_v * rng.standard_normal(shape)
+    if variation is not None:
+        vth = vth + variation.vth_offset_v
+        vth = np.where(variation.stuck == STUCK_ON, c.vth_erased_v, vth)
+        vth = np.where(variation.stuck == STUCK_OFF, c.vth_max_v, vth)
+    return vth
+
+
+def soft_program(rng: np.random.Generator, vth, device: DeviceConfig,
+                 stuck=None) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked-gate over-erase repair: pulse cells below soft_program_vth_v up to it.
+
+    Each soft pulse moves V_th by a Poisson number of electrons with mean
+    soft_program_step_v / dV_e. Returns (V_th, soft pulses per cell).
+    """
+    p = device.programming
+    vth = np.array(vth, dtype=np.float64)
+    pulses = np.zeros(vth.shape, np.int64)
+    if device.cell.cell_type != "stacked_gate":
+        return vth, pulses
+    movable = np.ones(vth.shape, bool) if stuck is None else (stuck == 0)
+    lam = p.soft_program_step_v / p.dv_per_electron_v
+    for _ in range(p.max_pulses):
+        low = movable & (vth < p.soft_program_vth_v)
+        if not low.any():
+            break
+        vth[low] += rng.poisson(lam, int(low.sum())) * p.dv_per_electron_v
+        pulses[low] += 1
+    return vth, pulses
+
+
+def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_target,
+            *, variation: CellVariation | None = None, vth_target=None, fast: bool = True,
+            vth_erased=None) -> ProgramResult:
+    """Erase a block, soft-program (stacked-gate) and ISPP-program every cell to ``i_target``.
+
+    ``i_target``: target read current of each cell (A) at the nominal read bias;
+    ``variation``: per-cell parameters (default: nominal, no stuck cells); ``vth_target``:
+    precomputed target V_th (skips the inversion; must belong to the same cells).
+    """
+    i_target = np.asarray(i_target, dtype=np.float64)
+    shape = i_target.shape
+    if not np.all(np.isfinite(i_target)) or np.any(i_target <= 0):
+        bad = i_target[~(np.isfinite(i_target) & (i_target > 0))].ravel()[0]
+        raise InputError("i_target", bad, "finite target currents > 0 A")
+    var = variation if variation is not None else no_variation(shape, device.cell)
+    if var.n.shape != shape:
+        raise InputError("variation", var.n.shape, f"per-cell parameters of shape {shape}")
+    kw = var.iv_kwargs(model)
+    if vth_target is None:
+        vth_target = target_vth(model, device, i_target, **kw)
+    vth_target = np.broadcast_to(np.asarray(vth_target, dtype=np.float64), shape)
+    # verify noise in the V_th domain at the target
+    if variation is None and np.unique(vth_target).size <= 4096:  # nominal cells: per level
+        uniq, inv = np.unique(vth_target, return_inverse=True)
+        g = current_per_vth(model, device, uniq)[inv.reshape(-1)].reshape(shape)
+    else:
+        g = current_per_vth(model, device, vth_target, **kw)
+    g = np.maximum(g, 1e-300)
+    sig_i = read_noise_sigma_a(i_target, model, device.noise, device.read.temperature_k,
+                               device.programming.verify_time_s)
+    sig_v = sig_i / g
+    tol_v = device.programming.tune_tolerance_rel * i_target / g
+    # erase, soft-program
+    vth0 = erase(rng, shape, device, var) if vth_erased is None else \
+        np.broadcast_to(np.asarray(vth_erased, dtype=np.float64), shape).copy()
+    vth0, soft = soft_program(rng, vth0, device, var.stuck)
+    traps = draw_rtn_traps(rng, shape, device.noise)
+    seeds = rng.integers(0, np.iinfo(np.int64).max, size=shape, dtype=np.int64).astype(np.uint64)
+    law = _law(device, model)
+    nt = device.noise.rtn_traps_per_cell
+    flat = lambda a: np.ascontiguousarray(a, dtype=np.float64).reshape(-1)  # noqa: E731
+    ncell = int(np.prod(shape))
+    amp = np.ascontiguousarray(traps.unit_amp.reshape(ncell, nt), dtype=np.float64)
+    p_occ = np.ascontiguousarray(traps.p_occupied.reshape(ncell, nt))
+    decay = np.ascontiguousarray(np.exp(-law.dt_trap / traps.tau_s).reshape(ncell, nt))
+    occ0 = np.ascontiguousarray(traps.occupied.reshape(ncell, nt))
+    args = (flat(vth0), flat(vth_target), flat(sig_v), flat(tol_v),
+            np.ascontiguousarray(var.stuck.reshape(-1), dtype=np.int8),
+            np.ascontiguousarray(seeds.reshape(-1)), amp, p_occ, decay, occ0)
+    if fast:
+        m = args[0].size
+        out = (np.empty(m), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64),
+               np.empty(m, np.bool_))
+        _ispp_kernel(*args, law.alpha_g, law.r0, law.v0, law.s, law.t_p, law.dv_e,
+                     law.v_start, law.step, int(law.max_pulses), law.rtn_mean, law.rtn_gain,
+                     law.vth_erased, law.vth_window, bool(law.verify_rtn), bool(law.tune),
+                     law.tune_step, int(law.tune_max), *out)
+        vth, pulses, verifies, ntune, ok = out
+    else:
+        vth, pulses, verifies, ntune, ok = _ispp_numpy(*args, law)
+    stuck = var.stuck.reshape(-1)
+    failed = ~ok | (stuck != 0)
+    time_s, energy_j = _cost(device, pulses, verifies, soft.reshape(-1), i_target.reshape(-1))
+    r = lambda a: a.reshape(shape)  # noqa: E731
+    return ProgramResult(r(vth), vth_target.copy(), i_target, r(pulses), r(verifies), r(ntune),
+                         soft, r(ok), r(failed), time_s, energy_j, traps)
+
+
+def _cost(device: DeviceConfig, pulses, verifies, soft, i_target) -> tuple[float, float]:
+    """Program time (cells_in_parallel share the pulses) and energy (pump efficiency)."""
+    p = device.programming
+    n = pulses.size
+    group = p.cells_in_parallel
+    pad = (-n) % group
+    per_cell_pulses = np.concatenate([pulses + soft, np.zeros(pad, np.int64)]).reshape(-1, group)
+    per_cell_ver = np.concatenate([verifies, np.zeros(pad, np.int64)]).reshape(-1, group)
+    time_s = p.erase_time_s + float(np.sum(per_cell_pulses.max(axis=1)) * p.pulse_width_s
+                                    + np.sum(per_cell_ver.max(axis=1)) * p.verify_time_s)
+    e_pulse = p.program_current_a * p.program_voltage_v * p.pulse_width_s / p.pump_efficiency
+    b = read_bias(device)
+    e_verify = float(np.sum(verifies * i_target) * (b.v_d - b.v_s) * p.verify_time_s)
+    energy = float(np.sum(pulses + soft)) * e_pulse + e_verify + p.erase_energy_j / p.pump_efficiency
+    return time_s, energy
