@@ -359,3 +359,27 @@ def test_predict_uses_dequantised_logits():
     codes = ref.run_reference(m, ref.input_codes(m, img))
     assert codes.tolist() == [[100, 20]]          # codes alone would pick class 0
     assert ref.predict(m, img).tolist() == [1]    # 20*10 > 100*1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32])
+def test_numba_requant_kernel_equals_numpy_twin(dtype):
+    from norsim.mapping.requant import requantize_rows, requantize_rows_numpy
+    rng = np.random.default_rng(21)
+    batch, p, c = 3, 7, 5
+    big = 2 ** 23 if dtype == np.float32 else 2 ** 30
+    acc = rng.integers(-big, big, (batch * p, c)).astype(dtype)
+    acc[0, :] = [big - 1, -big, 0, 1, -1]
+    bias = rng.integers(-1000, 1000, c)
+    m = rng.integers(0, 2 ** 31, c)
+    m[0] = 2 ** 31 - 1
+    n = rng.integers(1, 63, c)
+    n[1] = 1
+    for lo, hi in ((-128, 127), (0, 15), (-(2 ** 15), 2 ** 15 - 1)):
+        a = requantize_rows(acc, bias, m, n, lo, hi, batch)
+        b = requantize_rows_numpy(acc, bias, m, n, lo, hi, batch)
+        assert a.dtype == b.dtype == np.int32 and a.shape == (batch, c, p)
+        np.testing.assert_array_equal(a, b)
+    # ties: t * m / 2^n exactly k + 1/2 rounds up, for both signs
+    t = np.array([[3], [-3], [5], [-5]], dtype)
+    np.testing.assert_array_equal(requantize_rows(t, [0], [1], [1], -99, 99, 4).ravel(),
+                                  [2, -1, 3, -2])

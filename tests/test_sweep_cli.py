@@ -94,13 +94,17 @@ def test_plot_of_a_metric_without_sample_count_has_no_interval(tmp_path):
 
 
 def test_example_spec_runs_with_the_device_evaluator(tmp_path):
-    spec = EXAMPLES / "sweep_device.toml"
+    text = (EXAMPLES / "sweep_device.toml").read_text()
+    assert "count = 3" in text and "cells_per_level = 500" in text
+    spec = tmp_path / "sweep_device.toml"  # the example, lighter: 1 seed, fewer cells
+    spec.write_text(text.replace("count = 3", "count = 1").replace("cells_per_level = 500",
+                                                                    "cells_per_level = 50"))
     out = tmp_path / "ex.sqlite"
     r = _cli("sweep", spec, "--out", out, "--workers", "2")
     assert r.returncode == 0, r.stderr
     df = load_results(out)
     assert (df.status == "ok").all(), df.error.dropna().tolist()
-    assert {"level_error_rate", "level_error_rate_n"} <= set(df.columns)
+    assert len(df) == 5 * 3 and {"level_error_rate", "level_error_rate_n"} <= set(df.columns)
     r = _cli("plot", out, "--x", "device.read.temperature_k", "--y", "level_error_rate",
              "--hue", "device.programming.ispp_step_v", "--out", tmp_path / "ex.png")
     assert r.returncode == 0, r.stderr

@@ -132,3 +132,15 @@ def test_every_config_leaf_is_a_valid_axis_path():
     known = leaf_fields()
     assert "device.read.temperature_k" in known and "seed" in known
     assert all(not isinstance(v, dict) for v in known.values())
+
+
+def test_import_norsim_stays_light_and_workers_import_no_numpy_before_init():
+    import subprocess
+    import sys
+
+    code = ("import sys, norsim, norsim.experiments.worker; "
+            "assert callable(norsim.sweep); "
+            "assert 'numpy' not in sys.modules, 'numpy imported'; "
+            "assert 'pandas' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

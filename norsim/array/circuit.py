@@ -303,7 +303,8 @@ class CircuitSolver:
         """Solve the local-model fixed point x = P A i_model(x) for one Newton step.
 
         i_model = i_k exp(a (u_k - u) + b (v - v_k)) (exact for an exponential cell), with
-        a = gd / i_k, b = gs / i_k; cells with i_k <= 0 use the linear model (``lin``).
+        a = gd / i_k, b = gs / i_k (V_D falls by u - u_k, V_S rises by v - v_k); cells with
+        i_k <= 0 use the linear model i_k + gd (u_k - u) + gs (v - v_k) (``lin``).
         Anderson-accelerated; every sweep applies the factorised wire network.
         """
         net, w = self.network, self.wires
@@ -381,9 +382,10 @@ class CircuitSolver:
             ik, gdk, gsk = i_k[act], gd[act], gs[act]
             pos = ik > 0.0
             safe = np.where(pos, ik, 1.0)
-            a_k = np.where(pos, -gdk / safe, 0.0)  # d ln I / d(drop u) = -gd / I
+            # d ln I / dV_D = gd / I (V_D = V_clamp - u), d ln I / dV_S = gs / I (V_S = V_SL + v)
+            a_k = np.where(pos, gdk / safe, 0.0)
             b_k = np.where(pos, gsk / safe, 0.0)
-            u_new, v_new, i_m, res, sweeps = self._inner(ik, a_k, b_k, (-gdk, gsk),
+            u_new, v_new, i_m, res, sweeps = self._inner(ik, a_k, b_k, (gdk, gsk),
                                                          u[act], v[act])
             inner_total += sweeps
             st = np.maximum(np.abs(u_new - u[act]).max(axis=(1, 2)),
@@ -409,8 +411,9 @@ class CircuitSolver:
                 f"(array.wires.solver_max_iter): vector {bad} still moves "
                 f"{float(step[bad]):.3g} V per step (tolerance {tol:g} V); the IR drop is too "
                 "large for these wire resistances and cell currents, or raise solver_max_iter")
-        # the clamp current equals the column sum at convergence (KCL); report the clamp's
-        col_cur = net.g_bl_terminal * u[:, 0, :]
+        # KCL: the clamp delivers the column's sum of cell currents. (Reading it as
+        # g_terminal * drop would amplify the solver tolerance by g_terminal.)
+        col_cur = i_fin.sum(axis=1)
         return CircuitResult(column_currents=col_cur, ideal_column_currents=ideal_cols,
                              cell_currents=i_fin, bl_node_v=self.v_bl - u,
                              sl_node_v=self.v_sl + v, bl_drop=u, sl_drop=v,

@@ -55,7 +55,7 @@ class WireConfig(ConfigBase):
                                 lo_open=True)
     solver_max_iter: int = param(200, "Iteration limit of the circuit solver (ConvergenceError "
                                  "beyond it).", lo=1, hi=100000)
-    anderson_depth: int = param(4, "History length of Anderson acceleration of the fixed-point "
+    anderson_depth: int = param(0, "History length of Anderson acceleration of the fixed-point "
                                 "iteration (0 = plain fixed-point iteration).", lo=0, hi=20)
 
     def r_clamp_out_ohm(self, clamp_gain: float) -> float:

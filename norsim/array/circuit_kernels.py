@@ -16,20 +16,14 @@ import numpy as np
 
 
 @numba.njit(cache=True, inline="always")
-def _softplus_half(x):
+def _softplus_sigmoid_half(x):
+    """ln(1 + e^(x/2)) and 1 / (1 + e^(-x/2)) from one exponential."""
     h = 0.5 * x
     if h > 0.0:
-        return h + np.log1p(np.exp(-h))
-    return np.log1p(np.exp(h))
-
-
-@numba.njit(cache=True, inline="always")
-def _sigmoid_half(x):
-    h = 0.5 * x
-    if h >= 0.0:
-        return 1.0 / (1.0 + np.exp(-h))
+        e = np.exp(-h)
+        return h + np.log1p(e), 1.0 / (1.0 + e)
     e = np.exp(h)
-    return e / (1.0 + e)
+    return np.log1p(e), e / (1.0 + e)
 
 
 @numba.njit(cache=True, inline="always")
@@ -39,10 +33,10 @@ def _ekv(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
     i_s = 2.0 * n * beta * u_t * u_t
     xf = (v_p - v_s) / u_t
     xr = (v_p - v_d) / u_t
-    lf = _softplus_half(xf)
-    lr = _softplus_half(xr)
-    dff = lf * _sigmoid_half(xf)
-    dfr = lr * _sigmoid_half(xr)
+    lf, sf = _softplus_sigmoid_half(xf)
+    lr, sr = _softplus_sigmoid_half(xr)
+    dff = lf * sf
+    dfr = lr * sr
     k = eta / n
     gd = i_s / u_t * (dff * k - dfr * (k - 1.0))
     gs = i_s / u_t * (dff * (-k - 1.0) + dfr * k)
@@ -51,7 +45,7 @@ def _ekv(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
 
 @numba.njit(cache=True)
 def _split_gate_warm_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, x0, alpha_g, u_t,
-                            sel_vth, sel_n, sel_beta, sel_eta, max_iter,
+                            sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx,
                             out_i, out_gd, out_gs, out_x):
     for k in range(v_wl.size):
         vd = v_d[k]
@@ -84,7 +78,9 @@ def _split_gate_warm_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, x0, alpha_
             x_new = x - g / dg if dg < 0.0 else 0.5 * (lo + hi)
             if not (x_new > lo and x_new < hi):
                 x_new = 0.5 * (lo + hi)
-            if abs(x_new - x) <= 4e-16 * max(1.0, abs(x)) or hi - lo <= 4e-16 * max(1.0, abs(x)):
+            # Newton converges quadratically: after a step below newton_dx the next one
+            # would move x by ~ step^2 / U_T (< 1e-18 V), so stop here
+            if abs(x_new - x) <= newton_dx or hi - lo <= 4e-16 * max(1.0, abs(x)):
                 x = x_new
                 break
             x = x_new
@@ -121,7 +117,8 @@ def split_gate_warm(model, v_wl, v_cg, v_d, v_s, v_th, x0=None, *, n=None, beta=
     sel = model.sel
     _split_gate_warm_kernel(*flat, float(model.fg.alpha_g), float(model.fg.u_t),
                             float(model.select_vth + sel.dvth), float(sel.n), float(sel.beta),
-                            float(sel.dibl_eta), int(model.max_iter), *out)
+                            float(sel.dibl_eta), int(model.max_iter), 1e-12 * model.fg.u_t,
+                            *out)
     return tuple(o.reshape(shape) for o in out)
 
 

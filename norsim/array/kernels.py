@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -49,10 +51,10 @@ def _splitmix(key, counter):
 
 @numba.njit(cache=True, inline="always")
 def _uniform(key, counter):
-    return (float(_splitmix(key, counter) >> np.uint64(11)) + 0.5) * _TWO_M53
+    return (np.int64(_splitmix(key, counter) >> np.uint64(11)) + 0.5) * _TWO_M53
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _inv_norm(u):
     if u < _P_LOW:
         q = np.sqrt(-2.0 * np.log(u))
@@ -153,15 +155,33 @@ P_STEP, P_LO, P_HI, P_INL, P_SHOT, P_CONST_VAR, P_NOISE_LSB, P_ISAT = range(8)
 N_PARAMS = 8
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _central(u):
+    # Acklam's central rational with the coefficients of _A, _B written out (vectorises)
     p = u - 0.5
     r = p * p
-    return (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]) * p / \
-        (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
+    num = (((((-3.969683028665376e+01 * r + 2.209460984245205e+02) * r
+              - 2.759285104469687e+02) * r + 1.383577518672690e+02) * r
+            - 3.066479806614716e+01) * r + 2.506628277459239e+00) * p
+    den = (((((-5.447609879822406e+01 * r + 1.615858368580409e+02) * r
+              - 1.556989798598866e+02) * r + 6.680131188771972e+01) * r
+            - 1.328068155288572e+01) * r + 1.0)
+    return num / den
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _tail(u):
+    """Acklam's tail branch for u < P_LOW or u > 1 - P_LOW (literal coefficients)."""
+    low = u < 0.5
+    q = math.sqrt(-2.0 * math.log(u if low else 1.0 - u))
+    t = (((((-7.784894002430293e-03 * q - 3.223964580411365e-01) * q - 2.400758277161838e+00) * q
+           - 2.549671010228718e+00) * q + 4.374664141464968e+00) * q + 2.938163982698783e+00) / \
+        ((((7.784695709041462e-03 * q + 3.224671290700398e-01) * q + 2.445134137142996e+00) * q
+          + 3.754408661907416e+00) * q + 1.0)
+    return t if low else -t
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, adc_gain,
                     adc_offset, par, key, counter0, z, use_hash, analog, out):
     nrows = cur.shape[0]
@@ -171,61 +191,76 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
     isat = par[P_ISAT]
     inv_step = 1.0 / par[P_STEP]
     shot = par[P_SHOT] * inv_step * inv_step
-    cvar = par[P_CONST_VAR] * inv_step * inv_step
-    n2 = par[P_NOISE_LSB] * par[P_NOISE_LSB]
+    cvar = par[P_CONST_VAR] * inv_step * inv_step + par[P_NOISE_LSB] * par[P_NOISE_LSB]
     lo = par[P_LO]
     hi = par[P_HI]
     inv_span = 1.0 / (hi - lo)
     inl4 = 4.0 * par[P_INL]
-    # per-channel constants
     g_ch = np.empty(nch)
     o_ch = np.empty(nch)
     for h in range(nch):
         g_ch[h] = adc_gain[ch_adc[h]] * inv_step
         o_ch[h] = adc_offset[ch_adc[h]]
-    for b in numba.prange(nvec):
+    nchunk = min(nvec, 64)
+    for ck in numba.prange(nchunk):
         zb = np.empty(nch)
         ub = np.empty(nch)
-        acc = np.zeros(nch)
-        for k in range(nbits):
-            n = b * nbits + k
-            w = float(1 << k)
-            if use_hash:
-                base = counter0 + n * nch
-                for h in range(nch):  # vectorisable: hash + central rational
-                    u = _uniform(key, np.uint64(base + h))
-                    ub[h] = u
-                    zb[h] = _central(u)
-                for h in range(nch):  # the ~5 % tail draws
-                    u = ub[h]
-                    if u < _P_LOW or u > 1.0 - _P_LOW:
-                        zb[h] = _inv_norm(u)
-            else:
+        ib = np.empty(nch)
+        qb = np.empty(nch)
+        acc = np.empty(nch)
+        for b in range(ck * nvec // nchunk, (ck + 1) * nvec // nchunk):
+            acc[:] = 0.0
+            for k in range(nbits):
+                n = b * nbits + k
+                w = float(1 << k)
+                if use_hash:
+                    base = counter0 + n * nch
+                    for h in range(nch):  # vectorises: hash + central rational
+                        u = _uniform(key, np.uint64(base + h))
+                        ub[h] = u
+                        zb[h] = _central(u)
+                    for h in range(nch):  # the ~5 % tail draws
+                        u = ub[h]
+                        if u < _P_LOW or u > 1.0 - _P_LOW:
+                            zb[h] = _tail(u)
+                else:
+                    for h in range(nch):
+                        zb[h] = z[n, h]
+                crow = cur[n]
                 for h in range(nch):
-                    zb[h] = z[n, h]
-            crow = cur[n]
-            for h in range(nch):
-                p = ch_pos[h]
-                ip = min(max(crow[p] + leak[p], -isat), isat)
-                var = shot * abs(ip) + cvar + n2
-                reading = ip
+                    p = ch_pos[h]
+                    ib[h] = crow[p] + leak[p]
                 if analog:
-                    q = ch_neg[h]
-                    iq = min(crow[q] + leak[q], isat)
-                    reading = ip - iq
-                    var += shot * abs(iq)
-                v = reading * g_ch[h] + o_ch[h] + np.sqrt(var) * zb[h]
-                u = min(max((v - lo) * inv_span, 0.0), 1.0)
-                v += inl4 * u * (1.0 - u)
-                c = min(max(np.floor(v + 0.5), lo), hi)
-                acc[h] += w * c
-        for h in range(nch):
-            t = ch_tgt[h]
-            if t >= 0:
-                out[b, t] += ch_coef[h] * acc[h]
-            else:
-                for j in range(ncol):
-                    out[b, j] += ch_coef[h] * acc[h]
+                    for h in range(nch):
+                        q = ch_neg[h]
+                        qb[h] = crow[q] + leak[q]
+                for h in range(nch):
+                    ip = ib[h]
+                    ip = isat if ip > isat else ip
+                    ip = -isat if ip < -isat else ip
+                    var = shot * abs(ip) + cvar
+                    reading = ip
+                    if analog:
+                        iq = qb[h]
+                        iq = isat if iq > isat else iq
+                        reading = ip - iq
+                        var += shot * abs(iq)
+                    v = reading * g_ch[h] + o_ch[h] + math.sqrt(var) * zb[h]
+                    u = (v - lo) * inv_span
+                    u = 0.0 if u < 0.0 else u
+                    u = 1.0 if u > 1.0 else u
+                    v += inl4 * u * (1.0 - u)
+                    c = math.floor(v + 0.5)
+                    c = lo if c < lo else c
+                    c = hi if c > hi else c
+                    acc[h] += w * c
+            for h in range(nch):
+                t = ch_tgt[h]
+                if t >= 0:
+                    out[b, t] += ch_coef[h] * acc[h]
+                else:
+                    for j in range(ncol):
+                        out[b, j] += ch_coef[h] * acc[h]
 
 
 def readout(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=0, counter0=0,

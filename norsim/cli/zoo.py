@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list the model zoo (pre-trained 4-bit QuantModels)")
     p.add_argument("--table", action="store_true",
                    help="print every entry with its accuracy table and training command")
+    p.add_argument("--build", metavar="RUN_DIR",
+                   help="(maintainers, needs norsim[train]) export a finished `norsim train` "
+                        "run into the zoo as --name")
+    p.add_argument("--name", help="zoo entry name for --build, e.g. lenet-mnist-4b")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from norsim import zoo
 
+    if args.build:
+        import norsim.qat  # noqa: F401  (clear message without torch)
+        from norsim.errors import InputError
+        from norsim.qat.zoo_entry import build_entry
+
+        if not args.name:
+            raise InputError("--name", None, "an entry name with --build")
+        e = build_entry(args.build, args.name)
+        print(json.dumps(e["accuracy"]))
+        return 0
     entries = zoo.entries()
     if not args.table:
         for e in entries:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from norsim.array.config import ArrayConfig
 from norsim.config.base import ConfigBase, param, section
 from norsim.device.config import DeviceConfig
+from norsim.mapping.config import MappingConfig
 
 
 @dataclass
@@ -18,6 +19,7 @@ class SimConfig(ConfigBase):
     seed: int = param(0, "Root seed of every random draw (numpy SeedSequence).", lo=0, hi=2**63 - 1)
     device: DeviceConfig = section(DeviceConfig, "Floating-gate cell population.")
     array: ArrayConfig = section(ArrayConfig, "Array geometry and periphery.")
+    mapping: MappingConfig = section(MappingConfig, "How a model is tiled onto arrays and run.")
 
     def rng(self, *stream: int):
         """A numpy Generator for a named sub-stream (e.g. rng(tile_index, purpose_id))."""

@@ -126,7 +126,7 @@ def ekv_current(v_g, v_d, v_s, v_th, n, alpha_g, beta, dibl_eta, u_t, *, derivat
     """Fast EKV drain current; with ``derivatives`` also dI/dV_D and dI/dV_S."""
     arrays = _broadcast(v_g, v_d, v_s, v_th, n, beta, dibl_eta)
     shape = arrays[0].shape
-    flat = [np.ascontiguousarray(a).ravel() for a in arrays]
+    flat = [np.array(a, dtype=np.float64, order="C").reshape(-1) for a in arrays]
     out_i = np.empty(flat[0].size)
     out_gd = np.empty_like(out_i)
     out_gs = np.empty_like(out_i)
@@ -337,7 +337,7 @@ class CellModel:
         if not fast:
             return _split_gate_numpy(v_wl, v_cg, v_d, v_s, vth_t, n, beta, eta, fg, sel, sel_vth)
         shape = v_wl.shape
-        flat = [np.ascontiguousarray(a).ravel() for a in (v_wl, v_cg, v_d, v_s, vth_t, n, beta, eta)]
+        flat = [np.array(a, dtype=np.float64, order="C").reshape(-1) for a in (v_wl, v_cg, v_d, v_s, vth_t, n, beta, eta)]
         out = [np.empty(flat[0].size) for _ in range(4)]
         _split_gate_kernel(*flat, float(fg.alpha_g), float(fg.u_t), float(sel_vth),
                            float(sel.n), float(sel.beta), float(sel.dibl_eta), int(self.max_iter),

@@ -246,82 +246,109 @@ def _trap_update(seed, base, k, occ, p_occ, decay, lag):
         occ[k, j] = _uniform(seed, base + np.uint64(_TRAP_SLOT + j)) < prob
 
 
+_BLOCK = 128  # cells advanced together: independent cells fill the pipeline between pulses
+
+
 @numba.njit(cache=True, parallel=True)
 def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
                  alpha, r0, v0, s, t_p, dv_e, v_start, step, max_pulses, rtn_mean, rtn_gain,
                  vth_erased, vth_window, verify_rtn, tune, tune_step, tune_max,
                  out_vth, out_pulses, out_verifies, out_tune, out_ok):
+    """Per cell exactly as :func:`_ispp_numpy`; blocks of cells run in parallel and the cells
+    of a block advance pulse by pulse together (their dependency chains interleave)."""
     ncell = vth0.size
     ntrap = amp.shape[1]
     occ = occ0.copy()
-    for k in numba.prange(ncell):
-        seed = seeds[k]
-        vth = vth0[k]
-        pulses = 0
-        verifies = 0
-        ok = False
-        if stuck[k] == 2:  # stuck off: reads below every target, never pulsed
-            out_vth[k] = vth
+    lag = np.zeros(ncell, np.int64)
+    active = np.zeros(ncell, np.bool_)
+    amp_sum = np.zeros(ncell)
+    nblk = (ncell + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(nblk):
+        k0 = blk * _BLOCK
+        k1 = min(ncell, k0 + _BLOCK)
+        nact = 0
+        for k in range(k0, k1):
+            out_vth[k] = vth0[k]
             out_pulses[k] = 0
-            out_verifies[k] = 1
+            out_verifies[k] = 0
             out_tune[k] = 0
             out_ok[k] = False
-            continue
-        amp_sum = 0.0
-        for j in range(ntrap):
-            amp_sum += amp[k, j]
-        lag = 0
+            tot = 0.0
+            for j in range(ntrap):
+                tot += amp[k, j]
+            amp_sum[k] = tot
+            if stuck[k] == 2:  # stuck off: reads below every target, never pulsed
+                out_verifies[k] = 1
+            else:
+                active[k] = True
+                nact += 1
         for i in range(max_pulses + 1):
-            base = np.uint64(i) * np.uint64(STRIDE)
-            if i > 0:
-                lag += 1
-            verifies += 1
-            rmax = 0.0
-            if verify_rtn:
-                rmax = amp_sum * rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
-            if vth + rmax + FAR_SIGMAS * sig_v[k] >= target[k]:
-                if verify_rtn and lag > 0:
-                    _trap_update(seed, base, k, occ, p_occ, decay, lag)
-                    lag = 0
-                rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
-                    if verify_rtn else 0.0
-                if vth + rtn + sig_v[k] * _normal(seed, base + np.uint64(1)) >= target[k]:
-                    ok = True
-                    break
-            if i == max_pulses:
+            if nact == 0:
                 break
-            if stuck[k] == 1:
-                pulses += 1
-                continue
+            base = np.uint64(i) * np.uint64(STRIDE)
             vpgm = v_start + step * i
-            lam = _expected_shift(vpgm, vth, alpha, r0, v0, s, t_p) / dv_e
-            nel = _poisson(lam, seed, base + np.uint64(16))
-            vth += nel * dv_e
-            pulses += 1
-        ntune = 0
-        if tune and ok:
-            for i in range(tune_max):
-                base = np.uint64(max_pulses + 1 + i) * np.uint64(STRIDE)
+            for k in range(k0, k1):
+                if not active[k]:
+                    continue
+                seed = seeds[k]
+                vth = out_vth[k]
+                if i > 0:
+                    lag[k] += 1
+                out_verifies[k] += 1
+                rmax = 0.0
                 if verify_rtn:
-                    _trap_update(seed, base, k, occ, p_occ, decay, lag + 1)
-                    lag = 0
+                    rmax = amp_sum[k] * rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
+                if vth + rmax + FAR_SIGMAS * sig_v[k] >= target[k]:
+                    if verify_rtn and lag[k] > 0:
+                        _trap_update(seed, base, k, occ, p_occ, decay, lag[k])
+                        lag[k] = 0
+                    rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
+                        if verify_rtn else 0.0
+                    if vth + rtn + sig_v[k] * _normal(seed, base + np.uint64(1)) >= target[k]:
+                        out_ok[k] = True
+                        active[k] = False
+                        nact -= 1
+                        continue
+                if i == max_pulses:
+                    active[k] = False
+                    nact -= 1
+                    continue
+                out_pulses[k] += 1
+                if stuck[k] == 1:
+                    continue
+                lam = _expected_shift(vpgm, vth, alpha, r0, v0, s, t_p) / dv_e
+                out_vth[k] = vth + _poisson(lam, seed, base + np.uint64(16)) * dv_e
+        if not tune:
+            continue
+        nact = 0
+        for k in range(k0, k1):
+            active[k] = out_ok[k]
+            if active[k]:
+                nact += 1
+        for i in range(tune_max):
+            if nact == 0:
+                break
+            base = np.uint64(max_pulses + 1 + i) * np.uint64(STRIDE)
+            for k in range(k0, k1):
+                if not active[k]:
+                    continue
+                seed = seeds[k]
+                vth = out_vth[k]
+                if verify_rtn:
+                    _trap_update(seed, base, k, occ, p_occ, decay, lag[k] + 1)
+                    lag[k] = 0
                 rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
                     if verify_rtn else 0.0
-                verifies += 1
+                out_verifies[k] += 1
                 err = vth + rtn + sig_v[k] * _normal(seed, base + np.uint64(1)) - target[k]
                 if abs(err) <= tol_v[k]:
-                    break
+                    active[k] = False
+                    nact -= 1
+                    continue
                 nel = _poisson(tune_step / dv_e, seed, base + np.uint64(24))
-                if err > 0:
-                    vth -= nel * dv_e
-                else:
-                    vth += nel * dv_e
-                ntune += 1
-        out_vth[k] = vth
-        out_pulses[k] = pulses + ntune
-        out_verifies[k] = verifies
-        out_tune[k] = ntune
-        out_ok[k] = ok
+                out_vth[k] = vth - nel * dv_e if err > 0 else vth + nel * dv_e
+                out_tune[k] += 1
+                out_pulses[k] += 1
 
 
 def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0, law: _Law):

@@ -1,33 +1,35 @@
 """The ``device`` evaluator: how well programmed weight levels read back, per point.
 
 A cheap end-to-end evaluator on the device layer (no model or data needed), so sweeps over
-device and read-bias fields are useful before the mapper exists:
+device, programming, retention and read-bias fields are useful before the mapper exists.
+``cells_per_level`` cells are programmed to every weight level L = 0 .. levels_per_cell - 1
+(target currents ``norsim.device.levels.level_currents``: ``i_off_a`` for level 0, ``L *
+i_unit_a`` above), at the program temperature (``mapping.program_temperature_k`` where that
+field exists, else ``device.cell.t_ref_k``), optionally baked for ``mapping.retention_time_s``
+at ``mapping.retention_temperature_k``, and read at the read bias and temperature
+(``device.read``). Each read current is decoded to the nearest target current, as a uniform
+current-domain ADC calibrated at programming would.
 
-1. every weight level L = 1 .. levels_per_cell - 1 has the target read current
-   ``L * i_unit_a`` (``device.levels``); the verify V_th giving that current at the read bias
-   and the reference temperature ``device.cell.t_ref_k`` comes from
-   :func:`norsim.device.iv.vth_for_current`;
-2. ``cells_per_level`` cells per level are placed by program-and-verify. ISPP with verify
-   stops at the first pulse that takes V_th past the verify level, so the placed V_th is
-   uniform over one staircase step above it (``device.programming.ispp_step_v``; the
-   research notes' sigma_place = step / sqrt(12)). With ``device.programming.verify_rtn``
-   each of the cell's ``device.noise.rtn_traps_per_cell`` traps has an exponential V_th
-   amplitude of mean ``device.noise.rtn_mean_v`` and is occupied with probability 1/2,
-   independently at the verify read and at the final read; the placement error is the
-   amplitude times (occupied at read - occupied at verify);
-3. the cells are read at the configured read bias and temperature
-   (``device.read.temperature_k``; V_th and mobility shift with it) and each read current is
-   decoded to the nearest target current, as a uniform current-domain ADC calibrated at the
-   reference temperature would.
+Placement (option ``placement``):
+
+* ``"ispp"`` (default): the device layer's program-and-verify simulation
+  (:func:`norsim.device.programming.program`: block erase, ISPP with a physical injection
+  law, verify reads with noise and RTN, optional two-way tuning) on cells with device-to-device
+  variation (``device.variation``), which also sets their I-V at the read;
+* ``"uniform"``: a closed-form model for quick studies and tests: ISPP with verify stops at
+  the first pulse past the verify level, so the placed V_th is uniform over one staircase step
+  (``device.programming.ispp_step_v``) above it (sigma = step / sqrt(12), research notes
+  section 2). With ``device.programming.verify_rtn`` each of the cell's
+  ``device.noise.rtn_traps_per_cell`` traps has an exponential V_th amplitude of mean
+  ``device.noise.rtn_mean_v`` and is occupied with probability 1/2, independently at the
+  verify read and at the final read; the placement error is amplitude x (occupied at read -
+  occupied at verify). Nominal cells (no variation), no retention.
 
 Metrics: ``level_error_rate`` (cells decoded to a wrong level; a proportion with
-``level_error_rate_n`` cells), ``current_error_rms_units`` (RMS of read minus target
-current, in units of ``i_unit_a``), ``current_bias_units`` (mean of the same),
-``vth_placement_sigma_v`` (standard deviation of placed V_th about the verify level).
-Options (``[options]`` of the spec): ``cells_per_level`` (default 1000).
-
-This is a deliberately small model of placement; the device layer's ISPP simulation
-replaces step 2 where it is available.
+``level_error_rate_n`` cells), ``current_error_rms_units`` and ``current_bias_units`` (read
+minus target current in units of ``i_unit_a``: RMS and mean), ``vth_placement_sigma_v``
+(standard deviation of placed minus target V_th, failed cells excluded), and for ``ispp``
+``program_failed_fraction`` and ``program_pulses_mean``.
 """
 
 from __future__ import annotations
@@ -38,18 +40,23 @@ import numpy as np
 
 from norsim.config.base import ConfigBase, param
 
-RNG_STREAM_PLACEMENT = 0xD1
+RNG_STREAM_DEVICE_EVAL = 0xD1
 
 
 @dataclass
 class DeviceEvalOptions(ConfigBase):
-    """Options of the ``device`` evaluator (not physics: the physics is the point's config)."""
+    """Options of the ``device`` evaluator (sample size and model choice, not physics)."""
 
     cells_per_level: int = param(1000, "Cells programmed per weight level (sample size).",
                                  lo=1, hi=10_000_000)
+    placement: str = param("ispp", "Placement model: 'ispp' (the device layer's program-and-"
+                           "verify simulation with D2D variation) or 'uniform' (closed form: "
+                           "uniform over one ISPP step above the verify level, plus verify RTN).",
+                           choices=("ispp", "uniform"))
 
 
 def _field(cfg, path: str, default):
+    """A config field if this configuration has it (sections grow as layers are added)."""
     node = cfg
     for part in path.split("."):
         if not hasattr(node, part):
@@ -58,44 +65,74 @@ def _field(cfg, path: str, default):
     return node
 
 
+def _uniform_placement(rng, dev, vth_target):
+    step = dev.programming.ispp_step_v
+    vth = vth_target + rng.uniform(0.0, step, size=vth_target.shape)
+    traps = dev.noise.rtn_traps_per_cell if dev.programming.verify_rtn else 0
+    if traps and dev.noise.rtn_mean_v > 0:
+        shape = vth_target.shape + (traps,)
+        amp = rng.exponential(dev.noise.rtn_mean_v, size=shape)
+        at_read, at_verify = rng.random(shape) < 0.5, rng.random(shape) < 0.5
+        vth = vth + (amp * (at_read.astype(float) - at_verify)).sum(axis=-1)
+    return vth
+
+
+def _placement_sigma(dvth, failed) -> dict:
+    placed = ~failed
+    return {"vth_placement_sigma_v": float(np.std(dvth[placed]))} if placed.any() else {}
+
+
 def evaluate(point) -> dict:
-    from norsim.device.iv import cell_model, vth_for_current
+    from norsim.device.iv import cell_model
+    from norsim.device.levels import level_currents, read_current, target_vth
 
     opts = DeviceEvalOptions.from_dict(point.options, "options.").validate("options.")
     cfg = point.config
     dev = cfg.device
-    read = dev.read
-    levels = int(_field(dev, "levels.levels_per_cell", 8))
-    i_unit = float(_field(dev, "levels.i_unit_a", 1e-8))
-    step = float(_field(dev, "programming.ispp_step_v", 0.05))
-    rtn_mean = float(_field(dev, "noise.rtn_mean_v", 0.0))
-    traps = int(_field(dev, "noise.rtn_traps_per_cell", 0)) if bool(
-        _field(dev, "programming.verify_rtn", False)) else 0
-    n_cells = opts.cells_per_level
-    bias = (read.v_select_on_v, read.v_cg_read_v, read.v_bl_read_v, read.v_sl_read_v)
+    rng = cfg.rng(RNG_STREAM_DEVICE_EVAL)
+    targets = level_currents(dev.levels)                          # A, levels 0..L-1
+    levels = np.repeat(np.arange(targets.size), opts.cells_per_level)
+    i_target = targets[levels]
+    t_prog = float(_field(cfg, "mapping.program_temperature_k", dev.cell.t_ref_k))
+    prog_model = cell_model(dev.cell, t_prog)
+    read_model = cell_model(dev.cell, dev.read.temperature_k)
+    extra: dict = {}
 
-    targets = i_unit * np.arange(1, levels)                      # A, levels 1..L-1
-    prog_model = cell_model(dev.cell, dev.cell.t_ref_k)
-    vth_verify = vth_for_current(prog_model, targets, *bias)     # V, one per level
+    if opts.placement == "uniform":
+        vth_level = target_vth(prog_model, dev, targets)
+        vth_target = vth_level[levels]
+        vth = _uniform_placement(rng, dev, vth_target)
+        failed = np.zeros(levels.shape, bool)
+        sigma = _placement_sigma(vth - vth_target, failed)
+        iv_read: dict = {}
+    else:
+        from norsim.device.programming import program
+        from norsim.device.retention import bake
+        from norsim.device.variation import draw_variation
 
-    rng = cfg.rng(RNG_STREAM_PLACEMENT)
-    overshoot = rng.uniform(0.0, step, size=(targets.size, n_cells))
-    vth = vth_verify[:, None] + overshoot
-    if traps and rtn_mean > 0:
-        shape = overshoot.shape + (traps,)
-        amp = rng.exponential(rtn_mean, size=shape)
-        at_read, at_verify = rng.random(shape) < 0.5, rng.random(shape) < 0.5
-        vth += (amp * (at_read.astype(float) - at_verify)).sum(axis=-1)
+        var = draw_variation(rng, levels.shape, dev.variation, dev.cell)
+        res = program(rng, prog_model, dev, i_target, variation=var)
+        vth, vth_target, failed = res.vth, res.target_vth, res.failed
+        sigma = _placement_sigma(vth - vth_target, failed)
+        t_ret = float(_field(cfg, "mapping.retention_time_s", 0.0))
+        if t_ret > 0:
+            vth = bake(rng, vth, t_ret, float(_field(cfg, "mapping.retention_temperature_k",
+                                                     dev.retention.t_ref_k)),
+                       dev.retention, dev.cell)
+        iv_read = var.iv_kwargs(read_model)
+        extra = {"program_failed_fraction": float(failed.mean()),
+                 "program_pulses_mean": float(res.pulses.mean())}
 
-    read_model = cell_model(dev.cell, read.temperature_k)
-    i_read = read_model.current(*bias, vth)
-    decoded = np.clip(np.rint(i_read / i_unit), 0, levels - 1)
-    wrong = decoded != np.arange(1, levels)[:, None]
-    err_units = (i_read - targets[:, None]) / i_unit
+    i_read = read_current(read_model, dev, vth, **iv_read)
+    # nearest target current (targets are increasing): midpoints as decision thresholds
+    decoded = np.searchsorted(0.5 * (targets[1:] + targets[:-1]), i_read)
+    wrong = decoded != levels
+    err_units = (i_read - i_target) / dev.levels.i_unit_a
     return {
         "level_error_rate": float(wrong.mean()),
         "level_error_rate_n": int(wrong.size),
         "current_error_rms_units": float(np.sqrt(np.mean(err_units ** 2))),
         "current_bias_units": float(err_units.mean()),
-        "vth_placement_sigma_v": float(np.std(vth - vth_verify[:, None])),
+        **sigma,
+        **extra,
     }

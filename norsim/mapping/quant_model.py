@@ -31,10 +31,10 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
-from norsim.errors import FileFormatError, InputError
+from norsim.errors import FileFormatError
 from norsim.mapping.requant import (MULT_BITS, SHIFT_MAX, SHIFT_MIN, code_range,
-                                    quantize_multiplier, quantize_multiplier_pair,
-                                    quantize_multipliers, weight_code_range)
+                                    quantize_multiplier_pair, quantize_multipliers,
+                                    weight_code_range)
 
 FORMAT_NAME = "norsim-quantmodel"
 FORMAT_VERSION = 1
@@ -52,7 +52,7 @@ def _err(node: str, what: str, msg: str) -> FileFormatError:
     return FileFormatError(f"node {node!r}, {what}: {msg}")
 
 
-@dataclass
+@dataclass(eq=False)
 class TensorSpec:
     """The tensor a node produces, per sample (the batch axis is not part of ``shape``).
 
@@ -81,7 +81,7 @@ class TensorSpec:
 
 # --------------------------------------------------------------------------- nodes
 
-@dataclass
+@dataclass(eq=False)
 class Node:
     """Base of all graph nodes: a unique ``name`` and the names of its ``inputs``."""
 
@@ -118,7 +118,7 @@ class Node:
         raise NotImplementedError
 
 
-@dataclass
+@dataclass(eq=False)
 class Input(Node):
     """The model input: uint8 pixels mapped to codes ``(p >> (8 - bits)) - (2^(bits-1) if
     signed else 0)``; real value ``code * scale``. ``shape`` is ``(C, H, W)``."""
@@ -146,7 +146,7 @@ class Input(Node):
                           float(self.scale))
 
 
-@dataclass
+@dataclass(eq=False)
 class _MatMulNode(Node):
     """Shared fields of conv2d and linear (see docs/model-format.md, "conv2d and linear")."""
 
@@ -266,7 +266,7 @@ class _MatMulNode(Node):
         return q, bias, s_w, m, sh
 
 
-@dataclass
+@dataclass(eq=False)
 class Conv2d(_MatMulNode):
     """2-D convolution (cross-correlation, as in PyTorch), NCHW, zero padding with code 0.
 
@@ -321,7 +321,7 @@ class Conv2d(_MatMulNode):
                    padding=padding)
 
 
-@dataclass
+@dataclass(eq=False)
 class Linear(_MatMulNode):
     """Fully connected layer: ``weight`` is ``(Cout, Cin)``, the input a vector of Cin."""
 
@@ -352,7 +352,7 @@ class Linear(_MatMulNode):
                    out_scale=float(out_scale), requantize=requantize)
 
 
-@dataclass
+@dataclass(eq=False)
 class MaxPool2d(Node):
     """Max pooling; padded positions never win (they are ignored). ``padding <= kernel // 2``."""
 
@@ -385,7 +385,7 @@ class MaxPool2d(Node):
         return TensorSpec((c, ho, wo), inp.bits, inp.signed, inp.scale)
 
 
-@dataclass
+@dataclass(eq=False)
 class AvgPool2d(Node):
     """Average pooling without padding: ``floor((sum + floor(k/2)) / k)``, k = kh*kw."""
 
@@ -412,7 +412,7 @@ class AvgPool2d(Node):
         return TensorSpec((c, ho, wo), inp.bits, inp.signed, inp.scale)
 
 
-@dataclass
+@dataclass(eq=False)
 class GlobalAvgPool(Node):
     """Mean over H and W with the same rounding as avgpool2d; output is a vector ``(C,)``."""
 
@@ -425,7 +425,7 @@ class GlobalAvgPool(Node):
         return TensorSpec((inp.shape[0],), inp.bits, inp.signed, inp.scale)
 
 
-@dataclass
+@dataclass(eq=False)
 class Add(Node):
     """Residual add: ``y = clamp(floor((a*m_a + b*m_b) / 2**shift + 1/2))``.
 
@@ -480,7 +480,7 @@ class Add(Node):
                    out_bits=out_bits, out_signed=out_signed, out_scale=float(out_scale))
 
 
-@dataclass
+@dataclass(eq=False)
 class Flatten(Node):
     """``(C, H, W) -> (C*H*W,)`` in C order (channel slowest), as ``torch.flatten(x, 1)``."""
 
@@ -491,7 +491,7 @@ class Flatten(Node):
         return TensorSpec((int(np.prod(inp.shape)),), inp.bits, inp.signed, inp.scale)
 
 
-@dataclass
+@dataclass(eq=False)
 class ReLU(Node):
     """``max(x, 0)``; a signed b-bit input gives an unsigned (b-1)-bit output, same scale."""
 
@@ -507,7 +507,7 @@ class ReLU(Node):
         return TensorSpec(inp.shape, bits, False, inp.scale)
 
 
-@dataclass
+@dataclass(eq=False)
 class Clip(Node):
     """Saturate codes to the range of ``out_bits``/``out_signed``; the scale is unchanged."""
 
@@ -531,7 +531,7 @@ NODE_TYPES: dict[str, type[Node]] = {c.OP: c for c in (
 
 # --------------------------------------------------------------------------- model
 
-@dataclass
+@dataclass(eq=False)
 class QuantModel:
     """An integer network: ``nodes`` (any order; sorted topologically on validation), the
     name of the ``output`` node, a model ``name`` and free-form JSON ``metadata``."""

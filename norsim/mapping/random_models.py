@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from norsim.mapping.quant_model import (Add, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
+from norsim.mapping.quant_model import (Add, Clip, Conv2d, Flatten, GlobalAvgPool,
                                         Input, Linear, MaxPool2d, QuantModel, ReLU)
 from norsim.mapping.reference import input_codes, integer_matmul, im2col, run_node
 from norsim.mapping.requant import code_range, quantize_multipliers, weight_code_range

@@ -28,7 +28,8 @@ from norsim.errors import InputError
 from norsim.mapping.quant_model import (Add, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
                                         Input, Linear, MatMulNode, MaxPool2d, QuantModel, ReLU,
                                         TensorSpec)
-from norsim.mapping.requant import apply_multiplier, code_range, div_round_half_up, shift_round
+from norsim.mapping.requant import (apply_multiplier, code_range, div_round_half_up,
+                                    requantize_rows, shift_round)
 
 F32_EXACT = 2 ** 24   #: float32 represents every integer of magnitude <= 2**24
 F64_EXACT = 2 ** 53   #: float64 likewise for 2**53
@@ -119,12 +120,18 @@ def _gemm_dtype(max_abs_x: int, w: np.ndarray):
     return None
 
 
-def _exact_gemm(cols: np.ndarray, w: np.ndarray, dtype) -> np.ndarray:
-    """``cols @ w.T`` exactly, as int64, using a float GEMM of ``dtype`` (or int64 if None)."""
+def _exact_gemm_raw(cols: np.ndarray, w: np.ndarray, dtype) -> np.ndarray:
+    """``cols @ w.T`` exactly, in a float GEMM of ``dtype`` (int64 matmul if None); the
+    result holds exact integers in that dtype."""
     if dtype is None:
         return cols.astype(np.int64) @ w.T
     a = cols if cols.dtype == dtype else cols.astype(dtype)
-    return (a @ w.T.astype(dtype)).astype(np.int64)
+    return a @ w.T.astype(dtype)
+
+
+def _exact_gemm(cols: np.ndarray, w: np.ndarray, dtype) -> np.ndarray:
+    """``cols @ w.T`` exactly, as int64."""
+    return _exact_gemm_raw(cols, w, dtype).astype(np.int64)
 
 
 def _max_abs(x: np.ndarray) -> int:
@@ -178,22 +185,29 @@ def matmul_layer(x: np.ndarray, node: MatMulNode, matmul: MatMul | None = None) 
     ``matmul(cols, node) -> int accumulators (rows, Cout)`` replaces :func:`integer_matmul`
     (the analog mapper's hook); by default the exact BLAS path is used.
     """
+    n = x.shape[0]
     if isinstance(node, Conv2d):
-        n, _, h, w = x.shape
-        ho, wo = conv_output_size(node, h, w)
+        ho, wo = conv_output_size(node, x.shape[2], x.shape[3])
         if matmul is None:
             wm = node.weight_matrix()
             dt = _gemm_dtype(_max_abs(x), wm)
             cols = im2col(x, node, dtype=dt if dt is not None else np.int64)
-            acc = _exact_gemm(cols, wm, dt)
+            acc = _exact_gemm_raw(cols, wm, dt)
         else:
             acc = matmul(im2col(x, node), node)
-        return rows_to_nchw(requantize(acc, node), n, ho, wo)
-    if matmul is None:
-        acc = integer_matmul(x, node)
     else:
-        acc = matmul(x, node)
-    return requantize(acc, node)
+        ho = wo = 1
+        if matmul is None:
+            wm = node.weight_matrix()
+            acc = _exact_gemm_raw(x, wm, _gemm_dtype(_max_abs(x), wm))
+        else:
+            acc = matmul(x, node)
+    if not node.requantize:   # raw output: acc + bias, int64, channels last
+        out = requantize(np.asarray(acc).astype(np.int64), node)
+        return rows_to_nchw(out, n, ho, wo) if isinstance(node, Conv2d) else out
+    lo, hi = code_range(node.out_bits, node.out_signed)
+    y = requantize_rows(acc, node.bias, node.multiplier, node.shift, lo, hi, n)
+    return y.reshape(n, -1, ho, wo) if isinstance(node, Conv2d) else y.reshape(n, -1)
 
 
 # --------------------------------------------------------------------------- other ops
@@ -282,9 +296,13 @@ def run_reference(model: QuantModel, x_codes: np.ndarray, return_all: bool = Fal
     if batch_size is not None and batch_size < 1:
         raise InputError("batch_size", batch_size, "an integer >= 1 or None")
     n = x_codes.shape[0]
-    step = n if (batch_size is None or n == 0) else batch_size
+    if n == 0:   # an empty batch: empty tensors of the right shapes and dtypes
+        empty = {k: np.zeros((0,) + sp.shape, np.int32 if isinstance(sp.scale, float)
+                             else np.int64) for k, sp in specs.items()}
+        return (empty[model.output], empty) if return_all else empty[model.output]
+    step = n if batch_size is None else batch_size
     outs, alls = [], []
-    for start in range(0, max(n, 1), max(step, 1)):
+    for start in range(0, n, step):
         xb = np.ascontiguousarray(x_codes[start:start + step], dtype=np.int32)
         tensors = {inp.name: xb}
         users_left = {nd.name: 0 for nd in order}
@@ -303,8 +321,6 @@ def run_reference(model: QuantModel, x_codes: np.ndarray, return_all: bool = Fal
         outs.append(tensors[model.output])
         if return_all:
             alls.append(tensors)
-        if n == 0:
-            break
     out = outs[0] if len(outs) == 1 else np.concatenate(outs)
     if not return_all:
         return out
@@ -313,7 +329,7 @@ def run_reference(model: QuantModel, x_codes: np.ndarray, return_all: bool = Fal
     return out, merged
 
 
-def predict(model: QuantModel, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict(model: QuantModel, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Class predictions (argmax of the dequantised output) for uint8 images."""
     codes = run_reference(model, input_codes(model, images), batch_size=batch_size)
     return np.argmax(model.dequantize_output(codes), axis=-1)

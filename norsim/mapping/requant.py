@@ -115,3 +115,62 @@ def div_round_half_up(total: np.ndarray, count: int) -> np.ndarray:
     """``floor((total + floor(count/2)) / count)``: round half up of ``total / count``."""
     total = np.asarray(total, dtype=np.int64)
     return (total + (count // 2)) // count
+
+
+# --------------------------------------------------------------------------- fused kernel
+# Requantise matmul rows and scatter them to NCHW in one pass (the reference executor's hot
+# loop). ``requantize_rows_numpy`` is the plain NumPy twin; tests prove them equal.
+
+def requantize_rows_numpy(acc: np.ndarray, bias: np.ndarray, m: np.ndarray, n: np.ndarray,
+                          lo: int, hi: int, batch: int) -> np.ndarray:
+    """``(batch*P, C)`` exact-integer accumulators (any int or float dtype holding integers)
+    -> int32 ``(batch, C, P)`` codes: ``clamp((acc + bias) * m + 2^(n-1)) >> n``."""
+    t = np.asarray(acc).astype(np.int64) + np.asarray(bias, dtype=np.int64)
+    y = apply_multiplier(t, np.asarray(m, np.int64), np.asarray(n, np.int64), lo, hi)
+    c = y.shape[1]
+    return np.ascontiguousarray(y.reshape(batch, -1, c).transpose(0, 2, 1)).astype(np.int32)
+
+
+def _make_kernel():
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def kernel(acc, bias, m, n, lo, hi, batch, out):   # pragma: no cover - compiled
+        rows, c = acc.shape
+        p = rows // batch
+        for b in range(batch):
+            for q in range(p):
+                r = b * p + q
+                for ch in range(c):
+                    t = np.int64(acc[r, ch]) + bias[ch]
+                    y = (t * m[ch] + (np.int64(1) << (n[ch] - 1))) >> n[ch]
+                    if y < lo:
+                        y = lo
+                    elif y > hi:
+                        y = hi
+                    out[b, ch, q] = y
+    return kernel
+
+
+_KERNEL = None
+_KERNEL_DTYPES = (np.float32, np.float64, np.int64)
+
+
+def requantize_rows(acc: np.ndarray, bias: np.ndarray, m: np.ndarray, n: np.ndarray,
+                    lo: int, hi: int, batch: int) -> np.ndarray:
+    """numba twin of :func:`requantize_rows_numpy` (same arguments, same result)."""
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = _make_kernel()
+    acc = np.asarray(acc)
+    if acc.dtype not in _KERNEL_DTYPES:
+        acc = acc.astype(np.int64)
+    acc = np.ascontiguousarray(acc)
+    rows, c = acc.shape
+    if batch < 1 or rows % batch:
+        raise InputError("batch", batch, f"a positive divisor of the {rows} rows")
+    out = np.empty((batch, c, rows // batch), dtype=np.int32)
+    _KERNEL(acc, np.ascontiguousarray(bias, dtype=np.int64),
+            np.ascontiguousarray(m, dtype=np.int64), np.ascontiguousarray(n, dtype=np.int64),
+            np.int64(lo), np.int64(hi), np.int64(batch), out)
+    return out

@@ -1,0 +1,33 @@
+"""Configuration of how a QuantModel is placed on arrays and run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from norsim.config.base import ConfigBase, param
+
+
+@dataclass
+class MappingConfig(ConfigBase):
+    """Mapper and engine options."""
+
+    first_layer: str = param("analog", "Where the first conv/linear layer runs: 'analog' (on "
+                             "arrays, at its own input and weight bit widths) or 'digital' "
+                             "(exact integer arithmetic, reported as such).",
+                             choices=("analog", "digital"))
+    last_layer: str = param("analog", "Where the last conv/linear layer runs: 'analog' or "
+                            "'digital'.", choices=("analog", "digital"))
+    programming: str = param("ispp", "How tiles are programmed: 'ispp' (block erase, D2D "
+                             "variation and ISPP program-and-verify of every cell through the "
+                             "device layer) or 'ideal' (every cell exactly at its target V_th).",
+                             choices=("ispp", "ideal"))
+    program_temperature_k: float = param(300.0, "Temperature at which the chip is programmed "
+                                         "and its ADC ranges are calibrated.", unit="K",
+                                         lo=200.0, hi=450.0)
+    retention_time_s: float = param(0.0, "Time since programming (retention bake) applied to "
+                                    "every cell before the run.", unit="s", lo=0.0, hi=1e10)
+    retention_temperature_k: float = param(358.0, "Temperature of the retention bake.",
+                                           unit="K", lo=200.0, hi=600.0)
+    calibration_images: int = param(256, "Images of the calibration split used to set the ADC "
+                                    "ranges (never evaluation images).", lo=1, hi=100000)
+    batch_size: int = param(500, "Images per engine batch (bounds memory).", lo=1, hi=100000)

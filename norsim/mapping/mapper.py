@@ -1,0 +1,239 @@
+"""Tile a QuantModel's conv/linear layers onto NOR arrays.
+
+Each conv2d/linear node becomes a weight matrix (in_features x out_features, im2col order
+``weight.reshape(Cout, -1).T``) partitioned into row blocks of at most ``array.rows`` rows and
+column blocks whose encoded physical columns fit ``array.cols``. Every tile is programmed
+through the device layer (block erase, D2D variation, ISPP program-and-verify to the target
+read current of each cell's level, optional retention bake) and becomes a
+:class:`norsim.array.nor_array.NorArray`. Partial sums of row blocks are added digitally after
+the ADC, so one layer's estimate is ``sum_row_blocks tile.matmul(x_block)``.
+
+Per layer the array configuration takes the layer's own input bit width (the input tensor's
+bits; signed inputs are offset by 2^(b-1) and the offset is removed digitally) and weight bit
+width (widths above the preset's ``array.encoding.weight_bits`` are bit-sliced across cells
+holding ``weight_bits - 1`` magnitude bits each). Zero-point weights keep their raw codes on
+the array and get the format's correction term digitally.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from norsim.array import encodings as enc_mod
+from norsim.array.nor_array import NorArray
+from norsim.config.sim import SimConfig
+from norsim.errors import ConfigError, InputError
+from norsim.mapping.quant_model import Conv2d, Linear, QuantModel
+
+# numpy SeedSequence sub-stream ids (spawn keys) of the mapper's draws
+_STREAM_TILE = 101
+
+
+@dataclass
+class Tile:
+    """One programmed array and where it sits in its layer's weight matrix."""
+
+    array: NorArray
+    row_start: int
+    row_stop: int
+    col_start: int
+    col_stop: int
+    program_time_s: float = 0.0
+    program_energy_j: float = 0.0
+    failed_cells: int = 0
+
+    @property
+    def utilisation(self) -> float:
+        a = self.array
+        return (a.rows_used * a.phys_cols) / (a.cfg.array.rows * a.cfg.array.cols)
+
+
+@dataclass
+class MappedLayer:
+    """A conv/linear node and its tiles (empty when the layer runs digitally)."""
+
+    node: Conv2d | Linear
+    layer_cfg: SimConfig
+    analog: bool
+    in_bits: int
+    in_signed: bool
+    tiles: list[Tile] = field(default_factory=list)
+    in_features: int = 0
+    out_features: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def summary(self) -> dict:
+        util = [t.utilisation for t in self.tiles]
+        return {
+            "layer": self.name, "op": type(self.node).__name__.lower(),
+            "weight_matrix": [self.in_features, self.out_features],
+            "in_bits": self.in_bits, "weight_bits": self.node.weight_bits,
+            "where": "analog" if self.analog else "digital",
+            "weight_scheme": self.layer_cfg.array.encoding.weight_scheme if self.analog else "-",
+            "tiles": len(self.tiles),
+            "utilisation": float(np.mean(util)) if util else 0.0,
+            "failed_cells": int(sum(t.failed_cells for t in self.tiles)),
+            "program_time_s": float(sum(t.program_time_s for t in self.tiles)),
+            "program_energy_j": float(sum(t.program_energy_j for t in self.tiles)),
+        }
+
+
+def ideal_config(cfg: SimConfig) -> SimConfig:
+    """``cfg`` with every analog non-ideality off: exact V_th placement, no variation, read
+    noise, RTN, retention or ADC errors, and an ADC whose range is the physical maximum with
+    enough bits to resolve every integer. The chip must then equal the integer reference."""
+    return cfg.with_overrides({
+        "mapping.programming": "ideal", "mapping.retention_time_s": 0.0,
+        "array.adc.bits": 24, "array.adc.range_mode": "physical",
+        "array.adc.offset_lsb": 0.0, "array.adc.offset_sigma_lsb": 0.0,
+        "array.adc.gain_error": 0.0, "array.adc.gain_sigma": 0.0, "array.adc.inl_lsb": 0.0,
+        "array.adc.noise_lsb": 0.0, "array.noise.shot_enabled": False,
+        "array.noise.ktc_enabled": False, "array.noise.rtn_enabled": False,
+        "device.read.temperature_k": cfg.mapping.program_temperature_k,
+    })
+
+
+def raw_weight_matrix(node: Conv2d | Linear) -> np.ndarray:
+    """The raw weight codes as an (in_features, out_features) int64 matrix (im2col order).
+    Zero points are not subtracted: arrays hold raw codes, the correction is digital."""
+    return np.asarray(node.weight, dtype=np.int64).reshape(node.out_channels, -1).T
+
+
+def _effective_weight_bits(node: Conv2d | Linear) -> int:
+    """Zero-point weights use the full two's-complement range: one more magnitude bit."""
+    return node.weight_bits + (1 if getattr(node, "weight_zero_point", None) is not None else 0)
+
+
+def layer_config(cfg: SimConfig, node: Conv2d | Linear, in_bits: int) -> SimConfig:
+    """The array configuration one layer runs with (its own bit widths)."""
+    enc = cfg.array.encoding
+    wbits = _effective_weight_bits(node)
+    new_enc = dataclasses.replace(enc, input_bits=int(in_bits), weight_bits=int(wbits))
+    if wbits > enc.weight_bits:
+        if enc.weight_scheme == "offset":
+            raise ConfigError("array.encoding.weight_scheme", enc.weight_scheme,
+                              f"'differential' or 'bit_sliced' for layer {node.name!r} with "
+                              f"{wbits}-bit weights (offset encoding holds at most "
+                              f"{enc.weight_bits}-bit weights per cell)")
+        new_enc = dataclasses.replace(new_enc, weight_scheme="bit_sliced",
+                                      bits_per_cell=min(enc.weight_bits - 1, wbits - 1))
+    arr = dataclasses.replace(cfg.array, encoding=new_enc)
+    out = dataclasses.replace(cfg, array=arr)
+    out.validate()
+    return out
+
+
+def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> Tile:
+    """Program one tile through the device layer; returns the array (position set by caller)."""
+    mcfg = cfg.mapping
+    if mcfg.programming == "ideal":
+        return Tile(NorArray.from_weights(w_block, cfg, rng), 0, 0, 0, 0)
+    from norsim.device.iv import cell_model
+    from norsim.device.programming import program
+    from norsim.device.retention import bake
+    from norsim.device.variation import draw_variation
+
+    dev = cfg.device
+    enc = cfg.array.encoding
+    layout = enc_mod.encode_weights(w_block, enc)
+    i_target = enc_mod.level_currents(layout.levels, enc)
+    # program at the programming temperature, read at the operating temperature
+    prog_dev = dataclasses.replace(dev, read=dataclasses.replace(
+        dev.read, temperature_k=mcfg.program_temperature_k))
+    prog_model = cell_model(dev.cell, mcfg.program_temperature_k)
+    variation = draw_variation(rng, i_target.shape, dev.variation, dev.cell)
+    result = program(rng, prog_model, prog_dev, i_target, variation=variation)
+    vth = result.vth
+    if mcfg.retention_time_s > 0:
+        vth = bake(rng, vth, mcfg.retention_time_s, mcfg.retention_temperature_k,
+                   dev.retention, dev.cell)
+    # the array computes currents with nominal n / beta / DIBL; carry each cell's own
+    # parameters as a current factor at the operating temperature and nominal read bias
+    read_model = cell_model(dev.cell, dev.read.temperature_k)
+    v_d = dev.read.v_bl_read_v * cfg.array.sense.clamp_gain / (1.0 + cfg.array.sense.clamp_gain)
+    v_on = dev.read.v_select_on_v if dev.cell.cell_type == "split_gate" else dev.read.v_cg_read_v
+    args = (v_on, dev.read.v_cg_read_v, v_d, dev.read.v_sl_read_v, vth)
+    i_cell = read_model.current(*args, **variation.iv_kwargs(read_model))
+    i_nominal = read_model.current(*args)
+    scale = np.where(i_nominal > 0, i_cell / np.maximum(i_nominal, 1e-300), 1.0)
+    arr = NorArray.from_weights(w_block, cfg, rng, vth_map=vth, current_scale=scale)
+    return Tile(arr, 0, 0, 0, 0, program_time_s=float(result.program_time_s),
+                program_energy_j=float(result.energy_j), failed_cells=int(result.failed.sum()))
+
+
+def _col_block(cfg: SimConfig) -> int:
+    enc = cfg.array.encoding
+    per_out = enc_mod.phys_cols_needed(1, enc)
+    if enc.weight_scheme == "offset":  # one shared reference column per tile
+        return cfg.array.cols - 1
+    return cfg.array.cols // per_out
+
+
+@dataclass
+class Chip:
+    """A QuantModel placed on arrays: one MappedLayer per conv/linear node."""
+
+    model: QuantModel
+    cfg: SimConfig
+    layers: dict[str, MappedLayer]
+    calibrated: bool = False
+
+    def summary(self) -> list[dict]:
+        return [layer.summary() for layer in self.layers.values()]
+
+    def tiles(self):
+        for layer in self.layers.values():
+            yield from layer.tiles
+
+
+def map_model(model: QuantModel, cfg: SimConfig) -> Chip:
+    """Tile and program every conv/linear node of ``model``; draws from ``cfg.seed``."""
+    cfg.validate()
+    specs = model.specs()
+    matmul_nodes = [nd for nd in model.order() if isinstance(nd, (Conv2d, Linear))]
+    if not matmul_nodes:
+        raise InputError("model", model.name, "a model with at least one conv2d/linear node")
+    layers: dict[str, MappedLayer] = {}
+    for index, node in enumerate(matmul_nodes):
+        spec = specs[node.inputs[0]]
+        where = "analog"
+        if index == 0 and cfg.mapping.first_layer == "digital":
+            where = "digital"
+        if index == len(matmul_nodes) - 1 and cfg.mapping.last_layer == "digital":
+            where = "digital"
+        w = raw_weight_matrix(node)
+        in_bits = spec.bits
+        layer = MappedLayer(node, cfg, where == "analog", in_bits, spec.signed,
+                            in_features=w.shape[0], out_features=w.shape[1])
+        if layer.analog:
+            lcfg = layer_config(cfg, node, in_bits)
+            layer.layer_cfg = lcfg
+            limit = enc_mod.weight_limit(lcfg.array.encoding)
+            if np.abs(w).max(initial=0) > limit:
+                raise ConfigError(f"layer {node.name}", int(np.abs(w).max()),
+                                  f"weight codes within +-{limit} for the array encoding "
+                                  f"(raw codes of zero-point weights must fit too)")
+            rows, cols = lcfg.array.rows, _col_block(lcfg)
+            if cols < 1:
+                raise ConfigError("array.cols", lcfg.array.cols,
+                                  f"enough columns for one output of layer {node.name!r} "
+                                  f"({enc_mod.phys_cols_needed(1, lcfg.array.encoding)} physical "
+                                  f"columns with weight_scheme "
+                                  f"'{lcfg.array.encoding.weight_scheme}')")
+            t_index = 0
+            for r0 in range(0, w.shape[0], rows):
+                for c0 in range(0, w.shape[1], cols):
+                    r1, c1 = min(r0 + rows, w.shape[0]), min(c0 + cols, w.shape[1])
+                    rng = cfg.rng(_STREAM_TILE, index, t_index)
+                    tile = _program_tile(w[r0:r1, c0:c1], lcfg, rng)
+                    tile.row_start, tile.row_stop, tile.col_start, tile.col_stop = r0, r1, c0, c1
+                    layer.tiles.append(tile)
+                    t_index += 1
+        layers[node.name] = layer
+    return Chip(model, cfg, layers)

@@ -1,0 +1,187 @@
+"""Circuit mode: closed forms, the R -> 0 limit, KCL, batching, errors."""
+
+import numpy as np
+import pytest
+
+from norsim.array.circuit import CircuitSolver, ir_drop_map, solve_tile, wire_network
+from norsim.config.presets import load_preset
+from norsim.device.iv import cell_model, vth_for_current
+from norsim.errors import ConfigError, ConvergenceError, InputError
+
+
+def _cfg(cell_type="split_gate", **over):
+    cfg = load_preset("nor40").with_overrides([f"device.cell.cell_type='{cell_type}'"])
+    if over:
+        cfg = cfg.with_overrides(over)
+    return cfg
+
+
+def _tile(cfg, rows, cols, seed=0, lo=10e-9, hi=100e-9, p_on=0.5, batch=3):
+    read = cfg.device.read
+    model = cell_model(cfg.device.cell, read.temperature_k)
+    rng = np.random.default_rng(seed)
+    split = cfg.device.cell.cell_type == "split_gate"
+    v_on = read.v_select_on_v if split else read.v_cg_read_v
+    i_t = np.exp(rng.uniform(np.log(lo), np.log(hi), (rows, cols)))
+    vth = vth_for_current(model, i_t, v_on, read.v_cg_read_v, read.v_bl_read_v, read.v_sl_read_v)
+    wl = np.where(rng.random((batch, rows)) < p_on, v_on, read.v_select_off_v)
+    wl[0] = v_on  # one vector with every row on
+    return vth, wl, model
+
+
+@pytest.mark.parametrize("cell_type", ["split_gate", "stacked_gate"])
+def test_fast_mode_is_the_r_to_zero_limit_error_proportional_to_r(cell_type):
+    cfg = _cfg(cell_type)
+    vth, wl, model = _tile(cfg, 16, 12, seed=1)
+    errs = []
+    scales = [1e-1, 1e-2, 1e-3]
+    for s in scales:
+        res = solve_tile(vth, wl, cfg, model, wires=cfg.array.wires.scaled(s))
+        ideal = res.ideal_column_currents
+        errs.append(np.abs(res.column_currents - ideal).max() / ideal.max())
+    errs = np.array(errs)
+    assert errs[-1] < 1e-5
+    ratio = errs / np.array(scales)  # error / R is constant: first order in R
+    assert np.all(np.abs(ratio / ratio[-1] - 1.0) < 0.02), ratio
+    # the fast-mode reference is the cell I-V at the clamp's open-circuit voltage
+    a = cfg.array.sense.clamp_gain
+    v_clamp = cfg.device.read.v_bl_read_v * a / (1 + a)
+    direct = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, v_clamp,
+                           cfg.device.read.v_sl_read_v, vth).sum(axis=1)
+    np.testing.assert_allclose(res.ideal_column_currents, direct, rtol=1e-12)
+
+
+def test_uniformly_loaded_bit_line_matches_closed_form():
+    # stacked-gate cells without DIBL draw a current independent of V_D (the reverse term is
+    # ~e^(-V_DS/U_T) = e^-58 at V_DS = 1.5 V), so a column of identical cells is a uniformly loaded line driven at row 0
+    cfg = _cfg("stacked_gate", **{"device.cell.dibl_eta": 0.0, "array.sense.clamp_gain": 1e9,
+                                   "device.read.v_bl_read_v": 1.5})
+    rows, cols = 40, 3
+    wires = cfg.array.wires.replace(r_bl_segment_ohm=2.0, r_sl_segment_ohm=1e-9, r_strap_ohm=0.0,
+                                    r_bl_terminal_ohm=0.0, clamp_gm_s=1e6)
+    model = cell_model(cfg.device.cell, cfg.device.read.temperature_k)
+    vth = np.full((rows, cols), 0.9)
+    wl = np.full((1, rows), cfg.device.read.v_cg_read_v)
+    res = solve_tile(vth, wl, cfg, model, wires=wires)
+    i_cell = res.cell_currents[0, 0, 0]
+    np.testing.assert_allclose(res.cell_currents[0], i_cell, rtol=1e-12)
+    k = np.arange(1, rows + 1)
+    expected = i_cell * 2.0 * k * (2 * rows - k + 1) / 2.0
+    np.testing.assert_allclose(res.bl_drop[0, :, 1], expected, rtol=1e-7)
+    assert np.abs(res.sl_drop).max() < 1e-12
+
+
+@pytest.mark.parametrize("layout,shared", [("cols", False), ("rows", True), ("rows", False)])
+def test_uniformly_loaded_source_line_matches_closed_form(layout, shared):
+    cfg = _cfg()
+    wires = cfg.array.wires.replace(sl_layout=layout, sl_pair_shared=shared, r_sl_segment_ohm=3.0,
+                                    r_strap_ohm=0.0, r_sl_driver_ohm=0.0, strap_pitch_cols=1000)
+    rows, cols = 10, 24
+    net = wire_network(rows, cols, wires, 1000.0)
+    i = 7e-8
+    rise = net.sl_rise(np.full((2, rows, cols), i))
+    if layout == "cols":  # driven at row 0 only: dV_k = I R k (2N - k + 1) / 2
+        k = np.arange(1, rows + 1)
+        np.testing.assert_allclose(rise[1, :, 5], i * 3.0 * k * (2 * rows - k + 1) / 2, rtol=1e-10)
+    else:  # strapped at both ends of each row line: V_k = I' R k (N + 1 - k) / 2
+        k = np.arange(1, cols + 1)
+        load = i * (2 if shared else 1)
+        np.testing.assert_allclose(rise[0, 3, :], load * 3.0 * k * (cols + 1 - k) / 2, rtol=1e-10)
+        if shared:
+            np.testing.assert_array_equal(rise[:, 2, :], rise[:, 3, :])
+
+
+def _dense_reference_rise(rows, cols, w, i):
+    """Hand-built nodal analysis of strapped row source lines (no pair sharing)."""
+    n = rows * cols
+    g = np.zeros((n, n))
+    for r in range(rows):
+        for c in range(cols):
+            k = r * cols + c
+            if c > 0:
+                j = k - 1
+                gs = 1.0 / w.r_sl_segment_ohm
+                g[k, k] += gs
+                g[j, j] += gs
+                g[k, j] -= gs
+                g[j, k] -= gs
+            if c % w.strap_pitch_cols == 0 or c == cols - 1:
+                g[k, k] += 1.0 / (w.r_sl_segment_ohm + w.r_strap_ohm)
+    return np.linalg.solve(g, i.reshape(-1)).reshape(rows, cols)
+
+
+def test_strapped_source_lines_match_dense_nodal_analysis():
+    cfg = _cfg()
+    w = cfg.array.wires.replace(r_strap_ohm=4.0, strap_pitch_cols=8, sl_pair_shared=False,
+                                r_sl_segment_ohm=1.5)
+    rows, cols = 3, 21  # taps at columns 0, 8, 16 and 20
+    net = wire_network(rows, cols, w, 1000.0)
+    i = np.random.default_rng(8).uniform(0, 1e-6, (rows, cols))
+    np.testing.assert_allclose(net.sl_rise(i[None])[0], _dense_reference_rise(rows, cols, w, i),
+                               rtol=1e-10)
+    # a strap every 8 columns lowers the worst rise of a uniform load against one at each end
+    far = wire_network(rows, cols, w.replace(strap_pitch_cols=1000), 1000.0)
+    u = np.full((1, rows, cols), 1e-7)
+    assert net.sl_rise(u).max() < 0.5 * far.sl_rise(u).max()
+
+
+@pytest.mark.parametrize("cell_type", ["split_gate", "stacked_gate"])
+def test_kcl_signs_and_batch_equals_single(cell_type):
+    cfg = _cfg(cell_type)
+    vth, wl, model = _tile(cfg, 24, 10, seed=2, batch=4)
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
+    res = solver.solve(wl)
+    # KCL at the clamp: the terminal resistor carries the column sum
+    g_t = solver.network.g_bl_terminal
+    np.testing.assert_allclose(g_t * res.bl_drop[:, 0, :], res.column_currents, rtol=1e-6)
+    assert res.bl_drop.min() >= 0 and res.sl_drop.min() >= 0
+    assert np.all(res.column_currents < res.ideal_column_currents)  # IR drop lowers currents
+    # the drops are the voltages of the solved nodes
+    a = cfg.array.sense.clamp_gain
+    np.testing.assert_allclose(res.bl_node_v, 0.3 * a / (1 + a) - res.bl_drop, rtol=0, atol=1e-15)
+    for b in range(wl.shape[0]):
+        one = solver.solve(wl[b])
+        np.testing.assert_allclose(one.column_currents[0], res.column_currents[b], rtol=1e-9)
+    # every cell obeys its I-V at the solved node voltages
+    i_check = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, res.bl_node_v,
+                            res.sl_node_v, vth)
+    np.testing.assert_allclose(res.cell_currents, i_check, rtol=1e-8, atol=1e-20)
+
+
+def test_ir_drop_map_parts_sum_and_separate():
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 16, 16, seed=3)
+    m = ir_drop_map(vth, wl, cfg, model, wires=cfg.array.wires.scaled(10.0))
+    np.testing.assert_allclose(m.bl_part_a + m.sl_part_a, m.cell_error_a, rtol=1e-9, atol=1e-22)
+    assert np.all(m.bl_part_a[m.ideal_cell_currents > 1e-9] < 0)
+    # no source-line resistance -> no source-line part
+    w = cfg.array.wires.replace(r_sl_segment_ohm=1e-9, r_strap_ohm=0.0)
+    m2 = ir_drop_map(vth, wl, cfg, model, wires=w)
+    assert np.abs(m2.sl_part_a).max() < 1e-8 * np.abs(m2.bl_part_a).max()
+
+
+def test_non_convergence_raises_clear_error():
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 16, 16, seed=4, lo=0.3e-6, hi=1e-6)
+    wires = cfg.array.wires.scaled(20.0).replace(solver_max_iter=2)
+    with pytest.raises(ConvergenceError, match="did not converge.*solver_max_iter"):
+        solve_tile(vth, wl, cfg, model, wires=wires)
+
+
+def test_bad_input_names_the_field():
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 8, 8)
+    bad = vth.copy()
+    bad[2, 3] = np.nan
+    with pytest.raises(InputError, match="vth_map"):
+        solve_tile(bad, wl, cfg, model)
+    with pytest.raises(InputError, match="wl_voltages_batch"):
+        solve_tile(vth, wl[:, :5], cfg, model)
+    wl_bad = wl.copy()
+    wl_bad[0, 0] = np.inf
+    with pytest.raises(InputError, match="wl_voltages_batch"):
+        solve_tile(vth, wl_bad, cfg, model)
+    with pytest.raises(ConfigError, match="r_bl_segment_ohm"):
+        cfg.with_overrides(["array.wires.r_bl_segment_ohm=-1.0"])
+    with pytest.raises(ConfigError, match="r_strap_ohm"):
+        solve_tile(vth, wl, cfg, model, wires=cfg.array.wires.replace(r_strap_ohm=-5.0))

@@ -1,0 +1,174 @@
+"""Cell I-V: closed-form limits, symmetry, monotonicity, numba == NumPy, derivatives."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from norsim.config import SimConfig
+from norsim.device.config import CellConfig
+from norsim.device.iv import (cell_model, ekv_current, ekv_current_numpy, thermal_voltage,
+                              vth_for_current)
+from norsim.errors import InputError
+
+SPLIT = CellConfig()
+STACKED = CellConfig(cell_type="stacked_gate")
+
+
+def _cg_swing(cell, temperature_k, vth=1.0):
+    """Swing seen from the control gate, deep in subthreshold, split- or stacked-gate."""
+    m = cell_model(cell, temperature_k)
+    v = np.linspace(vth - 1.2, vth - 0.8, 41)  # ~1e-7..1e-4 of I_S: deep weak inversion
+    if cell.cell_type == "split_gate":
+        i = m.current(1.8, v, 0.5, 0.0, vth)
+    else:
+        i = m.current(v, 0.0, 0.5, 0.0, vth)
+    assert np.all(i < 1e-3 * m.fg.i_spec)
+    slope = np.polyfit(v, np.log10(i), 1)[0]
+    return 1.0 / slope, m
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+@pytest.mark.parametrize("t", [233.0, 300.0, 358.0])
+def test_subthreshold_swing_matches_closed_form(cell, t):
+    ss, m = _cg_swing(cell, t)
+    expected = np.log(10) * cell.slope_factor_n * thermal_voltage(t) / cell.alpha_g
+    assert ss == pytest.approx(expected, rel=0.01)
+
+
+def test_strong_inversion_saturation_limit():
+    c = STACKED
+    u_t = thermal_voltage(300.0)
+    m = cell_model(c, 300.0)
+    v_ov = 25 * c.slope_factor_n * u_t  # floating-gate-referred overdrive >= 20 n U_T
+    v_ds = 3.0  # deep saturation: V_D far above the pinch-off voltage
+    # FG-referred overdrive alpha (V_G - V_th) + eta V_DS = v_ov
+    v_g = 0.5 + (v_ov - c.dibl_eta * v_ds) / c.alpha_g
+    i = m.current(v_g, 0.0, v_ds, 0.0, 0.5)
+    limit = m.fg.beta / (2 * c.slope_factor_n) * v_ov**2
+    assert i == pytest.approx(limit, rel=1e-3)
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_zero_current_at_zero_vds(cell):
+    m = cell_model(cell, 300.0)
+    v = np.linspace(-0.5, 2.0, 11)
+    for fast in (True, False):
+        assert np.all(m.current(1.8, 1.0, v, v, 0.8, fast=fast) == 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(vg=st.floats(-1.0, 3.0), dvg=st.floats(1e-3, 1.0), vd=st.floats(0.01, 1.5),
+       dvd=st.floats(1e-3, 0.5), vth=st.floats(-0.5, 2.5),
+       split=st.booleans())
+def test_monotone_in_gate_and_drain(vg, dvg, vd, dvd, vth, split):
+    m = cell_model(SPLIT if split else STACKED, 300.0)
+    def cur(g, d):
+        return float(m.current(1.8 if split else g, g, d, 0.0, vth))
+    base = cur(vg, vd)
+    assert cur(vg + dvg, vd) >= base
+    assert cur(vg, vd + dvd) >= base
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_numba_equals_numpy_reference(cell):
+    m = cell_model(cell, 320.0)
+    rng = np.random.default_rng(3)
+    n = 4000
+    args = (rng.uniform(0.0, 2.5, n), rng.uniform(-0.5, 2.5, n), rng.uniform(-0.2, 1.2, n),
+            rng.uniform(-0.2, 1.2, n), rng.uniform(-1.0, 3.0, n))
+    kw = dict(n=rng.uniform(1.1, 1.5, n), beta=rng.uniform(2e-4, 8e-4, n),
+              dibl_eta=rng.uniform(0.0, 0.1, n))
+    i_fast, gd_fast, gs_fast = m.current(*args, **kw, derivatives=True)
+    i_ref, gd_ref, gs_ref = m.current(*args, **kw, derivatives=True, fast=False)
+    scale = m.current_scale(*args, **kw)
+    assert np.all(scale > 0)
+    assert np.max(np.abs(i_fast - i_ref) / scale) < 1e-12
+    # derivatives agree to rounding of the solved internal node
+    gscale = np.abs(gd_ref) + np.abs(gs_ref) + 1e-30
+    assert np.max(np.abs(gd_fast - gd_ref) / gscale) < 1e-6
+    assert np.max(np.abs(gs_fast - gs_ref) / gscale) < 1e-6
+
+
+def test_plain_ekv_numba_equals_numpy():
+    rng = np.random.default_rng(0)
+    v = rng.uniform(-1, 3, (4, 1000))
+    a = ekv_current(v[0], v[1], v[2], v[3], 1.3, 0.6, 5e-4, 0.05, 0.0259)
+    b = ekv_current_numpy(v[0], v[1], v[2], v[3], 1.3, 0.6, 5e-4, 0.05, 0.0259)
+    assert np.allclose(a, b, rtol=1e-12, atol=1e-25)
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_derivatives_match_finite_differences(cell):
+    m = cell_model(cell, 300.0)
+    rng = np.random.default_rng(1)
+    n = 300
+    vwl, vcg = rng.uniform(1.0, 2.5, n), rng.uniform(0.0, 2.5, n)
+    vd, vs = rng.uniform(0.05, 1.0, n), rng.uniform(0.0, 0.04, n)
+    vth = rng.uniform(-0.5, 2.0, n)
+    i, gd, gs = m.current(vwl, vcg, vd, vs, vth, derivatives=True)
+    h = 1e-6
+    fd_d = (m.current(vwl, vcg, vd + h, vs, vth) - m.current(vwl, vcg, vd - h, vs, vth)) / (2 * h)
+    fd_s = (m.current(vwl, vcg, vd, vs + h, vth) - m.current(vwl, vcg, vd, vs - h, vth)) / (2 * h)
+    tol = 1e-5 * (np.abs(fd_d) + np.abs(fd_s)) + 1e-9 * m.current_scale(vwl, vcg, vd, vs, vth) / h
+    assert np.all(np.abs(gd - fd_d) <= tol)
+    assert np.all(np.abs(gs - fd_s) <= tol)
+
+
+def test_split_gate_series_limits():
+    """Select transistor off -> cell off; select far on -> the FG transistor alone."""
+    m = cell_model(SPLIT, 300.0)
+    ms = cell_model(STACKED, 300.0)
+    vth = np.array([0.8, 1.2, 1.6])
+    off = m.current(-1.0, 1.0, 0.3, 0.0, vth)
+    on = m.current(1.8, 1.0, 0.3, 0.0, vth)
+    assert np.all(off < 1e-6 * on)
+    fg_alone = ms.current(1.0, 0.0, 0.3, 0.0, vth)
+    # the strong select transistor drops only I / g_sel: relative error ~ I/(g_sel U_T)
+    assert np.allclose(on, fg_alone, rtol=1e-2)
+    assert np.all(on < fg_alone)
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_vth_for_current_inverts_current(cell):
+    m = cell_model(cell, 300.0)
+    vth = np.linspace(-0.3, 2.2, 26)
+    vwl = 1.8 if cell.cell_type == "split_gate" else 1.0
+    i = m.current(vwl, 1.0, 0.3, 0.0, vth)
+    back = vth_for_current(m, i, vwl, 1.0, 0.3, 0.0)
+    assert np.max(np.abs(back - vth)) < 1e-6
+
+
+def test_temperature_shifts_vth_and_beta():
+    c = STACKED
+    m300, m358 = cell_model(c, 300.0), cell_model(c, 358.0)
+    assert m358.fg.dvth == pytest.approx(c.dvth_dt_v_per_k * 58.0)
+    assert m358.fg.beta == pytest.approx(c.beta_a_per_v2 * (358 / 300) ** -c.mobility_exponent)
+
+
+# ------------------------------------------------------------------ bad input ------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_voltage_rejected(bad):
+    m = cell_model(SPLIT, 300.0)
+    with pytest.raises(InputError, match="v_d"):
+        m.current(1.8, 1.0, np.array([0.3, bad]), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("t", [-1.0, 0.0, np.nan])
+def test_bad_temperature_rejected(t):
+    with pytest.raises(InputError, match="temperature_k"):
+        cell_model(SPLIT, t)
+
+
+def test_vth_for_current_rejects_bad_targets():
+    m = cell_model(SPLIT, 300.0)
+    with pytest.raises(InputError, match="i_target"):
+        vth_for_current(m, [1e-8, -1e-9], 1.8, 1.0, 0.3, 0.0)
+    with pytest.raises(InputError, match="v_d"):
+        vth_for_current(m, 1e-8, 1.8, 1.0, 0.0, 0.0)
+
+
+def test_preset_cell_model_builds():
+    cfg = SimConfig()
+    m = cell_model(cfg.device.cell, cfg.device.read.temperature_k)
+    assert m.cell_type == cfg.device.cell.cell_type and m.sel is not None

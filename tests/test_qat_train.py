@@ -1,0 +1,127 @@
+"""`norsim train`: float + QAT phases, checkpoint/resume, log, export, errors, noise."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+from norsim.cli.main import main  # noqa: E402
+from norsim.config.presets import load_preset  # noqa: E402
+from norsim.errors import InputError  # noqa: E402
+from norsim.mapping.quant_model import QuantModel  # noqa: E402
+from norsim.qat.models import build_model  # noqa: E402
+from norsim.qat.noise import sigma_lnw_from_vth  # noqa: E402
+from norsim.qat.train import TrainSpec, load_trained, train  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _toy_digits(n, seed):
+    """28x28 uint8 images: class k has a bright 6x6 square at a class-specific place."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(y):
+        r, c = 2 + 8 * (k // 4), 2 + 8 * (k % 4)
+        x[i, r:r + 6, c:c + 6] = 230
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    for split, n, seed in (("train", 512, 0), ("test", 100, 1)):
+        x, y = _toy_digits(n, seed)
+        np.savez_compressed(d / f"{split}.npz", x=x, y=y)
+    return d
+
+
+def test_cli_trains_float_then_qat_and_exports(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", "--arch", "lenet", "--data", str(data_dir), "--epochs", "3",
+               "--float-epochs", "2", "--batch-size", "32", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    log = [json.loads(s) for s in (out / "log.jsonl").read_text().splitlines()]
+    phases = [r["phase"] for r in log if r["event"] == "epoch"]
+    assert phases == ["float", "float", "qat"]
+    assert any(r["event"] == "fold_and_calibrate" for r in log)
+    assert summary["float_test_acc"] > 0.5 and summary["qat_test_acc"] > 0.5  # learnable toy
+    qm = QuantModel.load(out / "model.npz")
+    assert qm.metadata["arch"] == "lenet" and qm.output_spec.bits == 32
+
+
+def test_resume_after_interruption_is_bit_identical(data_dir, tmp_path):
+    spec = TrainSpec(arch="lenet", data=str(data_dir), epochs=3, float_epochs=1,
+                     batch_size=64, seed=5, noise_sigma_lnw=0.1)
+    full = train(spec, tmp_path / "a", progress=False, log_fn=lambda s: None)
+    part = train(spec, tmp_path / "b", progress=False, log_fn=lambda s: None,
+                 stop_after_epochs=2)
+    assert part == {"interrupted": True, "epochs_done": 2}
+    resumed = train(spec, tmp_path / "b", progress=False, log_fn=lambda s: None)
+    assert resumed == full
+    ma, _ = load_trained(tmp_path / "a" / "model.pt")
+    mb, _ = load_trained(tmp_path / "b" / "model.pt")
+    sa, sb = ma.state_dict(), mb.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_rerun_with_other_settings_in_same_out_is_refused(data_dir, tmp_path, capsys):
+    args = ["train", "--data", str(data_dir), "--epochs", "1", "--float-epochs", "1",
+            "--no-progress", "--no-export", "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args[:-2] + ["--seed", "3", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0]
+
+
+@pytest.mark.parametrize("bad", [["--arch", "lenet9"], ["--epochs", "0"],
+                                 ["--float-epochs", "7"], ["--data", "/nonexistent/dir"]])
+def test_bad_arguments_fail_in_one_line(bad, tmp_path, capsys, data_dir):
+    args = ["train", "--data", str(data_dir), "--epochs", "2", "--no-progress",
+            "--out", str(tmp_path / "x")] + bad
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("norsim train: error:")
+
+
+def test_sigma_lnw_closed_form():
+    cfg = load_preset("nor40")
+    n, a, t = (cfg.device.cell.slope_factor_n, cfg.device.cell.alpha_g,
+               cfg.device.read.temperature_k)
+    u_t = 1.380649e-23 * t / 1.602176634e-19
+    assert sigma_lnw_from_vth(0.010, cfg) == pytest.approx(0.010 * a / (n * u_t), rel=1e-12)
+    # preset values n = 1.3, alpha_G = 0.6, 300 K: 10 mV -> ~0.18
+    assert sigma_lnw_from_vth(0.010, cfg) == pytest.approx(0.1785, abs=2e-3)
+    with pytest.raises(InputError):
+        sigma_lnw_from_vth(-0.001, cfg)
+
+
+def test_noise_injection_is_multiplicative_lognormal_and_train_only():
+    m = build_model("lenet", seed=0)
+    m.to_qat(torch.rand(64, 1, 28, 28))
+    m.set_noise(0.2, seed=1)
+    layer = m.qlayers()[1]
+    x = torch.rand(1, 16, 14, 14)
+    captured = []
+    orig = layer._apply_op
+    layer._apply_op = lambda x_, w, b: captured.append(w.detach().clone()) or orig(x_, w, b)
+    m.train()
+    m(torch.rand(2, 1, 28, 28))
+    m(torch.rand(2, 1, 28, 28))
+    m.eval()
+    m(torch.rand(2, 1, 28, 28))
+    wq = layer.quantized_weight().detach()
+    nz = wq != 0
+    r1 = torch.log(captured[0][nz] / wq[nz])
+    r2 = torch.log(captured[1][nz] / wq[nz])
+    assert abs(float(r1.std()) - 0.2) < 0.02 and abs(float(r1.mean())) < 0.02
+    assert not torch.equal(r1, r2)                 # fresh draws each step
+    assert torch.equal(captured[2], wq)            # no noise at evaluation
+    assert torch.all(captured[0][~nz] == 0)        # zero weights stay zero
+    del x
