@@ -46,3 +46,47 @@ def test_factor_solver_equals_superlu_solve():
     np.testing.assert_allclose(a @ fs.solve(b), b, atol=1e-10)
     np.testing.assert_allclose(fs.solve(b[:, 0]), fs.reference_solve(b[:, 0]), rtol=1e-12,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("cell_type", ["split_gate", "stacked_gate"])
+def test_tile_kernel_equals_device_reference(cell_type):
+    from norsim.array.circuit_kernels import tile_iv, tile_iv_reference
+
+    cfg = load_preset("nor40").with_overrides([f"device.cell.cell_type='{cell_type}'"])
+    model = cell_model(cfg.device.cell, 310.0)
+    rng = np.random.default_rng(9)
+    r, c, b = 5, 4, 3
+    vth = rng.uniform(-0.3, 2.0, (r, c))
+    beta = rng.uniform(3e-4, 7e-4, (r, c))
+    wl = np.where(rng.random((r, b)) < 0.5, 1.8, rng.uniform(0.0, 1.8, (r, b)))
+    v_d = 0.3 - rng.uniform(0, 0.05, (r, c, b))
+    v_s = rng.uniform(0, 0.02, (r, c, b))
+    fast = tile_iv(model, wl, 1.0, v_d, v_s, vth, beta=beta)
+    ref = tile_iv_reference(model, wl, 1.0, v_d, v_s, vth, beta=beta)
+    for f, q in zip(fast[:3], ref):
+        np.testing.assert_allclose(f, q, rtol=1e-7, atol=1e-12 * np.abs(q).max())
+    if cell_type == "split_gate":  # internal node sensitivities: finite differences
+        h = 1e-6
+        up = tile_iv(model, wl, 1.0, v_d + h, v_s, vth, beta=beta)[3]
+        np.testing.assert_allclose((up - fast[3]) / h, fast[4], rtol=1e-3, atol=1e-6)
+        up = tile_iv(model, wl, 1.0, v_d, v_s + h, vth, beta=beta)[3]
+        np.testing.assert_allclose((up - fast[3]) / h, fast[5], rtol=1e-3, atol=1e-6)
+    else:
+        assert fast[3] is None
+
+
+def test_local_model_and_max_abs_diff_equal_numpy():
+    from norsim.array.circuit_kernels import (local_model, local_model_reference,
+                                              max_abs_diff_cols)
+
+    rng = np.random.default_rng(10)
+    shape = (6, 5, 4)
+    i_k = rng.uniform(-1e-9, 1e-6, shape)
+    args = [i_k] + [rng.normal(0, s, shape) for s in (40.0, 40.0, 1e-6, 1e-5, 1e-3, 1e-3,
+                                                      1e-3, 1e-3)]
+    np.testing.assert_allclose(local_model(*args), local_model_reference(*args), rtol=1e-14,
+                               atol=0)
+    a, b = rng.normal(size=(30, 4)), rng.normal(size=(30, 4))
+    np.testing.assert_array_equal(max_abs_diff_cols(a, b), np.abs(a - b).max(axis=0))
+    a[3, 2] = np.nan
+    assert np.isnan(max_abs_diff_cols(a, b)[2])

@@ -185,3 +185,34 @@ def test_bad_input_names_the_field():
         cfg.with_overrides(["array.wires.r_bl_segment_ohm=-1.0"])
     with pytest.raises(ConfigError, match="r_strap_ohm"):
         solve_tile(vth, wl, cfg, model, wires=cfg.array.wires.replace(r_strap_ohm=-5.0))
+
+
+def test_multi_level_word_lines_take_the_direct_path():
+    cfg = _cfg()
+    vth, _, model = _tile(cfg, 12, 8, seed=5)
+    wl = np.random.default_rng(5).uniform(0.0, 1.8, (6, 12))  # 72 distinct levels
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
+    res = solver.solve(wl)
+    i_check = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, res.bl_node_v,
+                            res.sl_node_v, vth)
+    np.testing.assert_allclose(res.cell_currents, i_check, rtol=1e-8, atol=1e-20)
+    nominal = solver.nominal(wl)[0]
+    np.testing.assert_allclose(nominal.sum(axis=1), res.ideal_column_currents, rtol=1e-12)
+
+
+def test_anderson_acceleration_reaches_the_same_solution():
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 16, 12, seed=6, lo=0.3e-6, hi=1e-6)
+    w = cfg.array.wires.scaled(20.0)
+    plain = solve_tile(vth, wl, cfg, model, wires=w)
+    acc = solve_tile(vth, wl, cfg, model, wires=w.replace(anderson_depth=3))
+    np.testing.assert_allclose(acc.column_currents, plain.column_currents, rtol=1e-9)
+    assert acc.inner_iterations <= plain.inner_iterations
+
+
+def test_hopeless_ir_drop_raises_convergence_error():
+    # column currents x wire resistance far above the bit-line bias: a clear error, not a crash
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 16, 8, seed=7, lo=1e-6, hi=5e-6)
+    with pytest.raises(ConvergenceError, match="IR drop is too large|did not converge"):
+        solve_tile(vth, wl, cfg, model, wires=cfg.array.wires.scaled(3000.0))

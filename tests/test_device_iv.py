@@ -172,3 +172,37 @@ def test_preset_cell_model_builds():
     cfg = SimConfig()
     m = cell_model(cfg.device.cell, cfg.device.read.temperature_k)
     assert m.cell_type == cfg.device.cell.cell_type and m.sel is not None
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_vth_inversion_numba_equals_numpy_reference(cell):
+    m = cell_model(cell, 340.0)
+    rng = np.random.default_rng(7)
+    n = 300
+    i_t = np.exp(rng.uniform(np.log(1e-13), np.log(1e-5), n))
+    vwl = 1.8 if cell.cell_type == "split_gate" else 1.0
+    kw = dict(n=rng.uniform(1.2, 1.4, n), beta=rng.uniform(3e-4, 7e-4, n),
+              dibl_eta=rng.uniform(0.03, 0.07, n))
+    vd = rng.uniform(0.1, 0.5, n)
+    a = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw)
+    b = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw, fast=False)
+    assert np.max(np.abs(a - b)) < 1e-8
+    back = m.current(vwl, 1.0, vd, 0.0, a, **kw)
+    assert np.allclose(back, i_t, rtol=1e-9)
+
+
+def test_vth_for_current_rejects_unreachable_current():
+    m = cell_model(SPLIT, 300.0)
+    with pytest.raises(InputError, match="i_target"):
+        vth_for_current(m, 1.0, 1.8, 1.0, 0.3, 0.0)  # 1 A: beyond any V_th
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_vth_slope_matches_finite_difference(cell):
+    m = cell_model(cell, 300.0)
+    vwl = 1.8 if cell.cell_type == "split_gate" else 1.0
+    i_t = np.array([1e-11, 1e-8, 7e-8, 1e-6])
+    vth, slope = vth_for_current(m, i_t, vwl, 1.0, 0.3, 0.0, return_slope=True)
+    h = 1e-5
+    fd = (m.current(vwl, 1.0, 0.3, 0.0, vth - h) - m.current(vwl, 1.0, 0.3, 0.0, vth + h)) / (2 * h)
+    assert np.allclose(slope, fd, rtol=1e-5)

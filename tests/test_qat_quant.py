@@ -1,16 +1,12 @@
 """The QAT method modules in isolation: STE gradients, dynamic threshold, PACT."""
 
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
-from norsim.errors import InputError, NorsimError  # noqa: E402
+from norsim.errors import InputError  # noqa: E402
 from norsim.qat.quant import (PactQuantizer, WeightQuantizer, mse_threshold,  # noqa: E402
                               pact_quant, round_ste)
 
@@ -116,14 +112,14 @@ def test_threshold_learns_by_backprop_between_reestimates():
     w = torch.randn(1, 500)
     wq = WeightQuantizer(1, bits=4, per_channel=False, reestimate_every=0)
     wq(w)
-    t0 = float(wq.threshold)
+    t0 = float(wq.threshold.detach())
     opt = torch.optim.SGD(wq.parameters(), lr=0.1)
     # a loss that wants the quantised weights larger: dL/dT < 0 => T grows
     for _ in range(5):
         opt.zero_grad()
         (-wq(w).abs().sum()).backward()
         opt.step()
-    assert float(wq.threshold) > t0
+    assert float(wq.threshold.detach()) > t0
 
 
 def test_pact_forward_and_gradients():
@@ -166,24 +162,3 @@ def test_bad_bits_raise_norsim_error():
         WeightQuantizer(4, bits=1)
     with pytest.raises(InputError, match="momentum"):
         WeightQuantizer(4, momentum=0.0)
-
-
-def test_import_without_torch_gives_one_clear_message():
-    code = textwrap.dedent("""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("No module named 'torch'")
-        sys.meta_path.insert(0, Block())
-        import norsim, norsim.mapping.quant_model, norsim.zoo  # no torch needed here
-        try:
-            import norsim.qat
-        except ImportError as e:
-            print("MSG:", e)
-    """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "pip install norsim[train]" in r.stdout
-    assert issubclass(__import__("norsim.qat", fromlist=["MissingExtraError"]).MissingExtraError,
-                      NorsimError)

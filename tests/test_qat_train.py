@@ -52,6 +52,16 @@ def test_cli_trains_float_then_qat_and_exports(data_dir, tmp_path, capsys):
     assert summary["float_test_acc"] > 0.5 and summary["qat_test_acc"] > 0.5  # learnable toy
     qm = QuantModel.load(out / "model.npz")
     assert qm.metadata["arch"] == "lenet" and qm.output_spec.bits == 32
+    # the run becomes a zoo entry whose table is the integer model's accuracy
+    from norsim.qat.zoo_entry import build_entry
+    from norsim.mapping.reference import predict
+
+    e = build_entry(out, "toy", zoo_dir=tmp_path / "zoo")
+    x, y = np.load(data_dir / "test.npz")["x"], np.load(data_dir / "test.npz")["y"]
+    qz = QuantModel.load(tmp_path / "zoo" / "toy" / "model.npz")
+    assert e["accuracy"]["qat_test_acc"] == float((predict(qz, x) == y).mean())
+    assert e["export_check"]["exact_max_logit_diff_steps"] == 0.0
+    assert e["accuracy"]["float_test_acc"] == summary["float_test_acc"]
 
 
 def test_resume_after_interruption_is_bit_identical(data_dir, tmp_path):

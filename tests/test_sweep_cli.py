@@ -49,10 +49,15 @@ def test_sweep_and_plot_from_the_command_line(tmp_path):
     spec = _spec(tmp_path, '"device.read.temperature_k" = [280.0, 300.0, 320.0]\n'
                            '"array.rows" = [64, 128]\n', "n = 400\nfail_points = [5]\n")
     out = tmp_path / "res.sqlite"
+    r = _cli("sweep", spec, "--out", out, "--dry-run")
+    assert r.returncode == 0 and "6 grid points x 3 seeds = 18 runs; 0 already" in r.stdout
+    assert not out.exists()
     r = _cli("sweep", spec, "--out", out, "--workers", "2")
     assert r.returncode == 0, r.stderr
     assert "18 runs: 18 ran (3 failed), 0 already finished" in r.stdout
     assert "3 runs failed" in r.stderr
+    r = _cli("sweep", spec, "--out", out, "--dry-run")
+    assert "18 runs; 18 already in" in r.stdout
     r = _cli("sweep", spec, "--out", out, "--workers", "2")  # resume: nothing to do
     assert r.returncode == 0 and "0 ran (0 failed), 18 already finished" in r.stdout
 
@@ -104,9 +109,9 @@ def test_example_spec_runs_with_the_device_evaluator(tmp_path):
     assert r.returncode == 0, r.stderr
     df = load_results(out)
     assert (df.status == "ok").all(), df.error.dropna().tolist()
-    assert len(df) == 5 * 3 and {"level_error_rate", "level_error_rate_n"} <= set(df.columns)
+    assert len(df) == 9 * 2 and {"level_error_rate", "level_error_rate_n"} <= set(df.columns)
     r = _cli("plot", out, "--x", "device.read.temperature_k", "--y", "level_error_rate",
-             "--hue", "device.programming.ispp_step_v", "--out", tmp_path / "ex.png")
+             "--hue", "device.programming.two_way_tuning", "--out", tmp_path / "ex.png")
     assert r.returncode == 0, r.stderr
 
 
@@ -166,3 +171,14 @@ def test_plot_refuses_to_pool_over_an_unplotted_axis(tmp_path):
     assert r.returncode == 0, r.stderr
     agg = aggregate(out, "device.read.temperature_k", "value", where=["array.rows=128"])
     np.testing.assert_allclose(agg.series[0].mean, [2.8 + 0.128, 3.0 + 0.128])
+
+
+def test_plot_with_a_boolean_axis_is_categorical(tmp_path):
+    spec = _spec(tmp_path, '"device.programming.verify_rtn" = [true, false]\n', count=2)
+    out = tmp_path / "res.sqlite"
+    assert _cli("sweep", spec, "--out", out, "--workers", "1").returncode == 0
+    agg = aggregate(out, "device.programming.verify_rtn", "accuracy")
+    assert agg.categorical_x and agg.series[0].x == [False, True]
+    r = _cli("plot", out, "--x", "device.programming.verify_rtn", "--y", "accuracy",
+             "--out", tmp_path / "b.png")
+    assert r.returncode == 0 and (tmp_path / "b.png").stat().st_size > 10_000, r.stderr

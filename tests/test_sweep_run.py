@@ -1,6 +1,5 @@
 """Running sweeps: worker-count independence, failures, resume, thread limits, Dask, kills."""
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 
 from norsim.config.sim import SimConfig
 from norsim.errors import InputError
-from norsim.experiments import load_results, sweep
+from norsim.experiments import sweep
 from norsim.experiments.evaluators import Point
 from norsim.experiments.runner import run_sweep
 
@@ -114,6 +113,34 @@ def test_more_seeds_extend_a_finished_sweep(tmp_path):
     assert all(after[k] == v for k, v in before.items())
 
 
+def test_appending_to_the_first_axis_extends_appending_to_the_last_is_refused(tmp_path):
+    axes = {"device.read.temperature_k": "[280.0, 300.0]", "array.rows": "[64, 128]"}
+    out = tmp_path / "r.sqlite"
+    run_sweep(write_spec(tmp_path, "test", axes, count=1), out, workers=1, progress=False)
+    longer_last = dict(axes, **{"array.rows": "[64, 128, 256]"})
+    with pytest.raises(InputError, match="another configuration"):
+        run_sweep(write_spec(tmp_path, "test", longer_last, count=1, name="b.toml"), out,
+                  progress=False)
+    longer_first = dict(axes, **{"device.read.temperature_k": "[280.0, 300.0, 320.0]"})
+    s = run_sweep(write_spec(tmp_path, "test", longer_first, count=1, name="c.toml"), out,
+                  workers=1, progress=False)
+    assert (s.skipped, s.ran) == (4, 2)
+
+
+def test_a_second_sweep_on_the_same_file_is_refused_while_the_first_runs(tmp_path):
+    from norsim.experiments.store import ResultStore
+
+    spec = write_spec(tmp_path, "test", {"device.read.temperature_k": "[280.0]"}, count=1)
+    out = tmp_path / "r.sqlite"
+    holder = ResultStore.open(out, create=True)  # as a running sweep holds it
+    try:
+        with pytest.raises(InputError, match="holds its lock"):
+            run_sweep(spec, out, workers=1, progress=False)
+    finally:
+        holder.close()
+    assert run_sweep(spec, out, workers=1, progress=False).ran == 1
+
+
 def test_retry_failed_replaces_error_rows(tmp_path):
     flag = tmp_path / "broken"
     flag.write_text("")
@@ -147,13 +174,19 @@ def test_progress_bar_shows_done_failures_and_eta(tmp_path, capfd):
 
 def test_dask_local_cluster_one_worker_two_points(tmp_path):
     distributed = pytest.importorskip("distributed")
-    spec = write_spec(tmp_path, "device", {"device.read.temperature_k": "[290.0, 310.0]"},
-                      count=1, options="cells_per_level = 100\n")
+    spec = write_spec(tmp_path, "test", {"device.read.temperature_k": "[290.0, 310.0]"},
+                      count=1)
     local = sweep(spec, tmp_path / "local.sqlite", workers=1, progress=False)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster:
         df = sweep(spec, tmp_path / "dask.sqlite", scheduler=cluster.scheduler_address,
                    progress=False)
+        env = sweep(write_spec(tmp_path, "test-env", {"array.rows": "[64]"}, count=1,
+                               name="env.toml"),
+                    tmp_path / "env.sqlite", scheduler=cluster.scheduler_address, progress=False)
+    # Dask's nanny starts workers with one BLAS thread; norsim sets numba to one per task
+    assert env.status.tolist() == ["ok"], env.error.tolist()
+    assert int(env.numba_threads[0]) == 1 and int(env.omp_threads[0]) == 1
     assert len(df) == 2 and (df.status == "ok").all(), df.error.tolist()
     keep = [c for c in df.columns if c not in VOLATILE]
     assert df[keep].equals(local[keep])

@@ -31,6 +31,7 @@ def test_grid_is_the_product_of_axes_with_linked_fields_moving_together():
         assert cfg.device.read.temperature_k == t.axes["device.read.temperature_k"]
         assert (cfg.array.rows, cfg.array.cols) == (t.axes["array.rows"], t.axes["array.cols"])
         assert cfg.seed == t.seed
+        assert t.config_toml == cfg.to_toml()  # the canonical TOML of that configuration
 
 
 def test_nested_axis_tables_are_dotted_paths():

@@ -12,11 +12,12 @@ so the drops solve the fixed point
     u = G_bl^-1 I(u, w)        (bit-line drop below the clamp voltage, per node)
     w = G_sl^-1 S I(u, w)      (source-line rise above the supply; S sums cells per node)
 
-Newton's method on it, batched over input vectors: each outer step evaluates the cell I-V and
-its derivatives (dI/dV_D, dI/dV_S) once, and the linearised step is solved by an inner
-fixed-point iteration preconditioned by the factorised wire network (Anderson-accelerated),
-so no matrix is refactorised per vector. Non-convergence raises
-:class:`~norsim.errors.ConvergenceError`. See docs/physics.md "Circuit mode".
+A Newton-like iteration on it, batched over input vectors: each outer step evaluates the cell
+I-V and its derivatives (dI/dV_D, dI/dV_S) once, and the step's local model (each cell's
+ln I linear in its terminal voltages) is solved by fixed-point sweeps through the factorised
+wire network (optionally Anderson-accelerated), so no matrix is refactorised per vector.
+Non-convergence raises :class:`~norsim.errors.ConvergenceError`. Arrays are kept batch-last
+(R, C, B) inside; results are (B, R, C). See docs/physics.md "Circuit mode".
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from norsim.array.circuit_config import WireConfig
-from norsim.array.circuit_kernels import FactorSolver, split_gate_warm
+from norsim.array.circuit_kernels import (FactorSolver, local_model, max_abs_diff_cols,
+                                          split_gate_warm, tile_iv)
 from norsim.errors import ConvergenceError, InputError
 
 __all__ = ["WireNetwork", "CircuitSolver", "CircuitResult", "IrDropMap", "solve_tile",
@@ -45,15 +47,13 @@ def _chain_matrix(n_lines: int, length: int, g_seg: float, g_end: np.ndarray) ->
     """
     n = n_lines * length
     diag = np.tile(np.asarray(g_end, dtype=np.float64), n_lines)
-    off = np.full(n - 1, -g_seg) if n > 1 else np.zeros(0)
+    off = np.full(max(n - 1, 0), -g_seg)
     if length > 1:
         k = np.arange(n)
-        has_left = (k % length) > 0
-        has_right = (k % length) < length - 1
-        diag = diag + g_seg * has_left + g_seg * has_right
+        diag = diag + g_seg * ((k % length) > 0) + g_seg * ((k % length) < length - 1)
         off[(np.arange(n - 1) % length) == length - 1] = 0.0  # no segment between chains
     else:
-        off = np.zeros(max(n - 1, 0))
+        off[:] = 0.0
     return sp.diags([off, diag, off], [-1, 0, 1], shape=(n, n), format="csc")
 
 
@@ -61,8 +61,14 @@ def _chain_matrix(n_lines: int, length: int, g_seg: float, g_end: np.ndarray) ->
 class WireNetwork:
     """The factorised wire network of one tile geometry (R rows x C columns).
 
-    ``bl_drop(i)`` and ``sl_rise(i)`` apply ``G_bl^-1`` and ``G_sl^-1 S`` to a batch of cell
-    currents ``i`` of shape (B, R, C) and return per-cell node drops of the same shape.
+    Bit-line node of cell (r, c): ``r * C + c``. Source-line node: ``line * C + c`` (layout
+    'rows', ``line = sl_line_of_row[r]``) or ``r * C + c`` (layout 'cols'). Each chain is
+    factorised (tridiagonal, no fill-in) in chain order and solved through
+    :class:`~norsim.array.circuit_kernels.FactorSolver` in node order.
+
+    ``bl_drop(i)`` and ``sl_rise(i)`` apply ``G_bl^-1`` and ``G_sl^-1 S`` to cell currents
+    (B, R, C) and return per-cell node drops (B, R, C); the ``*_t`` variants work in the
+    solver's batch-last layout (R, C, B).
     """
 
     rows: int
@@ -70,8 +76,8 @@ class WireNetwork:
     layout: str
     n_sl_lines: int
     sl_line_of_row: np.ndarray
-    g_bl: sp.csc_matrix
-    g_sl: sp.csc_matrix
+    g_bl: sp.csc_matrix  # in chain order (column-major nodes)
+    g_sl: sp.csc_matrix  # in chain order
     g_bl_terminal: float
     lu_bl: FactorSolver
     lu_sl: FactorSolver
@@ -80,31 +86,45 @@ class WireNetwork:
     def n_nodes(self) -> int:
         return self.g_bl.shape[0] + self.g_sl.shape[0]
 
-    def bl_drop(self, i_cells: np.ndarray) -> np.ndarray:
-        b, r, c = i_cells.shape
-        rhs = np.ascontiguousarray(i_cells.transpose(2, 1, 0)).reshape(c * r, b)
-        sol = self.lu_bl.solve(rhs)
-        return sol.reshape(c, r, b).transpose(2, 1, 0)
+    def bl_drop_t(self, i_rcb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        r, c, b = i_rcb.shape
+        o = None if out is None else out.reshape(r * c, b)
+        return self.lu_bl.solve(i_rcb.reshape(r * c, b), out=o).reshape(r, c, b)
 
-    def sl_sum(self, i_cells: np.ndarray) -> np.ndarray:
-        """Current injected into each source-line node, (B, lines, C) or (B, R, C)."""
+    def sl_line_rise_t(self, i_rcb: np.ndarray) -> np.ndarray:
+        """Source-line node rise per line (lines, C, B) (layout 'cols': (R, C, B))."""
+        r, c, b = i_rcb.shape
+        if self.layout == "cols" or self.n_sl_lines == r:
+            s = i_rcb
+        elif r % 2 == 0:
+            s = i_rcb.reshape(r // 2, 2, c, b).sum(axis=1)
+        else:
+            s = np.add.reduceat(i_rcb, np.arange(0, r, 2), axis=0)
+        lines = s.shape[0]
+        return self.lu_sl.solve(np.ascontiguousarray(s).reshape(lines * c, b)).reshape(lines, c, b)
+
+    def expand_rows_t(self, line_values: np.ndarray) -> np.ndarray:
+        """Per-line values (lines, C, B) to per-cell values (R, C, B)."""
         if self.layout == "cols" or self.n_sl_lines == self.rows:
-            return i_cells
-        b, r, c = i_cells.shape
-        if r % 2:
-            i_cells = np.concatenate([i_cells, np.zeros((b, 1, c))], axis=1)
-        return i_cells.reshape(b, self.n_sl_lines, 2, c).sum(axis=2)
+            return line_values
+        return line_values[self.sl_line_of_row]
+
+    def sl_rise_t(self, i_rcb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        lines = self.sl_line_rise_t(i_rcb)
+        if self.layout == "cols" or self.n_sl_lines == self.rows:
+            if out is None:
+                return lines
+            out[...] = lines
+            return out
+        return np.take(lines, self.sl_line_of_row, axis=0, out=out)
+
+    def bl_drop(self, i_cells: np.ndarray) -> np.ndarray:
+        t = np.ascontiguousarray(np.moveaxis(np.asarray(i_cells, dtype=np.float64), 0, -1))
+        return np.moveaxis(self.bl_drop_t(t), -1, 0)
 
     def sl_rise(self, i_cells: np.ndarray) -> np.ndarray:
-        b, r, c = i_cells.shape
-        if self.layout == "cols":
-            rhs = np.ascontiguousarray(i_cells.transpose(2, 1, 0)).reshape(c * r, b)
-            return self.lu_sl.solve(rhs).reshape(c, r, b).transpose(2, 1, 0)
-        s = self.sl_sum(i_cells)
-        lines = s.shape[1]
-        rhs = np.ascontiguousarray(s.transpose(1, 2, 0)).reshape(lines * c, b)
-        sol = self.lu_sl.solve(rhs).reshape(lines, c, b).transpose(2, 0, 1)
-        return sol[:, self.sl_line_of_row, :]
+        t = np.ascontiguousarray(np.moveaxis(np.asarray(i_cells, dtype=np.float64), 0, -1))
+        return np.moveaxis(self.sl_rise_t(t), -1, 0)
 
 
 def _wire_key(wires: WireConfig) -> tuple:
@@ -139,17 +159,16 @@ def wire_network(rows: int, cols: int, wires: WireConfig, clamp_gain: float) -> 
 def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) -> WireNetwork:
     w = WireConfig.from_dict(dict(key))
     r_clamp = 0.0 if np.isinf(clamp_gain) else w.r_clamp_out_ohm(clamp_gain)
-    g_bl_seg = 1.0 / w.r_bl_segment_ohm
-    g_sl_seg = 1.0 / w.r_sl_segment_ohm
     g_term = np.zeros(rows)
     g_term[0] = 1.0 / (w.r_bl_segment_ohm + w.r_bl_terminal_ohm + r_clamp)
-    g_bl = _chain_matrix(cols, rows, g_bl_seg, g_term)
+    # chain order of the column-major chains: factor index c * R + r <-> node r * C + c
+    col_chain_order = (np.arange(rows)[None, :] * cols + np.arange(cols)[:, None]).ravel()
+    g_bl = _chain_matrix(cols, rows, 1.0 / w.r_bl_segment_ohm, g_term)
     if w.sl_layout == "cols":
         g_drv = np.zeros(rows)
         g_drv[0] = 1.0 / (w.r_sl_segment_ohm + w.r_sl_driver_ohm)
-        g_sl = _chain_matrix(cols, rows, g_sl_seg, g_drv)
-        n_lines = cols
-        line_of_row = np.arange(rows)
+        g_sl = _chain_matrix(cols, rows, 1.0 / w.r_sl_segment_ohm, g_drv)
+        n_lines, line_of_row, sl_order = cols, np.arange(rows), col_chain_order
     else:
         n_lines = (rows + 1) // 2 if w.sl_pair_shared else rows
         line_of_row = np.arange(rows) // 2 if w.sl_pair_shared else np.arange(rows)
@@ -157,10 +176,11 @@ def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) ->
         tap = (np.arange(cols) % w.strap_pitch_cols == 0)
         tap[-1] = True
         taps[tap] = 1.0 / (w.r_sl_segment_ohm + w.r_strap_ohm)
-        g_sl = _chain_matrix(n_lines, cols, g_sl_seg, taps)
-    # chains are tridiagonal in natural order: no fill-in, O(n) solves
-    lu_bl = FactorSolver(splu(g_bl, permc_spec="NATURAL"))
-    lu_sl = FactorSolver(splu(g_sl, permc_spec="NATURAL"))
+        g_sl = _chain_matrix(n_lines, cols, 1.0 / w.r_sl_segment_ohm, taps)
+        sl_order = None  # row lines are already chains in node order
+    # chains are tridiagonal in chain order: no fill-in, O(n) solves
+    lu_bl = FactorSolver(splu(g_bl, permc_spec="NATURAL"), col_chain_order)
+    lu_sl = FactorSolver(splu(g_sl, permc_spec="NATURAL"), sl_order)
     return WireNetwork(rows, cols, w.sl_layout, n_lines, line_of_row, g_bl, g_sl,
                        float(g_term[0]), lu_bl, lu_sl)
 
@@ -177,8 +197,9 @@ class CircuitResult:
     bl_drop: (B, R, C) clamp open-circuit voltage V_ref A/(1+A) minus the bit-line node voltage
         (V, >= 0 for positive currents); the fast-mode bias is that clamp voltage.
     sl_drop: (B, R, C) source-line node voltage minus the source-line supply (V, the IR rise).
-    iterations: (B,) Newton steps (cell I-V evaluations) each vector needed.
-    inner_iterations: total linear (wire-network) sweeps of the batch.
+    iterations: (B,) Newton steps each vector needed (the first uses the nominal-bias I-V
+        table; each further step evaluates every cell of the vector once).
+    inner_iterations: total sweeps through the factorised wire network for the batch.
     """
 
     column_currents: np.ndarray
@@ -214,21 +235,29 @@ def _check_finite(name: str, a: np.ndarray) -> None:
 
 
 def _anderson_mix(x, gx, hist_dx, hist_df, depth):
-    """One Anderson (type II) step per batch row for the map x -> gx. Arrays (B, n)."""
+    """One Anderson (type II) step per batch column for the map x -> gx; arrays (n, B)."""
     f = gx - x
     if depth == 0 or not hist_df:
         return gx, f
-    df = np.stack(hist_df, axis=1)  # (B, m, n)
-    dg = np.stack(hist_dx, axis=1)
-    a = np.einsum("bmn,bkn->bmk", df, df)
-    rhs = np.einsum("bmn,bn->bm", df, f)
+    df = np.stack(hist_df)  # (m, n, B)
+    dg = np.stack(hist_dx)
+    a = np.einsum("mnb,knb->bmk", df, df)
+    rhs = np.einsum("mnb,nb->bm", df, f)
     m = a.shape[1]
     reg = 1e-12 * np.maximum(np.einsum("bmm->b", a), 1e-300)[:, None, None] * np.eye(m)
     gamma = np.linalg.solve(a + reg, rhs[..., None])[..., 0]
-    x_new = gx - np.einsum("bmn,bm->bn", dg, gamma)
+    x_new = gx - np.einsum("mnb,bm->nb", dg, gamma)
     if not np.all(np.isfinite(x_new)):
         return gx, f
     return x_new, f
+
+
+ANDERSON_FALLBACK_DEPTH = 5  # Anderson history when plain sweeps stop contracting
+
+
+def _take(a, act, full):
+    """Batch columns ``act`` of a batch-last array (a itself when all are active)."""
+    return a if full else np.ascontiguousarray(a[..., act])
 
 
 class CircuitSolver:
@@ -256,19 +285,30 @@ class CircuitSolver:
         self.v_cg = float(read.v_cg_read_v)
         self.v_bl = clamp_voltage(cfg)  # the clamp's open-circuit voltage
         self.v_sl = float(read.v_sl_read_v)
-        self.extra = {k: v for k, v in (("n", n), ("beta", beta), ("dibl_eta", dibl_eta))
-                      if v is not None}
+        self.extra = {}
+        for k, v in (("n", n), ("beta", beta), ("dibl_eta", dibl_eta)):
+            if v is not None:
+                a = np.asarray(v, dtype=np.float64)
+                if a.shape not in ((), vth.shape):
+                    raise InputError(k, f"shape {a.shape}", f"a scalar or a {vth.shape} map")
+                _check_finite(k, a)
+                self.extra[k] = a
         self.network = wire_network(self.rows, self.cols, self.wires, clamp_gain_of(cfg))
 
     # -------------------------------------------------------------- cell evaluation ----
     def _iv(self, v_wl, v_d, v_s, x0=None):
-        """(I, dI/dV_D, dI/dV_S, V_internal or None), broadcast over the arguments."""
+        """(I, dI/dV_D, dI/dV_S, V_x, dV_x/dV_D, dV_x/dV_S) broadcast over the arguments;
+        the last three (the split-gate internal node) are None for a stacked-gate cell."""
         if self.model.cell_type == "split_gate":
             return split_gate_warm(self.model, v_wl, self.v_cg, v_d, v_s, self.vth, x0,
                                    **self.extra)
         i, gd, gs = self.model.current(v_wl, self.v_cg, v_d, v_s, self.vth, derivatives=True,
                                        **self.extra)
-        return i, gd, gs, None
+        return i, gd, gs, None, None, None
+
+    def _iv_t(self, wl_rb, v_d, v_s, x0=None):
+        """:meth:`_iv` for the tile in batch-last layout: wl (R, B), voltages (R, C, B)."""
+        return tile_iv(self.model, wl_rb, self.v_cg, v_d, v_s, self.vth, x0, **self.extra)
 
     def _check_wl(self, wl):
         wl = np.asarray(wl, dtype=np.float64)
@@ -280,130 +320,162 @@ class CircuitSolver:
         _check_finite("wl_voltages_batch", wl)
         return wl
 
-    def nominal(self, wl):
-        """(I, dI/dV_D, dI/dV_S, V_internal) at the nominal bias (no wires), each (B, R, C).
+    def _nominal_t(self, wl):
+        """:meth:`_iv_t` at the nominal bias (no wires), gathered to (R, C, B).
 
         Word-line levels repeat across a batch (two for bit-serial inputs), so the I-V is
-        evaluated once per distinct level and gathered.
+        evaluated once per distinct level.
         """
-        wl = self._check_wl(wl)
         levels, inv = np.unique(wl, return_inverse=True)
         inv = inv.reshape(wl.shape)
-        shape = (wl.shape[0], self.rows, self.cols)
-        if levels.size <= 16:
-            tab = self._iv(levels[:, None, None], self.v_bl, self.v_sl)
-            rr = np.arange(self.rows)[None, :]
-            full = (levels.size, self.rows, self.cols)
-            return tuple(None if t is None else np.broadcast_to(t, full)[inv, rr, :] for t in tab)
-        out = self._iv(wl[:, :, None], self.v_bl, self.v_sl)
-        return tuple(None if t is None else np.broadcast_to(t, shape).copy() for t in out)
+        r, c, nb = self.rows, self.cols, wl.shape[0]
+        if levels.size > 16:
+            return self._iv_t(wl.T, self.v_bl, self.v_sl)
+        tab = self._iv_t(np.broadcast_to(levels, (r, levels.size)), self.v_bl, self.v_sl)
+        idx = np.broadcast_to(inv.T[:, None, :], (r, c, nb))
+        return tuple(None if t is None else np.ascontiguousarray(np.take_along_axis(t, idx, axis=2))
+                     for t in tab)
+
+    def nominal(self, wl):
+        """Cell (I, dI/dV_D, dI/dV_S) at the nominal bias (fast mode), each (B, R, C)."""
+        wl = self._check_wl(wl)
+        return tuple(np.moveaxis(t, -1, 0) for t in self._nominal_t(wl)[:3])
 
     # ------------------------------------------------------------------------ solve ----
-    def _inner(self, i_k, a_k, b_k, lin, u_k, v_k):
-        """Solve the local-model fixed point x = P A i_model(x) for one Newton step.
+    def _inner(self, i_k, a_k, b_k, gd, gs, u_k, v_k):
+        """Solve the local-model fixed point of one Newton step (batch-last arrays).
 
-        i_model = i_k exp(a (u_k - u) + b (v - v_k)) (exact for an exponential cell), with
-        a = gd / i_k, b = gs / i_k (V_D falls by u - u_k, V_S rises by v - v_k); cells with
-        i_k <= 0 use the linear model i_k + gd (u_k - u) + gs (v - v_k) (``lin``).
-        Anderson-accelerated; every sweep applies the factorised wire network.
+        Cell currents follow i_model = i_k exp(a (u_k - u) + b (v - v_k)) (exact for an
+        exponential cell; a = gd / i_k, b = gs / i_k since V_D falls by u - u_k and V_S rises
+        by v - v_k), the linear model where i_k <= 0; the drops solve u = G_bl^-1 i_model,
+        v = G_sl^-1 S i_model by sweeps through the factorised network (Anderson-accelerated
+        when array.wires.anderson_depth > 0).
         """
         net, w = self.network, self.wires
-        nb, r, c = i_k.shape
-        x = np.stack([u_k, v_k], axis=1).reshape(nb, -1)
+        r, c, nb = i_k.shape
+        x = np.empty((2, r, c, nb))
+        x[0], x[1] = u_k, v_k
+        x = x.reshape(-1, nb)
         hist_dx, hist_df = [], []
         prev_x = prev_g = None
         res = np.full(nb, np.inf)
+        i_m = np.empty(i_k.shape)
         sweeps = 0
-        gd_l, gs_l = lin
+        # plain sweeps contract by the loop gain (< 1 in any practical array); when the
+        # residual grows instead (a loop gain > 1: huge IR drops), switch to Anderson mixing,
+        # which converges for this negative-feedback loop
+        depth = w.anderson_depth if w.anderson_depth > 0 else ANDERSON_FALLBACK_DEPTH
+        mixing = w.anderson_depth > 0
+        res_prev = np.full(nb, np.inf)
         for _ in range(w.solver_max_iter):
-            xx = x.reshape(nb, 2, r, c)
-            du = u_k - xx[:, 0]
-            dv = xx[:, 1] - v_k
-            arg = a_k * du + b_k * dv
-            i_m = np.where(i_k > 0.0, i_k * np.exp(np.minimum(arg, 50.0)),
-                           i_k + gd_l * du + gs_l * dv)
-            gx = np.concatenate([net.bl_drop(i_m).reshape(nb, -1),
-                                 net.sl_rise(i_m).reshape(nb, -1)], axis=1)
+            xx = x.reshape(2, r, c, nb)
+            local_model(i_k, a_k, b_k, gd, gs, xx[0], xx[1], u_k, v_k, out=i_m)
+            gx4 = np.empty((2, r, c, nb))
+            net.bl_drop_t(i_m, out=gx4[0])
+            net.sl_rise_t(i_m, out=gx4[1])
+            gx = gx4.reshape(-1, nb)
             sweeps += 1
-            if prev_x is not None and w.anderson_depth > 0:
-                hist_dx.append(gx - prev_g)
-                hist_df.append((gx - x) - (prev_g - prev_x))
-                if len(hist_dx) > w.anderson_depth:
-                    hist_dx.pop(0)
-                    hist_df.pop(0)
-            prev_x, prev_g = x, gx
-            x_new, f = _anderson_mix(x, gx, hist_dx, hist_df, w.anderson_depth)
-            res = np.abs(f).max(axis=1)
+            if mixing:
+                if prev_x is not None:
+                    hist_dx.append(gx - prev_g)
+                    hist_df.append((gx - x) - (prev_g - prev_x))
+                    if len(hist_dx) > depth:
+                        hist_dx.pop(0)
+                        hist_df.pop(0)
+                prev_x, prev_g = x, gx
+                x_new, f = _anderson_mix(x, gx, hist_dx, hist_df, depth)
+                res = np.abs(f).max(axis=0)
+            else:
+                x_new = gx
+                res = max_abs_diff_cols(gx, x)
+                if np.any(res > res_prev):
+                    mixing = True
+                    prev_x, prev_g = x, gx
             if not np.all(np.isfinite(res)) or not np.all(np.isfinite(x_new)):
                 raise ConvergenceError(
                     "circuit solve diverged (non-finite node voltages): the IR drop is too "
                     "large for these wire resistances and cell currents (reduce "
                     "array.wires resistances or cell currents)")
+            res_prev = res
             x = x_new
             if np.all(res <= 0.1 * w.solver_tol_v):
                 break
-        xx = x.reshape(nb, 2, r, c)
-        du = u_k - xx[:, 0]
-        dv = xx[:, 1] - v_k
-        i_m = np.where(i_k > 0.0, i_k * np.exp(np.minimum(a_k * du + b_k * dv, 50.0)),
-                       i_k + gd_l * du + gs_l * dv)
-        return xx[:, 0].copy(), xx[:, 1].copy(), i_m, res, sweeps
+        xx = x.reshape(2, r, c, nb)
+        local_model(i_k, a_k, b_k, gd, gs, xx[0], xx[1], u_k, v_k, out=i_m)
+        return np.ascontiguousarray(xx[0]), np.ascontiguousarray(xx[1]), i_m, res, sweeps
 
     def solve(self, wl_voltages_batch) -> CircuitResult:
         """Solve the tile for a batch of word-line voltage vectors (B, R) or one (R,).
 
-        Newton-like iteration on the node drops: each step evaluates the exact cell I-V (and
-        derivatives) at the current drops and solves the local exponential model of every
-        cell together with the wire network (``_inner``). A vector has converged when its
-        step delta satisfies delta^2 / U_T <= solver_tol_v (the error of the next iterate of
-        this quadratically convergent iteration) and the inner residual is below tolerance.
+        Newton-like iteration on the node drops: each step linearises every cell's ln I at
+        the current drops (exact I-V and derivatives; the first step uses the nominal-bias
+        table) and solves that local exponential model with the wire network (``_inner``).
+        A vector has converged when its step delta satisfies delta^2 / U_T <= solver_tol_v
+        (the size of the next step of this quadratically convergent iteration) and the inner
+        residual is below solver_tol_v.
         """
         wl = self._check_wl(wl_voltages_batch)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and raised
+            return self._solve(wl)
+
+    def _solve(self, wl) -> CircuitResult:
         w = self.wires
-        net = self.network
         nb, r, c = wl.shape[0], self.rows, self.cols
         tol = w.solver_tol_v
         u_t = self.model.fg.u_t
-        i_nom, gd_n, gs_n, x_n = self.nominal(wl)
-        ideal_cols = i_nom.sum(axis=1)
-        i_k = np.array(i_nom)
-        gd = np.array(gd_n)
-        gs = np.array(gs_n)
-        xint = None if x_n is None else np.array(x_n)
-        u = np.zeros((nb, r, c))
-        v = np.zeros((nb, r, c))
-        i_fin = np.array(i_nom)
+        wl_rb = np.ascontiguousarray(wl.T)
+        nom = self._nominal_t(wl)
+        i_nom = nom[0]
+        ideal_cols = i_nom.sum(axis=0).T
+        i_k, gd, gs = (np.array(t, order="C") for t in nom[:3])
+        split = nom[3] is not None
+        if split:  # internal node and its sensitivities at the anchor of each Newton step
+            xint, dxd, dxs = (np.array(t, order="C") for t in nom[3:])
+        u = np.zeros((r, c, nb))
+        v = np.zeros((r, c, nb))
+        u_anchor = np.zeros((r, c, nb))
+        v_anchor = np.zeros((r, c, nb))
+        i_fin = np.array(i_nom, order="C")
         iterations = np.zeros(nb, dtype=np.int64)
         done = np.zeros(nb, dtype=bool)
         inner_total = 0
         step = np.full(nb, np.inf)
         for outer in range(1, w.solver_max_iter + 1):
             act = np.flatnonzero(~done)
-            ik, gdk, gsk = i_k[act], gd[act], gs[act]
+            full = act.size == nb
+            ik, gdk, gsk = (_take(t, act, full) for t in (i_k, gd, gs))
             pos = ik > 0.0
             safe = np.where(pos, ik, 1.0)
-            # d ln I / dV_D = gd / I (V_D = V_clamp - u), d ln I / dV_S = gs / I (V_S = V_SL + v)
-            a_k = np.where(pos, gdk / safe, 0.0)
-            b_k = np.where(pos, gsk / safe, 0.0)
-            u_new, v_new, i_m, res, sweeps = self._inner(ik, a_k, b_k, (gdk, gsk),
-                                                         u[act], v[act])
+            a_k = np.where(pos, gdk / safe, 0.0)  # d ln I / dV_D
+            b_k = np.where(pos, gsk / safe, 0.0)  # d ln I / dV_S
+            ua, va = _take(u, act, full), _take(v, act, full)
+            u_new, v_new, i_m, res, sweeps = self._inner(ik, a_k, b_k, gdk, gsk, ua, va)
             inner_total += sweeps
-            st = np.maximum(np.abs(u_new - u[act]).max(axis=(1, 2)),
-                            np.abs(v_new - v[act]).max(axis=(1, 2)))
+            na = act.size
+            st = np.maximum(max_abs_diff_cols(u_new.reshape(-1, na), ua.reshape(-1, na)),
+                            max_abs_diff_cols(v_new.reshape(-1, na), va.reshape(-1, na)))
             step[act] = st
-            u[act], v[act], i_fin[act] = u_new, v_new, i_m
+            if full:
+                u, v, i_fin = u_new, v_new, i_m
+            else:
+                u[..., act], v[..., act], i_fin[..., act] = u_new, v_new, i_m
             conv = (st * st / u_t <= tol) & (res <= tol)
             iterations[act[conv]] = outer
             done[act[conv]] = True
             if done.all():
                 break
             act = np.flatnonzero(~done)
-            wl3 = wl[act, :, None]
-            out = self._iv(wl3, self.v_bl - u[act], self.v_sl + v[act],
-                           None if xint is None else xint[act])
-            i_k[act], gd[act], gs[act] = out[0], out[1], out[2]
-            if xint is not None:
-                xint[act] = out[3]
+            full = act.size == nb
+            ua, va = _take(u, act, full), _take(v, act, full)
+            x0 = None
+            if split:  # predicted internal node: x + dx/dV_D dV_D + dx/dV_S dV_S
+                x0 = (_take(xint, act, full) - _take(dxd, act, full) * (ua - _take(u_anchor, act, full))
+                      + _take(dxs, act, full) * (va - _take(v_anchor, act, full)))
+            out = self._iv_t(_take(wl_rb, act, full), self.v_bl - ua, self.v_sl + va, x0)
+            i_k[..., act], gd[..., act], gs[..., act] = out[0], out[1], out[2]
+            if split:
+                xint[..., act], dxd[..., act], dxs[..., act] = out[3], out[4], out[5]
+                u_anchor[..., act], v_anchor[..., act] = ua, va
         else:
             bad = int(np.flatnonzero(~done)[0])
             raise ConvergenceError(
@@ -413,10 +485,11 @@ class CircuitSolver:
                 "large for these wire resistances and cell currents, or raise solver_max_iter")
         # KCL: the clamp delivers the column's sum of cell currents. (Reading it as
         # g_terminal * drop would amplify the solver tolerance by g_terminal.)
-        col_cur = i_fin.sum(axis=1)
+        col_cur = i_fin.sum(axis=0).T
+        bt = lambda a: np.moveaxis(a, -1, 0)  # noqa: E731  (R, C, B) -> (B, R, C) view
         return CircuitResult(column_currents=col_cur, ideal_column_currents=ideal_cols,
-                             cell_currents=i_fin, bl_node_v=self.v_bl - u,
-                             sl_node_v=self.v_sl + v, bl_drop=u, sl_drop=v,
+                             cell_currents=bt(i_fin), bl_node_v=bt(self.v_bl - u),
+                             sl_node_v=bt(self.v_sl + v), bl_drop=bt(u), sl_drop=bt(v),
                              iterations=iterations, inner_iterations=inner_total)
 
     # --------------------------------------------------------------- IR-drop split ----

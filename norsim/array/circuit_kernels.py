@@ -28,7 +28,8 @@ def _softplus_sigmoid_half(x):
 
 @numba.njit(cache=True, inline="always")
 def _ekv(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
-    """EKV drain current and its dI/dV_D, dI/dV_S (docs/physics.md, norsim.device.iv)."""
+    """EKV drain current, dI/dV_D, dI/dV_S and I_forward + I_reverse (the rounding scale of
+    the current) (docs/physics.md, norsim.device.iv)."""
     v_p = (alpha_g * (v_g - v_th) + eta * (v_d - v_s)) / n
     i_s = 2.0 * n * beta * u_t * u_t
     xf = (v_p - v_s) / u_t
@@ -40,57 +41,175 @@ def _ekv(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
     k = eta / n
     gd = i_s / u_t * (dff * k - dfr * (k - 1.0))
     gs = i_s / u_t * (dff * (-k - 1.0) + dfr * k)
-    return i_s * (lf * lf - lr * lr), gd, gs
+    return i_s * (lf * lf - lr * lr), gd, gs, i_s * (lf * lf + lr * lr)
+
+
+@numba.njit(cache=True, inline="always")
+def _split_point(v_wl, v_cg, vd, vs, vth, n, beta, eta, x, alpha_g, u_t, sel_vth, sel_n,
+                 sel_beta, sel_eta, max_iter, newton_dx):
+    """One split-gate cell: (I, dI/dV_D, dI/dV_S, V_x, dV_x/dV_D, dV_x/dV_S).
+
+    The internal node solves I_sel(V_D -> x) = I_fg(x -> V_S) by Newton's method kept inside
+    the bracket [min(V_D, V_S), max(V_D, V_S)] (g is strictly decreasing in x), started at x.
+    """
+    lo = min(vd, vs)
+    hi = max(vd, vs)
+    if hi == lo:
+        i_f, c, e, s1 = _ekv(v_cg, vd, vs, vth, n, alpha_g, beta, eta, u_t)
+        i_s_, a, b, s2 = _ekv(v_wl, vd, vd, sel_vth, sel_n, 1.0, sel_beta, sel_eta, u_t)
+        den = max(c - b, 1e-300)  # > 0 (b <= 0 <= c); both may underflow far off
+        return 0.0, a * c / den, -b * e / den, vd, a / den, -e / den
+    if not (x > lo and x < hi):
+        x = 0.5 * (lo + hi)
+    dx = 0.0
+    i_fg = 0.0
+    a = 0.0
+    b = 0.0
+    c = 0.0
+    e = 0.0
+    for _ in range(max_iter):
+        i_sel, a, b, s_sel = _ekv(v_wl, vd, x, sel_vth, sel_n, 1.0, sel_beta, sel_eta, u_t)
+        i_fg, c, e, s_fg = _ekv(v_cg, x, vs, vth, n, alpha_g, beta, eta, u_t)
+        g = i_sel - i_fg
+        dg = b - c  # < 0: g falls as x rises
+        if dg < 0.0:
+            dx = -g / dg
+            # done when g is at the rounding floor of its forward and reverse terms, or the
+            # Newton step is below newton_dx (quadratic convergence: the root is x + dx to
+            # ~ dx^2 / U_T); keep the values at x, moved to x + dx to first order
+            if abs(g) <= 8e-16 * (s_sel + s_fg) or abs(dx) <= newton_dx:
+                break
+        if g > 0.0:
+            lo = x
+        elif g < 0.0:
+            hi = x
+        else:
+            dx = 0.0
+            break
+        x_new = x + dx if dg < 0.0 else 0.5 * (lo + hi)
+        if not (x_new > lo and x_new < hi):
+            x_new = 0.5 * (lo + hi)
+        if hi - lo <= 4e-16 * max(1.0, abs(x)):
+            dx = 0.0
+            break
+        x = x_new
+        dx = 0.0
+    den = max(c - b, 1e-300)
+    return i_fg + c * dx, a * c / den, -b * e / den, x + dx, a / den, -e / den
 
 
 @numba.njit(cache=True)
 def _split_gate_warm_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, x0, alpha_g, u_t,
                             sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx,
-                            out_i, out_gd, out_gs, out_x):
+                            out_i, out_gd, out_gs, out_x, out_dxd, out_dxs):
     for k in range(v_wl.size):
-        vd = v_d[k]
-        vs = v_s[k]
-        lo = min(vd, vs)
-        hi = max(vd, vs)
-        if hi == lo:
-            i_f, c, e = _ekv(v_cg[k], vd, vs, v_th[k], n[k], alpha_g, beta[k], eta[k], u_t)
-            i_s_, a, b = _ekv(v_wl[k], vd, vd, sel_vth, sel_n, 1.0, sel_beta, sel_eta, u_t)
-            den = c - b
-            out_i[k] = 0.0
-            out_gd[k] = a * c / den
-            out_gs[k] = -b * e / den
-            out_x[k] = vd
-            continue
-        x = x0[k]
-        if not (x > lo and x < hi):
-            x = 0.5 * (lo + hi)
-        for _ in range(max_iter):
-            i_sel, a, b = _ekv(v_wl[k], vd, x, sel_vth, sel_n, 1.0, sel_beta, sel_eta, u_t)
-            i_fg, c, e = _ekv(v_cg[k], x, vs, v_th[k], n[k], alpha_g, beta[k], eta[k], u_t)
-            g = i_sel - i_fg
-            if g > 0.0:
-                lo = x
-            elif g < 0.0:
-                hi = x
-            else:
-                break
-            dg = b - c
-            x_new = x - g / dg if dg < 0.0 else 0.5 * (lo + hi)
-            if not (x_new > lo and x_new < hi):
-                x_new = 0.5 * (lo + hi)
-            # Newton converges quadratically: after a step below newton_dx the next one
-            # would move x by ~ step^2 / U_T (< 1e-18 V), so stop here
-            if abs(x_new - x) <= newton_dx or hi - lo <= 4e-16 * max(1.0, abs(x)):
-                x = x_new
-                break
-            x = x_new
-        i_sel, a, b = _ekv(v_wl[k], vd, x, sel_vth, sel_n, 1.0, sel_beta, sel_eta, u_t)
-        i_fg, c, e = _ekv(v_cg[k], x, vs, v_th[k], n[k], alpha_g, beta[k], eta[k], u_t)
-        den = c - b
-        out_i[k] = i_fg
-        out_gd[k] = a * c / den
-        out_gs[k] = -b * e / den
-        out_x[k] = x
+        out_i[k], out_gd[k], out_gs[k], out_x[k], out_dxd[k], out_dxs[k] = _split_point(
+            v_wl[k], v_cg[k], v_d[k], v_s[k], v_th[k], n[k], beta[k], eta[k], x0[k], alpha_g,
+            u_t, sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx)
+
+
+@numba.njit(cache=True)
+def _tile_iv_kernel(split, v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, x0, alpha_g, u_t,
+                    sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx,
+                    out_i, out_gd, out_gs, out_x, out_dxd, out_dxs):
+    """Every cell of a tile for a batch, batch-last layout: v_wl (R, B); v_th, n, beta, eta
+    (R, C); v_d, v_s, x0 and the outputs (R, C, B). Stacked-gate cells (split False) take
+    v_wl on the control gate and leave the internal-node outputs untouched."""
+    rows, cols, nb = v_d.shape
+    for r in range(rows):
+        for c in range(cols):
+            vth = v_th[r, c]
+            nn = n[r, c]
+            bb = beta[r, c]
+            ee = eta[r, c]
+            for k in range(nb):
+                if split:
+                    (out_i[r, c, k], out_gd[r, c, k], out_gs[r, c, k], out_x[r, c, k],
+                     out_dxd[r, c, k], out_dxs[r, c, k]) = _split_point(
+                        v_wl[r, k], v_cg, v_d[r, c, k], v_s[r, c, k], vth, nn, bb, ee,
+                        x0[r, c, k], alpha_g, u_t, sel_vth, sel_n, sel_beta, sel_eta,
+                        max_iter, newton_dx)
+                else:
+                    out_i[r, c, k], out_gd[r, c, k], out_gs[r, c, k], _s = _ekv(
+                        v_wl[r, k], v_d[r, c, k], v_s[r, c, k], vth, nn, alpha_g, bb, ee, u_t)
+
+
+def tile_iv(model, v_wl_rb, v_cg, v_d, v_s, v_th, x0=None, *, n=None, beta=None, dibl_eta=None):
+    """Cell I-V of a whole tile and batch in batch-last layout (see :func:`_tile_iv_kernel`).
+
+    Returns (I, dI/dV_D, dI/dV_S, V_x, dV_x/dV_D, dV_x/dV_S), each (R, C, B); the last three
+    are None for stacked-gate cells. ``v_th`` is at the reference temperature.
+    """
+    fg = model.fg
+    v_wl_rb = np.ascontiguousarray(v_wl_rb, dtype=np.float64)
+    rows, nb = v_wl_rb.shape
+    vth = np.asarray(v_th, dtype=np.float64)
+    cols = vth.shape[1]
+    shape = (rows, cols, nb)
+
+    def cell(a, default):
+        return np.ascontiguousarray(np.broadcast_to(
+            np.asarray(default if a is None else a, dtype=np.float64), (rows, cols)))
+
+    def full(a):
+        return np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), shape))
+
+    split = model.cell_type == "split_gate"
+    outs = [np.empty(shape) for _ in range(6 if split else 3)]
+    dummy = np.empty((0, 0, 0))
+    sel = model.sel
+    _tile_iv_kernel(split, v_wl_rb, float(v_cg), full(v_d), full(v_s), cell(vth + fg.dvth, 0.0),
+                    cell(n, fg.n), cell(beta, fg.beta), cell(dibl_eta, fg.dibl_eta),
+                    full(np.nan if x0 is None else x0) if split else dummy,
+                    float(fg.alpha_g), float(fg.u_t),
+                    float(model.select_vth + sel.dvth) if split else 0.0,
+                    float(sel.n) if split else 1.0, float(sel.beta) if split else 1.0,
+                    float(sel.dibl_eta) if split else 0.0, int(model.max_iter),
+                    1e-12 * fg.u_t, *(outs if split else outs + [dummy] * 3))
+    if split:
+        return tuple(outs)
+    return outs[0], outs[1], outs[2], None, None, None
+
+
+def tile_iv_reference(model, v_wl_rb, v_cg, v_d, v_s, v_th, *, n=None, beta=None,
+                      dibl_eta=None):
+    """NumPy twin of :func:`tile_iv`: the device layer's reference path, (I, gd, gs)."""
+    v_wl = np.asarray(v_wl_rb, dtype=np.float64)[:, None, :]
+    vth = np.asarray(v_th, dtype=np.float64)[:, :, None]
+    kw = {k: (None if a is None else np.asarray(a)[:, :, None])
+          for k, a in (("n", n), ("beta", beta), ("dibl_eta", dibl_eta))}
+    return model.current(v_wl, v_cg, v_d, v_s, vth, derivatives=True, fast=False, **kw)
+
+
+@numba.njit(cache=True)
+def _local_model_kernel(i_k, a_k, b_k, gd, gs, u, v, u_k, v_k, out):
+    for j in range(i_k.size):
+        du = u_k[j] - u[j]
+        dv = v[j] - v_k[j]
+        if i_k[j] > 0.0:
+            out[j] = i_k[j] * np.exp(min(a_k[j] * du + b_k[j] * dv, 50.0))
+        else:
+            out[j] = i_k[j] + gd[j] * du + gs[j] * dv
+
+
+def local_model(i_k, a_k, b_k, gd, gs, u, v, u_k, v_k, out=None):
+    """Cell currents of the local model of a Newton step (all arrays one shape, C order):
+    I_k exp(a (u_k - u) + b (v - v_k)) where I_k > 0, else I_k + gd (u_k - u) + gs (v - v_k)."""
+    out = np.empty(np.shape(i_k)) if out is None else out
+    if not out.flags.c_contiguous:
+        raise ValueError("local_model: out must be C-contiguous")
+    _local_model_kernel(*(np.ascontiguousarray(a).reshape(-1) for a in
+                          (i_k, a_k, b_k, gd, gs, u, v, u_k, v_k)), out.reshape(-1))
+    return out
+
+
+def local_model_reference(i_k, a_k, b_k, gd, gs, u, v, u_k, v_k):
+    """NumPy twin of :func:`local_model`."""
+    du = u_k - u
+    dv = v - v_k
+    with np.errstate(over="ignore"):
+        return np.where(i_k > 0.0, i_k * np.exp(np.minimum(a_k * du + b_k * dv, 50.0)),
+                        i_k + gd * du + gs * dv)
 
 
 def _arrays(model, v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, x0=None):
@@ -105,15 +224,16 @@ def _arrays(model, v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, x0=None):
 
 def split_gate_warm(model, v_wl, v_cg, v_d, v_s, v_th, x0=None, *, n=None, beta=None,
                     dibl_eta=None):
-    """Split-gate cell (I, dI/dV_D, dI/dV_S, V_internal), internal node warm-started at x0.
+    """Split-gate cell (I, dI/dV_D, dI/dV_S, V_x, dV_x/dV_D, dV_x/dV_S), warm-started at x0.
 
     Same result as ``model.current(..., derivatives=True)`` to rounding; ``x0`` (broadcast like
-    the voltages; NaN or outside the bracket -> cold start at the midpoint).
+    the voltages; NaN or outside the bracket -> cold start at the midpoint). The sensitivities
+    of the internal node V_x predict the next warm start when the terminals move.
     """
     if model.cell_type != "split_gate":
         raise ValueError("split_gate_warm needs a split-gate CellModel")
     shape, flat = _arrays(model, v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, x0)
-    out = [np.empty(flat[0].size) for _ in range(4)]
+    out = [np.empty(flat[0].size) for _ in range(6)]
     sel = model.sel
     _split_gate_warm_kernel(*flat, float(model.fg.alpha_g), float(model.fg.u_t),
                             float(model.select_vth + sel.dvth), float(sel.n), float(sel.beta),
@@ -175,9 +295,12 @@ class FactorSolver:
     right-hand sides; this kernel sweeps the factors once for a whole batch (n, B).
     """
 
-    def __init__(self, lu):
+    def __init__(self, lu, order=None):
+        """``lu`` factorises the matrix in factor order; ``order[j]`` is the memory index of
+        factor index j (None: the same), so right-hand sides stay in memory order."""
         self.lu = lu
         n = lu.shape[0]
+        self.order = None if order is None else np.asarray(order, dtype=np.int64)
 
         def csc_parts(mat):
             mat = mat.tocsc()
@@ -196,15 +319,50 @@ class FactorSolver:
         self._u = csc_parts(lu.U)
         self._pr = np.ascontiguousarray(lu.perm_r, dtype=np.int64)
         self._pc = np.ascontiguousarray(lu.perm_c, dtype=np.int64)
+        if self.order is not None:
+            inv = np.empty(n, dtype=np.int64)
+            inv[self.order] = np.arange(n)
+            self._pr = np.ascontiguousarray(self._pr[inv])
+            self._pc = np.ascontiguousarray(self._pc[inv])
 
-    def solve(self, b: np.ndarray) -> np.ndarray:
+    def solve(self, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """X with A X = b for b (n,) or (n, m); ``out`` (C-contiguous, b's shape) receives X."""
         b2 = np.ascontiguousarray(b, dtype=np.float64)
         vec = b2.ndim == 1
         if vec:
             b2 = b2[:, None]
-        out = np.empty_like(b2)
-        _lu_solve_kernel(*self._l, *self._u, self._pr, self._pc, b2, out)
-        return out[:, 0] if vec else out
+        if out is None:
+            res = np.empty_like(b2)
+        else:
+            if out.shape != np.shape(b) or not out.flags.c_contiguous:
+                raise ValueError("FactorSolver.solve: out must be C-contiguous, shaped like b")
+            res = out.reshape(b2.shape)
+        _lu_solve_kernel(*self._l, *self._u, self._pr, self._pc, b2, res)
+        return res[:, 0] if vec else res
 
     def reference_solve(self, b: np.ndarray) -> np.ndarray:
-        return self.lu.solve(np.asarray(b, dtype=np.float64))
+        b = np.asarray(b, dtype=np.float64)
+        if self.order is None:
+            return self.lu.solve(b)
+        x = np.empty_like(b)
+        x[self.order] = self.lu.solve(np.ascontiguousarray(b[self.order]))
+        return x
+
+
+@numba.njit(cache=True)
+def _max_abs_diff_kernel(a, b, out):
+    n, m = a.shape
+    for k in range(m):
+        out[k] = 0.0
+    for i in range(n):
+        for k in range(m):
+            d = abs(a[i, k] - b[i, k])
+            if out[k] == out[k] and not (d <= out[k]):  # a NaN, once there, stays
+                out[k] = d
+
+
+def max_abs_diff_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """max_i |a[i, k] - b[i, k]| per column k of two (n, m) C-contiguous arrays."""
+    out = np.empty(a.shape[1])
+    _max_abs_diff_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+    return out

@@ -116,25 +116,15 @@ class SenseConfig(ConfigBase):
 
 @dataclass
 class ReadNoiseConfig(ConfigBase):
-    """Noise drawn on every read (per conversion, per multiply)."""
+    """Which noise the array draws on every read (the noise physics is ``device.noise``)."""
 
-    shot_enabled: bool = param(True, "Channel shot noise of the cells (subthreshold channel "
-                               "noise is 2 q I): integrated over t_read, variance "
-                               "shot_factor q I / t_read per column (exact sum of the cells).")
-    shot_factor: float = param(1.0, "Excess factor of the cell channel noise relative to "
-                               "full shot noise.", lo=0.0, hi=100.0)
+    cell_noise_enabled: bool = param(True, "Cell white + 1/f read noise (device.noise: shot/"
+                                     "thermal and flicker), one Gaussian per conversion whose "
+                                     "variance is the sum over the conducting cells.")
     ktc_enabled: bool = param(True, "kT/C noise of the integrator capacitor per conversion.")
-    rtn_enabled: bool = param(True, "Random telegraph noise: one trap per cell with "
-                              "probability rtn_trap_fraction, sampled exactly as a two-state "
-                              "Markov process, frozen within one multiply.")
-    rtn_trap_fraction: float = param(1.0, "Probability that a cell has an active RTN trap.",
-                                     lo=0.0, hi=1.0)
-    rtn_dvth_mean_v: float = param(2.0e-3, "Mean of the exponential V_th jump of an occupied "
-                                   "trap.", unit="V", lo=0.0, hi=0.5)
-    rtn_occupancy: float = param(0.5, "Stationary probability that a trap is occupied.",
-                                 lo=0.0, hi=1.0)
-    rtn_tau_s: float = param(1.0, "Correlation time of the trap occupancy (tau_c tau_e / "
-                             "(tau_c + tau_e)).", unit="s", lo=0.0, hi=1.0e6, lo_open=True)
+    rtn_enabled: bool = param(True, "Random telegraph noise of the device.noise trap population, "
+                              "sampled exactly as two-state Markov processes at every multiply "
+                              "and frozen through its bit-serial cycles.")
     gaussian_source: str = param(
         "counter_hash", "How Gaussian read-noise draws are made: 'counter_hash' (one 64-bit key "
         "from the Generator per call, expanded in the kernel by a counter-based hash and the "

@@ -70,10 +70,10 @@ def _inv_norm(u):
         (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _hash_normal_kernel(key, start, out):
     for i in range(out.size):
-        out[i] = _inv_norm(_uniform(key, np.uint64(start + i)))
+        out[i] = _inv_norm(_uniform(key, np.uint64(start) + np.uint64(i)))
 
 
 def hash_normal(key: int, start: int, n: int) -> np.ndarray:
@@ -183,7 +183,7 @@ def _tail(u):
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, adc_gain,
-                    adc_offset, par, key, counter0, z, use_hash, analog, out):
+                    adc_offset, par, key, counter0, z, use_hash, analog, var_off, vleak, out):
     nrows = cur.shape[0]
     nvec = nrows // nbits
     nch = ch_pos.size
@@ -191,6 +191,7 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
     isat = par[P_ISAT]
     inv_step = 1.0 / par[P_STEP]
     shot = par[P_SHOT] * inv_step * inv_step
+    vscale = inv_step * inv_step
     cvar = par[P_CONST_VAR] * inv_step * inv_step + par[P_NOISE_LSB] * par[P_NOISE_LSB]
     lo = par[P_LO]
     hi = par[P_HI]
@@ -207,22 +208,30 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
         ub = np.empty(nch)
         ib = np.empty(nch)
         qb = np.empty(nch)
+        vb = np.empty(nch)
         acc = np.empty(nch)
+        tix = np.empty(nch, dtype=np.int64)
         for b in range(ck * nvec // nchunk, (ck + 1) * nvec // nchunk):
             acc[:] = 0.0
             for k in range(nbits):
                 n = b * nbits + k
                 w = float(1 << k)
                 if use_hash:
-                    base = counter0 + n * nch
+                    base = np.uint64(counter0 + n * nch)
                     for h in range(nch):  # vectorises: hash + central rational
-                        u = _uniform(key, np.uint64(base + h))
+                        u = _uniform(key, base + np.uint64(h))
                         ub[h] = u
                         zb[h] = _central(u)
-                    for h in range(nch):  # the ~5 % tail draws
+                    # the ~5 % tail draws: compact their indices first, so that the
+                    # compiler cannot if-convert the (log, sqrt) tail onto every lane
+                    nt = 0
+                    for h in range(nch):
                         u = ub[h]
-                        if u < _P_LOW or u > 1.0 - _P_LOW:
-                            zb[h] = _tail(u)
+                        tix[nt] = h
+                        nt += 1 if (u < _P_LOW or u > 1.0 - _P_LOW) else 0
+                    for i in range(nt):
+                        h = tix[i]
+                        zb[h] = _tail(ub[h])
                 else:
                     for h in range(nch):
                         zb[h] = z[n, h]
@@ -234,17 +243,29 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
                     for h in range(nch):
                         q = ch_neg[h]
                         qb[h] = crow[q] + leak[q]
+                if var_off >= 0:  # per-cell variances summed by the BLAS product
+                    for h in range(nch):
+                        p = ch_pos[h]
+                        vb[h] = (crow[var_off + p] + vleak[p]) * vscale
+                    if analog:
+                        for h in range(nch):
+                            q = ch_neg[h]
+                            vb[h] += (crow[var_off + q] + vleak[q]) * vscale
                 for h in range(nch):
                     ip = ib[h]
                     ip = isat if ip > isat else ip
                     ip = -isat if ip < -isat else ip
-                    var = shot * abs(ip) + cvar
                     reading = ip
                     if analog:
                         iq = qb[h]
                         iq = isat if iq > isat else iq
                         reading = ip - iq
-                        var += shot * abs(iq)
+                    if var_off >= 0:
+                        var = vb[h] + cvar
+                    else:
+                        var = shot * abs(ip) + cvar
+                        if analog:
+                            var += shot * abs(qb[h] if qb[h] < isat else isat)
                     v = reading * g_ch[h] + o_ch[h] + math.sqrt(var) * zb[h]
                     u = (v - lo) * inv_span
                     u = 0.0 if u < 0.0 else u
@@ -264,10 +285,13 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
 
 
 def readout(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=0, counter0=0,
-            z=None, n_out_cols):
+            z=None, n_out_cols, vleak=None):
     """Fused periphery (numba). Returns (codes combined per logical column (B, C), charge (P,)).
 
-    ``cur`` (B*nbits, P): column currents without the constant leakage ``leak`` (P,).
+    ``cur`` (B*nbits, P) or (B*nbits, 2P): column currents without the constant leakage
+    ``leak`` (P,); with 2P columns the second half holds each column's summed cell-noise
+    variance (A^2) without the constant ``vleak`` (P,), else the cell noise is shot noise
+    ``par[P_SHOT] |I|``.
     ``channels``: dict of int arrays pos, neg (-1 none), tgt (-1 = every column), coef, adc.
     Noise normals come from the counter hash under ``key`` (counter ``counter0 + n*H + h``)
     or, if ``z`` is given, from ``z`` (B*nbits, H).
@@ -282,6 +306,9 @@ def readout(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=0, cou
     analog = bool(np.all(channels["neg"] >= 0))
     if not analog and np.any(channels["neg"] >= 0):
         raise ValueError("channels must be all analog (neg >= 0) or all digital (neg = -1)")
+    p = leak.size
+    var_off = p if cur.shape[1] == 2 * p else -1
+    vleak = np.zeros(p) if vleak is None else np.ascontiguousarray(vleak, dtype=np.float64)
     _readout_kernel(cur, leak, int(nbits),
                     *(np.ascontiguousarray(channels[k], dtype=np.int64) for k in ("pos", "neg", "tgt")),
                     np.ascontiguousarray(channels["coef"], dtype=np.float64),
@@ -289,13 +316,13 @@ def readout(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=0, cou
                     np.ascontiguousarray(adc_gain, dtype=np.float64),
                     np.ascontiguousarray(adc_offset, dtype=np.float64),
                     np.ascontiguousarray(par, dtype=np.float64), np.uint64(key),
-                    np.int64(counter0), zz, use_hash, analog, out)
-    charge = cur.sum(axis=0, dtype=np.float64) + nrows * leak
+                    np.int64(counter0), zz, use_hash, analog, int(var_off), vleak, out)
+    charge = cur[:, :p].sum(axis=0, dtype=np.float64) + nrows * leak
     return out, charge
 
 
 def readout_numpy(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=0, counter0=0,
-                  z=None, n_out_cols):
+                  z=None, n_out_cols, vleak=None):
     """Plain NumPy reference twin of :func:`readout`."""
     cur = np.asarray(cur, dtype=np.float64)
     nrows = cur.shape[0]
@@ -305,20 +332,32 @@ def readout_numpy(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=
         counters = counter0 + np.arange(nrows * nch, dtype=np.uint64)
         z = _inv_norm_numpy(_uniform_numpy(key, counters)).reshape(nrows, nch)
     leak = np.asarray(leak, dtype=np.float64)
+    p = leak.size
+    vcur = cur[:, p:] if cur.shape[1] == 2 * p else None
+    cur = cur[:, :p]
+    vleak = np.zeros(p) if vleak is None else np.asarray(vleak, dtype=np.float64)
     tot = cur + leak[None, :]
     isat = par[P_ISAT]
     inv_step = 1.0 / par[P_STEP]
     shot = par[P_SHOT] * inv_step * inv_step
-    cvar = par[P_CONST_VAR] * inv_step * inv_step
-    n2 = par[P_NOISE_LSB] * par[P_NOISE_LSB]
+    cvar = par[P_CONST_VAR] * inv_step * inv_step + par[P_NOISE_LSB] * par[P_NOISE_LSB]
     lo, hi = par[P_LO], par[P_HI]
     pos = np.clip(tot[:, channels["pos"]], -isat, isat)
-    var = shot * np.abs(pos) + cvar + n2
+    analog = bool(np.all(channels["neg"] >= 0))
     reading = pos
-    if np.all(channels["neg"] >= 0):
+    if analog:
         neg = np.minimum(tot[:, channels["neg"]], isat)
         reading = pos - neg
-        var = var + shot * np.abs(neg)
+    if vcur is not None:
+        vs = inv_step * inv_step
+        var = (vcur[:, channels["pos"]] + vleak[channels["pos"]]) * vs
+        if analog:
+            var = var + (vcur[:, channels["neg"]] + vleak[channels["neg"]]) * vs
+        var = var + cvar
+    else:
+        var = shot * np.abs(pos) + cvar
+        if analog:
+            var = var + shot * np.abs(neg)
     g = (adc_gain[channels["adc"]] * inv_step)[None, :]
     o = adc_offset[channels["adc"]][None, :]
     v = reading * g + o + np.sqrt(var) * z
@@ -334,7 +373,7 @@ def readout_numpy(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=
             out[:, t] += channels["coef"][h] * acc[:, h]
         else:
             out += channels["coef"][h] * acc[:, h][:, None]
-    charge = np.asarray(cur).sum(axis=0, dtype=np.float64) + nrows * leak
+    charge = cur.sum(axis=0, dtype=np.float64) + nrows * leak
     return out, charge
 
 
@@ -353,82 +392,165 @@ def _geometric(key, counter, p):
     return np.int64(g)
 
 
-@numba.njit(cache=True)
-def _rtn_kernel(x, nbits, bitserial, trap_row, trap_col, d_tab, state, p01, p10, key, cur):
-    """Walk each trap's Markov chain over the multiplies of the batch; update cur in place.
+@numba.njit(cache=True, parallel=True)
+def _rtn_kernel(xt, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, corr,
+                order, col_ptr):
+    """Walk every cell's traps (two-state Markov chains) over the multiplies of the batch.
 
-    ``state`` (in/out) holds each trap's state at the start of the batch (the base state
-    already folded into the current matrix) and returns the state at the start of the next.
-    ``d_tab[i, idx]``: current change of trap i's cell when occupied, for drive index idx
-    (bit-serial: the input bit of the cycle; one-cycle encodings: the input code).
-    The i-th trap's waiting times use counters ((i << 32) + j).
+    ``state`` (n, T) in/out: each trap's state at the start of the batch (the base state,
+    already folded into the current matrix) -> its state at the start of the next batch.
+    ``d_tab[i, J, idx]``: current change of cell i under joint trap state J (relative to all
+    traps empty) for drive index idx (bit-serial: the cycle's input bit; one-cycle
+    encodings: the input code). Trap t of cell i draws its k-th waiting time with counter
+    (i << 32) + (t << 26) + k, so the result does not depend on the thread count. Columns
+    run in parallel (``order``/``col_ptr`` list the cells of each column); corrections go
+    to ``corr`` (columns x B*nbits).
     """
-    nvec = x.shape[0]
-    for i in range(trap_row.size):
-        s0 = state[i]
-        s = s0
-        b = 0
-        j = 0
-        r = trap_row[i]
-        c = trap_col[i]
-        while True:
-            p = p01 if s == 0 else p10
-            g = _geometric(key, np.uint64((np.int64(i) << 32) + j), p)
-            j += 1
-            # state s holds for multiplies b .. b+g-1, switch before multiply b+g
-            end = b + g
-            if end > nvec:
-                end = nvec
-            if s != s0:
-                sign = 1.0 if s == 1 else -1.0
-                for bb in range(b, end):
-                    xv = x[bb, r]
-                    for k in range(nbits):
-                        idx = ((xv >> k) & 1) if bitserial else xv
-                        cur[bb * nbits + k, c] += sign * d_tab[i, idx]
-            if b + g >= nvec:
-                if b + g == nvec:
-                    s = 1 - s
-                break
-            b = b + g
-            s = 1 - s
-        state[i] = s
+    nvec = xt.shape[1]
+    ntrap = state.shape[1]
+    for g in numba.prange(col_ptr.size - 1):
+        nxt = np.empty(ntrap, dtype=np.int64)
+        cnt = np.empty(ntrap, dtype=np.int64)
+        st = np.empty(ntrap, dtype=np.int64)
+        for ii in range(col_ptr[g], col_ptr[g + 1]):
+            i = order[ii]
+            j0 = 0
+            for t in range(ntrap):
+                st[t] = state[i, t]
+                j0 |= st[t] << t
+                p = p01[i, t] if st[t] == 0 else p10[i, t]
+                nxt[t] = _geometric(key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26)), p)
+                cnt[t] = 1
+            j = j0
+            b = 0
+            r = cell_row[i]
+            c = cell_col[i]
+            while True:
+                e = nxt[0]
+                for t in range(1, ntrap):
+                    if nxt[t] < e:
+                        e = nxt[t]
+                end = e if e < nvec else nvec
+                if j != j0:
+                    xr = xt[r]
+                    cc = corr[c]
+                    for bb in range(b, end):
+                        xv = xr[bb]
+                        for k in range(nbits):
+                            idx = ((xv >> k) & 1) if bitserial else xv
+                            cc[bb * nbits + k] += d_tab[i, j, idx] - d_tab[i, j0, idx]
+                if e > nvec:
+                    break
+                for t in range(ntrap):
+                    if nxt[t] == e:
+                        st[t] = 1 - st[t]
+                        j ^= 1 << t
+                        if e < nvec:
+                            p = p01[i, t] if st[t] == 0 else p10[i, t]
+                            nxt[t] = e + _geometric(
+                                key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26) + cnt[t]), p)
+                            cnt[t] += 1
+                if e == nvec:
+                    break
+                b = e
+            for t in range(ntrap):
+                state[i, t] = st[t]
 
 
-def rtn_apply(x, nbits, bitserial, trap_row, trap_col, d_tab, state, p01, p10, key, cur):
+def rtn_apply(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur):
     """Exact per-multiply RTN (numba); ``cur`` (B*nbits, P) and ``state`` updated in place."""
-    _rtn_kernel(np.ascontiguousarray(x, dtype=np.int64), int(nbits), bool(bitserial),
-                np.ascontiguousarray(trap_row, dtype=np.int64),
-                np.ascontiguousarray(trap_col, dtype=np.int64),
-                np.ascontiguousarray(d_tab, dtype=np.float64), state, float(p01), float(p10),
-                np.uint64(key), cur)
+    if state.shape[0] == 0:
+        return
+    # corrections go to a column-major buffer (contiguous per column), added once at the end
+    cell_col = np.ascontiguousarray(cell_col, dtype=np.int64)
+    ncol = int(np.max(cell_col)) + 1
+    corr = np.zeros((ncol, cur.shape[0]), dtype=np.float64)
+    order = np.argsort(cell_col, kind="stable").astype(np.int64)
+    col_ptr = np.searchsorted(cell_col[order], np.arange(ncol + 1)).astype(np.int64)
+    _rtn_kernel(np.ascontiguousarray(np.asarray(x, dtype=np.int64).T), int(nbits), bool(bitserial),
+                np.ascontiguousarray(cell_row, dtype=np.int64),
+                np.ascontiguousarray(cell_col, dtype=np.int64),
+                np.ascontiguousarray(d_tab, dtype=np.float64), state,
+                np.ascontiguousarray(p01, dtype=np.float64),
+                np.ascontiguousarray(p10, dtype=np.float64), np.uint64(key), corr, order, col_ptr)
+    cur[:, :ncol] += corr.T
 
 
-def rtn_apply_numpy(x, nbits, bitserial, trap_row, trap_col, d_tab, state, p01, p10, key, cur):
-    """Reference twin of :func:`rtn_apply`: builds each trap's state per multiply explicitly."""
+def _geometric_numpy(key, counter, p):
+    if p >= 1.0:
+        return 1
+    if p <= 0.0:
+        return 1 << 62
+    u = hash_uniform_numpy(key, [counter])[0]
+    g = np.floor(np.log(u) / np.log1p(-p)) + 1.0
+    return 1 << 62 if g > 4.0e18 else int(g)
+
+
+def rtn_apply_numpy(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur):
+    """Reference twin of :func:`rtn_apply`: each trap's state per multiply built explicitly."""
     x = np.asarray(x, dtype=np.int64)
     nvec = x.shape[0]
+    ncell, ntrap = state.shape
     ks = np.arange(nbits)
-    for i in range(trap_row.size):
-        s0 = int(state[i])
-        states = np.empty(nvec + 1, dtype=np.int64)
-        s, b, j = s0, 0, 0
-        while b <= nvec:
-            p = p01 if s == 0 else p10
-            if p >= 1.0:
-                g = 1
-            elif p <= 0.0:
-                g = nvec + 1
-            else:
-                u = hash_uniform_numpy(key, [(i << 32) + j])[0]
-                g = int(np.floor(np.log(u) / np.log1p(-p)) + 1.0)
-            j += 1
-            states[b:min(b + g, nvec + 1)] = s
-            b += g
-            s = 1 - s
-        delta = states[:nvec] - s0  # +1, 0, -1 per multiply
-        xv = x[:, trap_row[i]][:, None]
+    for i in range(ncell):
+        joint = np.zeros(nvec + 1, dtype=np.int64)
+        j0 = int((state[i] << np.arange(ntrap)).sum())
+        for t in range(ntrap):
+            s = int(state[i, t])
+            seq = np.empty(nvec + 1, dtype=np.int64)
+            b, k = 0, 0
+            while b <= nvec:
+                p = p01[i, t] if s == 0 else p10[i, t]
+                g = _geometric_numpy(key, (i << 32) + (t << 26) + k, p)
+                k += 1
+                seq[b:min(b + g, nvec + 1)] = s
+                b += g
+                s = 1 - s
+            joint += seq << t
+            state[i, t] = seq[nvec]
+        xv = x[:, cell_row[i]][:, None]
         idx = ((xv >> ks[None, :]) & 1) if bitserial else np.repeat(xv, nbits, 1)
-        add = delta[:, None] * d_tab[i][idx]
-        cur[:, trap_col[i]] += add.reshape(-1)
-        state[i] = states[nvec]
+        jb = np.repeat(joint[:nvec, None], nbits, 1)
+        add = d_tab[i][jb, idx] - d_tab[i][j0, idx]
+        cur[:, cell_col[i]] += add.reshape(-1)
+
+
+# ------------------------------------------------------------------ word-line stats ----
+@numba.njit(cache=True)
+def _wl_stats_kernel(x, nbits, active):
+    nb, nr = x.shape
+    mask = (1 << nbits) - 1
+    runs = 0
+    for b in range(nb):
+        for k in range(nbits):
+            active[b * nbits + k] = 0
+        for r in range(nr):
+            v = x[b, r] & mask
+            s = v & ~(v << 1)  # first bit of each run of ones
+            while s:
+                runs += 1
+                s &= s - 1
+            for k in range(nbits):
+                active[b * nbits + k] += (v >> k) & 1
+    return runs
+
+
+def wl_stats(x: np.ndarray, nbits: int):
+    """Bit-serial word-line statistics: (active rows per cycle (B*nbits,), runs of ones).
+
+    A run of consecutive one-bits is one word-line pulse held over those cycles: 2 toggles.
+    """
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    active = np.empty(x.shape[0] * nbits, dtype=np.int64)
+    runs = _wl_stats_kernel(x, int(nbits), active)
+    return active, int(runs)
+
+
+def wl_stats_numpy(x: np.ndarray, nbits: int):
+    x = np.asarray(x, dtype=np.int64) & ((1 << nbits) - 1)
+    planes = bitplanes_numpy(x, nbits)
+    active = planes.sum(axis=1).astype(np.int64)
+    starts = x & ~(x << 1)
+    runs = sum(bin(int(v)).count("1") for v in starts.ravel()) if starts.size < 10**6 else \
+        int(np.unpackbits(starts.astype(">u8").view(np.uint8)).sum())
+    return active, int(runs)

@@ -35,15 +35,19 @@ import numpy as np
 
 from norsim.array import encodings as enc_mod
 from norsim.array.cells import ArrayCell
-from norsim.array.events import ArrayEvents, run_count
-from norsim.array.kernels import bitplanes, readout, readout_numpy, rtn_apply, rtn_apply_numpy
-from norsim.array.noise_read import make_traps
+from norsim.array.events import ArrayEvents
+from norsim.array.kernels import (bitplanes, readout, readout_numpy, rtn_apply, rtn_apply_numpy,
+                                  wl_stats)
+from norsim.array.noise_read import make_rtn
 from norsim.array.periphery import make_adc, readout_params
+from norsim.array.kernels import P_SHOT
 from norsim.errors import InputError
 
 
 class NorArray:
     """A programmed NOR array: V_th map, weight layout, read bias and periphery."""
+
+    __array_ufunc__ = None  # numpy defers ``x @ arr`` to NorArray.__rmatmul__
 
     def __init__(self, cfg, layout: enc_mod.WeightLayout, vth: np.ndarray,
                  rng: np.random.Generator, *, current_scale: np.ndarray | None = None,
@@ -97,8 +101,10 @@ class NorArray:
             self._tables = enc_mod.level_tables(self.cell, vth, amps) * scale[None]
 
         # RTN traps and the current change of each trapped cell per drive index
-        self.traps = make_traps(acfg.noise, vth.shape, self.cycles * self.t_read_s, rng)
+        self.traps = make_rtn(cfg.device, vth, self.cycles * self.t_read_s, rng,
+                              acfg.noise.rtn_enabled)
         self._d_tab = self._trap_deltas()
+        self._cell_noise()
 
         # ADC
         self.adc = make_adc(acfg, layout.pos.size, enc.subtraction == "analog", self.temperature_k, rng)
@@ -146,23 +152,51 @@ class NorArray:
         return s
 
     def _trap_deltas(self) -> np.ndarray:
+        """(n, 2^T, drive) current change of each trapped cell per joint trap state."""
         t = self.traps
+        ndrive = 2 if self.bitserial else self.xmax + 1
         if t.n == 0:
-            self._d_on = self._d_off = np.zeros(0)
-            return np.zeros((0, 2 if self.bitserial else self.xmax + 1))
-        v0 = self.vth[t.row, t.col]
-        v1 = v0 + t.dvth_v
-        sc = self.current_scale[t.row, t.col]
+            self._d_on = self._d_off = np.zeros((0, 1))
+            return np.zeros((0, 1, ndrive))
+        v0 = self.vth[t.row, t.col][:, None]
+        v1 = v0 + t.joint_shifts()  # (n, J)
+        sc = self.current_scale[t.row, t.col][:, None]
         d_on = (self.cell.on_current(v1) - self.cell.on_current(v0)) * sc
         d_off = (self.cell.off_current(v1) - self.cell.off_current(v0)) * sc
         self._d_on, self._d_off = d_on, d_off
         if self.bitserial:
-            return np.stack([d_off, d_on], 1)
+            return np.stack([d_off, d_on], -1)
         if self.scheme == "pulse_width":
-            f = self._fractions[None, :]
-            return f * d_on[:, None] + (1 - f) * d_off[:, None]
-        return (enc_mod.level_tables(self.cell, v1, self._amplitudes)
-                - enc_mod.level_tables(self.cell, v0, self._amplitudes)).T * sc[:, None]
+            f = self._fractions[None, None, :]
+            return f * d_on[..., None] + (1 - f) * d_off[..., None]
+        amps = self._amplitudes
+        t1 = enc_mod.level_tables(self.cell, v1, amps)  # (codes, n, J)
+        t0 = enc_mod.level_tables(self.cell, v0, amps)  # (codes, n, 1)
+        return np.moveaxis(t1 - t0, 0, -1) * sc[..., None]
+
+    def _cell_noise(self) -> None:
+        """Per-cell read-noise variances (device.noise) and how the column sums them."""
+        self._var = None  # per-cell variance matrix (or tables) summed by BLAS
+        self._vleak = None
+        self._shot_ratio = 0.0
+        if not self.cfg.array.noise.cell_noise_enabled:
+            return
+        from norsim.device.noise import read_noise_sigma_a
+
+        dev = self.cfg.device
+        model = self.cell.model
+
+        def var(i):
+            return read_noise_sigma_a(i, model, dev.noise, self.temperature_k, self.t_read_s) ** 2
+
+        if self._tables is not None:
+            vt = var(self._tables)
+            self._var = vt
+            self._vleak = vt[0].sum(axis=0)
+            return
+        v_on, v_off = var(self.i_on), var(self.i_off)
+        self._var = v_on - v_off
+        self._vleak = v_off.sum(axis=0)
 
     # ------------------------------------------------------------------ properties ----
     @property
@@ -180,28 +214,34 @@ class NorArray:
 
     # ------------------------------------------------------------------ the analog path ----
     def _base(self):
-        """Current matrix and leakage with the traps' current states folded in."""
+        """Current (and cell-variance) matrix and leakage with the traps' base state folded in."""
         t = self.traps
-        occ = t.state == 1
+        j0 = t.joint_state() if t.n else None
+        ii = np.arange(t.n)
         if self._tables is None:
             g = self.i_on - self.i_off
             leak_cells = self.i_off
             if t.n:
                 g = g.copy()
                 leak_cells = leak_cells.copy()
-                idx = (t.row[occ], t.col[occ])
-                np.add.at(g, idx, self._d_on[occ] - self._d_off[occ])
-                np.add.at(leak_cells, idx, self._d_off[occ])
-            return g.astype(self.dtype), leak_cells.sum(axis=0)
+                g[t.row, t.col] += self._d_on[ii, j0] - self._d_off[ii, j0]
+                leak_cells[t.row, t.col] += self._d_off[ii, j0]
+            if self._var is not None:
+                g = np.concatenate([g, self._var], axis=1)
+            return np.ascontiguousarray(g, dtype=self.dtype), leak_cells.sum(axis=0)
         tab = self._tables
         if t.n:
             tab = tab.copy()
             for c in range(tab.shape[0]):
-                np.add.at(tab[c], (t.row[occ], t.col[occ]), self._d_tab[occ, c])
-        return tab, tab[0].sum(axis=0)
+                tab[c][t.row, t.col] += self._d_tab[ii, j0, c]
+        if self._var is not None:
+            tab = np.concatenate([tab, self._var], axis=2)
+        return tab, tab[0][:, :self.phys_cols].sum(axis=0)
 
     def _readings(self, x: np.ndarray, rng: np.random.Generator, *, reference: bool = False):
-        """Column currents (B*cycles, P) without the leakage, the leakage (P,), and planes."""
+        """Column currents (B*cycles, P) without the leakage (with the summed cell-noise
+        variances in P more columns when they need their own product), the leakage (P,),
+        and the bit-planes."""
         g, leak = self._base()
         planes = None
         if self.bitserial:
@@ -211,7 +251,7 @@ class NorArray:
             cur = self._fractions[x].astype(self.dtype) @ g
         else:
             tab = g
-            cur = np.zeros((x.shape[0], self.phys_cols), dtype=self.dtype)
+            cur = np.zeros((x.shape[0], tab.shape[2]), dtype=self.dtype)
             base = tab[0]
             for c in range(1, tab.shape[0]):
                 m = x == c
@@ -236,7 +276,7 @@ class NorArray:
         x = enc_mod.check_codes(x_cal, self.rows_used, self.nbits_in, "x_cal")
         rng = self._rng if rng is None else rng
         cur, leak, _ = self._readings(x, rng)
-        tot = cur.astype(np.float64) + leak[None, :]
+        tot = cur[:, :self.phys_cols].astype(np.float64) + leak[None, :]
         ch = self._channels
         reading = tot[:, ch["pos"]]
         has_neg = ch["neg"] >= 0
@@ -262,6 +302,7 @@ class NorArray:
         rng = self._rng if rng is None else rng
         cur, leak, planes = self._readings(x, rng, reference=reference)
         par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
+        par[P_SHOT] = self._shot_ratio
         if self.cfg.array.noise.gaussian_source == "generator":
             z = rng.standard_normal((cur.shape[0], self._channels["pos"].size))
             key = 0
@@ -270,7 +311,7 @@ class NorArray:
             key = int(rng.integers(0, 2**63))
         fn = readout_numpy if reference else readout
         out, charge = fn(cur, leak, self.cycles, self._channels, self.adc.gain, self.adc.offset,
-                         par, key=key, z=z, n_out_cols=self.n_out)
+                         par, key=key, z=z, n_out_cols=self.n_out, vleak=self._vleak)
         self._count(x, planes, charge)
         return out * (self.adc.step_a / self.unit_a)
 
@@ -280,7 +321,7 @@ class NorArray:
         x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in)
         rng = self._rng if rng is None else rng
         cur, leak, _ = self._readings(x, rng)
-        tot = cur.astype(np.float64) + leak[None, :]
+        tot = cur[:, :self.phys_cols].astype(np.float64) + leak[None, :]
         ch = self._channels
         val = tot[:, ch["pos"]] - np.where(ch["neg"][None, :] >= 0,
                                            tot[:, np.maximum(ch["neg"], 0)], 0.0)
@@ -321,8 +362,8 @@ class NorArray:
         ev.multiplies += b
         ev.read_cycles += b * k
         if self.bitserial:
-            active = planes.sum(axis=1, dtype=np.float64).astype(np.int64)
-            ev.wl_toggles += 2 * int(run_count(x, self.nbits_in).sum())
+            active, runs = wl_stats(x, self.nbits_in)
+            ev.wl_toggles += 2 * runs
         else:
             active = (x > 0).sum(axis=1)
             ev.wl_toggles += 2 * int(active.sum())

@@ -9,8 +9,8 @@ ADC model (per conversion, in LSB):
 with ``gain_a = (1 + gain_error + gain_sigma N_a)(1 + gain_tempco (T - T_ref))`` and
 ``offset_a = offset_lsb + offset_sigma N_a`` drawn once per ADC instance ``a`` (channel h
 uses ADC ``h // columns_per_adc``). ``sigma^2 = var_I / step^2 + noise_lsb^2`` where var_I
-holds the shot noise ``shot_factor q |I| / t_read`` of each converted column current and the
-integrator's kT/C noise ``k T C_int / t_read^2``. Unsigned conversions use codes 0..2^b - 1;
+holds the summed cell read-noise variances of the converted column(s) (see
+``noise_read``) and the integrator's kT/C noise ``k T C_int / t_read^2``. Unsigned conversions use codes 0..2^b - 1;
 signed (analog subtraction) -(2^(b-1) - 1)..2^(b-1) - 1.
 
 The full-scale range FS is the physical maximum (all rows on at the top level) or a
@@ -28,7 +28,7 @@ import numpy as np
 from norsim.array.config import ArrayConfig
 from norsim.array.kernels import (N_PARAMS, P_CONST_VAR, P_HI, P_INL, P_ISAT, P_LO,
                                   P_NOISE_LSB, P_SHOT, P_STEP)
-from norsim.device.iv import BOLTZMANN_J_PER_K, ELEMENTARY_CHARGE_C
+from norsim.device.iv import BOLTZMANN_J_PER_K
 from norsim.errors import InputError
 
 
@@ -79,7 +79,7 @@ def readout_params(acfg: ArrayConfig, adc: Adc, t_read_s: float, temperature_k: 
     par[P_HI] = adc.hi
     par[P_INL] = acfg.adc.inl_lsb
     n = acfg.noise
-    par[P_SHOT] = n.shot_factor * ELEMENTARY_CHARGE_C / t_read_s if n.shot_enabled else 0.0
+    par[P_SHOT] = 0.0  # set by the array when the cell noise is pure shot noise (var ~ I)
     par[P_CONST_VAR] = (BOLTZMANN_J_PER_K * temperature_k * acfg.sense.integrator_cap_f / t_read_s**2
                         if n.ktc_enabled else 0.0)
     par[P_NOISE_LSB] = acfg.adc.noise_lsb

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from norsim.array.circuit import CircuitSolver
+from norsim.array.circuit_kernels import local_model
 from norsim.errors import InputError
 
 
@@ -63,46 +64,55 @@ class IrDropSurrogate:
         self.sweeps = int(sweeps)
         self._tables: dict[float, tuple] = {}
 
-    def _nominal(self, wl: np.ndarray):
-        """Per-level tables (I_0, a, b) gathered to (B, R, C); cached across calls."""
+    def _nominal_t(self, wl: np.ndarray):
+        """Per-level tables (I_0, a, b) gathered to (R, C, B); cached across calls."""
         s = self.solver
         levels, inv = np.unique(wl, return_inverse=True)
         inv = inv.reshape(wl.shape)
         missing = [float(v) for v in levels if float(v) not in self._tables]
         if missing:
-            i, gd, gs, _ = s._iv(np.array(missing)[:, None, None], s.v_bl, s.v_sl)
-            shape = (len(missing), s.rows, s.cols)
-            i, gd, gs = (np.broadcast_to(t, shape) for t in (i, gd, gs))
+            i, gd, gs = s._iv_t(np.broadcast_to(np.array(missing), (s.rows, len(missing))),
+                                s.v_bl, s.v_sl)[:3]
             for k, v in enumerate(missing):
-                pos = i[k] > 0
-                safe = np.where(pos, i[k], 1.0)
-                self._tables[v] = (np.array(i[k]), np.where(pos, gd[k] / safe, 0.0),
-                                   np.where(pos, gs[k] / safe, 0.0))
-        stack = [np.stack([self._tables[float(v)][j] for v in levels]) for j in range(3)]
-        rr = np.arange(s.rows)[None, :]
-        return tuple(t[inv, rr, :] for t in stack)
+                pos = i[..., k] > 0
+                safe = np.where(pos, i[..., k], 1.0)
+                self._tables[v] = (np.array(i[..., k]), np.where(pos, gd[..., k] / safe, 0.0),
+                                   np.where(pos, gs[..., k] / safe, 0.0))
+        idx = np.broadcast_to(inv.T[:, None, :], (s.rows, s.cols, wl.shape[0]))
+        out = []
+        for j in range(3):
+            tab = np.stack([self._tables[float(v)][j] for v in levels], axis=-1)
+            out.append(np.ascontiguousarray(np.take_along_axis(tab, idx, axis=2)))
+        return tuple(out)
+
+    def _cell_currents_t(self, wl):
+        s = self.solver
+        i0, a, b = self._nominal_t(wl)
+        net = s.network
+        zero = np.zeros_like(i0)
+        i = i0
+        for _ in range(self.sweeps):
+            u = net.bl_drop_t(i)
+            v = net.sl_rise_t(i)
+            i = local_model(i0, a, b, zero, zero, u, v, zero, zero)
+        return i, i0
 
     def cell_currents(self, wl_voltages_batch) -> tuple[np.ndarray, np.ndarray]:
         """(surrogate cell currents, ideal cell currents), each (B, R, C)."""
-        s = self.solver
-        wl = s._check_wl(wl_voltages_batch)
-        i0, a, b = self._nominal(wl)
-        net = s.network
-        i = i0
-        for _ in range(self.sweeps):
-            u = net.bl_drop(i)
-            v = net.sl_rise(i)
-            i = i0 * np.exp(np.minimum(-a * u + b * v, 50.0))
-        return i, i0
+        wl = self.solver._check_wl(wl_voltages_batch)
+        i, i0 = self._cell_currents_t(wl)
+        return np.moveaxis(i, -1, 0), np.moveaxis(i0, -1, 0)
 
     def column_currents(self, wl_voltages_batch) -> np.ndarray:
-        return self.cell_currents(wl_voltages_batch)[0].sum(axis=1)
+        """Estimated circuit-mode column currents (B, C)."""
+        wl = self.solver._check_wl(wl_voltages_batch)
+        return self._cell_currents_t(wl)[0].sum(axis=0).T
 
     def correct(self, fast_column_currents, wl_voltages_batch) -> np.ndarray:
         """``fast_column_currents`` (B, C) plus the surrogate's IR-drop change per column."""
         fast = np.asarray(fast_column_currents, dtype=np.float64)
-        i, i0 = self.cell_currents(wl_voltages_batch)
-        delta = (i - i0).sum(axis=1)
+        i, i0 = self._cell_currents_t(self.solver._check_wl(wl_voltages_batch))
+        delta = (i - i0).sum(axis=0).T
         if fast.shape != delta.shape:
             raise InputError("fast_column_currents", f"shape {fast.shape}",
                              f"shape {delta.shape} (batch, cols)")

@@ -5,8 +5,11 @@ Outputs in ``--out``:
   iv_family.png / iv_family.csv        I_D vs input-gate voltage at 233, 300, 358 K (log axis)
   swing.csv                            subthreshold swing per temperature (fit of the curves)
   levels_vth.png, levels_current.png   V_th and read-current histograms, programmed and baked
-  level_cells.csv                      per cell: level, V_th and read current before/after bake
-  level_summary.csv                    per level: means, spreads, overlap with the next level
+  level_cells.csv                      per cell: level, V_th (stored charge) before/after bake,
+                                       the RTN shift of each read, read current (incl. RTN)
+  level_summary.csv                    per level: means, spreads; overlap with the next level
+                                       (best single threshold) and misreads at the fixed
+                                       mid-current threshold, after programming and bake
   programming.csv                      pulses, program time, energy, failed cells
 """
 
@@ -24,7 +27,7 @@ from norsim.errors import InputError
 SECONDS_PER_YEAR = 365.25 * 24 * 3600.0
 STUDY_TEMPERATURES_K = (233.0, 300.0, 358.0)
 # rng stream ids of this study (SimConfig.rng(*stream))
-_STREAM_PROGRAM, _STREAM_BAKE, _STREAM_VARIATION = 101, 102, 103
+_STREAM_PROGRAM, _STREAM_BAKE, _STREAM_VARIATION, _STREAM_READ = 101, 102, 103, 104
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,15 +100,25 @@ def iv_family(cfg, out: Path, plt) -> None:
                swings)
 
 
-def _overlap(i_lo_level, i_hi_level, threshold) -> float:
-    """Fraction of two neighbouring levels' cells on the wrong side of the mid current."""
+def _misread(i_lo_level, i_hi_level, threshold) -> float:
+    """Fraction of two neighbouring levels' cells on the wrong side of a fixed threshold."""
     wrong = np.sum(i_lo_level > threshold) + np.sum(i_hi_level < threshold)
     return float(wrong) / (i_lo_level.size + i_hi_level.size)
+
+
+def _overlap(i_lo_level, i_hi_level) -> float:
+    """Overlap of two neighbouring levels' distributions: the smallest fraction of their cells
+    on the wrong side of any one threshold (0: separable; 0.5: indistinguishable)."""
+    cand = np.concatenate([i_lo_level, i_hi_level, [-np.inf]])
+    lo, hi = np.sort(i_lo_level), np.sort(i_hi_level)
+    wrong = (lo.size - np.searchsorted(lo, cand, side="right")) + np.searchsorted(hi, cand, side="left")
+    return float(wrong.min()) / (lo.size + hi.size)
 
 
 def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_t: float) -> dict:
     from norsim.device.iv import cell_model
     from norsim.device.levels import level_currents, read_current
+    from norsim.device.noise import sample_rtn_read
     from norsim.device.programming import program
     from norsim.device.retention import bake, draw_retention
     from norsim.device.variation import draw_variation
@@ -121,13 +134,19 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
     rng_bake = cfg.rng(_STREAM_BAKE)
     ret_cells = draw_retention(rng_bake, res.vth, dev.retention, dev.cell)
     vth_baked = bake(rng_bake, res.vth, bake_s, bake_t, dev.retention, dev.cell, cells=ret_cells)
-    i_prog = read_current(model, dev, res.vth, **kw)
-    i_baked = read_current(model, dev, vth_baked, **kw)
+    # one read after programming and one after the bake, each with the RTN state of the
+    # cell's own traps at that moment (equilibrium occupancy)
+    rng_read = cfg.rng(_STREAM_READ)
+    rtn_prog = sample_rtn_read(rng_read, res.vth, dev.noise, dev.cell, res.traps)
+    rtn_baked = sample_rtn_read(rng_read, vth_baked, dev.noise, dev.cell, res.traps)
+    i_prog = read_current(model, dev, res.vth + rtn_prog, **kw)
+    i_baked = read_current(model, dev, vth_baked + rtn_baked, **kw)
     _write_csv(out / "level_cells.csv",
                ["level", "target_current_a", "target_vth_v", "vth_programmed_v", "vth_baked_v",
-                "i_programmed_a", "i_baked_a", "retention_a_v", "failed"],
-               zip(level, targets[level], res.target_vth, res.vth, vth_baked, i_prog, i_baked,
-                   ret_cells.a_v, res.failed.astype(int)))
+                "rtn_programmed_v", "rtn_baked_v", "i_programmed_a", "i_baked_a",
+                "retention_a_v", "failed"],
+               zip(level, targets[level], res.target_vth, res.vth, vth_baked, rtn_prog,
+                   rtn_baked, i_prog, i_baked, ret_cells.a_v, res.failed.astype(int)))
     summary = []
     for k in range(nlev):
         s = level == k
@@ -140,16 +159,18 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
         if k + 1 < nlev:
             nxt = (level == k + 1) & ~res.failed
             mid = 0.5 * (targets[k] + targets[k + 1])
-            row += [_overlap(i_prog[ok], i_prog[nxt], mid), _overlap(i_baked[ok], i_baked[nxt], mid)]
+            row += [_overlap(i_prog[ok], i_prog[nxt]), _overlap(i_baked[ok], i_baked[nxt]),
+                    _misread(i_prog[ok], i_prog[nxt], mid), _misread(i_baked[ok], i_baked[nxt], mid)]
         else:
-            row += [float("nan"), float("nan")]
+            row += [float("nan")] * 4
         row += [int(np.sum(res.failed[s]))]
         summary.append(row)
     _write_csv(out / "level_summary.csv",
                ["level", "target_current_a", "target_vth_v", "vth_mean_programmed_v",
                 "vth_std_programmed_v", "vth_mean_baked_v", "vth_std_baked_v",
                 "i_mean_programmed_a", "i_std_programmed_a", "i_mean_baked_a", "i_std_baked_a",
-                "overlap_next_programmed", "overlap_next_baked", "failed_cells"], summary)
+                "overlap_next_programmed", "overlap_next_baked", "misread_next_programmed",
+                "misread_next_baked", "failed_cells"], summary)
     _write_csv(out / "programming.csv",
                ["cells", "pulses_mean", "pulses_max", "verifies_mean", "program_time_s",
                 "energy_j", "failed_cells", "bake_time_s", "bake_temperature_k"],

@@ -12,8 +12,10 @@ from norsim.errors import NorsimError
 # Each module defines ``register(subparsers)`` that adds its parser and sets ``func``.
 SUBCOMMAND_MODULES = [
     "norsim.cli.demo",
+    "norsim.cli.run",
     "norsim.cli.spice_check",
     "norsim.cli.device_study",
+    "norsim.cli.array_study",
     "norsim.cli.sweep",
     "norsim.cli.plot",
     "norsim.cli.train",

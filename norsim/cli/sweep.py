@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="run points that failed before again (successful rows are kept)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the spec, count the runs (and those already in RESULTS), run nothing")
     p.set_defaults(func=run)
 
 
@@ -37,16 +39,40 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise InputError("--workers", args.workers, "a whole number >= 1")
+    if args.dry_run:
+        return _dry_run(args)
     # SIGTERM ends the sweep like Ctrl-C: queued points dropped, workers stopped, rows kept.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         summary = run_sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
                             progress=False if args.no_progress else None,
                             retry_failed=args.retry_failed)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(summary.line())
     if summary.failed:
         print(f"{summary.failed} runs failed; their error text is in the results "
               "(rerun with --retry-failed to run them again)", file=sys.stderr)
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from norsim.experiments.spec import load_spec
+    from norsim.experiments.store import ResultStore, results_path
+
+    spec = load_spec(args.spec)
+    tasks = spec.tasks()  # builds and validates every configuration
+    done = 0
+    if results_path(args.out).exists():
+        with ResultStore.open(args.out) as store:
+            rows = store.finished()
+        keys = {t.key for t in tasks}
+        done = sum(1 for k in rows if k in keys)
+    axes = ", ".join(f"{'+'.join(a.fields)} ({len(a.values)})" for a in spec.axes) or "none"
+    print(f"{spec.n_points} grid points x {spec.seed_count} seeds = {len(tasks)} runs; "
+          f"{done} already in {results_path(args.out)}; axes: {axes}; evaluator: {spec.evaluator}")
     return 0

@@ -20,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="lenet",
                    help="lenet, vgg-small, alexnet-bn, vgg16 or resnet18")
     p.add_argument("--data", default="mnist",
-                   help="mnist, cifar10 (under $NORSIM_DATA_DIR, default ../shared/data) or a "
-                        "directory with train/test npz files")
+                   help="mnist or cifar10 (the full sets under --data-dir, else $NORSIM_DATA, "
+                        "else ../shared/data) or a data directory (npz, IDX or CIFAR batches)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="directory holding mnist/ and cifar10/ (default: $NORSIM_DATA, else "
+                        "../shared/data)")
     p.add_argument("--bits", type=int, default=4, help="weight and activation bits (default 4)")
     p.add_argument("--first-last-bits", type=int, default=8,
                    help="weight bits of the first conv and the last linear layer (default 8)")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd and not (out / "command.txt").exists():
         (out / "command.txt").write_text(cmd + "\n")
     summary = train(spec, out, progress=not args.no_progress,
-                    log_fn=lambda s: print(s, file=sys.stderr))
+                    log_fn=lambda s: print(s, file=sys.stderr), data_dir=args.data_dir)
     if not args.no_export:
         from norsim.qat.export import export_run
         export_run(out)

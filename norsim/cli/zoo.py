@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="(maintainers, needs norsim[train]) export a finished `norsim train` "
                         "run into the zoo as --name")
     p.add_argument("--name", help="zoo entry name for --build, e.g. lenet-mnist-4b")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="data root for --build (default: $NORSIM_DATA, else ../shared/data)")
     p.set_defaults(func=run)
 
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.name:
             raise InputError("--name", None, "an entry name with --build")
-        e = build_entry(args.build, args.name)
+        e = build_entry(args.build, args.name, data_dir=args.data_dir)
         print(json.dumps(e["accuracy"]))
         return 0
     entries = zoo.entries()

@@ -8,6 +8,7 @@ allowed range in the dataclass field metadata. ``validate()`` walks the tree and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import types
@@ -46,6 +47,7 @@ def section(cls: type, doc: str) -> Any:
     return dataclasses.field(default_factory=cls, metadata={"doc": doc, "section": True})
 
 
+@functools.lru_cache(maxsize=None)  # classes do not change; get_type_hints is slow
 def _resolved_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

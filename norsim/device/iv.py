@@ -87,50 +87,83 @@ def ekv_current_numpy(v_g, v_d, v_s, v_th, n, alpha_g, beta, dibl_eta, u_t):
 # ---------------------------------------------------------------- numba fast path ----
 @numba.njit(cache=True, inline="always")
 def _sp_half(x):
+    """ln(1 + e^(x/2)), overflow-free and branch-free (max(h, 0) + ln(1 + e^-|h|))."""
     h = 0.5 * x
-    if h > 0.0:
-        return h + np.log1p(np.exp(-h))
-    return np.log1p(np.exp(h))
+    return max(h, 0.0) + np.log1p(np.exp(-abs(h)))
 
 
 @numba.njit(cache=True, inline="always")
 def _sigmoid_half(x):
+    """1 / (1 + e^(-x/2)), overflow-free."""
     h = 0.5 * x
-    if h >= 0.0:
-        return 1.0 / (1.0 + np.exp(-h))
-    e = np.exp(h)
-    return e / (1.0 + e)
+    e = np.exp(-abs(h))
+    r = 1.0 / (1.0 + e)
+    return r if h >= 0.0 else e * r
 
 
-@numba.njit(cache=True)
-def _ekv_kernel(v_g, v_d, v_s, v_th, n, beta, eta, alpha_g, u_t, out_i, out_gd, out_gs):
-    for k in range(v_g.size):
-        nk = n[k]
-        v_p = (alpha_g * (v_g[k] - v_th[k]) + eta[k] * (v_d[k] - v_s[k])) / nk
-        i_s = 2.0 * nk * beta[k] * u_t * u_t
-        xf = (v_p - v_s[k]) / u_t
-        xr = (v_p - v_d[k]) / u_t
+def _flat_inputs(values, names, finite):
+    """Broadcast shape plus flat float64 inputs and their index steps for the kernels.
+
+    Scalars (size 1) are passed as length-1 arrays with step 0, full-size C-contiguous arrays
+    without a copy, anything else is materialised. Non-finite values in ``finite`` raise.
+    """
+    arrs = [np.asarray(x, dtype=np.float64) for x in values]
+    shape = np.broadcast_shapes(*(a.shape for a in arrs))
+    flats, steps = [], np.empty(len(arrs), np.int64)
+    for i, (name, a) in enumerate(zip(names, arrs)):
+        if name in finite:
+            _check_finite(name, a)
+        if a.size == 1:
+            f, steps[i] = np.array(a, dtype=np.float64).reshape(1), 0
+        elif a.shape == shape and a.flags.c_contiguous:
+            f, steps[i] = a.reshape(-1), 1
+        else:
+            f, steps[i] = np.array(np.broadcast_to(a, shape), dtype=np.float64, order="C").reshape(-1), 1
+        if not f.flags.writeable:
+            f = f.copy()
+        flats.append(f)
+    return shape, flats, steps
+
+
+@numba.njit(cache=True, parallel=True)
+def _ekv_kernel(v_g, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g, u_t, want_d,
+                out_i, out_gd, out_gs):
+    s0, s1, s2, s3, s4, s5, s6 = steps[0], steps[1], steps[2], steps[3], steps[4], steps[5], steps[6]
+    for k in numba.prange(size):
+        nk = n[k * s4]
+        etak = eta[k * s6]
+        vd = v_d[k * s1]
+        vs = v_s[k * s2]
+        v_p = (alpha_g * (v_g[k * s0] - v_th[k * s3]) + etak * (vd - vs)) / nk
+        i_s = 2.0 * nk * beta[k * s5] * u_t * u_t
+        xf = (v_p - vs) / u_t
+        xr = (v_p - vd) / u_t
         lf = _sp_half(xf)
         lr = _sp_half(xr)
         out_i[k] = i_s * (lf * lf - lr * lr)
-        # dF/dx = ln(1+e^(x/2)) * sigmoid(x/2)
-        dff = lf * _sigmoid_half(xf)
-        dfr = lr * _sigmoid_half(xr)
-        dvp_dvd = eta[k] / nk
-        dvp_dvs = -eta[k] / nk
-        out_gd[k] = i_s / u_t * (dff * dvp_dvd - dfr * (dvp_dvd - 1.0))
-        out_gs[k] = i_s / u_t * (dff * (dvp_dvs - 1.0) - dfr * dvp_dvs)
+        if want_d:
+            # dF/dx = ln(1+e^(x/2)) * sigmoid(x/2)
+            dff = lf * _sigmoid_half(xf)
+            dfr = lr * _sigmoid_half(xr)
+            dvp_dvd = etak / nk
+            dvp_dvs = -etak / nk
+            out_gd[k] = i_s / u_t * (dff * dvp_dvd - dfr * (dvp_dvd - 1.0))
+            out_gs[k] = i_s / u_t * (dff * (dvp_dvs - 1.0) - dfr * dvp_dvs)
+
+
+_EKV_NAMES = ("v_g", "v_d", "v_s", "v_th", "n", "beta", "dibl_eta")
 
 
 def ekv_current(v_g, v_d, v_s, v_th, n, alpha_g, beta, dibl_eta, u_t, *, derivatives=False):
     """Fast EKV drain current; with ``derivatives`` also dI/dV_D and dI/dV_S."""
-    arrays = _broadcast(v_g, v_d, v_s, v_th, n, beta, dibl_eta)
-    shape = arrays[0].shape
-    flat = [np.array(a, dtype=np.float64, order="C").reshape(-1) for a in arrays]
-    out_i = np.empty(flat[0].size)
-    out_gd = np.empty_like(out_i)
-    out_gs = np.empty_like(out_i)
-    _ekv_kernel(*flat, float(alpha_g), float(u_t), out_i, out_gd, out_gs)
+    shape, flat, steps = _flat_inputs((v_g, v_d, v_s, v_th, n, beta, dibl_eta), _EKV_NAMES,
+                                      _EKV_NAMES[:4])
+    size = int(np.prod(shape))
+    out_i = np.empty(size)
+    out_gd = np.empty(size if derivatives else 1)
+    out_gs = np.empty(size if derivatives else 1)
+    _ekv_kernel(*flat, steps, size, float(alpha_g), float(u_t), bool(derivatives),
+                out_i, out_gd, out_gs)
     if derivatives:
         return out_i.reshape(shape), out_gd.reshape(shape), out_gs.reshape(shape)
     return out_i.reshape(shape)
@@ -171,7 +204,7 @@ def _ekv_numpy_partials(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
 
 @numba.njit(cache=True, inline="always")
 def _ekv_point(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
-    """Scalar EKV: (I, dI/dV_D, dI/dV_S, I_forward + I_reverse)."""
+    """Scalar EKV: (I, dI/dV_D, dI/dV_S, I_forward + I_reverse, dI/dV_th)."""
     v_p = (alpha_g * (v_g - v_th) + eta * (v_d - v_s)) / n
     i_s = 2.0 * n * beta * u_t * u_t
     xf = (v_p - v_s) / u_t
@@ -183,66 +216,71 @@ def _ekv_point(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
     k = eta / n
     gd = i_s / u_t * (dff * k - dfr * (k - 1.0))
     gs = i_s / u_t * (dff * (-k - 1.0) + dfr * k)
-    return i_s * (lf * lf - lr * lr), gd, gs, i_s * (lf * lf + lr * lr)
+    gvth = -i_s / u_t * (alpha_g / n) * (dff - dfr)
+    return i_s * (lf * lf - lr * lr), gd, gs, i_s * (lf * lf + lr * lr), gvth
 
 
-@numba.njit(cache=True)
-def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, alpha_g, u_t,
-                       sel_vth, sel_n, sel_beta, sel_eta, max_iter, out_i, out_gd, out_gs,
-                       out_vx):
-    """Series select + FG transistor; solve the internal node by safeguarded Newton.
+@numba.njit(cache=True, inline="always")
+def _split_solve(vwl, vcg, vd, vs, vth, nk, bk, ek, alpha_g, u_t, sel_vth, sel_n, sel_beta,
+                 sel_eta, max_iter):
+    """One split-gate cell: (I, dI/dV_D, dI/dV_S, internal node x, dI/dV_th).
 
     g(x) = I_sel(V_D -> x) - I_fg(x -> V_S) is strictly decreasing in x and changes sign
-    on [min(V_D, V_S), max(V_D, V_S)], so the bracket always holds the root.
+    on [min(V_D, V_S), max(V_D, V_S)], so the bracket always holds the root; safeguarded
+    Newton from x = V_D (the FG transistor limits the current in a read).
     """
-    for k in range(v_wl.size):
-        vd = v_d[k]
-        vs = v_s[k]
-        lo = min(vd, vs)
-        hi = max(vd, vs)
-        if hi == lo:
-            out_i[k] = 0.0
-            i_f, c, e, sc = _ekv_point(v_cg[k], vd, vs, v_th[k], n[k], alpha_g, beta[k],
-                                       eta[k], u_t)
-            i_s_, a, b, sc2 = _ekv_point(v_wl[k], vd, vd, sel_vth, sel_n, 1.0, sel_beta,
-                                         sel_eta, u_t)
-            den = c - b
-            out_gd[k] = a * c / den
-            out_gs[k] = -b * e / den
-            out_vx[k] = vd
-            continue
-        # start at the drain: in the usual read the FG transistor limits the current and the
-        # first Newton step from there lands within the select transistor's small drop
-        x = vd
+    lo = min(vd, vs)
+    hi = max(vd, vs)
+    x = vd
+    if hi > lo:
         for _ in range(max_iter):
-            i_sel, a, b, s1 = _ekv_point(v_wl[k], vd, x, sel_vth, sel_n, 1.0, sel_beta,
-                                         sel_eta, u_t)
-            i_fg, c, e, s2 = _ekv_point(v_cg[k], x, vs, v_th[k], n[k], alpha_g, beta[k],
-                                        eta[k], u_t)
+            i_sel, a, b, s1, q1 = _ekv_point(vwl, vd, x, sel_vth, sel_n, 1.0, sel_beta,
+                                             sel_eta, u_t)
+            i_fg, c, e, s2, p = _ekv_point(vcg, x, vs, vth, nk, alpha_g, bk, ek, u_t)
             g = i_sel - i_fg
             if g > 0.0:
                 lo = x
             elif g < 0.0:
                 hi = x
             else:
-                break
+                den = c - b
+                return i_fg, a * c / den, -b * e / den, x, -p * b / den
             dg = b - c  # < 0
             x_new = x - g / dg if dg < 0.0 else 0.5 * (lo + hi)
+            if x_new > lo and x_new < hi and abs(x_new - x) <= 1e-9 * max(1.0, abs(x)):
+                # converged: Newton is quadratic, so the remaining error of x_new is
+                # O(1e-18) V; the current there is i_fg + c dx up to O(dx^2 I / U_T^2)
+                # (~1e-15 I), and the partials of this last point are used (O(dx / U_T))
+                den = c - b
+                return (i_fg + c * (x_new - x), a * c / den, -b * e / den, x_new,
+                        -p * b / den)
             if not (x_new > lo and x_new < hi):
                 x_new = 0.5 * (lo + hi)
-            # quadratic convergence: a step of 1e-14 V leaves an error far below one ulp
-            if abs(x_new - x) <= 1e-14 * max(1.0, abs(x)) or hi - lo <= 1e-15 * max(1.0, abs(x)):
+            if hi - lo <= 1e-15 * max(1.0, abs(x)):
                 x = x_new
                 break
             x = x_new
-        i_sel, a, b, s1 = _ekv_point(v_wl[k], vd, x, sel_vth, sel_n, 1.0, sel_beta,
-                                     sel_eta, u_t)
-        i_fg, c, e, s2 = _ekv_point(v_cg[k], x, vs, v_th[k], n[k], alpha_g, beta[k],
-                                    eta[k], u_t)
-        out_i[k] = i_fg
-        den = c - b
-        out_gd[k] = a * c / den
-        out_gs[k] = -b * e / den
+    i_sel, a, b, s1, q1 = _ekv_point(vwl, vd, x, sel_vth, sel_n, 1.0, sel_beta, sel_eta, u_t)
+    i_fg, c, e, s2, p = _ekv_point(vcg, x, vs, vth, nk, alpha_g, bk, ek, u_t)
+    den = c - b
+    i = i_fg if hi > lo else 0.0
+    # implicit-function theorem on g(x, V_D, V_S, V_th) = 0
+    return i, a * c / den, -b * e / den, x, -p * b / den
+
+
+@numba.njit(cache=True, parallel=True)
+def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g, u_t,
+                       sel_vth, sel_n, sel_beta, sel_eta, max_iter, out_i, out_gd, out_gs,
+                       out_vx):
+    """Series select + FG transistor for every element (see :func:`_split_solve`)."""
+    for k in numba.prange(size):
+        i, gd, gs, x, gv = _split_solve(
+            v_wl[k * steps[0]], v_cg[k * steps[1]], v_d[k * steps[2]], v_s[k * steps[3]],
+            v_th[k * steps[4]], n[k * steps[5]], beta[k * steps[6]], eta[k * steps[7]],
+            alpha_g, u_t, sel_vth, sel_n, sel_beta, sel_eta, max_iter)
+        out_i[k] = i
+        out_gd[k] = gd
+        out_gs[k] = gs
         out_vx[k] = x
 
 
@@ -303,7 +341,7 @@ class CellModel:
                 derivatives=False, fast=True):
         """Drain current (A, bit line to source line positive); with ``derivatives`` also
         (dI/dV_D, dI/dV_S) by the implicit-function theorem for the split-gate cell."""
-        out = self._evaluate(v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, fast)
+        out = self._evaluate(v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, fast, derivatives)
         if derivatives:
             return out[0], out[1], out[2]
         return out[0]
@@ -313,37 +351,46 @@ class CellModel:
         """Voltage of the split-gate cell's internal node (between select and FG transistor)."""
         if self.cell_type != "split_gate":
             raise InputError("cell_type", self.cell_type, "'split_gate' (only it has an internal node)")
-        return self._evaluate(v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, fast)[3]
+        return self._evaluate(v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, fast, True)[3]
 
     def current_scale(self, v_wl, v_cg, v_d, v_s, v_th, *, n=None, beta=None, dibl_eta=None):
         """I_forward + I_reverse of the transistors (the scale of rounding errors)."""
-        return self._evaluate(v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, False)[4]
+        return self._evaluate(v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, False, True)[4]
 
-    def _evaluate(self, v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, fast):
-        v_wl, v_cg, v_d, v_s, v_th, n, beta, eta = self._arrays(v_wl, v_cg, v_d, v_s, v_th,
-                                                                n, beta, dibl_eta)
+    def _evaluate(self, v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, fast, want_d):
         fg = self.fg
-        vth_t = v_th + fg.dvth
-        if self.cell_type == "stacked_gate":
-            if fast:
-                i, gd, gs = ekv_current(v_wl, v_d, v_s, vth_t, n, fg.alpha_g, beta, eta, fg.u_t,
-                                        derivatives=True)
-                return i, gd, gs, None, None
-            i, gd, gs, sc = _ekv_numpy_partials(v_wl, v_d, v_s, vth_t, n, fg.alpha_g, beta,
-                                                eta, fg.u_t)
-            return i, gd, gs, None, sc
-        sel = self.sel
-        sel_vth = self.select_vth + sel.dvth
+        n = fg.n if n is None else n
+        beta = fg.beta if beta is None else beta
+        eta = fg.dibl_eta if dibl_eta is None else dibl_eta
         if not fast:
-            return _split_gate_numpy(v_wl, v_cg, v_d, v_s, vth_t, n, beta, eta, fg, sel, sel_vth)
-        shape = v_wl.shape
-        flat = [np.array(a, dtype=np.float64, order="C").reshape(-1) for a in (v_wl, v_cg, v_d, v_s, vth_t, n, beta, eta)]
-        out = [np.empty(flat[0].size) for _ in range(4)]
-        _split_gate_kernel(*flat, float(fg.alpha_g), float(fg.u_t), float(sel_vth),
-                           float(sel.n), float(sel.beta), float(sel.dibl_eta), int(self.max_iter),
-                           *out)
+            v_wl, v_cg, v_d, v_s, v_th, n, beta, eta = self._arrays(v_wl, v_cg, v_d, v_s, v_th,
+                                                                    n, beta, eta)
+            vth_t = v_th + fg.dvth
+            if self.cell_type == "stacked_gate":
+                i, gd, gs, sc = _ekv_numpy_partials(v_wl, v_d, v_s, vth_t, n, fg.alpha_g, beta,
+                                                    eta, fg.u_t)
+                return i, gd, gs, None, sc
+            return _split_gate_numpy(v_wl, v_cg, v_d, v_s, vth_t, n, beta, eta, fg, self.sel,
+                                     self.select_vth + self.sel.dvth)
+        if self.cell_type == "stacked_gate":
+            out = ekv_current(v_wl, v_d, v_s, np.asarray(v_th, dtype=np.float64) + fg.dvth, n,
+                              fg.alpha_g, beta, eta, fg.u_t, derivatives=want_d)
+            return (out + (None, None)) if want_d else (out, None, None, None, None)
+        _check_finite("v_th", np.asarray(v_th, dtype=np.float64))
+        shape, flat, steps = _flat_inputs(
+            (v_wl, v_cg, v_d, v_s, np.asarray(v_th, dtype=np.float64) + fg.dvth, n, beta, eta),
+            _CELL_NAMES, _CELL_NAMES)
+        size = int(np.prod(shape))
+        out = [np.empty(size) for _ in range(4)]
+        sel = self.sel
+        _split_gate_kernel(*flat, steps, size, float(fg.alpha_g), float(fg.u_t),
+                           float(self.select_vth + sel.dvth), float(sel.n), float(sel.beta),
+                           float(sel.dibl_eta), int(self.max_iter), *out)
         i, gd, gs, vx = (o.reshape(shape) for o in out)
         return i, gd, gs, vx, None
+
+
+_CELL_NAMES = ("v_wl", "v_cg", "v_d", "v_s", "v_th", "n", "beta", "dibl_eta")
 
 
 def cell_model(cell_cfg: CellConfig, temperature_k: float) -> CellModel:
@@ -365,14 +412,119 @@ def cell_model(cell_cfg: CellConfig, temperature_k: float) -> CellModel:
     return CellModel("split_gate", fg, sel, float(cell_cfg.select_vth_v))
 
 
+@numba.njit(cache=True, parallel=True)
+def _vth_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alpha_g, u_t,
+                dvth, sel_vth, sel_n, sel_beta, sel_eta, max_iter, tol, out_vth, out_ok,
+                out_slope):
+    """Newton on ln I(V_th) - ln I_target per element, safeguarded by a bracket.
+
+    ln I is concave and decreasing in V_th (slope -alpha_G/(n U_T) in weak inversion, flatter
+    above), so Newton converges from the weak-inversion start; bisection or a bounded step
+    takes over whenever a step leaves the bracket.
+    """
+    for k in numba.prange(size):
+        it = i_t[k * steps[0]]
+        vwl = v_wl[k * steps[1]]
+        vcg = v_cg[k * steps[2]]
+        vd = v_d[k * steps[3]]
+        vs = v_s[k * steps[4]]
+        nk = n[k * steps[5]]
+        bk = beta[k * steps[6]]
+        ek = eta[k * steps[7]]
+        lnt = np.log(it)
+        vg = vcg if split else vwl
+        # start: forward weak-inversion current I = I_S exp((V_P - V_S) / U_T)
+        vp = vs + u_t * np.log(it / (2.0 * nk * bk * u_t * u_t))
+        vth = vg - (nk * vp - ek * (vd - vs)) / alpha_g
+        lo = -np.inf
+        hi = np.inf
+        ok = False
+        di = 0.0
+        for _ in range(max_iter):
+            if split:
+                cur, gd, gs, x, di = _split_solve(vwl, vcg, vd, vs, vth, nk, bk, ek, alpha_g,
+                                                  u_t, sel_vth, sel_n, sel_beta, sel_eta, 200)
+            else:
+                cur, gd, gs, sc, di = _ekv_point(vwl, vd, vs, vth, nk, alpha_g, bk, ek, u_t)
+            if cur > 0.0:
+                h = np.log(cur) - lnt
+                if h > 0.0:
+                    lo = vth
+                else:
+                    hi = vth
+                new = vth - h * cur / di if di < 0.0 else np.nan
+            else:  # current underflowed: V_th far too high
+                hi = vth
+                new = np.nan
+            if not (new > lo and new < hi):
+                if np.isfinite(lo) and np.isfinite(hi):
+                    new = 0.5 * (lo + hi)
+                elif np.isfinite(lo):
+                    new = lo + 1.0
+                else:
+                    new = hi - 1.0
+            if abs(new - vth) <= tol:
+                vth = new
+                ok = True
+                break
+            vth = new
+        out_vth[k] = vth - dvth
+        out_ok[k] = ok
+        out_slope[k] = -di  # |dI/dV_th| at the last iterate (within tol of the solution)
+
+
 def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None, beta=None,
-                    dibl_eta=None, tol_v: float = 1e-9, max_iter: int = 100) -> np.ndarray:
+                    dibl_eta=None, fast: bool = True, tol_v: float = 1e-11,
+                    max_iter: int = 100, return_slope: bool = False):
     """The (reference-temperature, control-gate-referred) V_th giving ``i_target`` at a bias.
 
-    I_D falls monotonically with V_th, so ln I_D(V_th) - ln i_target is inverted by the
-    Illinois (modified regula falsi) method inside a bracket that is widened until it holds
-    the root. Needs V_D > V_S and i_target > 0 (below the current of V_th -> -inf).
+    I_D falls monotonically with V_th. The numba path runs a safeguarded Newton iteration on
+    ln I_D(V_th) - ln i_target with the analytic dI/dV_th (for the split-gate cell by the
+    implicit-function theorem); ``fast=False`` runs the NumPy reference (Illinois / modified
+    regula falsi in a widened bracket). Needs V_D > V_S and 0 < i_target below the current of
+    V_th -> -inf. With ``return_slope`` (numba path) also |dI/dV_th| at the solution.
     """
+    if not fast:
+        if return_slope:
+            raise InputError("return_slope", True, "fast=True (the numba path computes it)")
+        return _vth_for_current_numpy(model, i_target, v_wl, v_cg, v_d, v_s, n=n, beta=beta,
+                                      dibl_eta=dibl_eta, tol_v=max(tol_v, 1e-10),
+                                      max_iter=max_iter)
+    fg = model.fg
+    names = ("i_target", "v_wl", "v_cg", "v_d", "v_s", "n", "beta", "dibl_eta")
+    shape, flat, steps = _flat_inputs(
+        (i_target, v_wl, v_cg, v_d, v_s, fg.n if n is None else n,
+         fg.beta if beta is None else beta, fg.dibl_eta if dibl_eta is None else dibl_eta),
+        names, names)
+    i_t, _, _, v_d_f, v_s_f = flat[:5]
+    if np.any(i_t <= 0):
+        raise InputError("i_target", i_t[i_t <= 0].ravel()[0], "a current > 0 A")
+    vd_b, vs_b = np.broadcast_arrays(v_d_f if steps[3] else v_d_f[0], v_s_f if steps[4] else v_s_f[0])
+    if np.any(vd_b <= vs_b):
+        raise InputError("v_d", vd_b[vd_b <= vs_b].ravel()[0], "a drain voltage above v_s")
+    size = int(np.prod(shape))
+    out = np.empty(size)
+    ok = np.empty(size, np.bool_)
+    slope = np.empty(size)
+    split = model.cell_type == "split_gate"
+    sel = model.sel if split else fg
+    sel_vth = model.select_vth + sel.dvth if split else 0.0
+    _vth_kernel(*flat, steps, size, split, float(fg.alpha_g), float(fg.u_t), float(fg.dvth),
+                float(sel_vth), float(sel.n), float(sel.beta), float(sel.dibl_eta),
+                int(max_iter), float(tol_v), out, ok, slope)
+    if not ok.all():
+        k = int(np.flatnonzero(~ok)[0])
+        raise InputError("i_target", float(i_t[k * steps[0]]),
+                         "a current the cell can reach at this bias (below its V_th -> -inf limit)")
+    if return_slope:
+        return out.reshape(shape), slope.reshape(shape)
+    return out.reshape(shape)
+
+
+def _vth_for_current_numpy(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None,
+                           beta=None, dibl_eta=None, tol_v: float = 1e-9,
+                           max_iter: int = 100) -> np.ndarray:
+    """NumPy reference of :func:`vth_for_current` (Illinois method on ln I)."""
     arrays = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (
         i_target, v_wl, v_cg, v_d, v_s)))
     i_t, v_wl, v_cg, v_d, v_s = arrays
@@ -385,7 +537,7 @@ def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None,
     extra = dict(n=n, beta=beta, dibl_eta=dibl_eta)
 
     def h(vth):
-        i = model.current(v_wl, v_cg, v_d, v_s, vth, **extra)
+        i = model.current(v_wl, v_cg, v_d, v_s, vth, **extra, fast=False)
         return np.log(np.maximum(i, 1e-300)) - np.log(i_t)
 
     a = np.full(i_t.shape, -1.0)

@@ -58,17 +58,20 @@ def target_current(levels: LevelsConfig, level) -> np.ndarray:
 
 
 def target_vth(model: CellModel, device: DeviceConfig, i_target, *, n=None, beta=None,
-               dibl_eta=None) -> np.ndarray:
-    """V_th (reference temperature) at which each cell reads ``i_target`` at the read bias."""
+               dibl_eta=None, return_slope: bool = False):
+    """V_th (reference temperature) at which each cell reads ``i_target`` at the read bias
+    (with ``return_slope`` also |dI/dV_th| there)."""
     b = read_bias(device)
     i_target = np.asarray(i_target, dtype=np.float64)
     if n is None and beta is None and dibl_eta is None and i_target.size > 64:
         uniq, inv = np.unique(i_target, return_inverse=True)
         if uniq.size <= i_target.size // 8:  # nominal cells at a few levels: invert per level
-            v = vth_for_current(model, uniq, b.v_wl, b.v_cg, b.v_d, b.v_s)
-            return v[inv.reshape(-1)].reshape(i_target.shape)
+            v, g = vth_for_current(model, uniq, b.v_wl, b.v_cg, b.v_d, b.v_s, return_slope=True)
+            idx = inv.reshape(-1)
+            v, g = v[idx].reshape(i_target.shape), g[idx].reshape(i_target.shape)
+            return (v, g) if return_slope else v
     return vth_for_current(model, i_target, b.v_wl, b.v_cg, b.v_d, b.v_s, n=n, beta=beta,
-                           dibl_eta=dibl_eta)
+                           dibl_eta=dibl_eta, return_slope=return_slope)
 
 
 def read_current(model: CellModel, device: DeviceConfig, vth, **iv_kwargs) -> np.ndarray:

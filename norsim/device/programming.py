@@ -490,7 +490,9 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
 
     ``i_target``: target read current of each cell (A) at the nominal read bias;
     ``variation``: per-cell parameters (default: nominal, no stuck cells); ``vth_target``:
-    precomputed target V_th (skips the inversion; must belong to the same cells).
+    precomputed target V_th (skips the inversion; must belong to the same cells);
+    ``vth_erased``: V_th after erase (skips the erase draw); ``fast``: numba kernel (True) or
+    the NumPy reference (False), which give identical results.
     """
     i_target = np.asarray(i_target, dtype=np.float64)
     shape = i_target.shape
@@ -501,23 +503,32 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
     if var.n.shape != shape:
         raise InputError("variation", var.n.shape, f"per-cell parameters of shape {shape}")
     kw = var.iv_kwargs(model)
+    # |dI/dV_th| at the target converts current noise and tolerances to the V_th domain
     if vth_target is None:
-        vth_target = target_vth(model, device, i_target, **kw)
-    vth_target = np.broadcast_to(np.asarray(vth_target, dtype=np.float64), shape)
-    # verify noise in the V_th domain at the target
-    if variation is None and np.unique(vth_target).size <= 4096:  # nominal cells: per level
-        uniq, inv = np.unique(vth_target, return_inverse=True)
-        g = current_per_vth(model, device, uniq)[inv.reshape(-1)].reshape(shape)
+        if variation is None:
+            vth_target, g = target_vth(model, device, i_target, return_slope=True)
+        else:
+            vth_target, g = target_vth(model, device, i_target, **kw, return_slope=True)
     else:
-        g = current_per_vth(model, device, vth_target, **kw)
+        vth_target = np.broadcast_to(np.asarray(vth_target, dtype=np.float64), shape)
+        if variation is None and np.unique(vth_target).size <= 4096:  # nominal: per level
+            uniq, inv = np.unique(vth_target, return_inverse=True)
+            g = current_per_vth(model, device, uniq)[inv.reshape(-1)].reshape(shape)
+        else:
+            g = current_per_vth(model, device, vth_target, **kw)
+    vth_target = np.asarray(vth_target, dtype=np.float64)
     g = np.maximum(g, 1e-300)
     sig_i = read_noise_sigma_a(i_target, model, device.noise, device.read.temperature_k,
                                device.programming.verify_time_s)
     sig_v = sig_i / g
     tol_v = device.programming.tune_tolerance_rel * i_target / g
     # erase, soft-program
-    vth0 = erase(rng, shape, device, var) if vth_erased is None else \
-        np.broadcast_to(np.asarray(vth_erased, dtype=np.float64), shape).copy()
+    if vth_erased is None:
+        vth0 = erase(rng, shape, device, var)
+    else:  # caller-supplied erased state (stuck cells still pinned)
+        vth0 = np.broadcast_to(np.asarray(vth_erased, dtype=np.float64), shape).copy()
+        vth0 = np.where(var.stuck == STUCK_ON, device.cell.vth_erased_v, vth0)
+        vth0 = np.where(var.stuck == STUCK_OFF, device.cell.vth_max_v, vth0)
     vth0, soft = soft_program(rng, vth0, device, var.stuck)
     traps = draw_rtn_traps(rng, shape, device.noise)
     seeds = rng.integers(0, np.iinfo(np.int64).max, size=shape, dtype=np.int64).astype(np.uint64)

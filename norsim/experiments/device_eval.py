@@ -34,6 +34,7 @@ minus target current in units of ``i_unit_a``: RMS and mean), ``vth_placement_si
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,10 @@ def evaluate(point) -> dict:
         from norsim.device.variation import draw_variation
 
         var = draw_variation(rng, levels.shape, dev.variation, dev.cell)
-        res = program(rng, prog_model, dev, i_target, variation=var)
+        # verify reads (and their noise) happen at the program temperature
+        prog_dev = dataclasses.replace(dev, read=dataclasses.replace(dev.read,
+                                                                     temperature_k=t_prog))
+        res = program(rng, prog_model, prog_dev, i_target, variation=var)
         vth, vth_target, failed = res.vth, res.target_vth, res.failed
         sigma = _placement_sigma(vth - vth_target, failed)
         t_ret = float(_field(cfg, "mapping.retention_time_s", 0.0))

@@ -26,11 +26,10 @@ from typing import Any, Callable
 
 from norsim.errors import ConfigError
 
-# name -> "module:function". The mapper provides "accuracy" (run a QuantModel on simulated
-# arrays over a data set); until that module exists, naming it fails with a clear message.
+# name -> "module:function"
 _REGISTRY: dict[str, str] = {
     "device": "norsim.experiments.device_eval:evaluate",
-    "accuracy": "norsim.mapping.evaluate:evaluate_accuracy",
+    "accuracy": "norsim.experiments.accuracy_eval:evaluate",
     "test": "norsim.experiments.testing:evaluate",
     "test-env": "norsim.experiments.testing:evaluate_env",
 }

@@ -25,17 +25,14 @@ from typing import Any
 from norsim.errors import InputError
 from norsim.experiments.results import flat_rows, metric_column
 
-Z_95 = 1.959963984540054  # standard normal 97.5 % quantile
+def wilson_interval(p: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``p`` observed on ``n`` samples."""
+    from norsim.stats import wilson_interval as wilson_counts
 
-
-def wilson_interval(p: float, n: float, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``p`` observed on ``n`` samples."""
     if not (0.0 <= p <= 1.0) or not n > 0:
         raise InputError("wilson_interval", (p, n), "0 <= p <= 1 and n > 0")
-    z2n = z * z / n
-    centre = (p + z2n / 2.0) / (1.0 + z2n)
-    half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo, hi = wilson_counts(p * n, n, confidence)
+    return max(0.0, lo), min(1.0, hi)
 
 
 @dataclass

@@ -140,8 +140,8 @@ def run_sweep(spec: "SweepSpec | dict | str | Path", out: str | Path, *,
         todo = [t for t in tasks if t.key not in done]
         summary = SweepSummary(store.path, len(tasks), len(done), 0, 0, 0.0)
         if todo:
-            _run(todo, spec, store, resolve_target(spec.evaluator), workers, scheduler,
-                 progress, summary)
+            _run(todo, spec, store, resolve_target(spec.evaluator), min(workers, len(todo)),
+                 scheduler, progress, summary)
     finally:
         store.close()
     summary.wall_s = time.perf_counter() - t_start

@@ -119,8 +119,8 @@ def _expand_range(where: str, table: dict) -> list:
         raise ConfigError(where, table, "exactly one of num (points, stop included) or step")
     if "num" in table:
         num = table["num"]
-        if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-            raise ConfigError(f"{where}.num", num, "a whole number >= 1")
+        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_POINTS:
+            raise ConfigError(f"{where}.num", num, f"a whole number in [1, {MAX_POINTS}]")
         if scale == "log":
             if start <= 0 or stop <= 0:
                 raise ConfigError(where, table, "start > 0 and stop > 0 for scale = 'log'")
@@ -136,6 +136,8 @@ def _expand_range(where: str, table: dict) -> list:
             raise ConfigError(f"{where}.step", step, "a finite non-zero number with the sign "
                                                      "of stop - start")
         count = int(math.floor((stop - start) / step * (1 + 1e-12) + 1e-9)) + 1
+        if count > MAX_POINTS:
+            raise ConfigError(f"{where}.step", step, f"a step giving at most {MAX_POINTS} values")
         vals = start + step * np.arange(count)
     out = [float(v) for v in vals]
     if all(isinstance(table[k], int) for k in ("start", "stop")) and \
@@ -226,18 +228,40 @@ class SweepSpec:
         """Every (point, replicate) with its full validated configuration."""
         out = []
         for index, assignment in enumerate(self.grid()):
-            cfg = _apply(self.base, assignment)
+            # one TOML text per grid point; replicates differ only in the top-level seed line
+            text = dataclasses.replace(_apply(self.base, assignment), seed=0).to_toml()
+            head, sep, tail = text.partition("\nseed = 0\n")
+            if not sep or "[" in head:  # pragma: no cover - tomli_w writes scalars first
+                raise RuntimeError("unexpected TOML layout of SimConfig")
             for r in range(self.seed_count):
                 seed, key = self.seed_for(index, r)
-                point_cfg = dataclasses.replace(cfg, seed=seed)
-                out.append(PointTask(index, r, assignment, seed, key, point_cfg.to_toml()))
+                out.append(PointTask(index, r, assignment, seed, key,
+                                     f"{head}\nseed = {seed}\n{tail}"))
         return out
 
     def identity(self) -> dict:
-        """What must match for a results file to be resumed with this spec."""
-        return {"evaluator": self.evaluator, "model": self.model, "data": self.data,
+        """What must match for a results file to be resumed with this spec (a model file is
+        identified by its content, so a retrained model does not mix with old rows)."""
+        return {"evaluator": self.evaluator, "model": self.model,
+                "model_sha256": _model_digest(self.model), "data": self.data,
                 "options": json.loads(json.dumps(self.options, sort_keys=True)),
                 "axes": self.axis_fields}
+
+
+def _model_digest(ref: str) -> str:
+    import hashlib
+
+    path = Path(ref) if ref and not ref.startswith("zoo:") else None
+    if ref.startswith("zoo:"):
+        try:
+            from norsim import zoo
+
+            path = zoo.path(ref[4:])
+        except Exception:  # noqa: BLE001 - unknown name: the evaluator reports it
+            return ""
+    if path is None or not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _apply(base: SimConfig, assignment: dict) -> SimConfig:
@@ -319,6 +343,14 @@ def _whole(where: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
+def _local_path(ref: str, base_dir: Path | None) -> str:
+    """A model/data reference naming a file or folder next to the spec, made absolute."""
+    if not ref or ":" in ref or base_dir is None or Path(ref).is_absolute():
+        return ref
+    candidate = base_dir / ref
+    return str(candidate.resolve()) if candidate.exists() else ref
+
+
 def spec_from_dict(data: dict, base_dir: Path | None = None, source: str = "") -> SweepSpec:
     """Build and validate a :class:`SweepSpec` from a parsed TOML table."""
     if not isinstance(data, dict):
@@ -368,8 +400,10 @@ def spec_from_dict(data: dict, base_dir: Path | None = None, source: str = "") -
             seen.add(f)
     spec = SweepSpec(evaluator=evaluator, base=base, axes=axes, root_seed=root,
                      seed_count=count, seed_mode=mode,
-                     model=_string("spec sweep.model", sweep_t.get("model", "")),
-                     data=_string("spec sweep.data", sweep_t.get("data", "")),
+                     model=_local_path(_string("spec sweep.model", sweep_t.get("model", "")),
+                                       base_dir),
+                     data=_local_path(_string("spec sweep.data", sweep_t.get("data", "")),
+                                      base_dir),
                      options=dict(options), name=_string("spec sweep.name", sweep_t.get("name", "")),
                      source=source)
     if spec.n_points * count > MAX_POINTS:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
@@ -64,9 +65,10 @@ def _corrupt(path: Path, why: str) -> FileFormatError:
 class ResultStore:
     """A results file opened for reading or for appending rows."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None = None):
         self.path = path
         self.conn = conn
+        self.lock_fd = lock_fd
 
     # ---- opening -----------------------------------------------------------------
     @classmethod
@@ -77,19 +79,29 @@ class ResultStore:
             raise InputError("RESULTS", str(path), "an existing sweep results file")
         if exists and path.is_dir():
             raise InputError("RESULTS", str(path), "a file path")
+        lock_fd = None
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
+            lock_fd = _lock(path)
+        store = None
         try:
             uri = path.resolve().as_uri() + ("" if create else "?mode=ro")
             if not create:
                 conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
             else:
                 conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
-            store = cls(path, conn)
+            store = cls(path, conn, lock_fd)
             store._check_or_init(create and (not exists or path.stat().st_size == 0))
-        except sqlite3.DatabaseError as exc:
-            raise _corrupt(path, str(exc)) from None
-        return store
+            return store
+        except sqlite3.OperationalError as exc:  # locked, read-only, no such folder, ...
+            err = InputError("RESULTS", str(path), f"a readable and writable results file ({exc})")
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
+            err = _corrupt(path, str(exc))
+        except BaseException:
+            _close(store, lock_fd)
+            raise
+        _close(store, lock_fd)
+        raise err
 
     def _check_or_init(self, new: bool) -> None:
         c = self.conn
@@ -119,6 +131,9 @@ class ResultStore:
 
     def close(self) -> None:
         self.conn.close()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)  # releases the lock
+            self.lock_fd = None
 
     def __enter__(self) -> "ResultStore":
         return self
@@ -180,11 +195,14 @@ class ResultStore:
         cols = ", ".join(COLUMNS)
         marks = ", ".join(f":{c}" for c in COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
-        with self.transaction():
-            self.conn.execute(
-                f"INSERT INTO points ({cols}) VALUES ({marks}) "
-                f"ON CONFLICT(point_index, replicate) DO UPDATE SET {updates} "
-                f"WHERE points.status = 'error'", values)
+        try:
+            with self.transaction():
+                self.conn.execute(
+                    f"INSERT INTO points ({cols}) VALUES ({marks}) "
+                    f"ON CONFLICT(point_index, replicate) DO UPDATE SET {updates} "
+                    f"WHERE points.status = 'error'", values)
+        except sqlite3.Error as exc:
+            raise FileFormatError(f"{self.path}: cannot write a result row ({exc})") from None
 
     def rows(self) -> list[dict[str, Any]]:
         """Every committed row, JSON columns decoded, ordered by point and replicate."""
@@ -213,6 +231,33 @@ class _Transaction:
 
     def __exit__(self, exc_type, *rest):
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _lock(path: Path) -> int | None:
+    """Hold ``<results>.lock`` while writing: a second sweep on the same file is refused.
+
+    The operating system drops the lock when the process ends, however it ends, so a killed
+    sweep can be resumed at once. (No lock where ``fcntl`` is missing, i.e. on Windows.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return None
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError("--out", str(path), "a results file no other running sweep is "
+                                             "writing (another norsim sweep holds its lock)") from None
+    return fd
+
+
+def _close(store: "ResultStore | None", lock_fd: int | None) -> None:
+    if store is not None:
+        store.close()
+    elif lock_fd is not None:
+        os.close(lock_fd)
 
 
 def _now() -> str:

@@ -54,12 +54,12 @@ def _limit_threads_late() -> None:
     """For executors without an initializer (Dask): set what can still be set."""
     for key, value in THREAD_ENV.items():
         os.environ.setdefault(key, value)
-    numba = sys.modules.get("numba")
-    if numba is not None:
-        try:
-            numba.set_num_threads(1)
-        except Exception:  # pragma: no cover - e.g. no threading layer
-            pass
+    try:
+        import numba
+
+        numba.set_num_threads(1)  # parallel kernels of this thread run on one thread
+    except Exception:  # pragma: no cover - e.g. no threading layer
+        pass
 
 
 def _check_metrics(metrics) -> dict:

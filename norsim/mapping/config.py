@@ -21,6 +21,9 @@ class MappingConfig(ConfigBase):
                              "variation and ISPP program-and-verify of every cell through the "
                              "device layer) or 'ideal' (every cell exactly at its target V_th).",
                              choices=("ispp", "ideal"))
+    spare_columns: int = param(4, "Spare columns per tile: a physical column holding a cell "
+                               "that failed verify (stuck or out of range) is replaced by a "
+                               "freshly programmed spare, up to this many per tile.", lo=0, hi=4096)
     program_temperature_k: float = param(300.0, "Temperature at which the chip is programmed "
                                          "and its ADC ranges are calibrated.", unit="K",
                                          lo=200.0, hi=450.0)

@@ -43,7 +43,8 @@ class Tile:
     col_stop: int
     program_time_s: float = 0.0
     program_energy_j: float = 0.0
-    failed_cells: int = 0
+    failed_cells: int = 0       # cells that failed verify and were not repaired
+    repaired_columns: int = 0   # columns replaced by spares
 
     @property
     def utilisation(self) -> float:
@@ -79,6 +80,7 @@ class MappedLayer:
             "tiles": len(self.tiles),
             "utilisation": float(np.mean(util)) if util else 0.0,
             "failed_cells": int(sum(t.failed_cells for t in self.tiles)),
+            "repaired_columns": int(sum(t.repaired_columns for t in self.tiles)),
             "program_time_s": float(sum(t.program_time_s for t in self.tiles)),
             "program_energy_j": float(sum(t.program_energy_j for t in self.tiles)),
         }
@@ -149,7 +151,21 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     prog_model = cell_model(dev.cell, mcfg.program_temperature_k)
     variation = draw_variation(rng, i_target.shape, dev.variation, dev.cell)
     result = program(rng, prog_model, prog_dev, i_target, variation=variation)
-    vth = result.vth
+    vth = result.vth.copy()
+    time_s, energy_j = float(result.program_time_s), float(result.energy_j)
+    failed = result.failed.copy()
+    # column repair: a physical column with a failed cell is replaced by a spare column
+    # (fresh cells, programmed the same way), as many as the tile has spares
+    bad_cols = np.flatnonzero(failed.any(axis=0))[:mcfg.spare_columns]
+    for col in bad_cols:
+        spare_var = draw_variation(rng, (i_target.shape[0],), dev.variation, dev.cell)
+        spare = program(rng, prog_model, prog_dev, i_target[:, col], variation=spare_var)
+        vth[:, col] = spare.vth
+        failed[:, col] = spare.failed
+        for field_name in ("vth_offset_v", "n", "beta_factor", "dibl_eta", "stuck"):
+            getattr(variation, field_name)[:, col] = getattr(spare_var, field_name)
+        time_s += float(spare.program_time_s)
+        energy_j += float(spare.energy_j)
     if mcfg.retention_time_s > 0:
         vth = bake(rng, vth, mcfg.retention_time_s, mcfg.retention_temperature_k,
                    dev.retention, dev.cell)
@@ -163,8 +179,8 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     i_nominal = read_model.current(*args)
     scale = np.where(i_nominal > 0, i_cell / np.maximum(i_nominal, 1e-300), 1.0)
     arr = NorArray.from_weights(w_block, cfg, rng, vth_map=vth, current_scale=scale)
-    return Tile(arr, 0, 0, 0, 0, program_time_s=float(result.program_time_s),
-                program_energy_j=float(result.energy_j), failed_cells=int(result.failed.sum()))
+    return Tile(arr, 0, 0, 0, 0, program_time_s=time_s, program_energy_j=energy_j,
+                failed_cells=int(failed.sum()), repaired_columns=int(bad_cols.size))
 
 
 def _col_block(cfg: SimConfig) -> int:

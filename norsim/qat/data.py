@@ -1,9 +1,10 @@
 """Training data for ``norsim train``: numpy uint8 images -> float batches in [0, 1].
 
-``--data mnist|cifar10`` resolves to ``$NORSIM_DATA_DIR/<name>`` (default ``../shared/data``
-relative to the working directory); any other value is a directory. The files are read by
-:func:`norsim.data.load_dataset` when that exists, otherwise by the small npz reader here
-(``train.npz``/``test.npz`` or ``train_0..k.npz``, arrays ``x`` uint8 and ``y``).
+``--data mnist|cifar10`` resolves to ``<root>/<name>`` with the root from ``--data-dir``,
+else ``$NORSIM_DATA``, else ``../shared/data`` relative to the working directory (the full
+60k MNIST training set is needed here, not the embedded test copy); any other value is a
+directory. The files are read by :func:`norsim.data.load_dataset` (npz, IDX or CIFAR
+batches), with a small npz reader as a fallback.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from norsim.errors import FileFormatError, InputError
 KNOWN = ("mnist", "cifar10")
 
 
-def resolve_data_dir(data: str) -> Path:
+def resolve_data_dir(data: str, data_dir: str | None = None) -> Path:
     if data in KNOWN:
-        root = Path(os.environ.get("NORSIM_DATA_DIR", "../shared/data"))
+        root = Path(data_dir or os.environ.get("NORSIM_DATA") or "../shared/data")
         return root / data
     return Path(data)
 
@@ -42,12 +43,12 @@ def _read_npz_split(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def load_split(data: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_split(data: str, split: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)``: x uint8 N x C x H x W, y int64 N."""
-    d = resolve_data_dir(data)
+    d = resolve_data_dir(data, data_dir)
     if not d.is_dir():
         raise InputError("--data", str(data), "mnist, cifar10 or an existing directory "
-                         f"(looked in {d}; set NORSIM_DATA_DIR)")
+                         f"(looked in {d}; set --data-dir or NORSIM_DATA)")
     x = y = None
     try:
         from norsim.data import load_dataset  # written by the data layer

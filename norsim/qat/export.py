@@ -139,14 +139,16 @@ def export(model: QNet, name: str = "", metadata: dict | None = None) -> QuantMo
 
 
 @torch.no_grad()
-def compare(model: QNet, qm: QuantModel, images: np.ndarray, batch: int = 1000) -> dict:
+def compare(model: QNet, qm: QuantModel, images: np.ndarray, batch: int = 1000,
+            exact: bool = True, reference_logits: np.ndarray | None = None) -> dict:
     """Torch model vs the exported integer reference on uint8 images (N x C x H x W).
 
     Two torch evaluations are compared with the reference: the float fake-quant forward
     (``fq_*``: float32, the training graph) and the integer-exact torch forward
-    (``exact_*``, :meth:`QNet.set_exact`). Reported: top-1 agreement, the largest logit
+    (``exact_*``, :meth:`QNet.set_exact`; skipped with ``exact=False``). Reported: top-1 agreement, the largest logit
     difference in output quantisation steps (the per-channel accumulator step of the raw
     output) and the fraction of images whose logits all agree within one step.
+    ``reference_logits`` (dequantised reference outputs of ``images``) skips the reference run.
     """
     from norsim.mapping.reference import input_codes, run_reference
     from norsim.qat.data import to_float
@@ -159,16 +161,21 @@ def compare(model: QNet, qm: QuantModel, images: np.ndarray, batch: int = 1000) 
             xt = to_float(xb)
             model.set_exact(False)
             fq.append(model(xt).double().numpy())
-            model.set_exact(True)
-            ex.append(model(xt).double().numpy())
-            codes = run_reference(qm, input_codes(qm, xb))
-            ref.append(qm.dequantize_output(codes))
+            if exact:
+                model.set_exact(True)
+                ex.append(model(xt).double().numpy())
+            if reference_logits is None:
+                codes = run_reference(qm, input_codes(qm, xb))
+                ref.append(qm.dequantize_output(codes))
+            else:
+                ref.append(np.asarray(reference_logits[i:i + batch], dtype=np.float64))
     finally:
         model.set_exact(False)
-    fq, ex, ref = np.concatenate(fq), np.concatenate(ex), np.concatenate(ref)
+    fq, ref = np.concatenate(fq), np.concatenate(ref)
     step = np.broadcast_to(np.asarray(qm.output_spec.scale, dtype=np.float64), ref.shape[1:])
     out = {"n": int(len(images))}
-    for tag, t in (("fq", fq), ("exact", ex)):
+    pairs = [("fq", fq)] + ([("exact", np.concatenate(ex))] if exact else [])
+    for tag, t in pairs:
         d = np.abs(t - ref) / step
         out[f"{tag}_top1_agreement"] = float((t.argmax(1) == ref.argmax(1)).mean())
         out[f"{tag}_max_logit_diff_steps"] = float(d.max()) if d.size else 0.0

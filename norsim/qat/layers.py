@@ -172,10 +172,13 @@ class QLayer(nn.Module):
         s_in32 = self.in_q.scale().to(torch.float32)
         s_in = float(s_in32.double().reshape(-1)[0])
         xc = torch.round(x.double() / s_in)
-        wc = self.wq.codes(self.op.weight).double()
+        wc = self.wq.codes(self.op.weight)
         cout = wc.shape[0]
         s_w32 = self.wq.scale().detach().to(torch.float32).expand(cout)
-        acc = torch.round(self._apply_op(xc, wc, None)).to(torch.int64)
+        # float32 GEMM is exact while every partial sum stays below 2^24 (as in the reference)
+        bound = float(wc.abs().reshape(cout, -1).sum(1).max()) * float(xc.abs().max())
+        dt = torch.float32 if bound < 2 ** 24 else torch.float64
+        acc = torch.round(self._apply_op(xc.to(dt), wc.to(dt), None)).to(torch.int64)
         if self.op.bias is not None:
             b = torch.round(self.op.bias.detach() / (s_w32 * s_in32)).to(torch.int64)
             acc = acc + (b.reshape(-1, 1, 1) if acc.dim() == 4 else b)

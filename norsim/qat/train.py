@@ -81,9 +81,9 @@ class Dataset:
     y_test: np.ndarray
 
 
-def load_data(spec: TrainSpec) -> Dataset:
-    xtr, ytr = load_split(spec.data, "train")
-    xte, yte = load_split(spec.data, "test")
+def load_data(spec: TrainSpec, data_dir: str | None = None) -> Dataset:
+    xtr, ytr = load_split(spec.data, "train", data_dir)
+    xte, yte = load_split(spec.data, "test", data_dir)
     if spec.limit_train:
         xtr, ytr = xtr[:spec.limit_train], ytr[:spec.limit_train]
     if spec.limit_test:
@@ -145,7 +145,7 @@ def _save(path: Path, obj: dict) -> None:
 
 def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
           progress: bool = True, stop_after_epochs: int | None = None,
-          log_fn=print) -> dict:
+          log_fn=print, data_dir: str | None = None) -> dict:
     """Run (or resume) a training run in ``out``; returns the summary dict.
 
     ``stop_after_epochs`` ends the process-level run early after that many epochs *in this
@@ -157,7 +157,7 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ck_path = out / CHECKPOINT
-    data = data if data is not None else load_data(spec)
+    data = data if data is not None else load_data(spec, data_dir)
     n_float, n_total = spec.n_float, spec.epochs
 
     if ck_path.exists():

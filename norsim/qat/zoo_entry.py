@@ -13,14 +13,18 @@ import shutil
 from pathlib import Path
 
 
-from norsim.errors import InputError
+import numpy as np
+import torch
+
+from norsim.errors import FileFormatError, InputError
 from norsim.qat.data import load_split
 from norsim.qat.export import compare, export
 from norsim.qat.models import count_parameters
-from norsim.qat.train import load_trained, new_model
+from norsim.qat.train import TrainSpec, load_trained, new_model
 
 
-def build_entry(run_dir: str | Path, name: str, zoo_dir: str | Path | None = None) -> dict:
+def build_entry(run_dir: str | Path, name: str, zoo_dir: str | Path | None = None,
+                data_dir: str | None = None) -> dict:
     from norsim.zoo import ZOO_DIR
 
     run = Path(run_dir)
@@ -31,7 +35,7 @@ def build_entry(run_dir: str | Path, name: str, zoo_dir: str | Path | None = Non
     if not model.quantized:
         raise InputError("--build", str(run), "a run with QAT epochs")
     summary = json.loads((run / "summary.json").read_text())
-    x, y = load_split(spec.data, "test")
+    x, y = load_split(spec.data, "test", data_dir)
     qm = export(model, name=name, metadata={"zoo": name, "seed": spec.seed, "data": spec.data})
     r = compare(model, qm, x)
     ref_acc = float((r["reference_logits"].argmax(1) == y).mean())
@@ -58,8 +62,36 @@ def build_entry(run_dir: str | Path, name: str, zoo_dir: str | Path | None = Non
     d = dest / name
     d.mkdir(parents=True, exist_ok=True)
     qm.save(d / "model.npz")
+    save_torch_state(model, d / "torch_state.npz")
     shutil.copyfile(run / "log.jsonl", d / "log.jsonl")
     (d / "entry.json").write_text(json.dumps(entry, indent=1) + "\n")
     return entry
 
 
+
+
+def save_torch_state(model, path: str | Path) -> Path:
+    """The QAT model's state dict as a plain ``.npz`` (no pickle), float32/int64 arrays."""
+    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return Path(path)
+
+
+def load_zoo_torch_model(name: str):
+    """Rebuild the torch fake-quant twin of a zoo entry (from ``torch_state.npz`` and the
+    training spec in ``entry.json``)."""
+    from norsim import zoo
+
+    e = zoo.entry(name)
+    spec = TrainSpec(**e["training"])
+    model = new_model(spec, quantized=True)
+    path = zoo.ZOO_DIR / name / "torch_state.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            state = {k: torch.from_numpy(z[k]) for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"{path}: unreadable torch state ({exc})") from None
+    model.load_state_dict(state)
+    model.eval()
+    return model

@@ -1,0 +1,99 @@
+"""Circuit mode (IR drop) against ngspice: time per solved input vector.
+
+64 x 64 and 128 x 128 arrays of the nor40 preset (split-gate cells, wires from the preset,
+cell currents log-uniform in 10-100 nA, seeded as ``norsim spice-check``), a batch of 64
+bit-serial input vectors (each row on with probability 1/2). ``seconds_per_vector_N`` is the
+wall time of building the tile's solver (factorising its network) and solving the batch,
+divided by 64 (best of 3). ngspice (when present) solves vector 0 of the 128 x 128 batch from the netlist
+norsim exports; ``ngspice_seconds_128`` is its own "Total analysis time" (not parsing), and
+the column currents of both are compared (``max_column_error_rel_128``). The IR-drop
+surrogate is timed on the same batch with its error against circuit mode. Prints one JSON
+object on its last line; ratios are measured in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("NUMBA_CACHE_DIR",
+                      os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".numba_cache"))
+
+from norsim.array.circuit import CircuitSolver  # noqa: E402
+from norsim.array.spice import check_setup, run_ngspice, write_netlist  # noqa: E402
+from norsim.array.surrogate import IrDropSurrogate  # noqa: E402
+from norsim.config.presets import load_preset  # noqa: E402
+
+BATCH = 64
+SEED = 1
+REPEATS = 3  # best of: the machine may be shared
+
+
+def _batch(cfg, rows, wl0):
+    read = cfg.device.read
+    rng = np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(5,)))
+    v_on = wl0.max()
+    wl = np.where(rng.random((BATCH, rows)) < 0.5, v_on, read.v_select_off_v)
+    wl[0] = wl0
+    return wl
+
+
+def _time_circuit(cfg, n):
+    vth, wl0, wires, model = check_setup(cfg, n, n, SEED)
+    wl = _batch(cfg, n, wl0)
+    best = np.inf
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        solver = CircuitSolver(vth, cfg, model, wires=wires)
+        res = solver.solve(wl)
+        best = min(best, time.perf_counter() - t0)
+    return best / BATCH, solver, res, wl, vth, wires, model
+
+
+def main() -> int:
+    cfg = load_preset("nor40")
+    # compile the numba kernels outside the timings
+    _time_circuit(cfg, 8)
+    out = {"batch": BATCH, "cell_type": cfg.device.cell.cell_type}
+    for n in (64, 128):
+        spv, solver, res, wl, vth, wires, model = _time_circuit(cfg, n)
+        out[f"seconds_per_vector_{n}"] = spv
+        out[f"newton_iterations_max_{n}"] = int(res.iterations.max())
+        out[f"ir_drop_error_rel_{n}"] = float(
+            np.abs(res.column_currents - res.ideal_column_currents).max()
+            / res.column_currents.max())
+        t_sur = np.inf
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            sur = IrDropSurrogate(vth, cfg, model, wires=wires)
+            cols = sur.column_currents(wl)
+            t_sur = min(t_sur, time.perf_counter() - t0)
+        out[f"surrogate_seconds_per_vector_{n}"] = t_sur / BATCH
+        out[f"surrogate_max_error_rel_{n}"] = float(
+            np.abs(cols - res.column_currents).max() / res.column_currents.max())
+    out["ngspice_seconds_128"] = None
+    out["speedup_vs_ngspice_128"] = None
+    if shutil.which(os.environ.get("NORSIM_NGSPICE", "ngspice")):
+        net = write_netlist(solver, wl[0])
+        run = run_ngspice(net.netlist)
+        i_sp = np.array([run.values[f"i({c})"] for c in net.column_sources])
+        out["ngspice_seconds_128"] = run.analysis_seconds
+        out["ngspice_wall_seconds_128"] = run.wall_seconds
+        out["max_column_error_rel_128"] = float(
+            np.abs(res.column_currents[0] - i_sp).max() / np.abs(i_sp).max())
+        out["speedup_vs_ngspice_128"] = run.analysis_seconds / out["seconds_per_vector_128"]
+        out["surrogate_speedup_vs_ngspice_128"] = (run.analysis_seconds
+                                                   / out["surrogate_seconds_per_vector_128"])
+    else:
+        print("ngspice not found: ngspice keys are null", file=sys.stderr)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

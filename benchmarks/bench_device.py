@@ -1,0 +1,110 @@
+"""Device-layer throughput: I-V evaluations per second (numba vs NumPy reference, same
+process) and cells programmed per second by ISPP program-and-verify.
+
+Prints one JSON object on its last line. Keys:
+  iv_evals_per_s_numba / iv_evals_per_s_numpy   preset cell (nor40: split-gate, the internal
+                                                node solved per evaluation), with derivatives
+  fg_evals_per_s_numba / fg_evals_per_s_numpy   the bare floating-gate EKV transistor
+  iv_speedup, fg_speedup                        numba / NumPy in this process
+  ispp_cells_per_s                              erase + ISPP program-and-verify of 8 levels
+                                                with the preset's options (two-way tuning if
+                                                on), targets' V_th given, nominal cells
+  ispp_plain_cells_per_s                        the same without two-way tuning
+  ispp_cells_per_s_with_variation               the same with D2D variation (per-cell target
+                                                inversion included)
+  *_per_cpu_s                                   the same rates per CPU-second (all threads
+                                                together): comparable on a shared, loaded machine
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from norsim.config import load_preset  # noqa: E402
+from norsim.device.iv import cell_model, ekv_current, ekv_current_numpy  # noqa: E402
+from norsim.device.levels import level_currents, read_bias, target_vth  # noqa: E402
+from norsim.device.programming import program  # noqa: E402
+from norsim.device.variation import draw_variation  # noqa: E402
+
+
+CPU_RATES: dict = {}
+
+
+def _best_rate(fn, count, repeat=3, key=None):
+    """Best wall-clock rate; the CPU-time rate (all threads) goes to CPU_RATES[key]."""
+    fn()  # warm-up (compilation / cache load)
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        best = min(best, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - c)
+    if key:
+        CPU_RATES[key] = count / best_cpu
+    return count / best
+
+
+def main() -> dict:
+    n_iv = int(os.environ.get("BENCH_IV_N", 2_000_000))
+    n_ref = n_iv // 10
+    n_cells = int(os.environ.get("BENCH_CELLS", 1_000_000))
+    cfg = load_preset("nor40")
+    dev = cfg.device
+    model = cell_model(dev.cell, dev.read.temperature_k)
+    b = read_bias(dev)
+    rng = np.random.default_rng(0)
+    vth = rng.uniform(-0.5, 2.5, n_iv)
+    vth_ref = vth[:n_ref].copy()
+    out = {"cell_type": dev.cell.cell_type, "numba_threads": numba.get_num_threads(),
+           "cpu_count": os.cpu_count()}
+    out["iv_evals_per_s_numba"] = _best_rate(
+        lambda: model.current(b.v_wl, b.v_cg, b.v_d, b.v_s, vth, derivatives=True), n_iv,
+        key="iv_evals_per_cpu_s_numba")
+    out["iv_evals_per_s_numpy"] = _best_rate(
+        lambda: model.current(b.v_wl, b.v_cg, b.v_d, b.v_s, vth_ref, derivatives=True,
+                              fast=False), n_ref, repeat=1)
+    fg = model.fg
+    out["fg_evals_per_s_numba"] = _best_rate(
+        lambda: ekv_current(b.v_cg, b.v_d, b.v_s, vth, fg.n, fg.alpha_g, fg.beta, fg.dibl_eta,
+                            fg.u_t), n_iv, key="fg_evals_per_cpu_s_numba")
+    out["fg_evals_per_s_numpy"] = _best_rate(
+        lambda: ekv_current_numpy(b.v_cg, b.v_d, b.v_s, vth, fg.n, fg.alpha_g, fg.beta,
+                                  fg.dibl_eta, fg.u_t), n_iv)
+    out["iv_speedup"] = out["iv_evals_per_s_numba"] / out["iv_evals_per_s_numpy"]
+    out["fg_speedup"] = out["fg_evals_per_s_numba"] / out["fg_evals_per_s_numpy"]
+
+    levels = rng.integers(0, dev.levels.levels_per_cell, n_cells)
+    i_t = level_currents(dev.levels)[levels]
+    vt_level = target_vth(model, dev, level_currents(dev.levels))
+    vt = vt_level[levels]
+    out["ispp_cells_per_s"] = _best_rate(
+        lambda: program(cfg.rng(1), model, dev, i_t, vth_target=vt), n_cells, repeat=2,
+        key="ispp_cells_per_cpu_s")
+    plain = dev.with_overrides(["programming.two_way_tuning=false"])
+    out["ispp_plain_cells_per_s"] = _best_rate(
+        lambda: program(cfg.rng(1), model, plain, i_t, vth_target=vt), n_cells, repeat=1,
+        key="ispp_plain_cells_per_cpu_s")
+    out["two_way_tuning"] = dev.programming.two_way_tuning
+    n_var = n_cells // 10
+    var = draw_variation(cfg.rng(2), (n_var,), dev.variation, dev.cell)
+    out["ispp_cells_per_s_with_variation"] = _best_rate(
+        lambda: program(cfg.rng(1), model, dev, i_t[:n_var], variation=var), n_var, repeat=1)
+    res = program(cfg.rng(1), model, dev, i_t[:n_var], vth_target=vt[:n_var])
+    out["ispp_pulses_per_cell_mean"] = float(res.pulses.mean())
+    out.update(CPU_RATES)  # rates per CPU-second: what an unloaded core would give
+    out["load_average_1min"] = os.getloadavg()[0]
+    out["targets"] = {"iv_evals_per_s_numba": 5e7, "ispp_cells_per_s": 1e6}
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

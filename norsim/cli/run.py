@@ -1,0 +1,103 @@
+"""``norsim run``: a QuantModel on simulated NOR arrays over a data set, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from norsim.cli.common import add_config_args, config_from_args
+from norsim.errors import InputError
+
+
+def load_model(spec: str):
+    """``zoo:NAME`` or a path to a QuantModel .npz."""
+    from norsim.mapping.quant_model import QuantModel
+
+    if spec.startswith("zoo:"):
+        from norsim import zoo
+
+        return zoo.load(spec[4:])
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError("--model", spec, "zoo:NAME or the path of an existing QuantModel .npz")
+    return QuantModel.load(path)
+
+
+def load_eval_data(name: str, limit: int | None, data_dir: str | None = None):
+    """(images, labels, calibration images) of a data set; calibration never overlaps."""
+    from norsim.data import load_dataset
+
+    test = load_dataset(name, "test", data_dir=data_dir)
+    calib = load_dataset(name, "calib", data_dir=data_dir)
+    x, y = test.x, test.y
+    if limit is not None:
+        if limit < 1:
+            raise InputError("--limit", limit, "a positive number of images")
+        x, y = x[:limit], y[:limit]
+    return x, y, calib.x
+
+
+def add_model_data_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
+    p.add_argument("--model", default=default_model, required=default_model is None,
+                   help="zoo:NAME or a QuantModel .npz file")
+    p.add_argument("--data", default="mnist",
+                   help="'mnist' (embedded), 'mnist-full', 'cifar10' (under $NORSIM_DATA) or a directory")
+    p.add_argument("--data-dir", default=None, help="root of the larger data sets (default $NORSIM_DATA)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test images")
+    p.add_argument("--seeds", type=int, default=1, help="chip instances (seeds cfg.seed .. +N-1)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a model on simulated NOR arrays and report accuracy")
+    add_model_data_args(p)
+    add_config_args(p)
+    p.add_argument("--json", dest="json_out", default=None, help="write the report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def format_report(rep: dict, label: str = "analog chip") -> str:
+    ref, chip, diff = rep["reference"], rep["chip"], rep["difference"]
+    lo, hi = ref["test_interval_95"]
+    spread = chip["chip_to_chip"]
+    lines = [
+        f"images: {rep['images']}",
+        f"integer reference : {100 * ref['accuracy']:6.2f} %   (test-set 95% interval {100 * lo:.2f}-{100 * hi:.2f})",
+        f"{label:<18}: {100 * chip['accuracy_mean']:6.2f} %   (chip-to-chip sd {100 * spread['std']:.2f} "
+        f"over {spread['n']} seeds)",
+        f"difference        : {100 * diff['mean']:+6.2f} pts (paired bootstrap 95% "
+        f"{100 * diff['paired_bootstrap_95'][0]:+.2f} to {100 * diff['paired_bootstrap_95'][1]:+.2f}; "
+        f"McNemar p per seed {', '.join(f'{p:.3g}' for p in diff['mcnemar_p_per_seed'])})",
+        "",
+        f"{'layer':<10} {'op':<7} {'matrix':>10} {'bits x/w':>8} {'where':>8} {'tiles':>5} "
+        f"{'util %':>7} {'SNR dB':>7}",
+    ]
+    for row in rep["instances"][0]["layers"]:
+        snr = row["mvm_snr_db"]
+        snr_s = "-" if snr is None else ("inf" if not np.isfinite(snr) else f"{snr:.1f}")
+        lines.append(f"{row['layer']:<10} {row['op']:<7} {'x'.join(map(str, row['weight_matrix'])):>10} "
+                     f"{row['in_bits']:>3}/{row['weight_bits']:<4} {row['where']:>8} {row['tiles']:>5} "
+                     f"{100 * row['utilisation']:>7.1f} {snr_s:>7}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from norsim.mapping.evaluate import evaluate, jsonable
+
+    cfg = config_from_args(args)
+    model = load_model(args.model)
+    x, y, x_cal = load_eval_data(args.data, args.limit, args.data_dir)
+    if args.seeds < 1:
+        raise InputError("--seeds", args.seeds, "at least 1")
+    rep = evaluate(model, cfg, x, y, x_cal[:cfg.mapping.calibration_images],
+                   seeds=range(cfg.seed, cfg.seed + args.seeds), progress=not args.no_progress)
+    print(format_report(rep))
+    if args.json_out:
+        out = jsonable(rep)
+        out["config"] = cfg.to_dict()
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=1))
+    return 0

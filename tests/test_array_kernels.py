@@ -1,0 +1,122 @@
+"""Each numba kernel of the fast array path equals its plain NumPy reference twin."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from norsim.array import kernels as K
+
+
+def test_hash_normals_equal_numpy_twin_and_are_standard_normal():
+    z = K.hash_normal(1234567, 10, 400_000)
+    zr = K.hash_normal_numpy(1234567, 10, 400_000)
+    np.testing.assert_array_equal(z, zr)
+    # distribution: KS against N(0,1), tails included
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(np.mean(np.abs(z) > 3.0) - 2 * stats.norm.sf(3.0)) < 4 * np.sqrt(0.0027 / 4e5)
+    # different keys / counters give different streams
+    assert not np.array_equal(z[:100], K.hash_normal(7654321, 10, 100))
+    np.testing.assert_array_equal(z[5:105], K.hash_normal(1234567, 15, 100))
+
+
+def test_bitplanes_and_wordline_stats_equal_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 32, size=(37, 19))
+    np.testing.assert_array_equal(K.bitplanes(x, 5), K.bitplanes_numpy(x, 5))
+    a, r = K.wl_stats(x, 5)
+    ar, rr = K.wl_stats_numpy(x, 5)
+    np.testing.assert_array_equal(a, ar)
+    assert r == rr
+    # runs of ones counted by brute force over the bit strings
+    brute = sum(len([s for s in format(int(v), "05b").split("0") if s]) for v in x.ravel())
+    assert r == brute
+
+
+def _channels(analog, n_ch, n_out, rng, with_ref=False):
+    if analog:
+        pos = 2 * np.arange(n_ch)
+        neg = pos + 1
+    else:
+        pos = np.arange(n_ch)
+        neg = -np.ones(n_ch, dtype=np.int64)
+    tgt = rng.integers(0, n_out, size=n_ch)
+    if with_ref:
+        tgt[-1] = -1
+    return {"pos": pos.astype(np.int64), "neg": neg.astype(np.int64), "tgt": tgt.astype(np.int64),
+            "coef": rng.choice([-4.0, -1.0, 1.0, 2.0], size=n_ch),
+            "adc": (np.arange(n_ch) // 3).astype(np.int64)}
+
+
+@pytest.mark.parametrize("analog", [False, True])
+@pytest.mark.parametrize("use_z", [False, True])
+@pytest.mark.parametrize("summed_var", [False, True])
+def test_readout_equals_numpy_twin(analog, use_z, summed_var):
+    rng = np.random.default_rng(3 + analog + 2 * use_z + 4 * summed_var)
+    nbits, nvec, n_ch, n_out = 3, 41, 10, 4
+    phys = 2 * n_ch if analog else n_ch
+    cur = (rng.random((nvec * nbits, phys)) * 2.2e-6).astype(np.float32)
+    vleak = None
+    if summed_var:  # per-column summed cell variances stacked beside the currents
+        cur = np.concatenate([cur, (rng.random(cur.shape) * 1e-16).astype(np.float32)], axis=1)
+        vleak = rng.random(phys) * 1e-18
+    leak = rng.random(phys) * 1e-9
+    ch = _channels(analog, n_ch, n_out, rng, with_ref=not analog)
+    n_adc = int(ch["adc"].max()) + 1
+    gain = 1 + 0.02 * rng.standard_normal(n_adc)
+    offset = 0.3 * rng.standard_normal(n_adc)
+    par = np.zeros(K.N_PARAMS)
+    par[K.P_STEP] = 5e-8
+    par[K.P_LO], par[K.P_HI] = (-31, 31) if analog else (0, 31)  # clipping exercised
+    par[K.P_INL] = 0.4
+    par[K.P_SHOT] = 1.602e-19 / 1e-7
+    par[K.P_CONST_VAR] = 1e-18
+    par[K.P_NOISE_LSB] = 0.3
+    par[K.P_ISAT] = 2.0e-6  # integrator clipping exercised
+    z = rng.standard_normal((nvec * nbits, n_ch)) if use_z else None
+    kw = dict(key=987654321, counter0=17, z=z, n_out_cols=n_out, vleak=vleak)
+    out, charge = K.readout(cur, leak, nbits, ch, gain, offset, par, **kw)
+    out_r, charge_r = K.readout_numpy(cur, leak, nbits, ch, gain, offset, par, **kw)
+    np.testing.assert_array_equal(out, out_r)
+    np.testing.assert_allclose(charge, charge_r, rtol=1e-12)
+    assert np.all(out == np.round(out))
+
+
+@pytest.mark.parametrize("bitserial", [True, False])
+@pytest.mark.parametrize("ntrap", [1, 3])
+def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap):
+    rng = np.random.default_rng(11 + ntrap)
+    nvec, rows, cols, nbits = 300, 6, 5, (3 if bitserial else 1)
+    x = rng.integers(0, 8, size=(nvec, rows))
+    n = 9
+    row = rng.integers(0, rows, n)
+    col = rng.integers(0, cols, n)
+    d_tab = rng.standard_normal((n, 2**ntrap, 2 if bitserial else 8))
+    state = rng.integers(0, 2, (n, ntrap))
+    p01 = rng.uniform(0.0, 0.3, (n, ntrap))
+    p10 = rng.uniform(0.0, 0.3, (n, ntrap))
+    p01[0, 0], p10[0, 0] = 1.0, 1.0  # a trap flipping every multiply
+    cur = np.zeros((nvec * nbits, cols))
+    cur_r = cur.copy()
+    st, st_r = state.copy(), state.copy()
+    K.rtn_apply(x, nbits, bitserial, row, col, d_tab, st, p01, p10, 99, cur)
+    K.rtn_apply_numpy(x, nbits, bitserial, row, col, d_tab, st_r, p01, p10, 99, cur_r)
+    np.testing.assert_allclose(cur, cur_r, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(st, st_r)
+    assert np.any(cur != 0)
+
+
+def test_rtn_markov_chain_has_the_stationary_occupancy_and_correlation():
+    # one cell, one trap, d = 1 for state 1 on a row always on: cur = state - state0
+    nvec = 200_000
+    p, mix = 0.3, 0.05  # occupancy, 1 - exp(-dt/tau)
+    x = np.ones((nvec, 1), dtype=np.int64)
+    cur = np.zeros((nvec, 1))
+    state = np.zeros((1, 1), dtype=np.int64)
+    d_tab = np.array([[[0.0, 0.0], [0.0, 1.0]]])  # (cell, joint state, drive code)
+    K.rtn_apply(x, 1, False, np.zeros(1, np.int64), np.zeros(1, np.int64), d_tab, state,
+                np.array([[p * mix]]), np.array([[(1 - p) * mix]]), 5, cur)
+    s = cur[:, 0]
+    assert abs(s.mean() - p) < 0.03
+    # lag-1 autocorrelation of a two-state chain = 1 - p01 - p10 = 1 - mix
+    c = np.corrcoef(s[:-1], s[1:])[0, 1]
+    assert abs(c - (1 - mix)) < 0.01

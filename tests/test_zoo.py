@@ -1,0 +1,99 @@
+"""The committed model zoo: files, accuracy table, loader, CLI, export equivalence."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from norsim import zoo
+from norsim.data.embedded import load_embedded_mnist
+from norsim.errors import InputError
+from norsim.mapping.quant_model import QuantModel
+from norsim.mapping.reference import input_codes, run_reference
+
+NAME = "lenet-mnist-4b"
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    x, y = load_embedded_mnist("test")       # the full 10k t10k set shipped with norsim
+    assert len(y) == 10000
+    return x, y.astype(np.int64)
+
+
+def test_entry_files_are_complete_and_small():
+    assert NAME in zoo.names()
+    d = zoo.ZOO_DIR / NAME
+    for f in ("model.npz", "entry.json", "log.jsonl", "torch_state.npz"):
+        assert (d / f).is_file(), f
+    assert sum(p.stat().st_size for p in d.iterdir()) < 1_000_000
+    e = zoo.entry(NAME)
+    assert e["command"].startswith("norsim train ") and f"--seed {e['seed']}" in e["command"]
+    log = [json.loads(s) for s in (d / "log.jsonl").read_text().splitlines()]
+    assert {r.get("phase") for r in log if r["event"] == "epoch"} == {"float", "qat"}
+
+
+def test_load_returns_a_valid_4bit_quantmodel():
+    qm = zoo.load(NAME)
+    assert isinstance(qm, QuantModel)
+    mm = [nd for nd in qm.order() if nd.OP in ("conv2d", "linear")]
+    assert [nd.weight_bits for nd in mm] == [8, 4, 4, 4, 8]
+    assert all(np.abs(nd.weight).max() <= 2 ** (nd.weight_bits - 1) - 1 for nd in mm)
+    assert all(nd.out_bits == 4 and not nd.out_signed for nd in mm[:-1])
+    with pytest.raises(InputError):
+        zoo.load("no-such-model")
+
+
+@pytest.fixture(scope="module")
+def reference_logits(mnist_test):
+    qm = zoo.load(NAME)
+    codes = run_reference(qm, input_codes(qm, mnist_test[0]), batch_size=2000)
+    return qm.dequantize_output(codes)
+
+
+def test_integer_accuracy_on_full_test_set_matches_table(mnist_test, reference_logits):
+    x, y = mnist_test
+    acc = float((reference_logits.argmax(1) == y).mean())
+    a = zoo.entry(NAME)["accuracy"]
+    assert a["n_test"] == 10000
+    assert acc == pytest.approx(a["qat_test_acc"], abs=1e-12)   # the table is reproducible
+    assert acc >= 0.99
+    assert a["float_test_acc"] - acc <= 0.003                  # within 0.3 points of float
+
+
+def test_cli_table_prints_every_entry():
+    r = subprocess.run([sys.executable, "-m", "norsim.cli.main", "zoo", "--table"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for n in zoo.names():
+        assert f"| {n} |" in r.stdout
+        assert zoo.entry(n)["command"] in r.stdout
+
+
+@pytest.mark.torch
+def test_export_equivalence_on_full_mnist_test_set(mnist_test, reference_logits):
+    pytest.importorskip("torch")
+    import torch
+
+    from norsim.qat.export import compare
+    from norsim.qat.zoo_entry import load_zoo_torch_model
+
+    torch.set_num_threads(1)
+    x, y = mnist_test
+    model = load_zoo_torch_model(NAME)
+    qm = zoo.load(NAME)
+    r = compare(model, qm, x[:, None], batch=2000, exact=False,
+                reference_logits=reference_logits)
+    # torch fake-quant (float32) vs exported integer reference, all 10,000 test images
+    assert r["n"] == 10000
+    assert r["fq_top1_agreement"] >= 0.999
+    assert r["fq_images_within_one_step"] >= 0.999
+    assert float((r["reference_logits"].argmax(1) == y).mean()) == pytest.approx(
+        zoo.entry(NAME)["accuracy"]["qat_test_acc"], abs=1e-12)
+    # integer-exact torch evaluation (a subset, it is slower): every logit equal
+    r = compare(model, qm, x[:2000, None], batch=2000, exact=True)
+    assert r["exact_images_within_one_step"] == 1.0
+    assert r["exact_max_logit_diff_steps"] < 1e-6
+    assert r["exact_top1_agreement"] == 1.0
