@@ -5,7 +5,7 @@ from norsim.config import load_preset
 IDEAL = [
     "array.adc.range_mode='physical'", "array.adc.offset_sigma_lsb=0.0", "array.adc.gain_sigma=0.0",
     "array.adc.inl_lsb=0.0", "array.adc.noise_lsb=0.0", "array.adc.gain_tempco_per_k=0.0",
-    "array.noise.cell_noise_enabled=false", "array.noise.ktc_enabled=false",
+    "array.noise.shot_enabled=false", "array.noise.ktc_enabled=false",
     "array.noise.rtn_enabled=false",
 ]
 

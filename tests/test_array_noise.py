@@ -18,7 +18,7 @@ from norsim.device.noise import read_noise_sigma_a
 from _array_helpers import ideal_cfg
 
 N = 100_000
-NOISY = ["array.noise.cell_noise_enabled=true", "array.noise.ktc_enabled=true",
+NOISY = ["array.noise.shot_enabled=true", "array.noise.ktc_enabled=true",
          "array.noise.rtn_enabled=true", "device.noise.rtn_traps_per_cell=2",
          "device.noise.rtn_tau_min_s=1e-12", "device.noise.rtn_tau_max_s=2e-12",  # iid per multiply
          "device.noise.rtn_mean_v=0.003", "array.encoding.input_bits=1",

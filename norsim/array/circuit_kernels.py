@@ -1,12 +1,20 @@
-"""Cell I-V kernels of circuit mode (numba) with their NumPy reference twins.
+"""Numba kernels of circuit mode, each with its NumPy reference twin.
 
-Circuit mode evaluates every cell a few times per input vector at terminal voltages that
-move by millivolts between evaluations. For a split-gate cell the series solve of the
-internal node dominates, so :func:`split_gate_warm` restarts it from the previous internal
-node (a safeguarded Newton iteration inside the bracket [min(V_D, V_S), max(V_D, V_S)], the
-same equations as ``norsim.device.iv``): one or two Newton steps instead of a cold solve.
-The reference twin is the device layer's NumPy path, ``CellModel.current(..., fast=False)``;
-``tests/test_circuit_kernels.py`` proves them equal.
+- :func:`tile_iv` (twin :func:`tile_iv_reference`, the device layer's NumPy path): the I-V
+  and derivatives of every cell of a tile for a batch, batch-last (R, C, B). Circuit mode
+  evaluates cells at terminal voltages that move by millivolts between evaluations, so a
+  split-gate cell's internal node is restarted from a prediction (previous node plus its
+  sensitivities to V_D and V_S) and needs one or two Newton steps. :func:`split_gate_warm`
+  (twin :func:`split_gate_reference`) is the same for broadcast arguments.
+- :func:`local_model` (twin :func:`local_model_reference`): the cells' local exponential
+  model inside a Newton step.
+- :class:`FactorSolver` (twin: SuperLU's own ``solve``): applies a ``splu`` factorisation to
+  a whole batch of right-hand sides in one sweep of the factors.
+- :func:`max_abs_diff_cols` (twin: ``np.abs(a - b).max(axis=0)``).
+
+``tests/test_circuit_kernels.py`` proves each pair equal. The EKV equations are those of
+``norsim.device.iv`` (written out here so the kernels inline them); the tests and the ngspice
+cross-check keep them in step with the device layer.
 """
 
 from __future__ import annotations

@@ -118,9 +118,10 @@ class SenseConfig(ConfigBase):
 class ReadNoiseConfig(ConfigBase):
     """Which noise the array draws on every read (the noise physics is ``device.noise``)."""
 
-    cell_noise_enabled: bool = param(True, "Cell white + 1/f read noise (device.noise: shot/"
-                                     "thermal and flicker), one Gaussian per conversion whose "
-                                     "variance is the sum over the conducting cells.")
+    shot_enabled: bool = param(True, "Cell read noise: the white (shot in weak inversion, "
+                               "channel thermal in strong) and 1/f noise of device.noise, one "
+                               "Gaussian per conversion whose variance is the sum over the "
+                               "column's cells.")
     ktc_enabled: bool = param(True, "kT/C noise of the integrator capacitor per conversion.")
     rtn_enabled: bool = param(True, "Random telegraph noise of the device.noise trap population, "
                               "sampled exactly as two-state Markov processes at every multiply "

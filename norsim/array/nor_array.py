@@ -179,7 +179,7 @@ class NorArray:
         self._var = None  # per-cell variance matrix (or tables) summed by BLAS
         self._vleak = None
         self._shot_ratio = 0.0
-        if not self.cfg.array.noise.cell_noise_enabled:
+        if not self.cfg.array.noise.shot_enabled:
             return
         from norsim.device.noise import read_noise_sigma_a
 

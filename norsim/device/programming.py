@@ -100,7 +100,6 @@ def _poisson(lam, seed, counter):
     slam = np.sqrt(lam)
     b = 0.931 + 2.53 * slam
     a = -0.059 + 0.02483 * b
-    inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
     v_r = 0.9277 - 3.6224 / (b - 2.0)
     for att in range(1000):
         off = np.uint64(2 * att) << np.uint64(32)
@@ -112,6 +111,7 @@ def _poisson(lam, seed, counter):
             return k
         if k < 0.0 or (us < 0.013 and v > us):
             continue
+        inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
         if (np.log(v) + np.log(inv_alpha) - np.log(a / (us * us) + b)
                 <= -lam + k * np.log(lam) - math.lgamma(k + 1.0)):
             return k
@@ -223,12 +223,6 @@ def _law(device: DeviceConfig, model: CellModel) -> _Law:
 
 
 @numba.njit(cache=True, inline="always")
-def _expected_shift(vpgm, vth, alpha, r0, v0, s, t_p):
-    d = alpha * (vpgm - vth)
-    return (s / alpha) * np.log1p((alpha * r0 * t_p / s) * np.exp((d - v0) / s))
-
-
-@numba.njit(cache=True, inline="always")
 def _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window):
     m = rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
     tot = 0.0
@@ -251,6 +245,7 @@ _BLOCK = 128  # cells advanced together: independent cells fill the pipeline bet
 
 @numba.njit(cache=True, parallel=True)
 def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
+                 z0, kpulse, qpow, lam_scale, dz_per_electron,
                  alpha, r0, v0, s, t_p, dv_e, v_start, step, max_pulses, rtn_mean, rtn_gain,
                  vth_erased, vth_window, verify_rtn, tune, tune_step, tune_max,
                  out_vth, out_pulses, out_verifies, out_tune, out_ok):
@@ -259,6 +254,8 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
     ncell = vth0.size
     ntrap = amp.shape[1]
     occ = occ0.copy()
+    z = z0.copy()
+    nq = qpow.size
     lag = np.zeros(ncell, np.int64)
     active = np.zeros(ncell, np.bool_)
     amp_sum = np.zeros(ncell)
@@ -316,8 +313,12 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                 out_pulses[k] += 1
                 if stuck[k] == 1:
                     continue
-                lam = _expected_shift(vpgm, vth, alpha, r0, v0, s, t_p) / dv_e
-                out_vth[k] = vth + _poisson(lam, seed, base + np.uint64(16)) * dv_e
+                # <dV_th> / dV_e with z = exp(-alpha_G V_th / s) carried per cell
+                lam = lam_scale * np.log1p(kpulse[i] * z[k])
+                nel = _poisson(lam, seed, base + np.uint64(16))
+                out_vth[k] = vth + nel * dv_e
+                ne = int(nel)
+                z[k] = z[k] * (qpow[ne] if ne < nq else np.exp(-dz_per_electron * nel))
         if not tune:
             continue
         nact = 0
@@ -351,10 +352,12 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                 out_pulses[k] += 1
 
 
-def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0, law: _Law):
+def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
+                z0, kpulse, qpow, lam_scale, dz_per_electron, law: _Law):
     """NumPy reference of :func:`_ispp_kernel` (vectorised over cells, loop over pulses)."""
     n = vth0.size
     vth = vth0.copy()
+    z = z0.copy()
     occ = occ0.copy()
     pulses = np.zeros(n, np.int64)
     verifies = np.zeros(n, np.int64)
@@ -398,12 +401,13 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
             break
         pulses += active
         grow = active & (stuck != STUCK_ON)
-        vpgm = law.v_start + law.step * i
-        d = law.alpha_g * (vpgm - vth)
-        lam = (law.s / law.alpha_g) * np.log1p((law.alpha_g * law.r0 * law.t_p / law.s)
-                                               * np.exp((d - law.v0) / law.s)) / law.dv_e
+        lam = lam_scale * np.log1p(kpulse[i] * z)
         nel = _poisson_np(np.where(grow, lam, 0.0), seeds, base + 16)
         vth = vth + np.where(grow, nel * law.dv_e, 0.0)
+        ne = nel.astype(np.int64)
+        zq = np.where(ne < qpow.size, qpow[np.minimum(ne, qpow.size - 1)],
+                      np.exp(-dz_per_electron * nel))
+        z = np.where(grow, z * zq, z)
     ntune = np.zeros(n, np.int64)
     if law.tune:
         active = ok.copy()
@@ -540,9 +544,20 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
     p_occ = np.ascontiguousarray(traps.p_occupied.reshape(ncell, nt))
     decay = np.ascontiguousarray(np.exp(-law.dt_trap / traps.tau_s).reshape(ncell, nt))
     occ0 = np.ascontiguousarray(traps.occupied.reshape(ncell, nt))
+    # closed-form pulse: <dV_th> = (s / alpha_G) ln(1 + K_i z), z = exp(-alpha_G V_th / s),
+    # K_i = (alpha_G r0 t_p / s) exp((alpha_G V_pgm,i - V_0) / s); an electron multiplies z
+    # by exp(-alpha_G dV_e / s)
+    a_s = law.alpha_g / law.s
+    v_pgm = law.v_start + law.step * np.arange(law.max_pulses + 1)
+    kpulse = (law.alpha_g * law.r0 * law.t_p / law.s) * np.exp(
+        np.minimum((law.alpha_g * v_pgm - law.v0) / law.s, 700.0))
+    z0 = np.exp(np.clip(-a_s * flat(vth0), -700.0, 700.0))
+    qpow = np.exp(-a_s * law.dv_e * np.arange(4096))
+    lam_scale = 1.0 / (a_s * law.dv_e)
     args = (flat(vth0), flat(vth_target), flat(sig_v), flat(tol_v),
             np.ascontiguousarray(var.stuck.reshape(-1), dtype=np.int8),
-            np.ascontiguousarray(seeds.reshape(-1)), amp, p_occ, decay, occ0)
+            np.ascontiguousarray(seeds.reshape(-1)), amp, p_occ, decay, occ0,
+            z0, kpulse, qpow, lam_scale, a_s * law.dv_e)
     if fast:
         m = args[0].size
         out = (np.empty(m), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64),
