@@ -21,6 +21,10 @@ def cases(draw):
     batch = draw(st.integers(1, 6))
     sub = draw(st.sampled_from(["digital", "analog"]))
     inp = draw(st.sampled_from(["bit_serial", "bit_serial", "pulse_width"]))
+    if inp == "pulse_width":
+        # one cycle: leakage and level-0 current count 2^b - 1 times more in output units;
+        # keep their sum well below half a unit so rounding stays exact
+        rows = min(rows, 8)
     seed = draw(st.integers(0, 2**32 - 1))
     return scheme, wbits, bpc, ibits, rows, cols, batch, sub, inp, seed
 

@@ -7,6 +7,8 @@ Gaussian shot noise), by two-sample KS and Anderson-Darling tests on 1e5 samples
 when few rows are active -- the test has the power to fail.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -78,7 +80,10 @@ def test_shortcut_and_exact_rtn_match_per_cell_monte_carlo(active_rows):
     y = arr.matmul(x, np.random.default_rng(100 + active_rows))[:, 0]
     ref = _reference(cfg, arr, x[0], np.random.default_rng(200 + active_rows))
     assert stats.ks_2samp(y, ref).pvalue > 1e-3
-    assert stats.anderson_ksamp([y, ref]).significance_level > 2e-3  # scipy floors it at 1e-3
+    with warnings.catch_warnings():  # scipy warns when it caps the p-value at 0.25
+        warnings.simplefilter("ignore", UserWarning)
+        ad = stats.anderson_ksamp([y, ref])
+    assert ad.significance_level > 2e-3  # scipy floors it at 1e-3
     assert abs(np.quantile(y, 0.999) - np.quantile(ref, 0.999)) <= _q999_tolerance(y, ref)
     assert y.std() > 0.05  # the noise is really there
 

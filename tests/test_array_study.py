@@ -5,6 +5,7 @@ import csv
 import numpy as np
 
 from norsim.cli.main import main
+from norsim.config import load_preset
 
 
 def test_array_study_writes_figures_and_data(tmp_path, capsys):
@@ -20,7 +21,8 @@ def test_array_study_writes_figures_and_data(tmp_path, capsys):
     bs = np.array([(float(r["ideal"]), float(r["analog"])) for r in rows if r["encoding"] == "bit_serial"])
     assert np.max(np.abs(bs[:, 0] - bs[:, 1])) < 1.0  # no RTN: leakage-level error only
     adc = np.loadtxt(out / "adc_transfer.csv", delimiter=",", skiprows=1)
-    assert adc[:, 1].min() == 0 and adc[:, 1].max() == 63  # 6-bit preset ADC spans its codes
+    top = 2 ** load_preset().array.adc.bits - 1
+    assert adc[:, 1].min() == 0 and adc[:, 1].max() == top  # the preset ADC spans its codes
     assert np.mean(np.abs(adc[:, 1] - adc[:, 2]) <= 1) == 1.0
 
 

@@ -90,3 +90,18 @@ def test_local_model_and_max_abs_diff_equal_numpy():
     np.testing.assert_array_equal(max_abs_diff_cols(a, b), np.abs(a - b).max(axis=0))
     a[3, 2] = np.nan
     assert np.isnan(max_abs_diff_cols(a, b)[2])
+
+
+def test_gather_levels_and_log_sensitivities_equal_numpy():
+    from norsim.array.circuit_kernels import (gather_levels, gather_levels_reference,
+                                              log_sensitivities, log_sensitivities_reference)
+
+    rng = np.random.default_rng(11)
+    tab = rng.normal(size=(5, 4, 3))
+    inv = rng.integers(0, 3, size=(6, 5))
+    np.testing.assert_array_equal(gather_levels(tab, inv), gather_levels_reference(tab, inv))
+    i = rng.uniform(-1e-9, 1e-6, (7, 3))
+    i[0, 0] = 0.0
+    gd, gs = rng.normal(0, 1e-6, (2, 7, 3))
+    for f, r in zip(log_sensitivities(i, gd, gs), log_sensitivities_reference(i, gd, gs)):
+        np.testing.assert_array_equal(f, r)

@@ -53,7 +53,8 @@ def test_fast_mode_is_the_r_to_zero_limit_error_proportional_to_r(cell_type):
 
 def test_uniformly_loaded_bit_line_matches_closed_form():
     # stacked-gate cells without DIBL draw a current independent of V_D (the reverse term is
-    # ~e^(-V_DS/U_T) = e^-58 at V_DS = 1.5 V), so a column of identical cells is a uniformly loaded line driven at row 0
+    # ~e^(-V_DS/U_T) = e^-58 at V_DS = 1.5 V), so a column of identical cells is a uniformly
+    # loaded line driven at row 0
     cfg = _cfg("stacked_gate", **{"device.cell.dibl_eta": 0.0, "array.sense.clamp_gain": 1e9,
                                    "device.read.v_bl_read_v": 1.5})
     rows, cols = 40, 3

@@ -181,3 +181,14 @@ def test_bad_targets_rejected():
     with pytest.raises(InputError, match="variation"):
         var = draw_variation(np.random.default_rng(0), (3,), DEV.variation, DEV.cell)
         _program(DEV, np.full(4, 1e-8), variation=var)
+
+
+def test_verify_read_noise_widens_placement():
+    """A shorter verify read (wider bandwidth, more shot noise) places low currents worse."""
+    base = ["programming.verify_rtn=false", "programming.ispp_step_v=0.02",
+            "programming.max_pulses=400"]
+    i_t = np.full(3000, 1e-11)  # level 0: ~13 % shot noise in a 1 us verify read
+    quiet = _program(_dev(*base, "programming.verify_time_s=1e-4"), i_t)
+    noisy = _program(_dev(*base, "programming.verify_time_s=1e-7"), i_t)
+    assert not quiet.failed.any() and not noisy.failed.any()
+    assert np.std(noisy.vth - noisy.target_vth) > 2 * np.std(quiet.vth - quiet.target_vth)

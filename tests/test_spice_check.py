@@ -43,7 +43,8 @@ def test_stress_case_ir_delta_matches_ngspice():
 
 @pytest.mark.parametrize("over", [["device.cell.cell_type='stacked_gate'"],
                                   ["array.wires.sl_layout='cols'"],
-                                  ["array.wires.sl_pair_shared=false", "array.sense.clamp_gain=10.0"]])
+                                  ["array.wires.sl_pair_shared=false",
+                                   "array.sense.clamp_gain=10.0"]])
 def test_other_cells_and_layouts_match_ngspice(over):
     _need_ngspice()
     out = spice_check(load_preset("nor40").with_overrides(over), 12, 10, seed=13, stress=True)

@@ -30,7 +30,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from norsim.array.circuit_config import WireConfig
-from norsim.array.circuit_kernels import (FactorSolver, local_model, max_abs_diff_cols,
+from norsim.array.circuit_kernels import (FactorSolver, gather_levels, local_model,
+                                          log_sensitivities, max_abs_diff_cols,
                                           split_gate_warm, tile_iv)
 from norsim.errors import ConvergenceError, InputError
 
@@ -294,6 +295,7 @@ class CircuitSolver:
                 _check_finite(k, a)
                 self.extra[k] = a
         self.network = wire_network(self.rows, self.cols, self.wires, clamp_gain_of(cfg))
+        self._tables: dict[float, tuple] = {}  # word-line level -> nominal-bias I-V (R, C)
 
     # -------------------------------------------------------------- cell evaluation ----
     def _iv(self, v_wl, v_d, v_s, x0=None):
@@ -330,11 +332,21 @@ class CircuitSolver:
         inv = inv.reshape(wl.shape)
         r, c, nb = self.rows, self.cols, wl.shape[0]
         if levels.size > 16:
-            return self._iv_t(wl.T, self.v_bl, self.v_sl)
-        tab = self._iv_t(np.broadcast_to(levels, (r, levels.size)), self.v_bl, self.v_sl)
-        idx = np.broadcast_to(inv.T[:, None, :], (r, c, nb))
-        return tuple(None if t is None else np.ascontiguousarray(np.take_along_axis(t, idx, axis=2))
-                     for t in tab)
+            return self._iv_t(np.ascontiguousarray(wl.T), self.v_bl, self.v_sl)
+        missing = [float(v) for v in levels if float(v) not in self._tables]
+        if missing:  # the tile's per-level tables are kept for later batches
+            tab = self._iv_t(np.broadcast_to(np.array(missing), (r, len(missing))),
+                             self.v_bl, self.v_sl)
+            for k, lv in enumerate(missing):
+                self._tables[lv] = tuple(None if t is None else np.array(t[..., k]) for t in tab)
+        out = []
+        for j in range(6):
+            if self._tables[float(levels[0])][j] is None:
+                out.append(None)
+                continue
+            stack = np.stack([self._tables[float(v)][j] for v in levels], axis=-1)
+            out.append(gather_levels(stack, inv))
+        return tuple(out)
 
     def nominal(self, wl):
         """Cell (I, dI/dV_D, dI/dV_S) at the nominal bias (fast mode), each (B, R, C)."""
@@ -400,8 +412,9 @@ class CircuitSolver:
             x = x_new
             if np.all(res <= 0.1 * w.solver_tol_v):
                 break
+        # (drops, currents) satisfy the wire network exactly (drops = G^-1 currents); the
+        # currents are the local model at drops that differ from these by <= res
         xx = x.reshape(2, r, c, nb)
-        local_model(i_k, a_k, b_k, gd, gs, xx[0], xx[1], u_k, v_k, out=i_m)
         return np.ascontiguousarray(xx[0]), np.ascontiguousarray(xx[1]), i_m, res, sweeps
 
     def solve(self, wl_voltages_batch) -> CircuitResult:
@@ -427,15 +440,15 @@ class CircuitSolver:
         nom = self._nominal_t(wl)
         i_nom = nom[0]
         ideal_cols = i_nom.sum(axis=0).T
-        i_k, gd, gs = (np.array(t, order="C") for t in nom[:3])
+        i_k, gd, gs = nom[:3]  # fresh arrays, updated in place below
         split = nom[3] is not None
         if split:  # internal node and its sensitivities at the anchor of each Newton step
-            xint, dxd, dxs = (np.array(t, order="C") for t in nom[3:])
+            xint, dxd, dxs = nom[3:]
         u = np.zeros((r, c, nb))
         v = np.zeros((r, c, nb))
         u_anchor = np.zeros((r, c, nb))
         v_anchor = np.zeros((r, c, nb))
-        i_fin = np.array(i_nom, order="C")
+        i_fin = i_nom  # replaced by step 1 (every vector is active in step 1)
         iterations = np.zeros(nb, dtype=np.int64)
         done = np.zeros(nb, dtype=bool)
         inner_total = 0
@@ -444,10 +457,7 @@ class CircuitSolver:
             act = np.flatnonzero(~done)
             full = act.size == nb
             ik, gdk, gsk = (_take(t, act, full) for t in (i_k, gd, gs))
-            pos = ik > 0.0
-            safe = np.where(pos, ik, 1.0)
-            a_k = np.where(pos, gdk / safe, 0.0)  # d ln I / dV_D
-            b_k = np.where(pos, gsk / safe, 0.0)  # d ln I / dV_S
+            a_k, b_k = log_sensitivities(ik, gdk, gsk)  # d ln I / dV_D, d ln I / dV_S
             ua, va = _take(u, act, full), _take(v, act, full)
             u_new, v_new, i_m, res, sweeps = self._inner(ik, a_k, b_k, gdk, gsk, ua, va)
             inner_total += sweeps
@@ -469,8 +479,10 @@ class CircuitSolver:
             ua, va = _take(u, act, full), _take(v, act, full)
             x0 = None
             if split:  # predicted internal node: x + dx/dV_D dV_D + dx/dV_S dV_S
-                x0 = (_take(xint, act, full) - _take(dxd, act, full) * (ua - _take(u_anchor, act, full))
-                      + _take(dxs, act, full) * (va - _take(v_anchor, act, full)))
+                du = ua - _take(u_anchor, act, full)
+                dv = va - _take(v_anchor, act, full)
+                x0 = (_take(xint, act, full) - _take(dxd, act, full) * du
+                      + _take(dxs, act, full) * dv)
             out = self._iv_t(_take(wl_rb, act, full), self.v_bl - ua, self.v_sl + va, x0)
             i_k[..., act], gd[..., act], gs[..., act] = out[0], out[1], out[2]
             if split:

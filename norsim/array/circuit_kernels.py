@@ -22,6 +22,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+# The split-gate internal node's Newton iteration stops after a step below this: the root is
+# then known to ~ C step^2 with C = |g''| / 2|g'| <= 1 / V_DS(FG) (~1e5 /V for an off cell,
+# ~40 /V for a conducting one), i.e. to <= 1e-11 V, and the current is moved to it to first
+# order, so the remaining current error is far below the circuit solver's tolerance.
+INTERNAL_NODE_STEP_V = 1e-8
+
 
 @numba.njit(cache=True, inline="always")
 def _softplus_sigmoid_half(x):
@@ -173,7 +179,7 @@ def tile_iv(model, v_wl_rb, v_cg, v_d, v_s, v_th, x0=None, *, n=None, beta=None,
                     float(model.select_vth + sel.dvth) if split else 0.0,
                     float(sel.n) if split else 1.0, float(sel.beta) if split else 1.0,
                     float(sel.dibl_eta) if split else 0.0, int(model.max_iter),
-                    1e-12 * fg.u_t, *(outs if split else outs + [dummy] * 3))
+                    INTERNAL_NODE_STEP_V, *(outs if split else outs + [dummy] * 3))
     if split:
         return tuple(outs)
     return outs[0], outs[1], outs[2], None, None, None
@@ -245,7 +251,7 @@ def split_gate_warm(model, v_wl, v_cg, v_d, v_s, v_th, x0=None, *, n=None, beta=
     sel = model.sel
     _split_gate_warm_kernel(*flat, float(model.fg.alpha_g), float(model.fg.u_t),
                             float(model.select_vth + sel.dvth), float(sel.n), float(sel.beta),
-                            float(sel.dibl_eta), int(model.max_iter), 1e-12 * model.fg.u_t,
+                            float(sel.dibl_eta), int(model.max_iter), INTERNAL_NODE_STEP_V,
                             *out)
     return tuple(o.reshape(shape) for o in out)
 
@@ -374,3 +380,57 @@ def max_abs_diff_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.empty(a.shape[1])
     _max_abs_diff_kernel(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
     return out
+
+
+@numba.njit(cache=True)
+def _gather_levels_kernel(tab, inv, out):
+    rows, cols, _ = tab.shape
+    nb = inv.shape[0]
+    for r in range(rows):
+        for c in range(cols):
+            for k in range(nb):
+                out[r, c, k] = tab[r, c, inv[k, r]]
+
+
+def gather_levels(tab: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """out[r, c, k] = tab[r, c, inv[k, r]]: per-level tables (R, C, L) to a batch (R, C, B)
+    whose vector k has level inv[k, r] on row r."""
+    tab = np.ascontiguousarray(tab, dtype=np.float64)
+    inv = np.ascontiguousarray(inv, dtype=np.int64)
+    out = np.empty(tab.shape[:2] + (inv.shape[0],))
+    _gather_levels_kernel(tab, inv, out)
+    return out
+
+
+def gather_levels_reference(tab: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """NumPy twin of :func:`gather_levels`."""
+    idx = np.broadcast_to(inv.T[:, None, :], tab.shape[:2] + (inv.shape[0],))
+    return np.take_along_axis(tab, idx, axis=2)
+
+
+@numba.njit(cache=True)
+def _log_sensitivities_kernel(i, gd, gs, a, b):
+    for j in range(i.size):
+        if i[j] > 0.0:
+            a[j] = gd[j] / i[j]
+            b[j] = gs[j] / i[j]
+        else:
+            a[j] = 0.0
+            b[j] = 0.0
+
+
+def log_sensitivities(i, gd, gs):
+    """(d ln I / dV_D, d ln I / dV_S) = (gd / I, gs / I) where I > 0, else 0 (same shapes)."""
+    i, gd, gs = (np.ascontiguousarray(t, dtype=np.float64) for t in (i, gd, gs))
+    a = np.empty(i.shape)
+    b = np.empty(i.shape)
+    _log_sensitivities_kernel(i.reshape(-1), gd.reshape(-1), gs.reshape(-1), a.reshape(-1),
+                              b.reshape(-1))
+    return a, b
+
+
+def log_sensitivities_reference(i, gd, gs):
+    """NumPy twin of :func:`log_sensitivities`."""
+    pos = i > 0.0
+    safe = np.where(pos, i, 1.0)
+    return np.where(pos, gd / safe, 0.0), np.where(pos, gs / safe, 0.0)

@@ -68,13 +68,3 @@ class ArrayEvents:
                 "adc_conversions": dict(self.adc_conversions),
                 "shift_add_ops": dict(self.shift_add_ops), "buffer_bits": self.buffer_bits}
 
-
-def run_count(x: np.ndarray, nbits: int) -> np.ndarray:
-    """Number of runs of consecutive one-bits in the low ``nbits`` of each code."""
-    x = np.asarray(x, dtype=np.int64) & ((1 << nbits) - 1)
-    starts = x & ~(x << 1)
-    # popcount of small ints via a lookup table
-    table = np.array([bin(i).count("1") for i in range(1 << min(nbits, 16))], dtype=np.int64)
-    if nbits <= 16:
-        return table[starts]
-    return np.vectorize(lambda v: bin(int(v)).count("1"))(starts)

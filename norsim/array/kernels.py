@@ -434,11 +434,18 @@ def _rtn_kernel(xt, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10
                 if j != j0:
                     xr = xt[r]
                     cc = corr[c]
-                    for bb in range(b, end):
-                        xv = xr[bb]
-                        for k in range(nbits):
-                            idx = ((xv >> k) & 1) if bitserial else xv
-                            cc[bb * nbits + k] += d_tab[i, j, idx] - d_tab[i, j0, idx]
+                    if bitserial:
+                        dv0 = d_tab[i, j, 0] - d_tab[i, j0, 0]
+                        dv1 = d_tab[i, j, 1] - d_tab[i, j0, 1]
+                        for bb in range(b, end):
+                            xv = xr[bb]
+                            base = bb * nbits
+                            for k in range(nbits):
+                                cc[base + k] += dv1 if (xv >> k) & 1 else dv0
+                    else:
+                        for bb in range(b, end):
+                            xv = xr[bb]
+                            cc[bb] += d_tab[i, j, xv] - d_tab[i, j0, xv]
                 if e > nvec:
                     break
                 for t in range(ntrap):

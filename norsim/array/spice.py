@@ -67,7 +67,8 @@ def write_netlist(solver: CircuitSolver, wl_vector) -> SpiceArray:
     """Netlist of ``solver``'s tile for one word-line voltage vector (R,)."""
     wl = solver._check_wl(wl_vector)
     if wl.shape[0] != 1:
-        raise InputError("wl_vector", f"shape {np.shape(wl_vector)}", "one vector of word-line voltages")
+        raise InputError("wl_vector", f"shape {np.shape(wl_vector)}",
+                         "one vector of word-line voltages")
     wl = wl[0]
     cfg = solver.cfg
     w: WireConfig = solver.wires
@@ -121,10 +122,13 @@ def write_netlist(solver: CircuitSolver, wl_vector) -> SpiceArray:
             if model.cell_type == "split_gate":
                 sel = model.sel
                 x = f"x{r}_{c}"
-                lines.append(f"Bsel{r}_{c} {d} {x} I={_ekv_expr(sel, wl[r], model.select_vth + sel.dvth, 1.0, d, x)}")
-                lines.append(f"Bfg{r}_{c} {x} {s} I={_ekv_expr(fg, solver.v_cg, vth_t[r, c], fg.alpha_g, x, s)}")
+                i_sel = _ekv_expr(sel, wl[r], model.select_vth + sel.dvth, 1.0, d, x)
+                i_fg = _ekv_expr(fg, solver.v_cg, vth_t[r, c], fg.alpha_g, x, s)
+                lines.append(f"Bsel{r}_{c} {d} {x} I={i_sel}")
+                lines.append(f"Bfg{r}_{c} {x} {s} I={i_fg}")
             else:
-                lines.append(f"Bc{r}_{c} {d} {s} I={_ekv_expr(fg, wl[r], vth_t[r, c], fg.alpha_g, d, s)}")
+                i_c = _ekv_expr(fg, wl[r], vth_t[r, c], fg.alpha_g, d, s)
+                lines.append(f"Bc{r}_{c} {d} {s} I={i_c}")
     lines += [".op", ".end", ""]
     return SpiceArray(solver.vth, wl, "\n".join(lines), bl_nodes, sl_nodes, cols)
 
@@ -169,7 +173,8 @@ def read_raw(path: Path) -> dict:
             vals = np.array([float(t) for t in toks[1:1 + len(names)]])
             break
     if n_vars is None or len(vals) != len(names):
-        raise FileFormatError(f"{path}: raw file holds {len(vals)} values for {len(names)} variables")
+        raise FileFormatError(f"{path}: raw file holds {len(vals)} values for "
+                              f"{len(names)} variables")
     return dict(zip(names, vals))
 
 
@@ -199,8 +204,8 @@ def run_ngspice(netlist: str, *, ngspice: str | None = None, workdir: str | None
         wall = time.perf_counter() - t0
         log = proc.stdout + proc.stderr
         if proc.returncode != 0 or not raw.exists():
-            errs = [ln for ln in log.splitlines() if re.search(r"error|abort|fail|singular|converge",
-                                                              ln, re.I)]
+            pattern = re.compile(r"error|abort|fail|singular|converge", re.I)
+            errs = [ln for ln in log.splitlines() if pattern.search(ln)]
             msg = errs[-1].strip() if errs else (log.strip().splitlines() or ["no output"])[-1]
             raise ExternalToolError(f"ngspice failed (exit {proc.returncode}): {msg}")
         values = read_raw(raw)

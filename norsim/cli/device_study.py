@@ -148,15 +148,16 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
                zip(level, targets[level], res.target_vth, res.vth, vth_baked, rtn_prog,
                    rtn_baked, i_prog, i_baked, ret_cells.a_v, res.failed.astype(int)))
     summary = []
+
+    def mean_std(a):
+        return (float(np.mean(a)), float(np.std(a))) if a.size else (float("nan"), float("nan"))
+
     for k in range(nlev):
         s = level == k
-        ok = s & ~res.failed
-        row = [k, targets[k], float(np.mean(res.target_vth[s])),
-               float(np.mean(res.vth[ok])), float(np.std(res.vth[ok])),
-               float(np.mean(vth_baked[ok])), float(np.std(vth_baked[ok])),
-               float(np.mean(i_prog[ok])), float(np.std(i_prog[ok])),
-               float(np.mean(i_baked[ok])), float(np.std(i_baked[ok]))]
-        if k + 1 < nlev:
+        ok = s & ~res.failed  # statistics of the cells that reached their target
+        row = [k, targets[k], float(np.mean(res.target_vth[s])), *mean_std(res.vth[ok]),
+               *mean_std(vth_baked[ok]), *mean_std(i_prog[ok]), *mean_std(i_baked[ok])]
+        if k + 1 < nlev and ok.any() and ((level == k + 1) & ~res.failed).any():
             nxt = (level == k + 1) & ~res.failed
             mid = 0.5 * (targets[k] + targets[k + 1])
             row += [_overlap(i_prog[ok], i_prog[nxt]), _overlap(i_baked[ok], i_baked[nxt]),
@@ -178,7 +179,7 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
                  float(res.verifies.mean()), res.program_time_s, res.energy_j,
                  int(res.failed.sum()), bake_s, bake_t]])
     # figures
-    good = ~res.failed
+    good = ~res.failed if (~res.failed).any() else np.ones(level.shape, bool)
     for name, before, after, xlabel, log in (
             ("levels_vth.png", res.vth, vth_baked, "V_th (V, at the reference temperature)", False),
             ("levels_current.png", i_prog, i_baked, "read current (A)", True)):

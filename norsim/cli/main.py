@@ -20,6 +20,8 @@ SUBCOMMAND_MODULES = [
     "norsim.cli.plot",
     "norsim.cli.train",
     "norsim.cli.zoo",
+    "norsim.cli.report",
+    "norsim.cli.array_sweep",
 ]
 
 

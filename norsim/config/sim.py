@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from norsim.array.config import ArrayConfig
+from norsim.compensation.config import CompensationConfig
 from norsim.config.base import ConfigBase, param, section
+from norsim.cost.config import CostConfig
 from norsim.device.config import DeviceConfig
 from norsim.mapping.config import MappingConfig
 
@@ -20,6 +22,9 @@ class SimConfig(ConfigBase):
     device: DeviceConfig = section(DeviceConfig, "Floating-gate cell population.")
     array: ArrayConfig = section(ArrayConfig, "Array geometry and periphery.")
     mapping: MappingConfig = section(MappingConfig, "How a model is tiled onto arrays and run.")
+    compensation: CompensationConfig = section(CompensationConfig, "On-chip calibration, "
+                                               "drift and temperature compensation.")
+    cost: CostConfig = section(CostConfig, "Energy, latency and area model (norsim.cost).")
 
     def rng(self, *stream: int):
         """A numpy Generator for a named sub-stream (e.g. rng(tile_index, purpose_id))."""

@@ -87,6 +87,10 @@ def _make_hook(chip: Chip, rng: np.random.Generator, calibrate: bool,
         if not layer.analog:
             return ref.integer_matmul(cols, node)
         acc = _layer_matmul(layer, cols, rng, calibrate)
+        # --- compensation hook (norsim.compensation): re-calibrated requantisation affine
+        if getattr(layer, "acc_correction", None) is not None:
+            acc = layer.acc_correction(acc)
+        # --- end compensation hook
         if stats is not None:
             stats.setdefault(node.name, LayerStats()).add(ref.integer_matmul(cols, node), acc)
         return acc
@@ -103,6 +107,8 @@ def calibrate(chip: Chip, images: np.ndarray) -> None:
         x = ref.input_codes(chip.model, images)
         rng = chip.cfg.rng(_STREAM_CALIB)
         ref.run_reference(chip.model, x, matmul=_make_hook(chip, rng, True, None))
+    for tile in chip.tiles():  # event counts (cost model) cover only the images run later
+        tile.array.events.reset()
     chip.calibrated = True
 
 

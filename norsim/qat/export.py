@@ -32,8 +32,7 @@ def _matmul_node(q: QLayer, name: str, inp: str, in_scale: torch.Tensor,
                  out: tuple[int, bool, torch.Tensor] | None):
     w = q.op.weight.detach()
     cout = w.shape[0]
-    s_w32 = q.wq.scale().detach().to(torch.float32).expand(cout) if q.wq.per_channel \
-        else q.wq.scale().detach().to(torch.float32).expand(cout)
+    s_w32 = q.wq.scale().detach().to(torch.float32).expand(cout)   # per layer: repeated
     codes = q.wq.codes(w)                                   # code - zero point
     zp = None
     if not q.wq.symmetric:   # format: codes and zero points in two's complement [-2^(b-1), ..]

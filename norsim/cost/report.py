@@ -1,0 +1,118 @@
+"""Tables, JSON and the stacked-bar figure of a :class:`~norsim.cost.model.CostReport`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from norsim.cost.model import COMPONENTS, OPS_PER_MAC, CostReport, collect, estimate
+
+
+def _eng(v: float, unit: str) -> str:
+    """Engineering notation: 1.23 nJ, 45.6 us."""
+    if v == 0:
+        return f"0 {unit}"
+    if v != v or v in (float("inf"), float("-inf")):
+        return f"{v} {unit}"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
+                           (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f")):
+        if abs(v) >= factor:
+            return f"{v / factor:.3g} {prefix}{unit}"
+    return f"{v:.3g} {unit}"
+
+
+def cost_of_chip(chip, images: int, cfg=None, source: str = "evaluation images") -> CostReport:
+    """Cost of a chip that has run ``images`` images after calibration."""
+    cfg = cfg or chip.cfg
+    return estimate(collect(chip, images, source), cfg.cost)
+
+
+def cost_from_evaluation(rep: dict, cfg) -> CostReport:
+    """Cost of the first chip instance of a ``mapping.evaluate.evaluate(..., keep_chips=True)``
+    report (its tiles counted the evaluation images only). Drops the chips from ``rep``."""
+    chip = rep["instances"][0]["chip"]
+    out = cost_of_chip(chip, int(rep["images"]), cfg)
+    for inst in rep["instances"]:
+        inst.pop("chip", None)
+    return out
+
+
+def format_report(rep: CostReport) -> str:
+    """Per-layer and total energy by component, latency, area, TOPS/W, TOPS/mm^2, fps."""
+    d = rep.as_dict()
+    t = d["total"]
+    comps = [c for c in COMPONENTS if t["energy_by_component_j"][c] > 0]
+    head = (f"cost model: node {rep.node}, ADC model {rep.adc_model}; events counted on "
+            f"{rep.images} {rep.source}, normalised per image; "
+            f"TOPS count {OPS_PER_MAC} operations per MAC")
+    lines = [head, "",
+             "energy per image by component (J):",
+             f"{'layer':<10} {'where':>7} " + " ".join(f"{c:>10}" for c in comps) + f" {'total':>10}"]
+    for lc in d["layers"]:
+        lines.append(f"{lc['layer']:<10} {lc['where']:>7} "
+                     + " ".join(f"{lc['energy_j'][c]:>10.3e}" for c in comps)
+                     + f" {lc['energy_total_j']:>10.3e}")
+    lines.append(f"{'total':<10} {'':>7} " + " ".join(f"{t['energy_by_component_j'][c]:>10.3e}" for c in comps)
+                 + f" {t['energy_per_image_j']:>10.3e}")
+    lines += ["", f"{'layer':<10} {'MACs/img':>10} {'energy':>10} {'latency':>10} {'area':>10} "
+                  f"{'tiles':>5} {'util %':>6} {'TOPS/W':>7}"]
+    for lc in d["layers"]:
+        tw = lc["tops_per_w"]
+        lines.append(f"{lc['layer']:<10} {lc['macs_per_image']:>10.4g} {_eng(lc['energy_total_j'], 'J'):>10} "
+                     f"{_eng(lc['latency_s'], 's'):>10} {lc['area_mm2']:>7.3f} mm2 {lc['tiles']:>5} "
+                     f"{100 * lc['utilisation']:>6.1f} {'-' if tw is None else f'{tw:.3g}':>7}")
+    lines += [
+        "",
+        f"energy per image      : {_eng(t['energy_per_image_j'], 'J')}",
+        f"single-image latency  : {_eng(t['latency_single_image_s'], 's')} (layers in sequence)",
+        f"pipelined throughput  : {t['fps_pipelined']:.4g} frames/s (one image per slowest layer)",
+        f"power at that rate    : {_eng(t['power_w'], 'W')}",
+        f"area                  : {t['area_mm2']:.4g} mm2 (digital engine {t['digital_area_mm2']:.3g} mm2)",
+        f"efficiency            : {t['tops_per_w']:.4g} TOPS/W, {t['tops_per_mm2']:.4g} TOPS/mm2, "
+        f"{t['tops']:.4g} TOPS ({OPS_PER_MAC} ops per MAC)",
+        f"array utilisation     : {100 * t['utilisation']:.1f} %",
+        f"programming (separate): {_eng(d['programming']['time_s'], 's')}, "
+        f"{_eng(d['programming']['energy_j'], 'J')}"
+        + ("" if d["programming"]["energy_j"] > 0 else " (not simulated: mapping.programming = 'ideal')"),
+    ]
+    return "\n".join(lines)
+
+
+def format_summary(rows: list[tuple[str, CostReport]]) -> str:
+    """One markdown row per setting: energy/image, latency, fps, TOPS/W, area."""
+    lines = ["| setting | energy / image | latency (1 image) | frames/s (pipelined) | "
+             "TOPS/W (2 ops/MAC) | area mm2 |", "|---|---|---|---|---|---|"]
+    for label, r in rows:
+        lines.append(f"| {label} | {_eng(r.energy_per_image_j, 'J')} | {_eng(r.latency_single_s, 's')} | "
+                     f"{r.fps_pipelined:.4g} | {r.tops_per_w:.3g} | {r.area_mm2:.3g} |")
+    return "\n".join(lines)
+
+
+def plot_energy(rep: CostReport, path: str | Path) -> Path:
+    """Stacked bars: energy per image of each layer by component (and the total)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = [lc.name for lc in rep.layers] + ["total"]
+    tot = rep.energy_by_component_j
+    comps = [c for c in COMPONENTS if tot[c] > 0]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 3), 3.6))
+    bottom = np.zeros(len(names))
+    cmap = plt.get_cmap("tab20")
+    for i, c in enumerate(comps):
+        vals = np.array([lc.energy_j[c] for lc in rep.layers] + [tot[c]]) * 1e9
+        ax.bar(range(len(names)), vals, bottom=bottom, label=c, color=cmap(i))
+        bottom += vals
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("energy per image (nJ)")
+    ax.set_title(f"{rep.model_name}: {rep.tops_per_w:.3g} TOPS/W ({rep.node}, {rep.adc_model})",
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
