@@ -235,28 +235,32 @@ arrays (256 x 256, differential weight pairs, bit-serial inputs, 6-bit ADCs cali
 calibration images, never test images) and run over MNIST test images. Each non-ideality is
 moved away from the preset one at a time:
 
-* **V_th placement spread**: plain ISPP (no two-way tuning) with different staircase steps —
-  the spread comes out of the program-and-verify algorithm (sigma ≈ step/sqrt(12));
+* **V_th placement spread**: the tolerance of the two-way fine tuning that ends programming
+  (`device.programming.tune_tolerance_rel`, relative current error at which a cell is left
+  alone) — the spread comes out of the program-and-verify algorithm, not a hand-set sigma;
 * **read noise**: the mean RTN amplitude per trap (`device.noise.rtn_mean_v`; white and 1/f
   noise stay on);
 * **retention**: time since programming at 85 °C (`mapping.retention_time_s`);
 * **temperature**: the read temperature (`device.read.temperature_k`), with the chip
   programmed and its ADC ranges calibrated at 300 K.
 
-Every point is a fresh simulated chip (a seed: variation, programming, noise). The
-chip-to-chip spread needs several seeds; the test-sampling interval (Wilson, error bars) is
-shown separately. `NORSIM_QUICK=1` runs few images, one chip and two values per axis: its
-numbers show the mechanics, not converged accuracies.
+Every point is a simulated chip (a seed: variation, programming, noise), run twice on the
+same images: as programmed, and after the on-chip **compensation** of `norsim.compensation`
+(reference columns, per-column ADC gain/offset trim, adaptive read voltage, activation
+re-calibration), so the two curves are a paired comparison. The chip-to-chip spread needs
+several seeds; the test-sampling interval (Wilson, error bars) is shown separately.
+`NORSIM_QUICK=1` runs 32 images, one chip and two values per axis: its numbers show the
+mechanics and the large effects, not converged accuracies (one image is 3 points).
 '''),
     code(SETUP + '''
-import importlib.util
+import importlib.util, warnings
+warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm.auto in a kernel
 import norsim.zoo
 from norsim.data import load_dataset
-from norsim.mapping import engine
-from norsim.mapping.evaluate import evaluate_chip
+from norsim.mapping import engine, mapper
 from norsim.stats import wilson_interval
 
-IMAGES = 40 if QUICK else 2000
+IMAGES = 32 if QUICK else 2000
 CALIB = 16 if QUICK else 256
 SEEDS = [0] if QUICK else [0, 1, 2]
 YEAR = 365.25 * 24 * 3600.0
@@ -267,70 +271,106 @@ x, y, x_cal = test.x[:IMAGES], test.y[:IMAGES], calib.x[:CALIB]
 base = load_preset("nor40").with_overrides({"mapping.calibration_images": CALIB})
 ref_acc = float(np.mean(engine.reference_run(model, x)[1] == y))
 print(f"{IMAGES} test images, {CALIB} calibration images, seeds {SEEDS}; "
-      f"integer reference accuracy on these images: {100 * ref_acc:.2f} %")
-
-def accuracy(overrides, model=model):
-    """Top-1 accuracy of each chip instance (one per seed) at the preset + overrides."""
-    cfg = base.with_overrides(overrides)
-    return np.array([evaluate_chip(model, cfg.replace(seed=s), x, y, x_cal)["accuracy"]
-                     for s in SEEDS])'''),
+      f"integer reference accuracy on these images: {100 * ref_acc:.2f} %")'''),
     md('''
 ## Compensation and noise-aware training: what is available
 
-Two mitigations belong in this study: **compensation** (drift/temperature compensation of the
-read, `norsim/compensation/`) and **noise-aware training** (a zoo model trained with V_th
-noise injected, `norsim train --noise-sigma-vth-v`). The cell below looks for both and says
-what it found; the study uses whichever exists.
+The cell below looks for the compensation module and for a noise-aware zoo model (trained with
+V_th noise injected, `norsim train --noise-sigma-vth-v`) and says what it found; the study
+uses whichever exists.
 '''),
     code('''
 HAS_COMPENSATION = importlib.util.find_spec("norsim.compensation") is not None
+if HAS_COMPENSATION:
+    from norsim.compensation import compensate
+    COMP_ON = {"compensation.enabled": True, "compensation.gain_correction": "per_column",
+               "compensation.adaptive_read_voltage": True,
+               "compensation.activation_recalibration": True,
+               "compensation.recalibration_images": CALIB}
 noise_aware = [n for n in norsim.zoo.names() if n != "lenet-mnist-4b" and "noise" in n]
-print("compensation module (norsim.compensation):", "present" if HAS_COMPENSATION else
-      "NOT in this version of norsim: the curves below are without compensation only")
+print("compensation (norsim.compensation):", "present: each chip is also run compensated"
+      if HAS_COMPENSATION else "NOT in this version of norsim: results without compensation only")
 print("noise-aware zoo model:", noise_aware[0] if noise_aware else
       "NONE in the zoo yet: only the plain QAT model is evaluated")
 models = {"QAT": model}
 if noise_aware:
-    models["noise-aware QAT"] = norsim.zoo.load(noise_aware[0])'''),
+    models["noise-aware QAT"] = norsim.zoo.load(noise_aware[0])
+
+def accuracies(overrides, mdl):
+    """{"off": [...], "on": [...]} top-1 accuracy per chip (seed): one chip mapped and
+    calibrated, run as programmed, then compensated and run again on the same images."""
+    out = {"off": [], "on": []}
+    for s in SEEDS:
+        cfg = base.with_overrides({**overrides, "seed": s, "compensation.enabled": False})
+        chip = mapper.map_model(mdl, cfg)
+        engine.calibrate(chip, x_cal)
+        out["off"].append(np.mean(engine.run(chip, x).predictions == y))
+        if HAS_COMPENSATION:
+            chip.cfg = cfg.with_overrides(COMP_ON)
+            compensate(chip, x_cal)
+            out["on"].append(np.mean(engine.run(chip, x).predictions == y))
+    return {k: np.array(v) for k, v in out.items() if v}'''),
     code('''
-AXES = {
-    "V_th placement (plain ISPP step, V)": (
-        "device.programming.ispp_step_v", [0.05, 0.2] if QUICK else [0.02, 0.05, 0.1, 0.2],
-        {"device.programming.two_way_tuning": False}),
+AXES = {   # title: (field, values; the first value is the preset's)
+    "V_th placement (tuning tolerance, rel.)": (
+        "device.programming.tune_tolerance_rel", [0.01, 0.1] if QUICK else [0.01, 0.03, 0.1, 0.3]),
     "read noise (mean RTN amplitude, V)": (
-        "device.noise.rtn_mean_v", [0.002, 0.03] if QUICK else [0.0, 0.002, 0.01, 0.03], {}),
+        "device.noise.rtn_mean_v", [0.002, 0.03] if QUICK else [0.0, 0.002, 0.01, 0.03]),
     "retention at 85 C (years)": (
-        "mapping.retention_time_s", [0.0, 10.0] if QUICK else [0.0, 0.1, 1.0, 10.0], {}),
+        "mapping.retention_time_s", [0.0, 10.0] if QUICK else [0.0, 0.1, 1.0, 10.0]),
     "read temperature (K)": (
-        "device.read.temperature_k", [300.0, 358.0] if QUICK else [250.0, 300.0, 330.0, 358.0], {}),
+        "device.read.temperature_k", [300.0, 358.0] if QUICK else [250.0, 300.0, 330.0, 358.0]),
 }
-rows = []
+# the noise-aware model is evaluated on the axes it was trained for
+MODEL_AXES = {"QAT": list(AXES), "noise-aware QAT": list(AXES)[1:2] if QUICK else list(AXES)[:2]}
+
+def field_value(cfg, field):
+    for part in field.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+rows, nominal = [], {}
 for mname, mdl in models.items():
-    for title, (field, values, extra) in AXES.items():
+    for title in MODEL_AXES[mname]:
+        field, values = AXES[title]
         for v in values:
             value = v * YEAR if field == "mapping.retention_time_s" else v
             t = time.perf_counter()
-            acc = accuracy({**extra, field: value}, mdl)
+            if value == field_value(base, field):      # the preset itself: one chip set per model
+                if mname not in nominal:
+                    nominal[mname] = accuracies({}, mdl)
+                acc = nominal[mname]
+            else:
+                acc = accuracies({field: value}, mdl)
             rows.append((mname, title, v, acc))
-            print(f"{mname:>16} | {title:<38} {v:>7g}: accuracy {100 * acc.mean():6.2f} % "
-                  f"(chips: {', '.join(f'{100 * a:.1f}' for a in acc)}; {time.perf_counter() - t:.0f} s)")'''),
+            print(f"{mname:>15} | {title:<40} {v:>6g}: " + "; ".join(
+                f"{k} {100 * a.mean():6.2f} %" for k, a in acc.items())
+                + f"  ({time.perf_counter() - t:.0f} s)")'''),
     code('''
-fig, axs = plt.subplots(1, len(AXES), figsize=(3.3 * len(AXES), 3.3), sharey=True)
+fig, axs = plt.subplots(1, len(AXES), figsize=(3.3 * len(AXES), 3.4), sharey=True)
 for ax, title in zip(axs, AXES):
     for mname in models:
         sel = [r for r in rows if r[0] == mname and r[1] == title]
+        if not sel:
+            continue
         xs = np.array([r[2] for r in sel])
-        mean = np.array([r[3].mean() for r in sel])
-        sd = np.array([r[3].std(ddof=1) if r[3].size > 1 else 0.0 for r in sel])
-        lo_hi = np.array([wilson_interval(round(m * IMAGES), IMAGES) for m in mean])
-        line, = ax.plot(xs, 100 * mean, "o-", label=mname)
-        ax.fill_between(xs, 100 * (mean - sd), 100 * (mean + sd), alpha=0.2, color=line.get_color())
-        ax.errorbar(xs, 100 * mean, yerr=100 * np.abs(lo_hi.T - mean), fmt="none",
-                    ecolor=line.get_color(), capsize=3)
+        for mode, ls in (("off", "o-"), ("on", "s--")):
+            if mode not in sel[0][3]:
+                continue
+            accs = [r[3][mode] for r in sel]
+            mean = np.array([a.mean() for a in accs])
+            sd = np.array([a.std(ddof=1) if a.size > 1 else 0.0 for a in accs])
+            lo_hi = np.array([wilson_interval(round(m * IMAGES), IMAGES) for m in mean])
+            label = f"{mname}, {'compensated' if mode == 'on' else 'as programmed'}"
+            line, = ax.plot(xs, 100 * mean, ls, label=label)
+            ax.fill_between(xs, 100 * (mean - sd), 100 * (mean + sd), alpha=0.2,
+                            color=line.get_color())
+            ax.errorbar(xs, 100 * mean, yerr=100 * np.abs(lo_hi.T - mean), fmt="none",
+                        ecolor=line.get_color(), capsize=3)
     ax.axhline(100 * ref_acc, color="k", ls=":", lw=1, label="integer reference")
-    ax.set(xlabel=title, title=title.split(" (")[0])
+    ax.set(xlabel=title, title=title.split(" (")[0], ylim=(0, 102))
 axs[0].set_ylabel("top-1 accuracy (%)")
-axs[0].legend(fontsize=8)
+axs[0].legend(fontsize=7, loc="lower left")
 fig.suptitle(f"lenet-mnist-4b on nor40 arrays; {IMAGES} images, {len(SEEDS)} chip(s) per point "
              "(band: chip-to-chip sd; bars: 95 % test-sampling interval)", fontsize=9)
 fig.tight_layout()'''),
@@ -338,21 +378,21 @@ fig.tight_layout()'''),
 What the physics predicts, and what to look for in the curves:
 
 * **Placement spread** matters through the exponential I-V: in subthreshold a V_th error δ
-  is a current error of `δ alpha_G / (n U_T)` ≈ 1.8 % per mV at 300 K, so a 0.2 V staircase
-  without fine tuning leaves weight errors of tens of percent, while the preset's tuning keeps
-  them near its 1 % tolerance.
-* **Read noise** (RTN) enters the same way, but is drawn anew for every read and partly
-  averages out over the many cells of a column.
-* **Retention** is a *systematic* V_th loss: every programmed cell conducts more, the ADC
-  range calibrated on the fresh chip clips and the zero-weight cells start to leak. This is the
-  largest effect of the four for the preset's 10-year, 85 °C corner, and the one drift
-  compensation (re-calibration of the ADC ranges or read bias from reference cells) targets.
-* **Temperature** changes U_T (the subthreshold slope), V_th and mobility together, a gain
-  error common to a column; an ADC range calibrated at 300 K turns it into a scale error of
-  every layer's output.
+  is a current error of `δ alpha_G / (n U_T)`, about 1.8 % per mV at 300 K. A looser tuning
+  tolerance leaves each weight with a larger random error; no calibration can remove a random
+  per-cell error, so compensation helps little here.
+* **Read noise** (RTN) enters the same way but is drawn anew for every read; large RTN
+  amplitudes swamp the 10 nA level spacing, and again compensation cannot remove it.
+* **Retention** is a *systematic* V_th loss: every programmed cell conducts more (notebook 1:
+  several-fold after 10 years at 85 °C), the ADC range calibrated on the fresh chip clips, and
+  the off cells start to leak. This is the case the reference columns, the adaptive read
+  voltage and the gain trims are built for: they measure the drift through the periphery
+  at run conditions and undo the common part of it.
+* **Temperature** changes U_T, V_th and mobility together: again mostly a common gain error
+  that the reference columns track, plus a level-dependent part that remains.
 
-With `NORSIM_QUICK=1` (40 images, one chip) a single image is 2.5 points, so only large
-effects are resolved; run without it (2000 images, 3 chips) for the study itself.
+With `NORSIM_QUICK=1` (32 images, one chip) one image is 3 points, so only large effects are
+resolved; run without it (2000 images, 3 chips) for the study itself.
 '''),
     code(FOOTER),
 ]
@@ -543,7 +583,8 @@ conversions, shift-adds, buffer traffic), with the 40 nm technology parameters o
 images and two points per axis.
 '''),
     code(SETUP + '''
-import importlib.util
+import importlib.util, warnings
+warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm.auto in a kernel
 import norsim.zoo
 from norsim.data import load_dataset
 from norsim.mapping.evaluate import evaluate_chip

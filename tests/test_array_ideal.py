@@ -44,7 +44,7 @@ def test_ideal_chip_returns_the_integer_product(case):
     cfg = ideal_cfg(rows, 256, 24, extra)
     assert phys_cols_needed(cols, cfg.array.encoding) <= 256
     arr = NorArray.from_weights(w, cfg, rng)
-    assert arr.adc.step_a == cfg.array.encoding.i_lsb_a / (1 if inp == "bit_serial" else 2**ibits - 1)
+    assert arr.adc.step_a == cfg.device.levels.i_unit_a / (1 if inp == "bit_serial" else 2**ibits - 1)
     y = arr.matmul(x)
     np.testing.assert_array_equal(y, x @ w)
 
@@ -89,7 +89,7 @@ def test_moving_one_vth_moves_the_output_by_dI_dVth_times_delta():
     d_on = (i(r.v_select_on_v, v0 + h) - i(r.v_select_on_v, v0 - h)) / (2 * h)
     d_off = (i(r.v_select_off_v, v0 + h) - i(r.v_select_off_v, v0 - h)) / (2 * h)
     bits = (x[:, 4][:, None] >> np.arange(4)) & 1
-    expect = ((bits * d_on + (1 - bits) * d_off) * 2.0 ** np.arange(4)).sum(axis=1) * delta / cfg.array.encoding.i_lsb_a
+    expect = ((bits * d_on + (1 - bits) * d_off) * 2.0 ** np.arange(4)).sum(axis=1) * delta / cfg.device.levels.i_unit_a
     dy = y1 - y0
     assert np.all(np.abs(expect) > 0.05)  # well above the 24-bit ADC step (~1e-4)
     np.testing.assert_allclose(dy[:, 1], expect, rtol=0.01)

@@ -66,7 +66,7 @@ def _reference(cfg, arr, x_row, rng, rtn_gaussian=False):
         # the same ideal unsigned ADC: clips below zero (the nearly empty negative column)
         step, hi = arr.adc.step_a, arr.adc.hi
         cols.append(np.clip(np.floor(total / step + 0.5), 0, hi) * step)
-    return (cols[0] - cols[1]) / cfg.array.encoding.i_lsb_a
+    return (cols[0] - cols[1]) / cfg.device.levels.i_unit_a
 
 
 def _q999_tolerance(a, b):

@@ -61,10 +61,10 @@ def test_physical_range_step_is_a_whole_number_of_unit_currents():
     cfg = ideal_cfg(256, adc_bits=6)
     w = np.ones((256, 4), dtype=np.int64)
     arr = NorArray.from_weights(w, cfg, np.random.default_rng(0))
-    e = cfg.array.encoding
-    fs = 256 * (e.i_level0_a + 7 * e.i_lsb_a)
-    assert arr.adc.step_a == pytest.approx(np.ceil(fs / 63 / e.i_lsb_a) * e.i_lsb_a)
-    assert round(arr.adc.step_a / e.i_lsb_a, 9) == 29  # 1792.3 units / 63 codes -> 28.45 -> 29
+    lv = cfg.device.levels
+    fs = 256 * (lv.i_off_a + 7 * lv.i_unit_a)
+    assert arr.adc.step_a == pytest.approx(np.ceil(fs / 63 / lv.i_unit_a) * lv.i_unit_a)
+    assert round(arr.adc.step_a / lv.i_unit_a, 9) == 29  # 1792.3 units / 63 codes -> 28.45 -> 29
 
 
 def test_calibrated_range_is_required_then_fixed():
@@ -82,10 +82,10 @@ def test_calibrated_range_is_required_then_fixed():
     y = arr.matmul(big)
     assert arr.adc.step_a == step  # no per-batch re-fit
     # the big batch clips at full scale: every bit-plane at most 63 codes
-    assert np.all(y <= 63 * 15 * step / cfg.array.encoding.i_lsb_a)
+    assert np.all(y <= 63 * 15 * step / cfg.device.levels.i_unit_a)
     assert np.all(y < (big @ w))
     # the calibration batch itself is converted without clipping error beyond one step
-    assert np.max(np.abs(arr.matmul(small) - small @ w)) <= 15 * step / cfg.array.encoding.i_lsb_a
+    assert np.max(np.abs(arr.matmul(small) - small @ w)) <= 15 * step / cfg.device.levels.i_unit_a
 
 
 # ------------------------------------------------------------------------ encodings ----
@@ -160,8 +160,8 @@ def test_current_mirror_is_linear_in_deep_subthreshold_only():
     # shrink like sqrt(I / I_S))
     devs = [dev.max()]
     for i_lsb in (1e-9, 1e-10):
-        y, ideal = _single_cell_outputs("current_mirror", [f"array.encoding.i_lsb_a={i_lsb}",
-                                                           "array.encoding.i_level0_a=1e-13"])
+        y, ideal = _single_cell_outputs("current_mirror", [f"device.levels.i_unit_a={i_lsb}",
+                                                           "device.levels.i_off_a=1e-13"])
         devs.append(np.abs(y[1:] / ideal[1:] - 1).max())
     assert devs[0] > devs[1] > devs[2] and devs[2] < 0.02, devs
 

@@ -105,3 +105,19 @@ def test_gather_levels_and_log_sensitivities_equal_numpy():
     gd, gs = rng.normal(0, 1e-6, (2, 7, 3))
     for f, r in zip(log_sensitivities(i, gd, gs), log_sensitivities_reference(i, gd, gs)):
         np.testing.assert_array_equal(f, r)
+
+
+def test_local_model_lines_equals_numpy():
+    from norsim.array.circuit_kernels import local_model_lines, local_model_lines_reference
+
+    rng = np.random.default_rng(12)
+    shape, lines = (6, 5, 4), (3, 5, 4)
+    i_k = rng.uniform(-1e-9, 1e-6, shape)
+    a, b = rng.normal(0, 40.0, (2,) + shape)
+    gd, gs = rng.normal(0, 1e-6, (2,) + shape)
+    u, u_k = rng.normal(0, 1e-3, (2,) + shape)
+    v, v_k = rng.normal(0, 1e-3, (2,) + lines)
+    lr = np.arange(6) // 2
+    np.testing.assert_allclose(local_model_lines(i_k, a, b, gd, gs, u, v, u_k, v_k, lr),
+                               local_model_lines_reference(i_k, a, b, gd, gs, u, v, u_k, v_k, lr),
+                               rtol=1e-14, atol=0)

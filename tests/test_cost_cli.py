@@ -20,7 +20,8 @@ def model_path(tmp_path_factory):
     return str(p)
 
 
-FAST = ["--set", "mapping.programming='ideal'", "--set", "array.rows=64", "--set", "array.cols=64"]
+FAST = ["--set", "mapping.programming='ideal'", "--set", "array.rows=64", "--set", "array.cols=64",
+        "--set", "mapping.calibration_images=4"]
 
 
 def test_report_without_data_says_calibration(model_path, tmp_path, capsys):
@@ -57,16 +58,16 @@ def test_array_sweep_csv_and_tile_counts(model_path, tmp_path):
     out = tmp_path / "sweep"
     rc = main(["array-sweep", "--model", model_path, "--sizes", "32,64", "--limit", "3",
                "--ir-vectors", "2", "--circuit-max", "32", "--out", str(out),
-               "--set", "mapping.programming='ideal'"])
+               "--set", "mapping.programming='ideal'", "--set", "mapping.calibration_images=4"])
     assert rc == 0
     rows = list(csv.DictReader(open(out / "array_sweep.csv")))
     assert [int(r["size"]) for r in rows] == [32, 64]
-    # tiles: per layer ceil(in / N) row blocks x ceil(out / (N / 2)) column blocks
-    # (differential pairs: N/2 outputs per tile); LeNet: (25,6) (150,16) (400,120) (120,84) (84,10)
-    shapes = [(25, 6), (150, 16), (400, 120), (120, 84), (84, 10)]
+    # tiles: per layer ceil(in / N) row blocks x ceil(out / (N // p)) column blocks, p physical
+    # columns per output: 2 (differential 4-bit), 6 for the 8-bit layers (3 bit-sliced pairs)
+    shapes = [(25, 6, 6), (150, 16, 2), (400, 120, 2), (120, 84, 2), (84, 10, 6)]
     for r in rows:
         n = int(r["size"])
-        expect = sum(math.ceil(i / n) * math.ceil(o / (n // 2)) for i, o in shapes)
+        expect = sum(math.ceil(i / n) * math.ceil(o / (n // p)) for i, o, p in shapes)
         assert int(r["tiles"]) == expect
         assert float(r["energy_per_image_j"]) > 0 and float(r["area_mm2"]) > 0
     assert rows[0]["ir_drop_rel_circuit"] != "" and rows[1]["ir_drop_rel_circuit"] == ""

@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from norsim.array.circuit_config import WireConfig
-from norsim.array.circuit_kernels import (FactorSolver, gather_levels, local_model,
+from norsim.array.circuit_kernels import (FactorSolver, gather_levels, local_model_lines,
                                           log_sensitivities, max_abs_diff_cols,
                                           split_gate_warm, tile_iv)
 from norsim.errors import ConvergenceError, InputError
@@ -355,7 +355,8 @@ class CircuitSolver:
 
     # ------------------------------------------------------------------------ solve ----
     def _inner(self, i_k, a_k, b_k, gd, gs, u_k, v_k):
-        """Solve the local-model fixed point of one Newton step (batch-last arrays).
+        """Solve the local-model fixed point of one Newton step (batch-last arrays; the
+        source-line rises ``v`` per source-line node, (lines, C, B)).
 
         Cell currents follow i_model = i_k exp(a (u_k - u) + b (v - v_k)) (exact for an
         exponential cell; a = gd / i_k, b = gs / i_k since V_D falls by u - u_k and V_S rises
@@ -365,9 +366,12 @@ class CircuitSolver:
         """
         net, w = self.network, self.wires
         r, c, nb = i_k.shape
-        x = np.empty((2, r, c, nb))
-        x[0], x[1] = u_k, v_k
-        x = x.reshape(-1, nb)
+        lines = v_k.shape[0]
+        n_u = r * c
+        x = np.empty((n_u + lines * c, nb))
+        x[:n_u] = u_k.reshape(n_u, nb)
+        x[n_u:] = v_k.reshape(lines * c, nb)
+        lr = net.sl_line_of_row
         hist_dx, hist_df = [], []
         prev_x = prev_g = None
         res = np.full(nb, np.inf)
@@ -380,12 +384,11 @@ class CircuitSolver:
         mixing = w.anderson_depth > 0
         res_prev = np.full(nb, np.inf)
         for _ in range(w.solver_max_iter):
-            xx = x.reshape(2, r, c, nb)
-            local_model(i_k, a_k, b_k, gd, gs, xx[0], xx[1], u_k, v_k, out=i_m)
-            gx4 = np.empty((2, r, c, nb))
-            net.bl_drop_t(i_m, out=gx4[0])
-            net.sl_rise_t(i_m, out=gx4[1])
-            gx = gx4.reshape(-1, nb)
+            local_model_lines(i_k, a_k, b_k, gd, gs, x[:n_u].reshape(r, c, nb),
+                              x[n_u:].reshape(lines, c, nb), u_k, v_k, lr, out=i_m)
+            gx = np.empty_like(x)
+            net.bl_drop_t(i_m, out=gx[:n_u])
+            gx[n_u:] = net.sl_line_rise_t(i_m).reshape(lines * c, nb)
             sweeps += 1
             if mixing:
                 if prev_x is not None:
@@ -414,8 +417,8 @@ class CircuitSolver:
                 break
         # (drops, currents) satisfy the wire network exactly (drops = G^-1 currents); the
         # currents are the local model at drops that differ from these by <= res
-        xx = x.reshape(2, r, c, nb)
-        return np.ascontiguousarray(xx[0]), np.ascontiguousarray(xx[1]), i_m, res, sweeps
+        return (np.ascontiguousarray(x[:n_u]).reshape(r, c, nb),
+                np.ascontiguousarray(x[n_u:]).reshape(lines, c, nb), i_m, res, sweeps)
 
     def solve(self, wl_voltages_batch) -> CircuitResult:
         """Solve the tile for a batch of word-line voltage vectors (B, R) or one (R,).
@@ -444,10 +447,13 @@ class CircuitSolver:
         split = nom[3] is not None
         if split:  # internal node and its sensitivities at the anchor of each Newton step
             xint, dxd, dxs = nom[3:]
+        net = self.network
+        lines = r if net.layout == "cols" else net.n_sl_lines  # source-line node rows
+        lr = net.sl_line_of_row
         u = np.zeros((r, c, nb))
-        v = np.zeros((r, c, nb))
+        v = np.zeros((lines, c, nb))  # source-line rise per source-line node
         u_anchor = np.zeros((r, c, nb))
-        v_anchor = np.zeros((r, c, nb))
+        v_anchor = np.zeros((lines, c, nb))
         i_fin = i_nom  # replaced by step 1 (every vector is active in step 1)
         iterations = np.zeros(nb, dtype=np.int64)
         done = np.zeros(nb, dtype=bool)
@@ -478,16 +484,23 @@ class CircuitSolver:
             full = act.size == nb
             ua, va = _take(u, act, full), _take(v, act, full)
             x0 = None
+            va_cells = va[lr]
             if split:  # predicted internal node: x + dx/dV_D dV_D + dx/dV_S dV_S
                 du = ua - _take(u_anchor, act, full)
-                dv = va - _take(v_anchor, act, full)
+                dv = va_cells - _take(v_anchor, act, full)[lr]
                 x0 = (_take(xint, act, full) - _take(dxd, act, full) * du
                       + _take(dxs, act, full) * dv)
-            out = self._iv_t(_take(wl_rb, act, full), self.v_bl - ua, self.v_sl + va, x0)
-            i_k[..., act], gd[..., act], gs[..., act] = out[0], out[1], out[2]
-            if split:
-                xint[..., act], dxd[..., act], dxs[..., act] = out[3], out[4], out[5]
-                u_anchor[..., act], v_anchor[..., act] = ua, va
+            out = self._iv_t(_take(wl_rb, act, full), self.v_bl - ua, self.v_sl + va_cells, x0)
+            if full:  # rebind instead of copying
+                i_k, gd, gs = out[:3]
+                if split:
+                    xint, dxd, dxs = out[3:]
+                    u_anchor, v_anchor = ua, va
+            else:
+                i_k[..., act], gd[..., act], gs[..., act] = out[0], out[1], out[2]
+                if split:
+                    xint[..., act], dxd[..., act], dxs[..., act] = out[3], out[4], out[5]
+                    u_anchor[..., act], v_anchor[..., act] = ua, va
         else:
             bad = int(np.flatnonzero(~done)[0])
             raise ConvergenceError(
@@ -501,7 +514,7 @@ class CircuitSolver:
         bt = lambda a: np.moveaxis(a, -1, 0)  # noqa: E731  (R, C, B) -> (B, R, C) view
         return CircuitResult(column_currents=col_cur, ideal_column_currents=ideal_cols,
                              cell_currents=bt(i_fin), bl_node_v=bt(self.v_bl - u),
-                             sl_node_v=bt(self.v_sl + v), bl_drop=bt(u), sl_drop=bt(v),
+                             sl_node_v=bt(self.v_sl + v[lr]), bl_drop=bt(u), sl_drop=bt(v[lr]),
                              iterations=iterations, inner_iterations=inner_total)
 
     # --------------------------------------------------------------- IR-drop split ----

@@ -434,3 +434,37 @@ def log_sensitivities_reference(i, gd, gs):
     pos = i > 0.0
     safe = np.where(pos, i, 1.0)
     return np.where(pos, gd / safe, 0.0), np.where(pos, gs / safe, 0.0)
+
+
+@numba.njit(cache=True)
+def _local_model_lines_kernel(i_k, a_k, b_k, gd, gs, u, v, u_k, v_k, line_of_row, out):
+    rows, cols, nb = i_k.shape
+    for r in range(rows):
+        ln = line_of_row[r]
+        for c in range(cols):
+            for k in range(nb):
+                du = u_k[r, c, k] - u[r, c, k]
+                dv = v[ln, c, k] - v_k[ln, c, k]
+                ik = i_k[r, c, k]
+                if ik > 0.0:
+                    out[r, c, k] = ik * np.exp(min(a_k[r, c, k] * du + b_k[r, c, k] * dv, 50.0))
+                else:
+                    out[r, c, k] = ik + gd[r, c, k] * du + gs[r, c, k] * dv
+
+
+def local_model_lines(i_k, a_k, b_k, gd, gs, u, v, u_k, v_k, line_of_row, out=None):
+    """:func:`local_model` with the source-line rise given per source-line node:
+    ``v``, ``v_k`` (lines, C, B), cell row r on line ``line_of_row[r]``; others (R, C, B)."""
+    out = np.empty(np.shape(i_k)) if out is None else out
+    if not out.flags.c_contiguous:
+        raise ValueError("local_model_lines: out must be C-contiguous")
+    arrs = [np.ascontiguousarray(a, dtype=np.float64) for a in (i_k, a_k, b_k, gd, gs, u, v,
+                                                                 u_k, v_k)]
+    _local_model_lines_kernel(*arrs, np.ascontiguousarray(line_of_row, dtype=np.int64), out)
+    return out
+
+
+def local_model_lines_reference(i_k, a_k, b_k, gd, gs, u, v, u_k, v_k, line_of_row):
+    """NumPy twin of :func:`local_model_lines`."""
+    lr = np.asarray(line_of_row)
+    return local_model_reference(i_k, a_k, b_k, gd, gs, u, v[lr], u_k, v_k[lr])

@@ -42,11 +42,6 @@ class EncodingConfig(ConfigBase):
         "before one signed conversion).", choices=("digital", "analog"))
     bits_per_cell: int = param(1, "Bits of weight magnitude stored per cell when "
                                "weight_scheme = 'bit_sliced'.", lo=1, hi=8)
-    i_lsb_a: float = param(1.0e-8, "Cell current step per weight level at the nominal read "
-                           "bias (level L conducts i_level0_a + L i_lsb_a).", unit="A",
-                           lo=0.0, hi=1.0e-4, lo_open=True)
-    i_level0_a: float = param(1.0e-11, "Current of a cell at level 0 (weight zero) at the "
-                              "nominal read bias.", unit="A", lo=0.0, hi=1.0e-6)
 
     def _check_consistency(self, prefix: str) -> None:
         if self.weight_scheme == "bit_sliced" and self.bits_per_cell > self.weight_bits - 1:

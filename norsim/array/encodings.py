@@ -7,7 +7,7 @@ columns) and the conversion channels. A channel converts the current of one phys
 added with coefficient ``coef`` to logical column ``tgt`` (``-1``: to every logical column,
 used by the shared reference column of the offset encoding). With ideal cells,
 
-    sum_h coef_h * (I_pos_h - I_neg_h) / i_lsb = x @ w      (exactly, level-0 currents cancel).
+    sum_h coef_h * (I_pos_h - I_neg_h) / i_unit = x @ w      (exactly, level-0 currents cancel).
 """
 
 from __future__ import annotations
@@ -121,9 +121,9 @@ def phys_cols_needed(n_logical: int, enc: EncodingConfig) -> int:
     return 2 * n_logical * n_sl
 
 
-def level_currents(levels: np.ndarray, enc: EncodingConfig) -> np.ndarray:
-    """Target read current of each level: i_level0 + L i_lsb."""
-    return enc.i_level0_a + levels * enc.i_lsb_a
+def level_currents(levels: np.ndarray, lv) -> np.ndarray:
+    """Target read current of each level (``device.levels``): i_off + L i_unit."""
+    return lv.i_off_a + levels * lv.i_unit_a
 
 
 def check_codes(x, rows: int, bits: int, name: str = "x_codes") -> np.ndarray:
@@ -163,9 +163,9 @@ def multi_level_amplitudes(cell, enc: EncodingConfig, dac) -> np.ndarray:
 
 def mirror_amplitudes(cell, enc: EncodingConfig) -> np.ndarray:
     """Gate amplitude per code for 'current_mirror': the row's reference cell (programmed to
-    i_level0 + i_lsb at nominal bias) carries code / max x (i_level0 + i_lsb)."""
+    i_off + i_unit at nominal bias) carries code / max x (i_off + i_unit)."""
     xmax = (1 << enc.input_bits) - 1
-    i_full = enc.i_level0_a + enc.i_lsb_a
+    i_full = cell.device.levels.i_off_a + cell.device.levels.i_unit_a
     vth_ref = cell.vth_for_current(np.array([i_full]))[0]
     codes = np.arange(1, xmax + 1)
     amp = np.empty(xmax + 1)

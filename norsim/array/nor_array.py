@@ -80,7 +80,8 @@ class NorArray:
         self.nbits_in = enc.input_bits
         self.xmax = (1 << enc.input_bits) - 1
         self.cycles = self.nbits_in if self.bitserial else 1
-        self.unit_a = enc.i_lsb_a if self.bitserial else enc.i_lsb_a / self.xmax
+        i_unit = cfg.device.levels.i_unit_a
+        self.unit_a = i_unit if self.bitserial else i_unit / self.xmax
         self._rng = rng.spawn(1)[0]
 
         scale = np.ones_like(vth) if current_scale is None else self._check_scale(current_scale)
@@ -122,7 +123,7 @@ class NorArray:
 
         ``vth_map`` (rows_used x physical columns): any V_th map (programmed, measured, with
         variation); default: ideal placement, each cell at the V_th giving its level's
-        target current ``i_level0_a + L i_lsb_a`` at the nominal read bias.
+        target current ``i_off_a + L i_unit_a`` (``device.levels``) at the nominal read bias.
         ``current_scale``: optional per-cell multiplicative current factor (e.g. beta
         variation). Physical columns are laid out as ``encodings.encode_weights`` says.
         """
@@ -137,7 +138,7 @@ class NorArray:
                              f"weight_scheme '{acfg.encoding.weight_scheme}'")
         if vth_map is None:
             cell = ArrayCell(cfg.device, acfg.sense.clamp_gain)
-            targets = enc_mod.level_currents(np.arange(layout.max_level + 1), acfg.encoding)
+            targets = enc_mod.level_currents(np.arange(layout.max_level + 1), cfg.device.levels)
             vth_levels = cell.vth_for_current(targets)
             vth_map = vth_levels[layout.levels]
         return cls(cfg, layout, vth_map, rng, current_scale=current_scale, precision=precision)
@@ -206,10 +207,10 @@ class NorArray:
 
     def physical_full_scale(self) -> float:
         """Largest reading a conversion can see: all array rows on at the top level (A)."""
-        e = self.cfg.array.encoding
-        top = e.i_level0_a + self.layout.max_level * e.i_lsb_a
+        lv = self.cfg.device.levels
+        top = lv.i_off_a + self.layout.max_level * lv.i_unit_a
         if self.adc.signed:
-            return self.cfg.array.rows * (top - e.i_level0_a)
+            return self.cfg.array.rows * (top - lv.i_off_a)
         return self.cfg.array.rows * top
 
     # ------------------------------------------------------------------ the analog path ----

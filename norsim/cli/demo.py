@@ -54,10 +54,16 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows, reports = [], {}
+    from norsim.cost.report import cost_from_evaluation, format_summary
+
+    costs = []
     for label, c, n_seeds in scenarios(cfg):
         n_seeds = n_seeds or args.seeds
-        rep = evaluate(model, c, x, y, x_cal, seeds=range(c.seed, c.seed + n_seeds))
+        rep = evaluate(model, c, x, y, x_cal, seeds=range(c.seed, c.seed + n_seeds),
+                       keep_chips=True)
+        costs.append((label, cost_from_evaluation(rep, c)))
         reports[label] = jsonable(rep)
+        reports[label]["cost"] = costs[-1][1].as_dict()
         if not rows:
             ref = rep["reference"]
             rows.append(("integer reference", ref["accuracy"], None, None, None, 1))
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
                      d["paired_bootstrap_95"], n_seeds))
     seconds = time.perf_counter() - t0
     table = format_table(rows, len(y), model.name)
+    table += "\n\nenergy, latency, area per image (norsim.cost, first chip instance):\n\n" + format_summary(costs)
     print(table)
     print(f"\n({seconds:.1f} s; model {args.model}; figure and JSON in {out})")
     (out / "table.md").write_text(table + "\n")

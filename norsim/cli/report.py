@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def calibration_batch(model, n: int, data_dir: str | None, rng: np.random.Generator):
-    """(calibration images, event images, description) without a test set."""
+def calibration_batch(model, n: int, n_cal: int, data_dir: str | None, rng: np.random.Generator):
+    """(``n_cal`` calibration images, ``n`` event images, description) without a test set:
+    two disjoint parts of the calibration split."""
     from norsim.data import load_dataset
 
     c, h, w = model.input.shape
@@ -43,13 +44,13 @@ def calibration_batch(model, n: int, data_dir: str | None, rng: np.random.Genera
     if name is not None:
         try:
             x = load_dataset(name, "calib", data_dir=data_dir).x
-            k = min(len(x) // 2, 256)
+            k = min(len(x) // 2, n_cal)
             return x[:k], x[k:k + n], f"{name} calibration images (no data set given)"
         except NorsimError:
             pass
     shape = (h, w) if c == 1 else (h, w, c)
-    x = rng.integers(0, 256, size=(256 + n,) + shape, dtype=np.uint8)
-    return x[:256], x[256:], "seeded random images (no data set given, none available)"
+    x = rng.integers(0, 256, size=(n_cal + n,) + shape, dtype=np.uint8)
+    return x[:n_cal], x[n_cal:], "seeded random images (no data set given, none available)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         x_cal = x_cal[:cfg.mapping.calibration_images]
         source = f"{args.data} test images"
     else:
-        x_cal, x, source = calibration_batch(model, args.limit, args.data_dir,
-                                             cfg.rng(_STREAM_SYNTHETIC))
+        x_cal, x, source = calibration_batch(model, args.limit, cfg.mapping.calibration_images,
+                                             args.data_dir, cfg.rng(_STREAM_SYNTHETIC))
         y = None
     chip = mapper.map_model(model, cfg)
     engine.calibrate(chip, x_cal)

@@ -93,10 +93,16 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise InputError("--seeds", args.seeds, "at least 1")
     rep = evaluate(model, cfg, x, y, x_cal[:cfg.mapping.calibration_images],
-                   seeds=range(cfg.seed, cfg.seed + args.seeds), progress=not args.no_progress)
+                   seeds=range(cfg.seed, cfg.seed + args.seeds), progress=not args.no_progress,
+                   keep_chips=True)
+    from norsim.cost.report import cost_from_evaluation, format_report as format_cost
+
+    cost = cost_from_evaluation(rep, cfg)  # energy/latency/area of seed cfg.seed's chip
     print(format_report(rep))
+    print("\n" + format_cost(cost))
     if args.json_out:
         out = jsonable(rep)
+        out["cost"] = cost.as_dict()
         out["config"] = cfg.to_dict()
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(out, indent=1))

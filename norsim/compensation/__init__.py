@@ -2,6 +2,7 @@
 retention drift correction, adaptive read voltage, temperature tracking, refresh and
 activation re-calibration. See ``norsim.compensation.core`` and docs/compensation.md."""
 
+import norsim.config  # noqa: F401  (the config root first: it imports our section)
 from norsim.compensation.config import CompensationConfig
 
 __all__ = ["CompensationConfig", "CompensationCost", "attach_references", "compensate",

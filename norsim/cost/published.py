@@ -112,7 +112,7 @@ DESIGNS: dict[str, Design] = {
         source="hyundaimib.com / electropages 2021 / mythic-ai.com; research notes 4.1",
         overrides={"cost.node": "40nm", "array.rows": 1024, "array.cols": 2048,
                    "array.encoding.weight_bits": 8, "array.encoding.input_bits": 8,
-                   "array.encoding.i_lsb_a": 7.0e-8 / 127,
+                   "device.levels.i_unit_a": 7.0e-8 / 127,
                    "device.read.t_read_s": 7.3e-7},
         n_tiles=76, active_tiles=76, scope=SYSTEM,
         headline=Figure("tops", 26.0, "TOPS", "vendor claim", "26 TOPS (INT8)"),

@@ -1,7 +1,7 @@
 """Weight levels of one cell: target read currents, the nominal read bias and target V_th.
 
-Level 0 (weight zero) is a deeply programmed, off cell verified at ``i_off_a``; level L > 0 is
-programmed to ``L * i_unit_a`` at the read bias (signed 4-bit weights on differential pairs:
+Level L is programmed to ``i_off_a + L * i_unit_a`` at the read bias (level 0, weight zero,
+is a deeply programmed, nearly off cell; the same currents the array layer assumes) (signed 4-bit weights on differential pairs:
 8 levels, |w| <= 7).
 """
 
@@ -38,8 +38,7 @@ def read_bias(device: DeviceConfig) -> ReadBias:
 def level_currents(levels: LevelsConfig) -> np.ndarray:
     """Target read currents (A) of levels 0..levels_per_cell-1."""
     k = np.arange(levels.levels_per_cell, dtype=np.float64)
-    out = k * levels.i_unit_a
-    out[0] = levels.i_off_a
+    out = levels.i_off_a + k * levels.i_unit_a
     if levels.i_off_a >= levels.i_unit_a:
         raise InputError("device.levels.i_off_a", levels.i_off_a,
                          f"a current below i_unit_a ({levels.i_unit_a:g} A)")

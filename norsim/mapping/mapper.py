@@ -144,7 +144,7 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     dev = cfg.device
     enc = cfg.array.encoding
     layout = enc_mod.encode_weights(w_block, enc)
-    i_target = enc_mod.level_currents(layout.levels, enc)
+    i_target = enc_mod.level_currents(layout.levels, dev.levels)
     # program at the programming temperature, read at the operating temperature
     prog_dev = dataclasses.replace(dev, read=dataclasses.replace(
         dev.read, temperature_k=mcfg.program_temperature_k))

@@ -96,3 +96,35 @@ def recovery_study(plain: QuantModel, aware: QuantModel, cfg: SimConfig, images,
                                                100 * float(np.quantile(boots, 0.975))],
             "recovery_ci95_t_over_seeds_points": [100 * (float(d_seed.mean()) - half),
                                                   100 * (float(d_seed.mean()) + half)]}
+
+
+def main(argv=None) -> int:
+    """``python -m norsim.qat.noise_study --plain A.npz --aware B.npz --sigma-vth-v 0.035``:
+    the recovery study on the embedded MNIST test images, one JSON line."""
+    import argparse
+    import json
+    import time
+
+    from norsim.config.presets import load_preset
+    from norsim.data.embedded import load_embedded_mnist
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--plain", required=True, help="QuantModel of the plain 4-bit model")
+    ap.add_argument("--aware", required=True, help="QuantModel of the noise-aware model")
+    ap.add_argument("--sigma-vth-v", type=float, required=True)
+    ap.add_argument("--images", type=int, default=2000, help="first N test images")
+    ap.add_argument("--seeds", type=int, default=5, help="chip seeds 0..N-1")
+    ap.add_argument("--preset", default="nor40")
+    a = ap.parse_args(argv)
+    x, y = load_embedded_mnist("test")
+    xc, _ = load_embedded_mnist("calib")
+    t0 = time.perf_counter()
+    r = recovery_study(QuantModel.load(a.plain), QuantModel.load(a.aware), load_preset(a.preset),
+                       x[:a.images], y[:a.images], xc[:64], a.sigma_vth_v, tuple(range(a.seeds)))
+    r.update(plain=a.plain, aware=a.aware, seconds=round(time.perf_counter() - t0, 1))
+    print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

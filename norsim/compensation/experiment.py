@@ -1,0 +1,152 @@
+"""Compensation on/off study: accuracy after a retention bake and across temperature.
+
+For every condition and chip instance (seed) the chip is mapped once, its ADC ranges are set
+from calibration images at run conditions (the engine's normal flow), it is run with
+compensation off, then the compensation steps run on the same chip and it is run again. Each
+result is paired (same images, same chip instance) with the fresh, 300 K, uncompensated chip
+and with the integer reference.
+
+    python -m norsim.compensation.experiment --images 200 --seeds 5 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from norsim.compensation import core
+from norsim.stats import paired_compare, seed_spread
+
+TEN_YEARS_S = 3.156e8
+
+CONDITIONS = {
+    "fresh_300K": {},
+    "bake_10y_85C": {"mapping.retention_time_s": TEN_YEARS_S, "mapping.retention_temperature_k": 358.0},
+    "read_233K": {"device.read.temperature_k": 233.0},
+    "read_358K": {"device.read.temperature_k": 358.0},
+    "bake_10y_85C_read_358K": {"mapping.retention_time_s": TEN_YEARS_S,
+                               "mapping.retention_temperature_k": 358.0,
+                               "device.read.temperature_k": 358.0},
+}
+
+COMPENSATION_ON = {"compensation.enabled": True, "compensation.gain_correction": "per_column",
+                   "compensation.adaptive_read_voltage": True,
+                   "compensation.activation_recalibration": True}
+
+_STREAM_BOOT = 404
+
+
+def run_condition(model, cfg, images, labels, calib, seed: int, overrides: dict,
+                  on_overrides: dict) -> dict:
+    from norsim.mapping import engine, mapper
+
+    c_off = cfg.with_overrides({**overrides, "seed": int(seed), "compensation.enabled": False})
+    t0 = time.perf_counter()
+    chip = mapper.map_model(model, c_off)
+    engine.calibrate(chip, calib[:c_off.mapping.calibration_images])
+    off = engine.run(chip, images)
+    chip.cfg = c_off.with_overrides(on_overrides)
+    state = core.compensate(chip, calib)
+    on = engine.run(chip, images)
+    return {
+        "seed": int(seed),
+        "off": off.predictions == labels, "on": on.predictions == labels,
+        "snr_off_db": {k: v.snr_db for k, v in off.layer_stats.items()},
+        "snr_on_db": {k: v.snr_db for k, v in on.layer_stats.items()},
+        "cost": {c.name: c.as_dict() for c in state.costs},
+        "log": state.log, "seconds": time.perf_counter() - t0,
+    }
+
+
+def summarise(results: dict, ref_correct: np.ndarray, cfg) -> dict:
+    """Per condition: accuracy on/off over seeds, paired differences vs fresh 300 K off."""
+    base = {r["seed"]: r["off"] for r in results["fresh_300K"]}
+    out = {}
+    for name, rows in results.items():
+        row = {}
+        for mode in ("off", "on"):
+            accs = np.array([r[mode].mean() for r in rows])
+            pairs = [paired_compare(base[r["seed"]], r[mode], cfg.rng(_STREAM_BOOT, r["seed"]),
+                                    n_boot=1000) for r in rows]
+            diff = np.mean([r[mode] for r in rows], axis=0) - np.mean([base[r["seed"]] for r in rows], axis=0)
+            boots = diff[cfg.rng(_STREAM_BOOT).integers(0, diff.size, (1000, diff.size))].mean(axis=1)
+            snr = {k: float(np.mean([r[f"snr_{mode}_db"][k] for r in rows]))
+                   for k in rows[0][f"snr_{mode}_db"]}
+            row[mode] = {"accuracy_mean": float(accs.mean()), "per_seed": accs.tolist(),
+                         "spread": seed_spread(accs),
+                         "vs_fresh_300K": {"mean": float(diff.mean()),
+                                           "bootstrap_95": np.quantile(boots, [0.025, 0.975]).tolist(),
+                                           "mcnemar_p": [p.mcnemar_p for p in pairs]},
+                         "vs_reference": float(accs.mean() - ref_correct.mean()),
+                         "snr_db": snr}
+        row["cost_first_seed"] = rows[0]["cost"]
+        row["log_first_seed"] = rows[0]["log"]
+        out[name] = row
+    return out
+
+
+def markdown_table(summary: dict) -> str:
+    lines = ["| condition | comp. off % | off - fresh (95% CI) pts | comp. on % | on - fresh (95% CI) pts | "
+             "min McNemar p (on) | worst-layer SNR off / on dB |", "|---|---|---|---|---|---|---|"]
+    for name, row in summary.items():
+        cells = [name]
+        for mode in ("off", "on"):
+            r = row[mode]
+            d = r["vs_fresh_300K"]
+            cells.append(f"{100 * r['accuracy_mean']:.2f} (sd {100 * r['spread']['std']:.2f})")
+            cells.append(f"{100 * d['mean']:+.2f} ({100 * d['bootstrap_95'][0]:+.2f} to "
+                         f"{100 * d['bootstrap_95'][1]:+.2f})")
+        cells.append(f"{min(row['on']['vs_fresh_300K']['mcnemar_p']):.3g}")
+        cells.append(f"{min(row['off']['snr_db'].values()):.1f} / {min(row['on']['snr_db'].values()):.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="zoo:lenet-mnist-4b")
+    p.add_argument("--preset", default="nor40")
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--calib", type=int, default=96, help="calibration images (ADC ranges, re-calibration)")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--conditions", default=",".join(CONDITIONS))
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    from norsim.cli.run import load_model
+    from norsim.config.presets import load_preset
+    from norsim.data import load_dataset
+    from norsim.mapping import engine
+
+    model = load_model(a.model)
+    cfg = load_preset(a.preset).with_overrides({"mapping.calibration_images": a.calib,
+                                                "compensation.recalibration_images": a.calib})
+    test, cal = load_dataset("mnist", "test"), load_dataset("mnist", "calib")
+    x, y = test.x[:a.images], test.y[:a.images].astype(np.int64)
+    _, ref_pred = engine.reference_run(model, x)
+    ref_correct = ref_pred == y
+    results = {}
+    for name in a.conditions.split(","):
+        results[name] = []
+        for s in range(a.seeds):
+            r = run_condition(model, cfg, x, y, cal.x, s, CONDITIONS[name], COMPENSATION_ON)
+            results[name].append(r)
+            print(f"{name} seed {s}: off {100 * r['off'].mean():.1f} on {100 * r['on'].mean():.1f} "
+                  f"({r['seconds']:.0f} s)", flush=True)
+            if a.json:
+                part = summarise(results, ref_correct, cfg) if "fresh_300K" in results else {}
+                with open(a.json, "w") as f:
+                    json.dump({"images": a.images, "seeds": a.seeds, "calib": a.calib,
+                               "reference_accuracy": float(ref_correct.mean()),
+                               "compensation_on": COMPENSATION_ON, "summary": part}, f, indent=1,
+                              default=float)
+    summary = summarise(results, ref_correct, cfg)
+    print(f"integer reference: {100 * ref_correct.mean():.2f} % on {a.images} images")
+    print(markdown_table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
