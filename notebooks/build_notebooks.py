@@ -296,24 +296,35 @@ models = {"QAT": model}
 if noise_aware:
     models["noise-aware QAT"] = norsim.zoo.load(noise_aware[0])
 
+COMP_ERROR = None   # set if the compensation module fails on this version of norsim
+
 def accuracies(overrides, mdl):
     """{"off": [...], "on": [...]} top-1 accuracy per chip (seed): one chip mapped and
     calibrated, run as programmed, then compensated and run again on the same images."""
+    global COMP_ERROR
     out = {"off": [], "on": []}
     for s in SEEDS:
         cfg = base.with_overrides({**overrides, "seed": s, "compensation.enabled": False})
         chip = mapper.map_model(mdl, cfg)
         engine.calibrate(chip, x_cal)
         out["off"].append(np.mean(engine.run(chip, x).predictions == y))
-        if HAS_COMPENSATION:
-            chip.cfg = cfg.with_overrides(COMP_ON)
-            compensate(chip, x_cal)
-            out["on"].append(np.mean(engine.run(chip, x).predictions == y))
+        if HAS_COMPENSATION and COMP_ERROR is None:
+            try:
+                chip.cfg = cfg.with_overrides(COMP_ON)
+                compensate(chip, x_cal)
+            except Exception as exc:  # report it and go on without compensation
+                COMP_ERROR = f"{type(exc).__name__}: {exc}"
+                print("compensation FAILED on this version of norsim, continuing without it:",
+                      COMP_ERROR)
+            else:
+                out["on"].append(np.mean(engine.run(chip, x).predictions == y))
+    if COMP_ERROR is not None:
+        out["on"] = []
     return {k: np.array(v) for k, v in out.items() if v}'''),
     code('''
 AXES = {   # title: (field, values; the first value is the preset's)
     "V_th placement (tuning tolerance, rel.)": (
-        "device.programming.tune_tolerance_rel", [0.01, 0.1] if QUICK else [0.01, 0.03, 0.1, 0.3]),
+        "device.programming.tune_tolerance_rel", [0.01, 0.3] if QUICK else [0.01, 0.03, 0.1, 0.3]),
     "read noise (mean RTN amplitude, V)": (
         "device.noise.rtn_mean_v", [0.002, 0.03] if QUICK else [0.0, 0.002, 0.01, 0.03]),
     "retention at 85 C (years)": (
@@ -355,7 +366,7 @@ for ax, title in zip(axs, AXES):
             continue
         xs = np.array([r[2] for r in sel])
         for mode, ls in (("off", "o-"), ("on", "s--")):
-            if mode not in sel[0][3]:
+            if not all(mode in r[3] for r in sel):
                 continue
             accs = [r[3][mode] for r in sel]
             mean = np.array([a.mean() for a in accs])
@@ -391,7 +402,9 @@ What the physics predicts, and what to look for in the curves:
 * **Temperature** changes U_T, V_th and mobility together: again mostly a common gain error
   that the reference columns track, plus a level-dependent part that remains.
 
-With `NORSIM_QUICK=1` (32 images, one chip) one image is 3 points, so only large effects are
+In the committed run (quick setting) compensation brings the 10-year-bake and the 358 K chips
+back to the reference within the test-sampling interval, and cannot rescue large RTN. With
+`NORSIM_QUICK=1` (32 images, one chip) one image is 3 points, so only large effects are
 resolved; run without it (2000 images, 3 chips) for the study itself.
 '''),
     code(FOOTER),
@@ -603,8 +616,14 @@ test, calib = load_dataset("mnist", "test"), load_dataset("mnist", "calib")
 x, y, x_cal = test.x[:IMAGES], test.y[:IMAGES], calib.x[:CALIB]
 base = load_preset("nor40").with_overrides({"mapping.calibration_images": CALIB})
 
+_done = {}
+
 def run(overrides):
+    """Accuracy and cost of one chip at the preset + overrides (a setting met twice runs once)."""
     cfg = base.with_overrides(overrides)
+    key = cfg.to_toml()
+    if key in _done:
+        return _done[key]
     r = evaluate_chip(model, cfg, x, y, x_cal)
     row = {"accuracy": r["accuracy"]}
     if HAS_COST:
@@ -612,6 +631,7 @@ def run(overrides):
         row.update(energy_nj=1e9 * c.energy_per_image_j, latency_us=1e6 * c.latency_single_s,
                    area_mm2=c.area_mm2, tops_per_w=c.tops_per_w, util=c.utilisation,
                    adc_share=c.energy_by_component_j.get("adc", 0.0) / c.energy_per_image_j)
+    _done[key] = row
     return row'''),
     md('''
 ## Array size
@@ -624,13 +644,15 @@ for n in SIZES:
     print(f"{n:>4} x {n:<4}: " + ", ".join(f"{k} {v:.4g}" for k, v in size_rows[n].items())
           + f"  ({time.perf_counter() - t:.0f} s)")
 keys = [k for k in ("accuracy", "energy_nj", "latency_us", "area_mm2") if k in size_rows[SIZES[0]]]
-labels = {"accuracy": "top-1 accuracy", "energy_nj": "energy / image (nJ)",
+labels = {"accuracy": "top-1 accuracy (fraction)", "energy_nj": "energy / image (nJ)",
           "latency_us": "latency / image (us)", "area_mm2": "area (mm^2)"}
 fig, axs = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2))
 for ax, k in zip(np.atleast_1d(axs), keys):
     ax.plot(SIZES, [size_rows[n][k] for n in SIZES], "o-")
-    ax.set(xscale="log", xlabel="array rows = columns", title=labels[k])
+    ax.set_xscale("log", base=2)
+    ax.minorticks_off()
     ax.set_xticks(SIZES, [str(n) for n in SIZES])
+    ax.set(xlabel="array rows = columns", title=labels[k])
 fig.tight_layout()'''),
     md('''
 ## ADC bits

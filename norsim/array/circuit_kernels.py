@@ -277,9 +277,9 @@ def _lu_solve_kernel(l_indptr, l_indices, l_data, l_diag, u_indptr, u_indices, u
         for k in range(m):
             y[pi, k] = b[i, k]
     for j in range(n):  # L y = Pr b, column-oriented
-        d = l_data[l_diag[j]]
+        d = 1.0 / l_data[l_diag[j]]
         for k in range(m):
-            y[j, k] /= d
+            y[j, k] *= d
         for p in range(l_indptr[j], l_indptr[j + 1]):
             i = l_indices[p]
             if i > j:
@@ -287,9 +287,9 @@ def _lu_solve_kernel(l_indptr, l_indices, l_data, l_diag, u_indptr, u_indices, u
                 for k in range(m):
                     y[i, k] -= lij * y[j, k]
     for j in range(n - 1, -1, -1):  # U z = y
-        d = u_data[u_diag[j]]
+        d = 1.0 / u_data[u_diag[j]]
         for k in range(m):
-            y[j, k] /= d
+            y[j, k] *= d
         for p in range(u_indptr[j], u_indptr[j + 1]):
             i = u_indices[p]
             if i < j:

@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = [
     "norsim.cli.zoo",
     "norsim.cli.report",
     "norsim.cli.array_sweep",
+    "norsim.cli.budget",
 ]
 
 

@@ -142,7 +142,7 @@ def _check_supported(arr) -> None:
 
 def nominal_cell_currents(arr) -> np.ndarray:
     """The current each cell should conduct at its programmed level (controller knowledge)."""
-    return enc_mod.level_currents(arr.layout.levels, arr.cfg.array.encoding)
+    return enc_mod.level_currents(arr.layout.levels, arr.cfg.device.levels)
 
 
 def probe(arr, x: np.ndarray, rng: np.random.Generator):
@@ -177,6 +177,15 @@ def _patterns(rng, n: int, rows: int, densities, xmax: int) -> np.ndarray:
     on = rng.random((n, rows)) < d[:, None]
     on[np.arange(n), rng.integers(0, rows, n)] = True  # never an empty pattern
     return on.astype(np.int64) * xmax
+
+
+def _usable_hi(arr) -> np.ndarray:
+    """Per channel, the code above which a read may be clipped by the ADC or, before it, by
+    the integrator (design data: C_int V_swing / t_read), with a 10% guard band."""
+    s = arr.cfg.array.sense
+    isat = s.integrator_cap_f * s.integrator_swing_v / arr.t_read_s
+    gain = np.asarray(arr.adc.gain, dtype=np.float64)[arr._channels["adc"]]
+    return 0.9 * np.minimum(arr.adc.hi, isat * gain / arr.adc.step_a)
 
 
 def _fit(codes, expected, lo, hi, min_points=4):
@@ -259,7 +268,10 @@ def reference_gain(ref_arr, rng: np.random.Generator, n_patterns: int,
     if cost is not None:
         cost.add_reads(ref_arr, x.shape[0], codes.shape[1], charge)
     pos = ref_arr._channels["coef"] > 0
-    fit = _fit(codes[:, pos].ravel(), exp[:, pos].ravel(), ref_arr.adc.lo, ref_arr.adc.hi)
+    hi = _usable_hi(ref_arr)[pos][None, :]
+    c, e = codes[:, pos], exp[:, pos]
+    keep = c < hi
+    fit = _fit(c[keep], e[keep], ref_arr.adc.lo, ref_arr.adc.hi)
     if fit is None:
         raise InputError("reference columns", "no unclipped reads",
                          "reference readings inside the ADC range at some test density")
@@ -282,16 +294,20 @@ def set_read_voltage(arr, v_cg: float) -> None:
 
 
 def _dlni_dvcg(arr) -> float:
-    """d ln I / dV_cg of the nominal cell at a mid level (design data, not the chip's state)."""
-    enc = arr.cfg.array.encoding
-    lim = enc_mod.weight_limit(enc)
-    i_mid = enc_mod.level_currents(np.array([max(1, lim // 2)]), enc)
-    vth = arr.cell.vth_for_current(i_mid)
+    """d ln I / dV_cg of the nominal cell, averaged over the conducting levels of one cell
+    (design data, not the chip's state)."""
+    lv = arr.cfg.device.levels
+    i_lv = enc_mod.level_currents(np.arange(1, lv.levels_per_cell), lv)
+    vth = arr.cell.vth_for_current(i_lv)
     h = 1e-3
     v = arr.cfg.device.read.v_cg_read_v
-    i1 = arr.cell.current(vth, v_cg=v + h) if arr.cell.split else arr.cell.current(vth, v_wl=v + h, v_cg=v + h)
-    i0 = arr.cell.current(vth, v_cg=v - h) if arr.cell.split else arr.cell.current(vth, v_wl=v - h, v_cg=v - h)
-    return float(np.log(i1[0] / i0[0]) / (2 * h))
+
+    def cur(vg):
+        if arr.cell.split:
+            return arr.cell.current(vth, v_cg=vg)
+        return arr.cell.current(vth, v_wl=vg, v_cg=vg)
+
+    return float(np.mean(np.log(cur(v + h) / cur(v - h)) / (2 * h)))
 
 
 # ------------------------------------------------------------------ the steps ----
@@ -363,8 +379,9 @@ def correct_gain(chip, state: CompensationState, rng: np.random.Generator) -> Co
         codes, exp, charge = probe(arr, x, rng)
         cost.add_reads(arr, x.shape[0], codes.shape[1], charge)
         gain, off = arr.adc.gain.copy(), arr.adc.offset.copy()
+        hi = _usable_hi(arr)
         for h in range(codes.shape[1]):
-            fit = _fit(codes[:, h], exp[:, h], arr.adc.lo, arr.adc.hi)
+            fit = _fit(codes[:, h], exp[:, h], arr.adc.lo, hi[h])
             if fit is None:
                 fallbacks += 1
                 continue

@@ -123,8 +123,8 @@ DESIGNS: dict[str, Design] = {
               "1024 weights, one cell per weight magnitude on a differential pair: 2048 "
               "physical columns), 8-bit inputs, ADCs on outputs (resolution undisclosed: "
               "nor40 6 bits). Cell current range kept at nor40's (top level 70 nA), so "
-              "i_lsb = 70 nA / 127 (derived, not fitted). System scope covers tile buffers; "
-              "PCIe, the RISC-V/SIMD cores and the NoC are not modelled."),
+              "device.levels.i_unit_a = 70 nA / 127 (derived, not fitted). System scope "
+              "covers tile buffers; PCIe, the RISC-V/SIMD cores and the NoC are not modelled."),
 }
 
 

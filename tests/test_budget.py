@@ -1,0 +1,102 @@
+"""Error budget: effect configurations, exactness when nothing is on, drops, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from norsim.cli.main import main
+from norsim.config import load_preset
+from norsim.experiments import budget as bud
+from norsim.mapping import mapper
+from norsim.mapping.random_models import random_lenet
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(21)
+    model = random_lenet(rng, calib_n=8)
+    images = rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=6)
+    return model, images, labels
+
+
+def _diff(a, b, prefix=""):
+    """Dotted names of the leaves that differ between two nested dicts."""
+    out = set()
+    for k in set(a) | set(b):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out |= _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.add(prefix + k)
+    return out
+
+
+def test_each_effect_restores_only_its_fields():
+    full = load_preset().with_overrides({"mapping.retention_time_s": 1e6,
+                                         "device.read.temperature_k": 330.0})
+    ideal = mapper.ideal_config(full).to_dict()
+    for name, (fields, _, _) in bud.EFFECTS.items():
+        c = bud.effect_config(full, name)
+        if not fields:
+            assert c is None, name
+            continue
+        changed = _diff(ideal, c.to_dict())
+        extra = changed - set(fields) - set(bud._NO_VARIATION)
+        assert not extra, (name, extra)
+        assert changed, name  # the effect really is switched on
+    d2d = bud.effect_config(full, "d2d_variation")
+    assert d2d.device.variation.vth_sigma_v == full.device.variation.vth_sigma_v > 0
+    ret = bud.effect_config(full, "retention")
+    assert ret.device.variation.vth_sigma_v == 0 and ret.mapping.retention_time_s == 1e6
+
+
+def test_budget_of_an_ideal_configuration_is_exact(small):
+    model, images, labels = small
+    full = mapper.ideal_config(load_preset().with_overrides({"array.rows": 128, "array.cols": 128}))
+    rep = bud.budget(model, full, images, labels, images, seeds=(0,),
+                     effects=["read_noise", "rtn", "adc_quantisation", "ir_drop"])
+    for name, row in rep["effects"].items():
+        if row["modelled"]:
+            assert row["drop"] == 0.0, name
+            assert all(v == float("inf") for v in row["snr_db"].values()), name
+    assert rep["effects"]["ir_drop"]["modelled"] is False
+    assert rep["consistency"]["sum_of_marginal_drops"] == 0.0
+    analog = {nd.name for nd in model.order() if type(nd).__name__ in ("Conv2d", "Linear")}
+    assert set(rep["layer_sensitivity"]) == analog
+    assert all(r["drop"] == 0.0 for r in rep["layer_sensitivity"].values())
+
+
+def test_coarse_adc_costs_accuracy_and_marginals_subtract_the_base(small):
+    model, images, labels = small
+    full = load_preset().with_overrides({"array.rows": 128, "array.cols": 128, "array.adc.bits": 2,
+                                         "array.adc.noise_lsb": 1.0})
+    rep = bud.budget(model, full, images, labels, images, seeds=(0,),
+                     effects=["adc_quantisation", "adc_errors"], layer_sensitivity=False)
+    q, e = rep["effects"]["adc_quantisation"], rep["effects"]["adc_errors"]
+    assert min(q["snr_db"].values()) < 20  # 2-bit converter: coarse
+    assert e["marginal_drop"] == pytest.approx(e["drop"] - q["drop"])
+    for k in e["error_power"]:
+        assert e["marginal_error_power"][k] == pytest.approx(e["error_power"][k] - q["error_power"][k])
+    assert "most_sensitive_layer" not in rep
+
+
+def test_budget_cli_writes_report_and_figure(small, tmp_path, capsys):
+    model, _, _ = small
+    path = model.save(tmp_path / "m.npz")
+    out = tmp_path / "b.json"
+    rc = main(["budget", "--model", str(path), "--limit", "3", "--effects", "rtn", "--no-layers",
+               "--set", "array.rows=128", "--set", "array.cols=128",
+               "--set", "mapping.calibration_images=3", "--json", str(out)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert set(rep["effects"]) == {"rtn", "all"}
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert "sum of marginal" in capsys.readouterr().out
+
+
+def test_budget_cli_rejects_unknown_effect(capsys):
+    assert main(["budget", "--effects", "gravity"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gravity" in err[0]
