@@ -117,3 +117,30 @@ def test_uncalibrated_chip_refuses_to_run():
     chip = mapper.map_model(model, mapper.ideal_config(load_preset()))
     with pytest.raises(InputError, match="calibrat"):
         engine.run(chip, np.zeros((2, 28, 28), np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["surrogate", "circuit"])
+def test_ir_drop_lowers_currents_and_vanishes_without_wires(mode):
+    rng = np.random.default_rng(21)
+    model = random_lenet(rng, calib_n=8)
+    images = rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    base = ["array.rows=64", "array.cols=64", f"mapping.ir_drop='{mode}'",
+            "mapping.ir_drop_vectors=4", "mapping.first_layer='digital'",
+            "mapping.last_layer='digital'"]
+    # wire resistance lowers every cell's effective current (factor < 1)
+    cfg = mapper.ideal_config(load_preset().with_overrides(base + ["array.wires.r_bl_segment_ohm=50"]))
+    chip = mapper.map_model(model, cfg)
+    before = {id(t): t.array.current_scale.copy() for t in chip.tiles()}
+    engine.calibrate(chip, images[:3])
+    tile = chip.layers["fc1"].tiles[0]
+    factor = tile.array.current_scale / before[id(tile)]
+    assert factor.max() <= 1.0 + 1e-12 and factor.min() < 0.999
+    # near-zero wires: factors ~1 and the ideal chip still equals the integer reference
+    tiny = ["array.wires.r_bl_segment_ohm=1e-6", "array.wires.r_sl_segment_ohm=1e-6",
+            "array.wires.r_strap_ohm=1e-6", "array.wires.r_sl_driver_ohm=1e-6",
+            "array.wires.r_bl_terminal_ohm=1e-6"]
+    cfg = mapper.ideal_config(load_preset().with_overrides(base + tiny))
+    chip = mapper.map_model(model, cfg)
+    engine.calibrate(chip, images[:3])
+    out_ref, _ = engine.reference_run(model, images)
+    assert np.array_equal(engine.run(chip, images).outputs, out_ref)

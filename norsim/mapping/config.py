@@ -31,6 +31,13 @@ class MappingConfig(ConfigBase):
                                     "every cell before the run.", unit="s", lo=0.0, hi=1e10)
     retention_temperature_k: float = param(358.0, "Temperature of the retention bake.",
                                            unit="K", lo=200.0, hi=600.0)
+    ir_drop: str = param("none", "Wire-resistance (IR-drop) treatment: 'none' (fast mode, "
+                         "nominal bias), 'surrogate' (per-cell effective current factors from "
+                         "the linearised IR-drop surrogate on sampled calibration vectors) or "
+                         "'circuit' (the same factors from full circuit-mode solves).",
+                         choices=("none", "surrogate", "circuit"))
+    ir_drop_vectors: int = param(32, "Calibration input vectors (bit-planes) sampled per tile "
+                                 "to derive the IR-drop factors.", lo=1, hi=100000)
     calibration_images: int = param(256, "Images of the calibration split used to set the ADC "
                                     "ranges (never evaluation images).", lo=1, hi=100000)
     batch_size: int = param(500, "Images per engine batch (bounds memory).", lo=1, hi=100000)

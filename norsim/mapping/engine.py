@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from norsim.errors import InputError
 from norsim.mapping import reference as ref
+from norsim.mapping.ir_drop import apply_ir_drop
 from norsim.mapping.mapper import Chip, MappedLayer, raw_weight_matrix
 
 _STREAM_READ = 202
@@ -67,10 +68,14 @@ def _layer_matmul(layer: MappedLayer, cols: np.ndarray, rng: np.random.Generator
         offset = 1 << (layer.in_bits - 1)
         x = x.astype(np.int64) + offset
     acc = np.zeros((x.shape[0], layer.out_features), dtype=np.float64)
+    mcfg = layer.layer_cfg.mapping
     for tile in layer.tiles:
         xb = x[:, tile.row_start:tile.row_stop]
         if calibrate:
-            tile.array.calibrate(xb, rng)
+            if mcfg.ir_drop != "none":
+                apply_ir_drop(tile, xb, mcfg.ir_drop, mcfg.ir_drop_vectors, rng)
+            if layer.layer_cfg.array.adc.range_mode == "calibrated":
+                tile.array.calibrate(xb, rng)
         acc[:, tile.col_start:tile.col_stop] += tile.array.matmul(xb, rng)
     acc = np.rint(acc).astype(np.int64)
     if layer.in_signed:
@@ -103,7 +108,7 @@ def calibrate(chip: Chip, images: np.ndarray) -> None:
     Layer by layer, each tile sees the activations the chip's own earlier layers produce on the
     calibration images (never evaluation images), as a real chip's calibration would.
     """
-    if chip.cfg.array.adc.range_mode == "calibrated":
+    if chip.cfg.array.adc.range_mode == "calibrated" or chip.cfg.mapping.ir_drop != "none":
         x = ref.input_codes(chip.model, images)
         rng = chip.cfg.rng(_STREAM_CALIB)
         ref.run_reference(chip.model, x, matmul=_make_hook(chip, rng, True, None))

@@ -43,6 +43,8 @@ class Tile:
     col_stop: int
     program_time_s: float = 0.0
     program_energy_j: float = 0.0
+    variation: object = None    # CellVariation of the programmed cells (None: nominal)
+    ir_drop_error_rel: float | None = None  # surrogate vs circuit mode on sampled vectors
     failed_cells: int = 0       # cells that failed verify and were not repaired
     repaired_columns: int = 0   # columns replaced by spares
 
@@ -81,6 +83,8 @@ class MappedLayer:
             "utilisation": float(np.mean(util)) if util else 0.0,
             "failed_cells": int(sum(t.failed_cells for t in self.tiles)),
             "repaired_columns": int(sum(t.repaired_columns for t in self.tiles)),
+            "ir_drop_error_rel": max((t.ir_drop_error_rel for t in self.tiles
+                                      if t.ir_drop_error_rel is not None), default=None),
             "program_time_s": float(sum(t.program_time_s for t in self.tiles)),
             "program_energy_j": float(sum(t.program_energy_j for t in self.tiles)),
         }
@@ -180,7 +184,8 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     scale = np.where(i_nominal > 0, i_cell / np.maximum(i_nominal, 1e-300), 1.0)
     arr = NorArray.from_weights(w_block, cfg, rng, vth_map=vth, current_scale=scale)
     return Tile(arr, 0, 0, 0, 0, program_time_s=time_s, program_energy_j=energy_j,
-                failed_cells=int(failed.sum()), repaired_columns=int(bad_cols.size))
+                variation=variation, failed_cells=int(failed.sum()),
+                repaired_columns=int(bad_cols.size))
 
 
 def _col_block(cfg: SimConfig) -> int:
