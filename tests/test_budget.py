@@ -89,7 +89,7 @@ def test_budget_cli_writes_report_and_figure(small, tmp_path, capsys):
     rc = main(["budget", "--model", str(path), "--limit", "3", "--effects", "rtn", "--no-layers",
                "--set", "array.rows=128", "--set", "array.cols=128",
                "--set", "mapping.calibration_images=3", "--json", str(out)])
-    assert rc == 0
+    assert rc == 0, capsys.readouterr().err
     rep = json.loads(out.read_text())
     assert set(rep["effects"]) == {"rtn", "all"}
     assert out.with_suffix(".png").stat().st_size > 1000
