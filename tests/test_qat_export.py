@@ -34,7 +34,7 @@ def _images(n, shape, seed=0):
     return rng.integers(0, 256, (n, *shape), dtype=np.uint8)
 
 
-def _quick_train(m, x, steps=15, seed=0, classes=10):
+def _quick_train(m, x, steps=8, seed=0, classes=10):
     """A few float then QAT steps on random labels, so BN stats and clips are non-trivial."""
     torch.manual_seed(seed)
     xt = torch.from_numpy(x.astype(np.float32)) / 255

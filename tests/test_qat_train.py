@@ -66,7 +66,8 @@ def test_cli_trains_float_then_qat_and_exports(data_dir, tmp_path, capsys):
 
 def test_resume_after_interruption_is_bit_identical(data_dir, tmp_path):
     spec = TrainSpec(arch="lenet", data=str(data_dir), epochs=3, float_epochs=1,
-                     batch_size=64, seed=5, noise_sigma_lnw=0.1)
+                     batch_size=64, seed=5, noise_sigma_lnw=0.1, limit_train=192,
+                     limit_test=40, calib_size=64)
     full = train(spec, tmp_path / "a", progress=False, log_fn=lambda s: None)
     part = train(spec, tmp_path / "b", progress=False, log_fn=lambda s: None,
                  stop_after_epochs=2)

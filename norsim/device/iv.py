@@ -203,21 +203,37 @@ def _ekv_numpy_partials(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
 
 
 @numba.njit(cache=True, inline="always")
+def _sp_sig_half(x):
+    """ln(1 + e^(x/2)) and 1 / (1 + e^(-x/2)) from one exponential (the same values as
+    :func:`_sp_half` and :func:`_sigmoid_half`)."""
+    h = 0.5 * x
+    e = np.exp(-abs(h))
+    r = 1.0 / (1.0 + e)
+    return max(h, 0.0) + np.log1p(e), (r if h >= 0.0 else e * r)
+
+
+@numba.njit(cache=True, inline="always")
 def _ekv_point(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
     """Scalar EKV: (I, dI/dV_D, dI/dV_S, I_forward + I_reverse, dI/dV_th)."""
     v_p = (alpha_g * (v_g - v_th) + eta * (v_d - v_s)) / n
     i_s = 2.0 * n * beta * u_t * u_t
     xf = (v_p - v_s) / u_t
     xr = (v_p - v_d) / u_t
-    lf = _sp_half(xf)
-    lr = _sp_half(xr)
-    dff = lf * _sigmoid_half(xf)
-    dfr = lr * _sigmoid_half(xr)
+    lf, sf = _sp_sig_half(xf)
+    lr, sr = _sp_sig_half(xr)
+    dff = lf * sf
+    dfr = lr * sr
     k = eta / n
     gd = i_s / u_t * (dff * k - dfr * (k - 1.0))
     gs = i_s / u_t * (dff * (-k - 1.0) + dfr * k)
     gvth = -i_s / u_t * (alpha_g / n) * (dff - dfr)
     return i_s * (lf * lf - lr * lr), gd, gs, i_s * (lf * lf + lr * lr), gvth
+
+
+# The internal node's Newton iteration stops once its step is below this (relative to
+# max(1 V, |x|)): convergence is quadratic, so the node is then known to O(step^2 / V_DS),
+# and the returned current is moved to it to first order (error O(step^2 I / U_T^2)).
+NODE_STEP_REL = 1e-10
 
 
 @numba.njit(cache=True, inline="always")
@@ -226,8 +242,11 @@ def _split_solve(vwl, vcg, vd, vs, vth, nk, bk, ek, alpha_g, u_t, sel_vth, sel_n
     """One split-gate cell: (I, dI/dV_D, dI/dV_S, internal node x, dI/dV_th).
 
     g(x) = I_sel(V_D -> x) - I_fg(x -> V_S) is strictly decreasing in x and changes sign
-    on [min(V_D, V_S), max(V_D, V_S)], so the bracket always holds the root; safeguarded
-    Newton from x = V_D (the FG transistor limits the current in a read).
+    on [min(V_D, V_S), max(V_D, V_S)], so the bracket always holds the root. Newton from
+    x = V_D (the FG transistor limits the current in a read, so the first step lands next to
+    the root), kept inside the bracket. Convergence is tested on the Newton step *before* the
+    bracket is updated: a converged iterate returns at once, moved to x + dx to first order,
+    instead of being forced out of a collapsed bracket into a bisection step.
     """
     lo = min(vd, vs)
     hi = max(vd, vs)
@@ -238,22 +257,25 @@ def _split_solve(vwl, vcg, vd, vs, vth, nk, bk, ek, alpha_g, u_t, sel_vth, sel_n
                                              sel_eta, u_t)
             i_fg, c, e, s2, p = _ekv_point(vcg, x, vs, vth, nk, alpha_g, bk, ek, u_t)
             g = i_sel - i_fg
+            dg = b - c  # < 0 (b <= 0 <= c) unless both partials underflow
+            if dg < 0.0:
+                dx = -g / dg
+                if abs(dx) <= NODE_STEP_REL * max(1.0, abs(x)):
+                    # |c dx| <= |g|: the first-order move never exceeds the residual. (No
+                    # exit on |g| at the rounding floor of I_f + I_r: with an absurdly low
+                    # V_th the FG current is all rounding and only the bracket is reliable.)
+                    den = c - b
+                    return (i_fg + c * dx, a * c / den, -b * e / den,
+                            min(max(x + dx, lo), hi), -p * b / den)
+                x_new = x + dx
+            else:
+                x_new = 0.5 * (lo + hi)
             if g > 0.0:
                 lo = x
             elif g < 0.0:
                 hi = x
             else:
-                den = c - b
-                return i_fg, a * c / den, -b * e / den, x, -p * b / den
-            dg = b - c  # < 0
-            x_new = x - g / dg if dg < 0.0 else 0.5 * (lo + hi)
-            if x_new > lo and x_new < hi and abs(x_new - x) <= 1e-9 * max(1.0, abs(x)):
-                # converged: Newton is quadratic, so the remaining error of x_new is
-                # O(1e-18) V; the current there is i_fg + c dx up to O(dx^2 I / U_T^2)
-                # (~1e-15 I), and the partials of this last point are used (O(dx / U_T))
-                den = c - b
-                return (i_fg + c * (x_new - x), a * c / den, -b * e / den, x_new,
-                        -p * b / den)
+                break
             if not (x_new > lo and x_new < hi):
                 x_new = 0.5 * (lo + hi)
             if hi - lo <= 1e-15 * max(1.0, abs(x)):

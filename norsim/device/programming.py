@@ -53,6 +53,11 @@ _TRAP_SLOT = 32
 FAR_SIGMAS = 8.0
 PTRS_ABOVE = 10.0  # Poisson means from here on use transformed rejection (PTRS)
 _INV_K = 1.0 / np.arange(1, 1002, dtype=np.float64)  # 1/k table of the chop-down search
+_CHOP_MAX = 1000  # the chop-down search stops at k = 1000 (P(k > 1000) is nil for lam < 10)
+# ln k! for k < 4096 (PTRS's acceptance test): a table lookup instead of lgamma per draw, and
+# the numba kernel and its NumPy twin read the same numbers
+_LOGFACT = gammaln(np.arange(1, 4097, dtype=np.float64))
+_NLOGFACT = _LOGFACT.size
 
 
 # ----------------------------------------------------------------- counter-based RNG ----
@@ -112,10 +117,42 @@ def _poisson(lam, seed, counter):
         if k < 0.0 or (us < 0.013 and v > us):
             continue
         inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
+        lfk = _LOGFACT[int(k)] if k < _NLOGFACT else math.lgamma(k + 1.0)
         if (np.log(v) + np.log(inv_alpha) - np.log(a / (us * us) + b)
-                <= -lam + k * np.log(lam) - math.lgamma(k + 1.0)):
+                <= -lam + k * np.log(lam) - lfk):
             return k
     return np.floor(lam + 0.5)  # not reached in practice (acceptance > 0.9 per attempt)
+
+
+def poisson_cdf_table(lam: float) -> np.ndarray:
+    """CDF of Poisson(lam) at k = 0..1000, summed in the chop-down search's order, so that
+    inverting one uniform against it (:func:`_poisson_table`) gives exactly the chop-down
+    result of :func:`_poisson` for a fixed mean without an exponential per draw."""
+    cdf = np.empty(_CHOP_MAX + 1)
+    p = float(np.exp(-lam)) if lam > 0 else 1.0
+    f = p
+    cdf[0] = f
+    for k in range(_CHOP_MAX):
+        p *= lam * _INV_K[k]
+        f += p
+        cdf[k + 1] = f
+    return cdf
+
+
+@numba.njit(cache=True, inline="always")
+def _poisson_table(cdf, seed, counter):
+    """Poisson draw by inversion of one uniform against a :func:`poisson_cdf_table`."""
+    u = _uniform(seed, counter)
+    k = 0
+    while k < _CHOP_MAX and u > cdf[k]:
+        k += 1
+    return float(k)
+
+
+def _poisson_table_np(cdf, seeds, counter):
+    """NumPy twin of :func:`_poisson_table`."""
+    u = _uniform_np(seeds, counter)
+    return np.minimum(np.searchsorted(cdf, u, side="left"), _CHOP_MAX).astype(np.float64)
 
 
 def _mix_np(seed, counter):
@@ -177,7 +214,10 @@ def _poisson_np(lam, seeds, counter):
             if cand.any():
                 with np.errstate(divide="ignore", invalid="ignore"):
                     lhs = np.log(v) + np.log(inv_alpha) - np.log(a / (us * us) + b)
-                    rhs = -lb + kk * np.log(lb) - gammaln(kk + 1.0)
+                    lfk = np.where(kk < _NLOGFACT,
+                                   _LOGFACT[np.clip(kk, 0, _NLOGFACT - 1).astype(np.int64)],
+                                   gammaln(kk + 1.0))
+                    rhs = -lb + kk * np.log(lb) - lfk
                 acc = cand & (lhs <= rhs)
                 res[acc] = kk[acc]
                 todo &= ~acc
@@ -236,7 +276,8 @@ def _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window):
 def _trap_update(seed, base, k, occ, p_occ, decay, lag):
     for j in range(occ.shape[1]):
         st = 1.0 if occ[k, j] else 0.0
-        prob = p_occ[k, j] + (st - p_occ[k, j]) * decay[k, j] ** float(lag)
+        d = decay[k, j] if lag == 1 else decay[k, j] ** float(lag)  # x ** 1 == x exactly
+        prob = p_occ[k, j] + (st - p_occ[k, j]) * d
         occ[k, j] = _uniform(seed, base + np.uint64(_TRAP_SLOT + j)) < prob
 
 
@@ -245,7 +286,7 @@ _BLOCK = 128  # cells advanced together: independent cells fill the pipeline bet
 
 @numba.njit(cache=True, parallel=True)
 def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
-                 z0, kpulse, qpow, lam_scale, dz_per_electron,
+                 z0, kpulse, qpow, lam_scale, dz_per_electron, tune_cdf,
                  alpha, r0, v0, s, t_p, dv_e, v_start, step, max_pulses, rtn_mean, rtn_gain,
                  vth_erased, vth_window, verify_rtn, tune, tune_step, tune_max,
                  out_vth, out_pulses, out_verifies, out_tune, out_ok):
@@ -256,6 +297,7 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
     occ = occ0.copy()
     z = z0.copy()
     nq = qpow.size
+    tune_lam = tune_step / dv_e
     lag = np.zeros(ncell, np.int64)
     active = np.zeros(ncell, np.bool_)
     amp_sum = np.zeros(ncell)
@@ -346,14 +388,17 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                     active[k] = False
                     nact -= 1
                     continue
-                nel = _poisson(tune_step / dv_e, seed, base + np.uint64(24))
+                if tune_lam < PTRS_ABOVE:  # fixed mean: invert against its CDF table
+                    nel = _poisson_table(tune_cdf, seed, base + np.uint64(24))
+                else:
+                    nel = _poisson(tune_lam, seed, base + np.uint64(24))
                 out_vth[k] = vth - nel * dv_e if err > 0 else vth + nel * dv_e
                 out_tune[k] += 1
                 out_pulses[k] += 1
 
 
 def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
-                z0, kpulse, qpow, lam_scale, dz_per_electron, law: _Law):
+                z0, kpulse, qpow, lam_scale, dz_per_electron, tune_cdf, law: _Law):
     """NumPy reference of :func:`_ispp_kernel` (vectorised over cells, loop over pulses)."""
     n = vth0.size
     vth = vth0.copy()
@@ -421,7 +466,11 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
             active &= ~(np.abs(err) <= tol_v)
             if not active.any():
                 break
-            nel = _poisson_np(np.full(n, law.tune_step / law.dv_e), seeds, base + 24)
+            tune_lam = law.tune_step / law.dv_e
+            if tune_lam < PTRS_ABOVE:
+                nel = _poisson_table_np(tune_cdf, seeds, base + 24)
+            else:
+                nel = _poisson_np(np.full(n, tune_lam), seeds, base + 24)
             vth = vth + np.where(active, np.where(err > 0, -nel, nel) * law.dv_e, 0.0)
             ntune += active
     return vth, pulses + ntune, verifies, ntune, ok
@@ -557,7 +606,8 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
     args = (flat(vth0), flat(vth_target), flat(sig_v), flat(tol_v),
             np.ascontiguousarray(var.stuck.reshape(-1), dtype=np.int8),
             np.ascontiguousarray(seeds.reshape(-1)), amp, p_occ, decay, occ0,
-            z0, kpulse, qpow, lam_scale, a_s * law.dv_e)
+            z0, kpulse, qpow, lam_scale, a_s * law.dv_e,
+            poisson_cdf_table(min(law.tune_step / law.dv_e, PTRS_ABOVE)))
     if fast:
         m = args[0].size
         out = (np.empty(m), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64),

@@ -56,8 +56,8 @@ def _pct(v) -> str:
 def format_table(items: list[dict]) -> str:
     """A Markdown table of the entries, then each entry's training command."""
     head = ("| model | arch | data | W/A bits | float test acc % | 4-bit test acc % | gap (pts) "
-            "| n test | export top-1 agree % | seed |")
-    lines = [head, "|" + "---|" * 10]
+            "| n test | export top-1 agree % | seed | QAT weight noise sigma_lnw |")
+    lines = [head, "|" + "---|" * 11]
     for e in items:
         a = e.get("accuracy", {})
         x = e.get("export_check", {})
@@ -66,7 +66,8 @@ def format_table(items: list[dict]) -> str:
             f"| {e.get('bits', '-')} (first/last W {e.get('first_last_bits', '-')}) "
             f"| {_pct(a.get('float_test_acc'))} | {_pct(a.get('qat_test_acc'))} "
             f"| {a.get('gap_points', '-')} | {a.get('n_test', '-')} "
-            f"| {_pct(x.get('top1_agreement'))} | {e.get('seed', '-')} |")
+            f"| {_pct(x.get('top1_agreement'))} | {e.get('seed', '-')} "
+            f"| {e.get('training', {}).get('noise_sigma_lnw', 0.0):.3g} |")
     for e in items:
         lines.append(f"\n{e['name']}: {e.get('command', '(command not recorded)')}")
     return "\n".join(lines)
