@@ -11,6 +11,8 @@ it for the per-cell noise variances summed in the same product, which the preset
 thermal noise require). The same is timed without RTN
 (``*_no_rtn``): exact RTN costs O(multiplies x cells whose traps switch within the batch),
 which the preset's 1 us - 100 s trap time constants make the dominant term.
+``ratio_vs_gemm_cpu`` (and ``_no_rtn``): the same ratios from process CPU time
+(``time.process_time``, all threads), steadier than wall clock on a shared machine.
 """
 
 from __future__ import annotations
@@ -50,11 +52,20 @@ def _time(tiles, x, rng, gemm, cols_logical, rows):
         return y
 
     analog(), gemm()  # warm-up (numba compile / cache load, BLAS threads)
-    t_an, t_gm = [], []
+    t_an, t_gm, c_an, c_gm = [], [], [], []
+
+    def timed(fn, wall, cpu):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        return out
+
     for _ in range(REPEATS):
-        t0 = time.perf_counter(); gemm(); t_gm.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); y = analog(); t_an.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); gemm(); t_gm.append(time.perf_counter() - t0)
+        timed(gemm, t_gm, c_gm)
+        y = timed(analog, t_an, c_an)
+        timed(gemm, t_gm, c_gm)
+    _time.cpu_ratio = float(np.median(c_an) / np.median(c_gm))
     return float(np.median(t_an)), float(np.median(t_gm)), y
 
 
@@ -72,8 +83,10 @@ def main() -> int:
 
     rows, cols_logical = a.rows, a.cols // 2
     seconds, t_gemm, y = _time(_tiles(cfg, w, x_cal), x, rng, gemm, cols_logical, rows)
+    cpu_ratio = _time.cpu_ratio
     cfg_nr = cfg.with_overrides(["array.noise.rtn_enabled=false"])
     s_nr, g_nr, _ = _time(_tiles(cfg_nr, w, x_cal), x, rng, gemm, cols_logical, rows)
+    cpu_ratio_nr = _time.cpu_ratio
     n_row_tiles = -(-IN // rows)
     floor = a.encoding.input_bits * 2 * (n_row_tiles * rows) / IN
     exact = x @ w
@@ -82,6 +95,8 @@ def main() -> int:
                       "flop_floor_ratio": floor, "flop_floor_ratio_with_variance": 2 * floor,
                       "gemm_seconds": t_gemm,
                       "seconds_no_rtn": s_nr, "ratio_vs_gemm_no_rtn": s_nr / g_nr,
+                      "ratio_vs_gemm_cpu": cpu_ratio, "ratio_vs_gemm_cpu_no_rtn": cpu_ratio_nr,
+                      "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                       "tiles": n_row_tiles * (OUT // cols_logical), "batch": BATCH,
                       "rms_error_rel": rel_err}))
     return 0

@@ -388,7 +388,11 @@ for ax, title in zip(axs, AXES):
     ax.axhline(100 * ref_acc, color="k", ls=":", lw=1, label="integer reference")
     ax.set(xlabel=title, title=title.split(" (")[0], ylim=(0, 102))
 axs[0].set_ylabel("top-1 accuracy (%)")
-axs[0].legend(fontsize=7, loc="lower left")
+handles = {}
+for ax in axs:   # one legend for all panels (some curves appear on some axes only)
+    for h, lab in zip(*ax.get_legend_handles_labels()):
+        handles.setdefault(lab, h)
+axs[0].legend(handles.values(), handles.keys(), fontsize=7, loc="lower left")
 fig.suptitle(f"lenet-mnist-4b on nor40 arrays; {IMAGES} images, {len(SEEDS)} chip(s) per point "
              "(band: chip-to-chip sd; bars: 95 % test-sampling interval)", fontsize=9)
 fig.tight_layout()'''),
@@ -399,8 +403,10 @@ What the physics predicts, and what to look for in the curves:
   is a current error of `δ alpha_G / (n U_T)`, about 1.8 % per mV at 300 K. A looser tuning
   tolerance leaves each weight with a larger random error; no calibration can remove a random
   per-cell error, so compensation helps little here.
-* **Read noise** (RTN) enters the same way but is drawn anew for every read; large RTN
-  amplitudes swamp the 10 nA level spacing, and again compensation cannot remove it.
+* **Read noise** (RTN) enters the same way but changes from read to read; large RTN
+  amplitudes swamp the 10 nA level spacing. Compensation can only remove what is static at the
+  time it measures (gains, offsets, cells that read far off their level during the screen), so
+  expect at best a partial recovery.
 * **Retention** is a *systematic* V_th loss: every programmed cell conducts more (notebook 1:
   several-fold after 10 years at 85 °C), the ADC range calibrated on the fresh chip clips, and
   the off cells start to leak. This is the case the reference columns, the adaptive read
@@ -408,9 +414,14 @@ What the physics predicts, and what to look for in the curves:
   at run conditions and undo the common part of it.
 * **Temperature** changes U_T, V_th and mobility together: again mostly a common gain error
   that the reference columns track, plus a level-dependent part that remains.
+* **Noise-aware training** attacks the random errors that compensation cannot: training with
+  weights multiplied by `exp(sigma_lnw z)` (the current error of a Gaussian V_th error) makes
+  the network tolerate per-cell current errors, at some cost in clean accuracy (see the zoo
+  table, `norsim zoo --table`, for both models' integer-reference accuracy).
 
 In the committed run (quick setting) compensation brings the 10-year-bake and the 358 K chips
-back to the reference within the test-sampling interval, and cannot rescue large RTN. With
+back to the reference within the test-sampling interval, and recovers only part of what large
+RTN takes. With
 `NORSIM_QUICK=1` (32 images, one chip) one image is 3 points, so only large effects are
 resolved; run without it (2000 images, 3 chips) for the study itself.
 '''),

@@ -7,7 +7,7 @@ docs/results.md; staging the data onto the GPU machine: scripts/stage_cifar.py).
 Typical GPU-machine call (about 9 minutes; data staged into data_cache/ first):
 
     PYTHONPATH=. PYTHONUNBUFFERED=1 python3 scripts/train_cifar_gpu.py \
-        --data-dir data_cache --out $OUT/run --zoo-dir $OUT/zoo --budget-s 540 --check-sha
+        --data-dir data_cache --out /tmp/run --tar-dir $OUT --budget-s 540
 
 CPU smoke test (what tests/test_gpu_recipe.py does): --width 0.125 --limit-train 256
 --limit-test 128 --max-steps 3 --device cpu.
@@ -35,6 +35,9 @@ def parse(argv=None) -> argparse.Namespace:
                    help="folder(s) searched (recursively) for train_<k>.npz and test.npz")
     p.add_argument("--out", required=True, help="run folder (logs, checkpoints, tars)")
     p.add_argument("--zoo-dir", default=None, help="where zoo entries go (default OUT/zoo)")
+    p.add_argument("--tar-dir", default=None,
+                   help="flat folder for one <entry>.tar per finished model + summary.json "
+                        "(on the GPU machine: $OUT, which allows 8 files; default OUT)")
     p.add_argument("--archs", default="alexnet-bn,vgg16,resnet18",
                    help="comma-separated, trained in this order")
     p.add_argument("--budget-s", type=float, default=0.0,
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
     cmd = "python3 scripts/train_cifar_gpu.py " + " ".join(
         shlex.quote(s) for s in (argv if argv is not None else sys.argv[1:]))
     summary = run_all(recipes, data, out, zoo, cmd, device=a.device, budget_s=a.budget_s,
-                      echo=lambda s: print(s, flush=True))
+                      echo=lambda s: print(s, flush=True), tar_dir=a.tar_dir)
     print(json.dumps(summary))
     return 0 if all(m["status"] != "error" for m in summary["models"].values()) else 1
 

@@ -83,10 +83,14 @@ def test_readout_equals_numpy_twin(analog, use_z, summed_var):
 
 @pytest.mark.parametrize("bitserial", [True, False])
 @pytest.mark.parametrize("ntrap", [1, 3])
-def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap, sparse):
     rng = np.random.default_rng(11 + ntrap)
     nvec, rows, cols, nbits = 300, 6, 5, (3 if bitserial else 1)
     x = rng.integers(0, 8, size=(nvec, rows))
+    if sparse:  # zero codes (ReLU activations): the kernel skips them, the twin does not
+        x[rng.random(x.shape) < 0.6] = 0
+        x[:, 1] = 0  # a row never driven
     n = 9
     row = rng.integers(0, rows, n)
     col = rng.integers(0, cols, n)
@@ -120,3 +124,15 @@ def test_rtn_markov_chain_has_the_stationary_occupancy_and_correlation():
     # lag-1 autocorrelation of a two-state chain = 1 - p01 - p10 = 1 - mix
     c = np.corrcoef(s[:-1], s[1:])[0, 1]
     assert abs(c - (1 - mix)) < 0.01
+
+
+def test_nonzero_by_row_equals_numpy():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 4, size=(57, 9)) * (rng.random((57, 9)) < 0.5)
+    x[:, 3] = 0
+    ptr, idx, val = K.nonzero_by_row(x)
+    for r in range(x.shape[1]):
+        (b,) = np.nonzero(x[:, r])
+        np.testing.assert_array_equal(idx[ptr[r]:ptr[r + 1]], b)
+        np.testing.assert_array_equal(val[ptr[r]:ptr[r + 1]], x[b, r])
+    assert ptr[-1] == np.count_nonzero(x)

@@ -88,6 +88,44 @@ def test_calibrated_range_is_required_then_fixed():
     assert np.max(np.abs(arr.matmul(small) - small @ w)) <= 15 * step / cfg.device.levels.i_unit_a
 
 
+def test_calibration_subsamples_a_large_batch_without_moving_the_range():
+    cfg = ideal_cfg(64, adc_bits=6, extra=["array.adc.range_mode='calibrated'",
+                                            "array.adc.calibration_percentile=99.0",
+                                            "array.adc.step_integer_units=false"])
+    rng = np.random.default_rng(8)
+    w = rng.integers(-7, 8, size=(64, 8))
+    x = rng.integers(0, 16, size=(4000, 64))
+    full = NorArray.from_weights(w, cfg, np.random.default_rng(1))
+    sub = NorArray.from_weights(w, cfg, np.random.default_rng(1))
+    sub.CALIBRATION_MAX_READINGS = 200 * 4 * 16  # 200 of the 4000 vectors
+    fs_full, fs_sub = full.calibrate(x), sub.calibrate(x)
+    # the percentile of every 20th vector: within the sampling error of the 99th percentile
+    assert fs_sub != fs_full
+    assert abs(fs_sub - fs_full) / fs_full < 0.05
+
+
+def test_matmul_does_not_depend_on_the_chunk_size():
+    # RTN (traps switching within the batch), cell noise and the counter-hash normals on:
+    # the chunked pipeline walks the traps over the whole batch and addresses every normal
+    # by its global counter, so chunks of 3 vectors give the same numbers as one chunk
+    cfg = ideal_cfg(32, adc_bits=8, extra=["array.noise.rtn_enabled=true",
+                                           "array.noise.shot_enabled=true",
+                                           "device.noise.rtn_tau_min_s=1e-7",
+                                           "device.noise.rtn_tau_max_s=1e-4"])
+    rng = np.random.default_rng(4)
+    w = rng.integers(-7, 8, size=(32, 16))
+    x = rng.integers(0, 16, size=(100, 32)) * (rng.random((100, 32)) < 0.7)
+    a = NorArray.from_weights(w, cfg, np.random.default_rng(2))
+    b = NorArray.from_weights(w, cfg, np.random.default_rng(2))
+    b.CHUNK_ROWS = 3 * cfg.array.encoding.input_bits
+    ya = [a.matmul(x, np.random.default_rng(k)) for k in range(2)]  # state carries over
+    yb = [b.matmul(x, np.random.default_rng(k)) for k in range(2)]
+    np.testing.assert_array_equal(ya[0], yb[0])
+    np.testing.assert_array_equal(ya[1], yb[1])
+    np.testing.assert_array_equal(a.traps.state, b.traps.state)
+    assert not np.array_equal(ya[0], x @ w)  # the noise is really there
+
+
 # ------------------------------------------------------------------------ encodings ----
 def test_weight_layouts_reconstruct_the_weights():
     rng = np.random.default_rng(0)

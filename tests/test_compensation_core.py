@@ -189,3 +189,43 @@ def test_errors_are_norsim_errors(small):
     chip = _ideal_chip(model, images, {"array.encoding.input_scheme": "pulse_width"})
     with pytest.raises(ConfigError, match="bit_serial"):
         core.compensate(chip, images)
+
+
+def test_cell_screen_finds_and_reprograms_fast_leaking_cells(small):
+    model, images = small
+    chip = _ideal_chip(model, images, {"compensation.gain_correction": "off"})
+    core.attach_references(chip)
+    planted = {}
+    rng = np.random.default_rng(4)
+    for ti, t in enumerate(chip.tiles()):
+        arr = t.array
+        rows, cols = np.nonzero(arr.layout.levels >= 1)
+        pick = rng.choice(rows.size, size=min(2, rows.size), replace=False)
+        s = arr.current_scale.copy()
+        s[rows[pick], cols[pick]] = 40.0  # a retention-tail cell: 40x its level current
+        arr.current_scale = s
+        core.set_read_voltage(arr, arr.cfg.device.read.v_cg_read_v)
+        planted[ti] = set(zip(rows[pick].tolist(), cols[pick].tolist()))
+    snr_bad, _ = _snr(chip, images)
+    state = core.compensate(chip, images)
+    assert state.log["cells_reprogrammed"] == sum(len(v) for v in planted.values())
+    for ti, t in enumerate(chip.tiles()):
+        for r, c in planted[ti]:
+            assert t.array.current_scale[r, c] == 1.0
+    snr_fixed, _ = _snr(chip, images)
+    assert snr_bad < 20 and snr_fixed > 40
+    cost = next(c for c in state.costs if c.name == "cell_screen")
+    assert cost.reads == sum(t.array.rows_used for t in chip.tiles()) and cost.program_time_s > 0
+
+
+def test_temperature_table_limits():
+    from norsim.compensation.experiment import temperature_drift_table
+
+    tab = temperature_drift_table(temps_k=(298.15, 358.15))
+    assert np.allclose(tab[298.15]["raw"], 0.0) and np.allclose(tab[298.15]["ratiometric"], 0.0)
+    hot = tab[358.15]
+    assert hot["ratiometric"][-1] == pytest.approx(0.0, abs=1e-12)  # the reference level itself
+    assert all(r > 1.0 for r in hot["raw"])              # subthreshold current grows > 2x
+    # ratiometric residual: lower levels are compressed less -> larger relative error
+    assert np.all(np.diff(hot["ratiometric"]) < 0)
+    assert max(abs(v) for v in hot["ratiometric"]) < max(abs(v) for v in hot["raw"])

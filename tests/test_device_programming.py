@@ -175,6 +175,36 @@ def test_poisson_sampler_moments():
         assert k.var() == pytest.approx(lam, rel=0.03)
 
 
+def test_poisson_table_sampler_matches_pmf_and_twin():
+    """The table + thinning sampler (lam < PTRS_ABOVE) and PTRS follow the Poisson pmf
+    (chi-square against scipy's pmf, closed form), and the numba draw equals the NumPy twin."""
+    import numba
+    from scipy.stats import chi2, poisson
+
+    from norsim.device.programming import PTRS_ABOVE, _poisson
+
+    @numba.njit
+    def draw(lam, seeds, counter):
+        out = np.empty(seeds.size)
+        for i in range(seeds.size):
+            out[i] = _poisson(lam[i], seeds[i], np.uint64(counter))
+        return out
+
+    seeds = np.arange(1, 100001, dtype=np.uint64) * np.uint64(2654435761)
+    for lam in (0.3, 1.0, 2.5, 7.7, 25.4, PTRS_ABOVE - 0.1, PTRS_ABOVE + 3.0):
+        lv = np.full(seeds.size, lam)
+        k = draw(lv, seeds, 16)
+        assert np.array_equal(k, _poisson_np(lv, seeds, 16))
+        ks = np.arange(int(lam + 10 * np.sqrt(lam) + 10))
+        obs = np.bincount(k.astype(np.int64), minlength=ks.size)[:ks.size]
+        exp = poisson.pmf(ks, lam) * seeds.size
+        use = exp > 20
+        stat = np.sum((obs[use] - exp[use]) ** 2 / exp[use])
+        assert stat < chi2.ppf(1 - 1e-4, use.sum() - 1), lam
+    mixed = np.random.default_rng(0).uniform(0.0, 1.5 * PTRS_ABOVE, seeds.size)
+    assert np.array_equal(draw(mixed, seeds, 80), _poisson_np(mixed, seeds, 80))
+
+
 def test_bad_targets_rejected():
     with pytest.raises(InputError, match="i_target"):
         _program(DEV, np.array([1e-8, np.nan]))

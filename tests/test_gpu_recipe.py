@@ -49,7 +49,8 @@ def test_end_to_end_all_families(tmp_path):
     data = _fake_cifar(tmp_path / "cache" / "part1")
     out, zoo = tmp_path / "run", tmp_path / "zoo"
     argv = ["--data-dir", str(tmp_path / "cache"), "--train-files", "2", "--out", str(out),
-            "--zoo-dir", str(zoo), "--width", "0.0625", "--batch-size", "16",
+            "--zoo-dir", str(zoo), "--tar-dir", str(tmp_path / "back"),
+            "--width", "0.0625", "--batch-size", "16",
             "--float-epochs", "1", "--qat-epochs", "1", "--max-steps", "2",
             "--export-check-images", "16", "--calib-size", "8", "--device", "cpu"]
     assert _script().main(argv) == 0
@@ -57,6 +58,9 @@ def test_end_to_end_all_families(tmp_path):
     x_test = np.load(data / "test.npz")["x"].transpose(0, 3, 1, 2)
     y_test = np.load(data / "test.npz")["y"].astype(np.int64)
     assert len(summary["models"]) == 3
+    # what comes back from the GPU machine: one flat folder of at most 8 files
+    back = sorted((tmp_path / "back").iterdir())
+    assert len(back) <= 8 and all(f.is_file() for f in back)
     for arch in gr.ARCHS:
         name = f"{arch}-w0.0625-cifar10-4b"
         assert summary["models"][name]["status"] == "ok"
@@ -80,7 +84,7 @@ def test_end_to_end_all_families(tmp_path):
         for ev in ("recipe", "float_start", "float_done", "fold_and_calibrate", "qat_done",
                    "exported"):
             assert ev in events
-        with tarfile.open(out / f"{name}.tar") as tf:
+        with tarfile.open(tmp_path / "back" / f"{name}.tar") as tf:
             assert sorted(tf.getnames()) == sorted(f"{name}/{f}" for f in
                                                    ("model.npz", "entry.json", "log.jsonl"))
         assert (out / name / "float_fp16.npz").is_file()

@@ -530,18 +530,15 @@ def rtn_plan(cell_col):
     return cols.astype(np.int64), order, col_ptr
 
 
-def rtn_apply(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur, *,
-              plan=None):
-    """Exact per-multiply RTN (numba); ``cur`` (B*nbits, P) and ``state`` updated in place.
-
-    ``plan``: :func:`rtn_plan` of ``cell_col`` (built if None).
-    """
-    if state.shape[0] == 0:
-        return
+def rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key,
+                    n_rows, dtype=np.float64, *, plan=None):
+    """Exact per-multiply RTN (numba): (columns, corrections (columns, B*nbits)); ``state``
+    is advanced in place. ``plan``: :func:`rtn_plan` of ``cell_col`` (built if None)."""
     x = np.asarray(x)
     cols, order, col_ptr = rtn_plan(cell_col) if plan is None else plan
-    # corrections go to a column-major buffer (contiguous per column), added once at the end
-    corr = np.zeros((cols.size, cur.shape[0]), dtype=cur.dtype)
+    corr = np.zeros((cols.size, int(n_rows)), dtype=dtype)
+    if state.shape[0] == 0:
+        return cols, corr
     if bitserial:
         nz = nonzero_by_row(x)
         xt = np.zeros((1, 1), dtype=np.int64)
@@ -554,10 +551,28 @@ def rtn_apply(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, k
                 np.ascontiguousarray(d_tab, dtype=np.float64), state,
                 np.ascontiguousarray(p01, dtype=np.float64),
                 np.ascontiguousarray(p10, dtype=np.float64), np.uint64(key), corr, order, col_ptr)
+    return cols, corr
+
+
+def add_corrections(cur, cols, corr, start=0):
+    """cur[:, cols] += corr[:, start:start + len(cur)].T (contiguous columns: no gather)."""
+    if cols.size == 0:
+        return
+    c = corr[:, start:start + cur.shape[0]].T
     if cols.size == cols[-1] + 1:
-        cur[:, :cols.size] += corr.T
+        cur[:, :cols.size] += c
     else:
-        cur[:, cols] += corr.T
+        cur[:, cols] += c
+
+
+def rtn_apply(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur, *,
+              plan=None):
+    """Exact per-multiply RTN (numba); ``cur`` (B*nbits, P) and ``state`` updated in place."""
+    if state.shape[0] == 0:
+        return
+    cols, corr = rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01,
+                                 p10, key, cur.shape[0], cur.dtype, plan=plan)
+    add_corrections(cur, cols, corr)
 
 
 def _geometric_numpy(key, counter, p):

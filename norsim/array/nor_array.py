@@ -36,8 +36,8 @@ import numpy as np
 from norsim.array import encodings as enc_mod
 from norsim.array.cells import ArrayCell
 from norsim.array.events import ArrayEvents
-from norsim.array.kernels import (bitplanes, readout, readout_numpy, rtn_apply,
-                                  rtn_apply_numpy, rtn_plan, wl_stats)
+from norsim.array.kernels import (add_corrections, bitplanes, readout, readout_numpy,
+                                  rtn_apply_numpy, rtn_corrections, rtn_plan, wl_stats)
 from norsim.array.noise_read import make_rtn
 from norsim.array.periphery import make_adc, readout_params
 from norsim.array.kernels import P_SHOT
@@ -240,16 +240,11 @@ class NorArray:
             tab = np.concatenate([tab, self._var], axis=2)
         return tab, tab[0][:, :self.phys_cols].sum(axis=0)
 
-    def _readings(self, x: np.ndarray, rng: np.random.Generator, *, reference: bool = False):
-        """Column currents (B*cycles, P) without the leakage (with the summed cell-noise
-        variances in P more columns when they need their own product), the leakage (P,),
-        and the bit-planes."""
-        g, leak = self._base()
-        planes = None
-        t = self.traps
+    def _drive_product(self, x: np.ndarray, g):
+        """Column currents (B*cycles, P or 2P) of codes ``x`` through the base matrix ``g``."""
         if self.bitserial:
-            planes = bitplanes(x, self.nbits_in)
-            cur = planes.astype(self.dtype, copy=False) @ g
+            cur = bitplanes(x, self.nbits_in) @ g if self.dtype == np.float32 else \
+                bitplanes(x, self.nbits_in).astype(self.dtype) @ g
         elif self.scheme == "pulse_width":
             cur = self._fractions[x].astype(self.dtype) @ g
         else:
@@ -260,16 +255,31 @@ class NorArray:
                 m = x == c
                 if m.any():
                     cur += m.astype(self.dtype) @ (tab[c] - base).astype(self.dtype)
-        cur = np.ascontiguousarray(cur)
-        if t.n:
-            key = int(rng.integers(0, 2**63))
-            args = (x, self.cycles, self.bitserial, t.row, t.col, self._d_tab, t.state, t.p01,
-                    t.p10, key, cur)
-            if reference:
-                rtn_apply_numpy(*args)
-            else:
-                rtn_apply(*args, plan=self._rtn_plan)
-        return cur, leak, planes
+        return np.ascontiguousarray(cur)
+
+    def _rtn(self, x, rng, reference=False, cur=None):
+        """Draw the batch's RTN key and walk the traps: (columns, corrections) or, with
+        ``reference``, the NumPy twin applied to ``cur`` in place (returns None)."""
+        t = self.traps
+        key = int(rng.integers(0, 2**63))
+        args = (x, self.cycles, self.bitserial, t.row, t.col, self._d_tab, t.state, t.p01, t.p10,
+                key)
+        if reference:
+            rtn_apply_numpy(*args, cur)
+            return None
+        return rtn_corrections(*args, x.shape[0] * self.cycles, self.dtype, plan=self._rtn_plan)
+
+    def _readings(self, x: np.ndarray, rng: np.random.Generator, *, reference: bool = False):
+        """Column currents (B*cycles, P) without the leakage (with the summed cell-noise
+        variances in P more columns when they need their own product), the leakage (P,),
+        and the bit-planes (None)."""
+        g, leak = self._base()
+        cur = self._drive_product(x, g)
+        if self.traps.n:
+            rc = self._rtn(x, rng, reference, cur)
+            if rc is not None:
+                add_corrections(cur, *rc)
+        return cur, leak, None
 
     # ------------------------------------------------------------------ public API ----
     #: calibration readings (vectors x cycles x conversions) used at most; a larger
@@ -319,20 +329,51 @@ class NorArray:
                              "NorArray.calibrate(x_cal) first (adc.range_mode = 'calibrated') "
                              "or adc.range_mode = 'physical'")
         rng = self._rng if rng is None else rng
-        cur, leak, planes = self._readings(x, rng, reference=reference)
         par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
         par[P_SHOT] = self._shot_ratio
-        if self.cfg.array.noise.gaussian_source == "generator":
-            z = rng.standard_normal((cur.shape[0], self._channels["pos"].size))
-            key = 0
-        else:
-            z = None
-            key = int(rng.integers(0, 2**63))
-        fn = readout_numpy if reference else readout
-        out, charge = fn(cur, leak, self.cycles, self._channels, self.adc.gain, self.adc.offset,
-                         par, key=key, z=z, n_out_cols=self.n_out, vleak=self._vleak)
-        self._count(x, planes, charge)
+        if reference:  # the plain NumPy twins, whole batch at once
+            cur, leak, planes = self._readings(x, rng, reference=True)
+            z, key = self._readout_draws(rng, cur.shape[0])
+            out, charge = readout_numpy(cur, leak, self.cycles, self._channels, self.adc.gain,
+                                        self.adc.offset, par, key=key, z=z,
+                                        n_out_cols=self.n_out, vleak=self._vleak)
+            self._count(x, planes, charge)
+            return out * (self.adc.step_a / self.unit_a)
+        # numba path, in chunks of vectors (the drive product, the RTN corrections and the
+        # readout of one chunk stay in cache); the random draws are those of the whole batch
+        # (RTN walked over the whole batch first, normals addressed by their global
+        # counter), so the result does not depend on the chunk size
+        g, leak = self._base()
+        rc = self._rtn(x, rng) if self.traps.n else None
+        n_rows = x.shape[0] * self.cycles
+        z, key = self._readout_draws(rng, n_rows)
+        nch = self._channels["pos"].size
+        out = np.empty((x.shape[0], self.n_out))
+        charge = np.zeros(self.phys_cols)
+        step = max(1, self.CHUNK_ROWS // self.cycles)
+        for v0 in range(0, x.shape[0], step):
+            v1 = min(v0 + step, x.shape[0])
+            r0, r1 = v0 * self.cycles, v1 * self.cycles
+            cur = self._drive_product(x[v0:v1], g)
+            if rc is not None:
+                add_corrections(cur, *rc, start=r0)
+            o, ch = readout(cur, leak, self.cycles, self._channels, self.adc.gain,
+                            self.adc.offset, par, key=key, counter0=r0 * nch,
+                            z=None if z is None else z[r0:r1], n_out_cols=self.n_out,
+                            vleak=self._vleak)
+            out[v0:v1] = o
+            charge += ch
+        self._count(x, None, charge)
         return out * (self.adc.step_a / self.unit_a)
+
+    #: rows (vectors x cycles) of one chunk of the numba matmul path
+    CHUNK_ROWS = 4096
+
+    def _readout_draws(self, rng, n_rows):
+        """(normals (n_rows, conversions) or None, counter-hash key) of one batch."""
+        if self.cfg.array.noise.gaussian_source == "generator":
+            return rng.standard_normal((n_rows, self._channels["pos"].size)), 0
+        return None, int(rng.integers(0, 2**63))
 
     def analog_output(self, x_codes, rng: np.random.Generator | None = None) -> np.ndarray:
         """The same estimate before the ADC: currents combined in output units (no Gaussian

@@ -30,6 +30,12 @@ class CompensationConfig(ConfigBase):
         "programmed levels should give).", choices=("off", "global", "per_column"))
     probe_patterns: int = param(16, "Test patterns (random row subsets, each read over all "
                                 "input cycles) per gain/offset fit.", lo=2, hi=4096)
+    cell_screen: bool = param(True, "Read every row of each tile alone and re-program cells "
+                              "that conduct far more than their level allows (fast-leaking "
+                              "retention tail, e.g. a level-1 cell at 40x its current).")
+    screen_factor: float = param(3.0, "A cell is re-programmed when its single-row reading "
+                                 "exceeds this multiple of its level's nominal reading (and "
+                                 "3 LSB above it).", lo=1.0, hi=1.0e6)
     adaptive_read_voltage: bool = param(False, "Closed loop per tile: shift the control-gate "
                                         "read voltage until the reference columns conduct "
                                         "their nominal current again.")

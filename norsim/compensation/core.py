@@ -352,6 +352,56 @@ def adjust_read_bias(chip, state: CompensationState, rng: np.random.Generator) -
     return cost
 
 
+def screen_cells(chip, state: CompensationState, rng: np.random.Generator) -> CompensationCost:
+    """Find and re-program cells that leak far more than their level allows (the
+    fast-leaking retention tail): every row of a tile is read alone (all columns in
+    parallel, one cycle with the input's lowest bit); a cell whose code exceeds
+    ``screen_factor`` x its level's nominal code (and 3 LSB above it) is re-tuned to its target
+    V_th at the present read bias (modelled as exact placement; cost: a full tuning sequence)."""
+    c = chip.cfg.compensation
+    cost = CompensationCost("cell_screen")
+    found = 0
+    for layer, ti, tile in _tiles(chip):
+        arr = tile.array
+        _check_supported(arr)
+        n = arr.rows_used
+        x = np.eye(n, dtype=np.int64)  # row r alone, input code 1: only the first cycle drives
+        codes, exp, charge = probe(arr, x, rng)
+        q = charge * arr.t_read_s  # one driven cycle per row is what the screen needs
+        cost.reads += n
+        cost.conversions += n * codes.shape[1]
+        cost.bitline_charge_c += q
+        cost.energy_j += q * arr.cfg.device.read.v_bl_read_v
+        cost.time_s += n * arr.t_read_s
+        first = codes[::arr.cycles]  # (rows, H) the cycle with the row on
+        e1 = exp[::arr.cycles]
+        gain = np.asarray(arr.adc.gain, dtype=np.float64)[arr._channels["adc"]]
+        bad = (first > c.screen_factor * e1 * gain[None, :]) & (first > e1 * gain[None, :] + 3)
+        if not bad.any():
+            continue
+        rows, chans = np.nonzero(bad)
+        cols = arr._channels["pos"][chans]
+        found += rows.size
+        vth = arr.vth.copy()
+        scale = arr.current_scale.copy()
+        i_target = nominal_cell_currents(arr)[rows, cols]
+        vth[rows, cols] = arr.cell.vth_for_current(i_target)
+        scale[rows, cols] = 1.0
+        arr.vth = vth
+        arr.vth.setflags(write=False)
+        arr.current_scale = scale
+        set_read_voltage(arr, arr.cfg.device.read.v_cg_read_v)
+        pg = arr.cfg.device.programming
+        per_cell_t = pg.tune_max_pulses * (pg.pulse_width_s + pg.verify_time_s)
+        cost.program_time_s += rows.size * per_cell_t
+        cost.program_energy_j += (rows.size * pg.tune_max_pulses * pg.pulse_width_s
+                                  * pg.program_current_a * pg.program_voltage_v / pg.pump_efficiency)
+    cost.time_s += cost.program_time_s
+    cost.energy_j += cost.program_energy_j
+    state.log["cells_reprogrammed"] = found
+    return cost
+
+
 def correct_gain(chip, state: CompensationState, rng: np.random.Generator) -> CompensationCost:
     """Ratiometric (reference-column) gain per tile, then per-channel gain/offset trim."""
     c = chip.cfg.compensation
@@ -476,6 +526,8 @@ def compensate(chip, calib_images: np.ndarray | None = None) -> CompensationStat
     rng = cfg.rng(_STREAM_PROBE)
     if c.adaptive_read_voltage or c.wl_temperature_tracking:
         state.costs.append(adjust_read_bias(chip, state, rng))
+    if c.cell_screen:
+        state.costs.append(screen_cells(chip, state, rng))
     if c.gain_correction != "off":
         state.costs.append(correct_gain(chip, state, rng))
     if c.activation_recalibration:

@@ -40,7 +40,9 @@ _STREAM_BOOT = 404
 
 
 def run_condition(model, cfg, images, labels, calib, seed: int, overrides: dict,
-                  on_overrides: dict) -> dict:
+                  on_overrides: dict | None) -> dict:
+    """One chip instance under one condition, compensation off then on (``on_overrides``
+    None: only the uncompensated run, reported for both)."""
     from norsim.mapping import engine, mapper
 
     c_off = cfg.with_overrides({**overrides, "seed": int(seed), "compensation.enabled": False})
@@ -48,9 +50,12 @@ def run_condition(model, cfg, images, labels, calib, seed: int, overrides: dict,
     chip = mapper.map_model(model, c_off)
     engine.calibrate(chip, calib[:c_off.mapping.calibration_images])
     off = engine.run(chip, images)
-    chip.cfg = c_off.with_overrides(on_overrides)
-    state = core.compensate(chip, calib)
-    on = engine.run(chip, images)
+    if on_overrides is None:
+        on, state = off, core.CompensationState()
+    else:
+        chip.cfg = c_off.with_overrides(on_overrides)
+        state = core.compensate(chip, calib)
+        on = engine.run(chip, images)
     return {
         "seed": int(seed),
         "off": off.predictions == labels, "on": on.predictions == labels,
@@ -105,6 +110,41 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def temperature_drift_table(cfg=None, temps_k=(233.0, 273.15, 298.15, 323.15, 358.15),
+                            t0_k: float = 298.15) -> dict:
+    """Differential-pair current (level L minus level 0, cells placed at 300 K by the nominal
+    cell model) at each temperature relative to ``t0_k``: raw, ratiometric (divided by the
+    level-max pair at the same T) and ratiometric with word-line tracking."""
+    import dataclasses
+
+    from norsim.array import encodings as enc_mod
+    from norsim.array.cells import ArrayCell
+    from norsim.config.presets import load_preset
+
+    cfg = cfg or load_preset("nor40")
+    dev = cfg.device
+    top = dev.levels.levels_per_cell - 1
+    clamp = cfg.array.sense.clamp_gain
+    vth = ArrayCell(dev, clamp).vth_for_current(
+        enc_mod.level_currents(np.arange(top + 1), dev.levels))
+
+    def cur(t, dv=0.0):
+        d = dataclasses.replace(dev, read=dataclasses.replace(
+            dev.read, temperature_k=t, v_cg_read_v=dev.read.v_cg_read_v + dv))
+        i = ArrayCell(d, clamp).on_current(vth)
+        return i[1:] - i[0]
+
+    base = cur(t0_k)
+    tc = cfg.compensation.wl_tempco_v_per_k
+    out = {}
+    for t in temps_k:
+        d, dt = cur(t), cur(t, tc * (t - cfg.mapping.program_temperature_k))
+        out[float(t)] = {"raw": (d / base - 1).tolist(),
+                         "ratiometric": ((d / d[-1]) / (base / base[-1]) - 1).tolist(),
+                         "ratiometric_wl_tracking": ((dt / dt[-1]) / (base / base[-1]) - 1).tolist()}
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="zoo:lenet-mnist-4b")
@@ -114,7 +154,16 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--json", default=None)
+    p.add_argument("--fresh-off-only", action="store_true",
+                   help="run the fresh 300 K baseline without the compensated run")
+    p.add_argument("--temperature-table", action="store_true",
+                   help="print the differential-pair temperature drift table and exit")
     a = p.parse_args(argv)
+    if a.temperature_table:
+        for t, row in temperature_drift_table().items():
+            print(f"{t:7.2f} K " + "  ".join(f"{k}: " + " ".join(f"{100 * v:+.1f}" for v in vals)
+                                               for k, vals in row.items()))
+        return 0
     from norsim.cli.run import load_model
     from norsim.config.presets import load_preset
     from norsim.data import load_dataset
@@ -131,7 +180,8 @@ def main(argv=None) -> int:
     for name in a.conditions.split(","):
         results[name] = []
         for s in range(a.seeds):
-            r = run_condition(model, cfg, x, y, cal.x, s, CONDITIONS[name], COMPENSATION_ON)
+            on = None if (a.fresh_off_only and name == "fresh_300K") else COMPENSATION_ON
+            r = run_condition(model, cfg, x, y, cal.x, s, CONDITIONS[name], on)
             results[name].append(r)
             print(f"{name} seed {s}: off {100 * r['off'].mean():.1f} on {100 * r['on'].mean():.1f} "
                   f"({r['seconds']:.0f} s)", flush=True)

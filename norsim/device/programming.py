@@ -43,21 +43,44 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
 _TWO53 = 1.0 / 9007199254740992.0
-STRIDE = 64  # counter slots per pulse: 1-2 verify normal, 16 (17-18) program Poisson,
-#              24 tuning Poisson, 32.. traps (a PTRS Poisson draw's later attempts use
-#              counter + multiples of 2^32, far above every regular counter)
+STRIDE = 64  # counter slots per pulse: 1-2 verify normal, 16-18 program Poisson,
+#              24 tuning Poisson, 32.. traps (a Poisson draw's thinning uniforms after the
+#              first and PTRS's later attempts use counter + multiples of 2^32, far above
+#              every regular counter)
 _TRAP_SLOT = 32
 # A verify read whose pass would need a noise excursion above FAR_SIGMAS standard deviations
 # (with every RTN trap occupied) is decided as a fail without drawing (P < 1e-15); traps are
 # then advanced over the skipped interval in one exact Markov step when next needed.
 FAR_SIGMAS = 8.0
-PTRS_ABOVE = 10.0  # Poisson means from here on use transformed rejection (PTRS)
+PTRS_ABOVE = 64.0  # Poisson means from here on use transformed rejection (PTRS)
 _INV_K = 1.0 / np.arange(1, 1002, dtype=np.float64)  # 1/k table of the chop-down search
-_CHOP_MAX = 1000  # the chop-down search stops at k = 1000 (P(k > 1000) is nil for lam < 10)
+_CHOP_MAX = 1000  # the chop-down table ends at k = 1000 (P(k > 1000) is nil for lam < 64)
 # ln k! for k < 4096 (PTRS's acceptance test): a table lookup instead of lgamma per draw, and
 # the numba kernel and its NumPy twin read the same numbers
 _LOGFACT = gammaln(np.arange(1, 4097, dtype=np.float64))
 _NLOGFACT = _LOGFACT.size
+
+
+def _poisson_tables(m_max: int, length: int, bins: int):
+    """CDF rows of Poisson(m) for integer m < m_max (k = 0..length-1, last entry 1) and a
+    guide table per row: GUIDE[m, j] = first k with CDF[m, k] >= j / bins."""
+    k = np.arange(length, dtype=np.float64)
+    cdf = np.ones((m_max, length))
+    guide = np.zeros((m_max, bins), np.int64)
+    for m in range(1, m_max):
+        pmf = np.exp(-m + k * np.log(m) - gammaln(k + 1.0))
+        row = np.minimum(np.cumsum(pmf), 1.0)
+        row[-1] = 1.0  # the tail beyond length - 1 (< 1e-30) goes to the last entry
+        cdf[m] = row
+        guide[m] = np.searchsorted(row, np.arange(bins) / bins, side="left")
+    return cdf, guide
+
+
+# Poisson(lam) for lam < PTRS_ABOVE: Poisson(floor lam) by table inversion plus a Poisson(1)
+# count thinned with probability frac(lam) (= Poisson(frac lam)); the sum is Poisson(lam)
+# exactly, with no transcendental call
+_GUIDE_BINS = 256
+_PCDF, _PGUIDE = _poisson_tables(int(PTRS_ABOVE), 256, _GUIDE_BINS)
 
 
 # ----------------------------------------------------------------- counter-based RNG ----
@@ -86,21 +109,33 @@ def _normal(seed, counter):
 def _poisson(lam, seed, counter):
     """Poisson(lam) from the cell's stream at ``counter``.
 
-    lam < 10: chop-down inversion of one uniform. lam >= 10: transformed rejection with
-    squeeze (PTRS, Hoermann 1993), attempt a using the uniforms at counter + 2a 2^32 and
-    counter + (2a + 1) 2^32 (regular counters stay far below 2^32).
+    lam < PTRS_ABOVE: m = floor(lam) from the guide-table inversion of the uniform at
+    ``counter``, plus N ~ Poisson(1) (uniform at counter + 1) thinned to Binomial(N, lam - m)
+    by the uniforms at counter + 2 + j 2^32 (j < N): Poisson(m) + Poisson(lam - m).
+    lam >= PTRS_ABOVE: transformed rejection with squeeze (PTRS, Hoermann 1993), attempt a
+    using the uniforms at counter + 2a 2^32 and counter + (2a + 1) 2^32 (regular counters
+    stay far below 2^32).
     """
     if lam <= 0.0:
         return 0.0
     if lam < PTRS_ABOVE:
-        u = _uniform(seed, counter)
-        p = np.exp(-lam)
-        f = p
+        m = int(lam)
+        r = lam - m
         k = 0
-        while u > f and k < 1000:
-            p *= lam * _INV_K[k]
-            k += 1
-            f += p
+        if m > 0:
+            u = _uniform(seed, counter)
+            k = _PGUIDE[m, int(u * _GUIDE_BINS)]
+            while u > _PCDF[m, k]:
+                k += 1
+        if r > 0.0:
+            u = _uniform(seed, counter + np.uint64(1))
+            nn = _PGUIDE[1, int(u * _GUIDE_BINS)]
+            while u > _PCDF[1, nn]:
+                nn += 1
+            for j in range(nn):
+                c = counter + np.uint64(2) + (np.uint64(j) << np.uint64(32))
+                if _uniform(seed, c) < r:
+                    k += 1
         return float(k)
     slam = np.sqrt(lam)
     b = 0.931 + 2.53 * slam
@@ -173,22 +208,30 @@ def _normal_np(seed, counter):
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
+def _table_np(m, u):
+    """Inversion of uniforms ``u`` against the Poisson(m) rows of the guide tables."""
+    k = _PGUIDE[m, (u * _GUIDE_BINS).astype(np.int64)]
+    while True:
+        more = u > _PCDF[m, k]
+        if not more.any():
+            return k
+        k = k + more
+
+
 def _poisson_np(lam, seeds, counter):
     """NumPy twin of :func:`_poisson` (same algorithm, same stream positions)."""
     lam = np.asarray(lam, dtype=np.float64)
     out = np.zeros_like(lam)
     small = (lam > 0) & (lam < PTRS_ABOVE)
-    ls, us_ = lam[small], _uniform_np(seeds[small], counter)
-    p = np.exp(-ls)
-    f = p.copy()
-    k = np.zeros(ls.shape, np.int64)
-    for _ in range(1000):
-        more = us_ > f
-        if not more.any():
-            break
-        p = np.where(more, p * ls * _INV_K[np.minimum(k, 999)], p)
-        k = np.where(more, k + 1, k)
-        f = np.where(more, f + p, f)
+    ls, ss = lam[small], seeds[small]
+    m = ls.astype(np.int64)
+    r = ls - m
+    k = np.where(m > 0, _table_np(m, _uniform_np(ss, counter)), 0)
+    u1 = _uniform_np(ss, np.uint64(counter) + np.uint64(1))
+    nn = np.where(r > 0, _table_np(np.ones_like(m), u1), 0)
+    for j in range(int(nn.max(initial=0))):
+        c = np.uint64(counter) + np.uint64(2) + (np.uint64(j) << np.uint64(32))
+        k = k + ((j < nn) & (_uniform_np(ss, c) < r))
     out[small] = k
     big = np.flatnonzero(lam >= PTRS_ABOVE)
     if big.size:

@@ -445,7 +445,7 @@ def load_state_fp16(model: nn.Module, path: Path) -> None:
 
 
 def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
-              echo=print) -> dict:
+              echo=print, tar_dir: Path | None = None) -> dict:
     """Float phase (or resume from its checkpoint), fold + calibrate, QAT, export, zoo entry."""
     r.validate()
     from norsim.qat.export import compare, export
@@ -535,7 +535,8 @@ def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
     qm.save(d / "model.npz")
     (d / "entry.json").write_text(json.dumps(entry, indent=1) + "\n")
     (d / "log.jsonl").write_bytes((run_dir / "log.jsonl").read_bytes())
-    tar_path = out / f"{r.entry_name}.tar"
+    tar_path = Path(tar_dir or out) / f"{r.entry_name}.tar"
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tar_path.with_suffix(".tmp"), "w") as tf:
         for f in ("model.npz", "entry.json", "log.jsonl"):
             tf.add(d / f, arcname=f"{r.entry_name}/{f}")
@@ -544,10 +545,12 @@ def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
 
 
 def run_all(recipes: list[Recipe], data_np: dict, out: str | Path, zoo_dir: str | Path,
-            command: str, device: str = "auto", budget_s: float = 0.0, echo=print) -> dict:
+            command: str, device: str = "auto", budget_s: float = 0.0, echo=print,
+            tar_dir: str | Path | None = None) -> dict:
     """Train ``recipes`` in order; a failing model is logged and the next one starts. A model
     is skipped when less than its own phase budgets (``*_seconds``) + 60 s of ``budget_s`` is
-    left. ``summary.json`` in ``out`` is rewritten after each model."""
+    left. ``summary.json`` in ``out`` (and ``tar_dir``, where the entries' tars go: the flat
+    folder that comes back from the GPU machine) is rewritten after each model."""
     out, zoo_dir = Path(out), Path(zoo_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
@@ -567,7 +570,7 @@ def run_all(recipes: list[Recipe], data_np: dict, out: str | Path, zoo_dir: str 
             echo(f"skip {r.entry_name}: {left:.0f} s left")
         else:
             try:
-                e = train_one(r, data, out, zoo_dir, command, echo)
+                e = train_one(r, data, out, zoo_dir, command, echo, tar_dir=tar_dir)
                 summary["models"][r.entry_name] = {"status": "ok"} | e["accuracy"]
             except Exception as exc:     # noqa: BLE001 - keep the other models going
                 tb = traceback.format_exc()
@@ -579,5 +582,7 @@ def run_all(recipes: list[Recipe], data_np: dict, out: str | Path, zoo_dir: str 
         summary["seconds"] = round(time.perf_counter() - t_start, 1)
         buf = io.StringIO()
         json.dump(summary, buf, indent=1)
-        (out / "summary.json").write_text(buf.getvalue() + "\n")
+        for d in {out, Path(tar_dir or out)}:
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "summary.json").write_text(buf.getvalue() + "\n")
     return summary

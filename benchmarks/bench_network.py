@@ -1,0 +1,121 @@
+"""Images per second through a 4-bit CNN on simulated arrays vs the integer reference and a
+float32 NumPy forward of the same model, in one process (issue 6).
+
+Chip: the nor40 preset (bit-serial inputs, differential weight columns with digital
+subtraction, 6-bit ADC with calibrated range, read noise on: cell white + 1/f noise, kT/C,
+ADC noise, exact RTN), with ideal programming (every cell at its target V_th: programming
+only sets up the tiles and is not timed; it does not change the inference cost). The
+LeNet-shaped random model (``random_lenet``: conv1 8-bit input x 8-bit weights, the rest
+4-bit) is timed with the preset's ``mapping.first_layer`` ("analog") and with
+``first_layer = 'digital'``. Only inference (``engine.run``) is timed; mapping and ADC
+calibration are not.
+
+Prints one JSON line per case, then one JSON object on the last line with
+``ratio_vs_float32`` (analog chip seconds per image / float32 seconds per image, wall clock,
+preset mapping; target <= 20), the same ratio from CPU time (``time.process_time``, steadier
+on a shared machine), and, unless ``--no-resnet``, images per second of a ResNet-18-shaped
+random model on 3x32x32 inputs with the projected time for a 10k test set (target < 20 min).
+
+Usage: python benchmarks/bench_network.py [--quick] [--no-resnet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".numba_cache"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_reference import Float32Forward  # noqa: E402
+
+from norsim.config.presets import load_preset  # noqa: E402
+from norsim.mapping import engine  # noqa: E402
+from norsim.mapping import reference as ref  # noqa: E402
+from norsim.mapping.mapper import map_model  # noqa: E402
+from norsim.mapping.random_models import blob_images, random_lenet, random_resnet18  # noqa: E402
+
+
+def _timed(fn, reps):
+    """(best wall seconds, CPU seconds of that repetition, result)."""
+    best = (float("inf"), float("inf"), None)
+    for _ in range(reps):
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        if w < best[0]:
+            best = (w, c, out)
+    return best
+
+
+def _chip(model, overrides, calib):
+    cfg = load_preset("nor40").with_overrides(["mapping.programming='ideal'"] + overrides)
+    chip = map_model(model, cfg)
+    engine.calibrate(chip, calib)
+    return chip
+
+
+def bench_model(name, model, n_images, reps, rng, cases):
+    c, h, w = model.input.shape
+    imgs = blob_images(rng, n_images, h, w, c)
+    calib = blob_images(rng, 16, h, w, c)
+    x_codes = ref.input_codes(model, imgs)
+    x_float = (x_codes * model.input.scale).astype(np.float32)
+    fwd = Float32Forward(model)
+    fwd(x_float[:2]), ref.run_reference(model, x_codes[:2])  # warm-up
+    wf, cf, yf = _timed(lambda: fwd(x_float), reps)
+    wi, ci, yi = _timed(lambda: ref.run_reference(model, x_codes), reps)
+    rows = []
+    for label, overrides in cases:
+        chip = _chip(model, overrides, calib)
+        engine.run(chip, imgs[:2], collect_stats=False)  # numba compile / cache load
+        wa, ca, run = _timed(lambda: engine.run(chip, imgs, batch_size=n_images,
+                                                collect_stats=False), reps)
+        agree = float(np.mean(run.predictions == engine.predict_from_output(model, yi)))
+        rows.append({"model": name, "case": label, "images": n_images,
+                     "analog_images_per_s": n_images / wa, "int_images_per_s": n_images / wi,
+                     "float32_images_per_s": n_images / wf,
+                     "ratio_vs_float32": wa / wf, "ratio_vs_float32_cpu": ca / cf,
+                     "ratio_vs_int": wa / wi, "ratio_vs_int_cpu": ca / ci,
+                     "analog_cpu_s_per_image": ca / n_images,
+                     "top1_agreement_with_int": agree})
+        print(json.dumps(rows[-1]))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="few images, one repetition")
+    ap.add_argument("--no-resnet", action="store_true", help="skip the ResNet-18 case")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    reps = 1 if args.quick else 2
+    lenet = random_lenet(rng, calib_n=32)
+    rows = bench_model("lenet5", lenet, 64 if args.quick else 500, reps, rng,
+                       [("preset", []), ("first_layer_digital", ["mapping.first_layer='digital'"])])
+    summary = {"bench": "network", "ratio_vs_float32": rows[0]["ratio_vs_float32"],
+               "ratio_vs_float32_cpu": rows[0]["ratio_vs_float32_cpu"],
+               "ratio_vs_float32_first_layer_digital": rows[1]["ratio_vs_float32"],
+               "ratio_vs_float32_cpu_first_layer_digital": rows[1]["ratio_vs_float32_cpu"],
+               "target_ratio": 20.0, "per_case": rows,
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if not args.no_resnet:
+        t0 = time.perf_counter()
+        resnet = random_resnet18(rng, calib_n=4)
+        rn = bench_model("resnet18_cifar", resnet, 2 if args.quick else 8, 1, rng, [("preset", [])])[0]
+        summary["resnet18_images_per_s"] = rn["analog_images_per_s"]
+        summary["resnet18_cpu_s_per_image"] = rn["analog_cpu_s_per_image"]
+        summary["resnet18_10k_minutes"] = 1e4 / rn["analog_images_per_s"] / 60
+        summary["resnet18_target_minutes"] = 20.0
+        summary["resnet18_setup_s"] = time.perf_counter() - t0
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
