@@ -190,8 +190,11 @@ def build(models: list[str], images: int, seeds: int | None, sets: list[str], wo
         data = {"mnist": "mnist", "cifar10": "cifar10"}.get(entry.get("data"), entry.get("data"))
         db = out_dir / f"{name}-n{images}.sqlite"
         if run:
-            run_sweep(spec_for(name, data, images, seeds, sets, ref), db, workers=workers,
-                      progress=progress)
+            try:
+                run_sweep(spec_for(name, data, images, seeds, sets, ref), db, workers=workers,
+                          progress=progress)
+            finally:
+                settle(db)
         on = aggregate(flat_rows(db)[0]) if db.is_file() else {}
         cpath = out_dir / f"{name}-cost.json"
         if run and not cpath.is_file():
@@ -206,6 +209,22 @@ def build(models: list[str], images: int, seeds: int | None, sets: list[str], wo
     table = {"images": images, "conditions": list(CONDITIONS), "rows": rows,
              "spec": str(SPEC.relative_to(ROOT)), "set": sets}
     return table
+
+
+def settle(db: Path) -> None:
+    """Fold the results file's write-ahead log into it and drop the lock file, so that the one
+    ``.sqlite`` file is complete on its own (it is committed)."""
+    import sqlite3
+
+    if not db.is_file():
+        return
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        con.close()
+    Path(str(db) + ".lock").unlink(missing_ok=True)
 
 
 def write_doc(md: str, doc: Path = DOC) -> None:

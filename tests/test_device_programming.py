@@ -64,6 +64,22 @@ def test_numba_kernel_equals_numpy_reference(ov):
     assert np.max(np.abs(a.vth - b.vth)) < 1e-12
 
 
+def test_result_independent_of_thread_count():
+    """Blocks of cells run in parallel, each cell on its own stream: 1 thread == all threads."""
+    import numba
+
+    i_t = target_current(DEV.levels, np.random.default_rng(3).integers(0, 8, 1200))
+    full = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _program(DEV, i_t, 4)
+    finally:
+        numba.set_num_threads(full)
+    many = _program(DEV, i_t, 4)
+    assert np.array_equal(one.vth, many.vth) and np.array_equal(one.pulses, many.pulses)
+    assert np.array_equal(one.verifies, many.verifies)
+
+
 def test_same_seed_same_result_and_seed_matters():
     i_t = np.full(500, 3e-8)
     a, b, c = _program(DEV, i_t, 1), _program(DEV, i_t, 1), _program(DEV, i_t, 2)

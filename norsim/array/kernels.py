@@ -393,7 +393,7 @@ def _geometric(key, counter, p):
 
 
 @numba.njit(cache=True, parallel=True)
-def _rtn_kernel(xt, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_row, cell_col, d_tab, state,
+def _rtn_kernel(xt, dense_row, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_row, cell_col, d_tab, state,
                 p01, p10, key, corr, order, col_ptr):
     """Walk every cell's traps (two-state Markov chains) over the multiplies of the batch.
 
@@ -412,9 +412,10 @@ def _rtn_kernel(xt, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_row, cell_col
     segment) and the cycles whose input bit is 1 get dv1 - dv0 more: only the multiplies
     with a non-zero code on the cell's row are visited (``nz_ptr``/``nz_idx``/``nz_val``:
     per row, the multiplies with x != 0 in order and their codes), so sparse activations
-    cost less. The same numbers as the per-cycle walk, to rounding.
+    cost less (rows with ``dense_row`` set walk every multiply of the segment through the
+    codes ``xt`` (rows, B) instead). The same numbers as the per-cycle walk, to rounding.
     """
-    nvec = xt.shape[1] if not bitserial else (corr.shape[1] // nbits)
+    nvec = xt.shape[1]
     ntrap = state.shape[1]
     for g in numba.prange(col_ptr.size - 1):
         nxt = np.empty(ntrap, dtype=np.int64)
@@ -448,14 +449,29 @@ def _rtn_kernel(xt, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_row, cell_col
                         ddv = (d_tab[i, j, 1] - d_tab[i, j0, 1]) - dv0
                         dif[b] += dv0
                         dif[end] -= dv0
-                        while q < q_end and nz_idx[q] < b:
-                            q += 1
-                        while q < q_end and nz_idx[q] < end:
-                            xv = nz_val[q]
-                            base = nz_idx[q] * nbits
-                            for k in range(nbits):
-                                cc[base + k] += ddv * ((xv >> k) & 1)
-                            q += 1
+                        if dense_row[r]:  # most codes non-zero: walk the multiplies
+                            xr = xt[r]
+                            for bb in range(b, end):
+                                xv = xr[bb]
+                                base = bb * nbits
+                                for k in range(nbits):
+                                    cc[base + k] += ddv * ((xv >> k) & 1)
+                        else:  # sparse row: visit only its non-zero codes
+                            if q < q_end and nz_idx[q] < b:  # binary search: first >= b
+                                lo_q, hi_q = q + 1, q_end
+                                while lo_q < hi_q:
+                                    mid = (lo_q + hi_q) >> 1
+                                    if nz_idx[mid] < b:
+                                        lo_q = mid + 1
+                                    else:
+                                        hi_q = mid
+                                q = lo_q
+                            while q < q_end and nz_idx[q] < end:
+                                xv = nz_val[q]
+                                base = nz_idx[q] * nbits
+                                for k in range(nbits):
+                                    cc[base + k] += ddv * ((xv >> k) & 1)
+                                q += 1
                     else:
                         xr = xt[r]
                         for bb in range(b, end):
@@ -530,6 +546,10 @@ def rtn_plan(cell_col):
     return cols.astype(np.int64), order, col_ptr
 
 
+#: rows with at most this fraction of non-zero codes visit only those in the RTN kernel
+SPARSE_ROW_FRACTION = 0.5
+
+
 def rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key,
                     n_rows, dtype=np.float64, *, plan=None):
     """Exact per-multiply RTN (numba): (columns, corrections (columns, B*nbits)); ``state``
@@ -539,13 +559,14 @@ def rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, 
     corr = np.zeros((cols.size, int(n_rows)), dtype=dtype)
     if state.shape[0] == 0:
         return cols, corr
+    xt = np.ascontiguousarray(np.asarray(x, dtype=np.int64).T)
     if bitserial:
         nz = nonzero_by_row(x)
-        xt = np.zeros((1, 1), dtype=np.int64)
+        dense = np.diff(nz[0]) > SPARSE_ROW_FRACTION * x.shape[0]
     else:
         nz = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        xt = np.ascontiguousarray(np.asarray(x, dtype=np.int64).T)
-    _rtn_kernel(xt, *nz, int(nbits), bool(bitserial),
+        dense = np.ones(xt.shape[0], dtype=np.bool_)
+    _rtn_kernel(xt, dense, *nz, int(nbits), bool(bitserial),
                 np.ascontiguousarray(cell_row, dtype=np.int64),
                 np.ascontiguousarray(cell_col, dtype=np.int64),
                 np.ascontiguousarray(d_tab, dtype=np.float64), state,

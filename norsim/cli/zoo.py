@@ -38,4 +38,8 @@ def run(args: argparse.Namespace) -> int:
             print(e["name"])
         return 0
     print(zoo.format_table(entries))
+    seed_table = zoo.ZOO_DIR / "seed_table.md"   # written by scripts/seed_table.py
+    if seed_table.is_file():
+        print("\nSeed table (docs/results.md; rebuild: python scripts/seed_table.py):\n")
+        print(seed_table.read_text().rstrip())
     return 0

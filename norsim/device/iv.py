@@ -129,6 +129,21 @@ def _flat_inputs(values, names, finite):
 def _ekv_kernel(v_g, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g, u_t, want_d,
                 out_i, out_gd, out_gs):
     s0, s1, s2, s3, s4, s5, s6 = steps[0], steps[1], steps[2], steps[3], steps[4], steps[5], steps[6]
+    if s4 == 0 and s5 == 0 and s6 == 0 and not want_d:
+        # common case: one n, beta, eta for all elements (no per-cell variation) and current
+        # only: the parameter loads and the specific current leave the loop (the same
+        # arithmetic as the general path, so the same values)
+        n0 = n[0]
+        eta0 = eta[0]
+        i_s0 = 2.0 * n0 * beta[0] * u_t * u_t
+        for k in numba.prange(size):
+            vd = v_d[k * s1]
+            vs = v_s[k * s2]
+            v_p = (alpha_g * (v_g[k * s0] - v_th[k * s3]) + eta0 * (vd - vs)) / n0
+            lf = _sp_half((v_p - vs) / u_t)
+            lr = _sp_half((v_p - vd) / u_t)
+            out_i[k] = i_s0 * (lf * lf - lr * lr)
+        return
     for k in numba.prange(size):
         nk = n[k * s4]
         etak = eta[k * s6]
@@ -253,8 +268,16 @@ def _split_solve(vwl, vcg, vd, vs, vth, nk, bk, ek, alpha_g, u_t, sel_vth, sel_n
     x = vd
     if hi > lo:
         for _ in range(max_iter):
-            i_sel, a, b, s1, q1 = _ekv_point(vwl, vd, x, sel_vth, sel_n, 1.0, sel_beta,
-                                             sel_eta, u_t)
+            if x == vd:
+                # select transistor at V_DS = 0 (the start): forward = reverse term, so one
+                # softplus gives I_sel = 0 and dI/dV_D = -dI/dV_S = I_S F'(x_f) / U_T
+                i_s_sel = 2.0 * sel_n * sel_beta * u_t * u_t
+                l0, g0 = _sp_sig_half(((vwl - sel_vth) / sel_n - vd) / u_t)
+                a = i_s_sel / u_t * (l0 * g0)
+                i_sel, b = 0.0, -a
+            else:
+                i_sel, a, b, s1, q1 = _ekv_point(vwl, vd, x, sel_vth, sel_n, 1.0, sel_beta,
+                                                 sel_eta, u_t)
             i_fg, c, e, s2, p = _ekv_point(vcg, x, vs, vth, nk, alpha_g, bk, ek, u_t)
             g = i_sel - i_fg
             dg = b - c  # < 0 (b <= 0 <= c) unless both partials underflow

@@ -280,7 +280,7 @@ def plot_ranking(rep: dict, path) -> None:
     colors = ["0.3" if lab == "ALL ON" else "tab:red" for lab in labels]
     ax.barh(range(len(vals)), vals, color=colors)
     ax.set_yticks(range(len(vals)), labels)
-    ax.set_xlabel("accuracy drop vs integer reference (points; marginal over the row's base)")
+    ax.set_xlabel("accuracy drop vs integer reference (pts, marginal over base)")
     ax.axvline(0, color="k", lw=0.5)
     ax.set_title(f"error budget, {rep['images']} images, seeds {rep['seeds']}")
     fig.tight_layout()
