@@ -36,7 +36,7 @@ CALL_LIMIT = 64 * 2 ** 20
 TRAIN_CMD = ("PYTHONPATH=. PYTHONUNBUFFERED=1 python3 scripts/stage_cifar.py --verify "
              "data_cache && PYTHONPATH=. PYTHONUNBUFFERED=1 timeout 560 python3 "
              "scripts/train_cifar_gpu.py --data-dir data_cache --out /tmp/run --tar-dir $OUT "
-             "--budget-s 540 2>&1 | tee $OUT/train.log")
+             "--budget-s 540 --check-sha 2>&1 | tee $OUT/train.log")
 
 
 def tree_bytes() -> int:
