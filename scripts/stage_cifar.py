@@ -102,7 +102,8 @@ def main(argv=None) -> int:
         flag = "" if total <= CALL_LIMIT else "  <-- OVER THE 64 MiB LIMIT"
         last = part == "cifar10_p3"
         cmd = TRAIN_CMD if last else "ls -la data_cache/*"
-        print(f"\ncall {i}/{n}: carry=[\"{rel}/{part}\"]  ({total / 2**20:.1f} MiB){flag}\n"
+        print(f"\ncall {i}/{n}: carry=[\"{rel}/{part}\"]  ({total / 2**20:.1f} MiB){flag}"
+              f"{'  timeout_s=600' if last else ''}\n"
               f"  command: {cmd}")
     return 0
 

@@ -112,10 +112,10 @@ def main(argv=None) -> int:
     except NorsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if a.limit_train:
-        data["x_train"], data["y_train"] = data["x_train"][:a.limit_train], data["y_train"][:a.limit_train]
-    if a.limit_test:
-        data["x_test"], data["y_test"] = data["x_test"][:a.limit_test], data["y_test"][:a.limit_test]
+    for split, lim in (("train", a.limit_train), ("test", a.limit_test)):
+        if lim:
+            data[f"x_{split}"] = data[f"x_{split}"][:lim]
+            data[f"y_{split}"] = data[f"y_{split}"][:lim]
     out = Path(a.out)
     zoo = Path(a.zoo_dir) if a.zoo_dir else out / "zoo"
     cmd = "python3 scripts/train_cifar_gpu.py " + " ".join(

@@ -69,7 +69,8 @@ def test_end_to_end_all_families(tmp_path):
         # the entry states (computed there by the torch integer-exact forward)
         qm = QuantModel.load(zoo / name / "model.npz")
         logits = qm.dequantize_output(run_reference(qm, input_codes(qm, x_test)))
-        assert e["accuracy"]["qat_test_acc"] == pytest.approx(float((logits.argmax(1) == y_test).mean()))
+        ref_acc = float((logits.argmax(1) == y_test).mean())
+        assert e["accuracy"]["qat_test_acc"] == pytest.approx(ref_acc)
         assert e["accuracy"]["n_test"] == 64
         assert e["export_check"]["exact_top1_agreement"] == 1.0
         assert e["export_check"]["exact_max_logit_diff_steps"] == 0.0

@@ -43,7 +43,7 @@ from torch import nn
 
 from norsim.errors import FileFormatError, InputError
 from norsim.qat.layers import BasicBlock, QAct, QLayer, QSigned
-from norsim.qat.layers import AvgPool, Flatten, InputQuant, MaxPool
+from norsim.qat.layers import AvgPool, Flatten, InputQuant
 from norsim.qat.models import QNet, _vgg_features, build_model, count_parameters
 
 ARCHS = ("alexnet-bn", "vgg16", "resnet18")
