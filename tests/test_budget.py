@@ -63,7 +63,7 @@ def test_budget_of_an_ideal_configuration_is_exact(small):
             assert all(v == float("inf") for v in row["snr_db"].values()), name
     assert rep["effects"]["ir_drop"]["modelled"] is False
     assert rep["consistency"]["sum_of_marginal_drops"] == 0.0
-    analog = {nd.name for nd in model.order() if type(nd).__name__ in ("Conv2d", "Linear")}
+    analog = {n for n, layer in mapper.map_model(model, full).layers.items() if layer.analog}
     assert set(rep["layer_sensitivity"]) == analog
     assert all(r["drop"] == 0.0 for r in rep["layer_sensitivity"].values())
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from norsim.device.iv import _ekv_point
+
 # The split-gate internal node's Newton iteration stops after a step below this: the root is
 # then known to ~ C step^2 with C = |g''| / 2|g'| <= 1 / V_DS(FG) (~1e5 /V for an off cell,
 # ~40 /V for a conducting one), i.e. to <= 1e-11 V, and the current is moved to it to first
@@ -30,32 +32,11 @@ INTERNAL_NODE_STEP_V = 1e-8
 
 
 @numba.njit(cache=True, inline="always")
-def _softplus_sigmoid_half(x):
-    """ln(1 + e^(x/2)) and 1 / (1 + e^(-x/2)) from one exponential."""
-    h = 0.5 * x
-    if h > 0.0:
-        e = np.exp(-h)
-        return h + np.log1p(e), 1.0 / (1.0 + e)
-    e = np.exp(h)
-    return np.log1p(e), e / (1.0 + e)
-
-
-@numba.njit(cache=True, inline="always")
 def _ekv(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
     """EKV drain current, dI/dV_D, dI/dV_S and I_forward + I_reverse (the rounding scale of
-    the current) (docs/physics.md, norsim.device.iv)."""
-    v_p = (alpha_g * (v_g - v_th) + eta * (v_d - v_s)) / n
-    i_s = 2.0 * n * beta * u_t * u_t
-    xf = (v_p - v_s) / u_t
-    xr = (v_p - v_d) / u_t
-    lf, sf = _softplus_sigmoid_half(xf)
-    lr, sr = _softplus_sigmoid_half(xr)
-    dff = lf * sf
-    dfr = lr * sr
-    k = eta / n
-    gd = i_s / u_t * (dff * k - dfr * (k - 1.0))
-    gs = i_s / u_t * (dff * (-k - 1.0) + dfr * k)
-    return i_s * (lf * lf - lr * lr), gd, gs, i_s * (lf * lf + lr * lr)
+    the current): the device layer's scalar kernel (docs/physics.md, norsim.device.iv)."""
+    i, gd, gs, scale, _ = _ekv_point(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t)
+    return i, gd, gs, scale
 
 
 @numba.njit(cache=True, inline="always")
