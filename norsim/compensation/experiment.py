@@ -154,6 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--json", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a configuration field (repeatable)")
     p.add_argument("--fresh-off-only", action="store_true",
                    help="run the fresh 300 K baseline without the compensated run")
     p.add_argument("--temperature-table", action="store_true",
@@ -172,6 +174,8 @@ def main(argv=None) -> int:
     model = load_model(a.model)
     cfg = load_preset(a.preset).with_overrides({"mapping.calibration_images": a.calib,
                                                 "compensation.recalibration_images": a.calib})
+    if a.overrides:
+        cfg = cfg.with_overrides(a.overrides)
     test, cal = load_dataset("mnist", "test"), load_dataset("mnist", "calib")
     x, y = test.x[:a.images], test.y[:a.images].astype(np.int64)
     _, ref_pred = engine.reference_run(model, x)
