@@ -17,7 +17,9 @@ GOLDEN_NAMES = ["golden_lenet_tiny", "golden_resnet_tiny", "golden_avgpool_mlp"]
 
 
 def _run_ideal(model, images, overrides=()):
-    cfg = mapper.ideal_config(load_preset().with_overrides(list(overrides)))
+    # every layer on arrays unless a case says otherwise (the preset keeps the first digital)
+    cfg = mapper.ideal_config(load_preset().with_overrides(["mapping.first_layer='analog'",
+                                                            *overrides]))
     chip = mapper.map_model(model, cfg)
     engine.calibrate(chip, images[:4])
     return chip, engine.run(chip, images, batch_size=5)
@@ -53,7 +55,8 @@ def test_ideal_chip_equals_reference_for_layouts(overrides):
 
 def test_tiling_covers_the_weight_matrix_exactly_once():
     model = random_lenet(np.random.default_rng(3), calib_n=8)
-    cfg = mapper.ideal_config(load_preset().with_overrides(["array.rows=64", "array.cols=32"]))
+    cfg = mapper.ideal_config(load_preset().with_overrides(["array.rows=64", "array.cols=32",
+                                                            "mapping.first_layer='analog'"]))
     chip = mapper.map_model(model, cfg)
     for layer in chip.layers.values():
         cover = np.zeros((layer.in_features, layer.out_features), dtype=int)
@@ -72,6 +75,9 @@ def test_digital_first_and_last_layers_are_reported():
     where = {row["layer"]: row["where"] for row in chip.summary()}
     assert where["conv1"] == "digital" and where["fc3"] == "digital" and where["fc1"] == "analog"
     assert not chip.layers["conv1"].tiles
+    cfg = load_preset().with_overrides(["mapping.first_layer='analog'", "mapping.last_layer='analog'"])
+    chip = mapper.map_model(model, mapper.ideal_config(cfg))
+    assert all(row["where"] == "analog" for row in chip.summary()) and chip.layers["conv1"].tiles
 
 
 def test_nonideal_chip_is_reproducible_and_seed_dependent():
@@ -97,7 +103,8 @@ def test_layer_that_cannot_map_is_a_clear_error():
 
 def test_offset_encoding_cannot_hold_8_bit_layers():
     model = random_lenet(np.random.default_rng(6), calib_n=8)
-    cfg = load_preset().with_overrides(["array.encoding.weight_scheme='offset'"])
+    cfg = load_preset().with_overrides(["array.encoding.weight_scheme='offset'",
+                                        "mapping.first_layer='analog'"])
     with pytest.raises(ConfigError, match="weight_scheme"):
         mapper.map_model(model, cfg)
 
