@@ -35,9 +35,13 @@ def scenarios(cfg):
     fresh = cfg.with_overrides({"mapping.retention_time_s": 0.0})
     baked = cfg.with_overrides({"mapping.retention_time_s": TEN_YEARS_S,
                                 "mapping.retention_temperature_k": 358.15})
+    compensated = baked.with_overrides({"compensation.enabled": True,
+                                        "compensation.adaptive_read_voltage": True,
+                                        "compensation.activation_recalibration": True})
     return [("analog, ideal settings", ideal_config(cfg), 1),
             ("analog nor40, fresh", fresh, None),
-            ("analog nor40, 10 y at 85 C", baked, None)]
+            ("analog nor40, 10 y at 85 C", baked, None),
+            ("analog nor40, 10 y at 85 C, compensated", compensated, None)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +115,7 @@ def plot_rows(rows, path: Path) -> None:
     labels = [r[0] for r in rows]
     acc = [100 * r[1] for r in rows]
     err = [0 if r[2] is None else 100 * r[2] for r in rows]
-    ax.barh(range(len(rows)), acc, xerr=err, color=["0.5", "tab:blue", "tab:green", "tab:red"][:len(rows)])
+    ax.barh(range(len(rows)), acc, xerr=err, color=["0.5", "tab:blue", "tab:green", "tab:red", "tab:purple"][:len(rows)])
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
     lo = max(0.0, min(acc) - 5)

@@ -16,7 +16,7 @@ import numpy as np
 
 from norsim.config.sim import SimConfig
 from norsim.errors import InputError
-from norsim.mapping import engine, mapper
+from norsim.mapping import engine
 from norsim.mapping.quant_model import QuantModel
 from norsim.stats import paired_compare, seed_spread, wilson_interval
 
@@ -34,10 +34,14 @@ def evaluate_chip(model: QuantModel, cfg: SimConfig, images, labels, calib_image
                   progress: bool = False) -> dict:
     """One chip instance (``cfg.seed``): map, calibrate, run. Returns metrics and details."""
     labels = _check_labels(images, labels)
+    from norsim.compensation.core import prepare_chip
+
     t0 = time.perf_counter()
-    chip = mapper.map_model(model, cfg)
+    # map, set the ADC ranges on the calibration split, compensate when enabled
+    chip = prepare_chip(model, cfg, calib_images)
+    for tile in chip.tiles():  # compensation reads are costed by the compensation module
+        tile.array.events.reset()
     t_map = time.perf_counter() - t0
-    engine.calibrate(chip, calib_images)
     run = engine.run(chip, images, progress=progress)
     correct = run.predictions == labels
     layers = []
