@@ -58,7 +58,8 @@ def test_array_sweep_csv_and_tile_counts(model_path, tmp_path):
     out = tmp_path / "sweep"
     rc = main(["array-sweep", "--model", model_path, "--sizes", "32,64", "--limit", "3",
                "--ir-vectors", "2", "--circuit-max", "32", "--out", str(out),
-               "--set", "mapping.programming='ideal'", "--set", "mapping.calibration_images=4"])
+               "--set", "mapping.programming='ideal'", "--set", "mapping.calibration_images=4",
+               "--set", "mapping.first_layer='analog'"])
     assert rc == 0
     rows = list(csv.DictReader(open(out / "array_sweep.csv")))
     assert [int(r["size"]) for r in rows] == [32, 64]
