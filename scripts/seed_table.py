@@ -9,9 +9,8 @@ model (energy and latency per image, `norsim report`'s computation on one fresh 
     python scripts/seed_table.py --no-run --write-doc  # rebuild the table from the results
 
 Rerunning resumes: finished (model, condition, chip) runs are kept in the results files.
-The sweep uses this module's ``evaluate``: the ``accuracy`` evaluator, plus
-``norsim.compensation.compensate`` on the calibrated chip when ``compensation.enabled``
-(the plain ``accuracy`` evaluator does not run compensation).
+The sweep uses this module's ``evaluate``: the ``accuracy`` evaluator, which runs
+``norsim.compensation`` on the calibrated chip when ``compensation.enabled``.
 """
 
 from __future__ import annotations
@@ -40,38 +39,10 @@ TARGET = "scripts.seed_table:evaluate"
 
 
 def evaluate(point) -> dict:
-    """The ``accuracy`` evaluator, with on-chip compensation when the point enables it."""
+    """The ``accuracy`` evaluator (it compensates when the point enables compensation)."""
     from norsim.experiments import accuracy_eval as ae
 
-    cfg = point.config
-    if not cfg.compensation.enabled:
-        return ae.evaluate(point)
-    import numpy as np
-
-    from norsim.compensation import compensate
-    from norsim.mapping import engine, mapper
-
-    opts = ae.AccuracyEvalOptions.from_dict(point.options, "options.").validate("options.")
-    mkey, model = ae._model(point.model)
-    dkey, (x, y, x_cal) = ae._data(point.data or "mnist", opts.data_dir, opts.images)
-    chip = mapper.map_model(model, cfg)
-    engine.calibrate(chip, x_cal[:cfg.mapping.calibration_images])
-    compensate(chip, x_cal)
-    run = engine.run(chip, x)
-    n = int(np.asarray(y).size)
-    out = {"accuracy": float(np.mean(run.predictions == np.asarray(y))), "accuracy_n": n}
-    snrs = [st.snr_db for st in run.layer_stats.values()
-            if st.snr_db is not None and math.isfinite(st.snr_db)]
-    if snrs:
-        out["mvm_snr_db_min"] = float(min(snrs))
-    if opts.reference:
-        rkey = ("reference", mkey, dkey)
-        if rkey not in ae._CACHE:
-            _, pred = engine.reference_run(model, x)
-            ae._CACHE[rkey] = float(np.mean(pred == np.asarray(y)))
-        out["reference_accuracy"] = ae._CACHE[rkey]
-        out["accuracy_drop"] = ae._CACHE[rkey] - out["accuracy"]
-    return out
+    return ae.evaluate(point)
 
 
 def spec_for(name: str, data: str, images: int, seeds: int | None, sets: list[str],
