@@ -183,13 +183,7 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
     if done < n_total:
         if phase_of(done) == "qat" and not model.quantized:
             # transition: evaluate the float twin (BN folded), fold + calibrate, PTQ accuracy
-            model.fold_bn()
-            acc_f, _ = evaluate(model, data.x_test, data.y_test)
-            model.to_qat(_calib_batch(spec, data), seed=spec.seed)
-            acc_ptq, _ = evaluate(model, data.x_test, data.y_test)
-            log.append({"event": "fold_and_calibrate", "float_test_acc": acc_f,
-                        "ptq_test_acc": acc_ptq})
-            log_fn(f"float twin {acc_f:.4f}, 4-bit before QAT (PTQ) {acc_ptq:.4f}")
+            _fold_and_calibrate(model, spec, data, log, log_fn)
             opt_state = None
         if model.quantized:
             model.set_noise(spec.noise_sigma_lnw, seed=spec.seed + 7)
@@ -206,13 +200,7 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
     for epoch in range(done, n_total):
         phase = phase_of(epoch)
         if phase == "qat" and not model.quantized:   # crossing the boundary in this call
-            model.fold_bn()
-            acc_f, _ = evaluate(model, data.x_test, data.y_test)
-            model.to_qat(_calib_batch(spec, data), seed=spec.seed)
-            acc_ptq, _ = evaluate(model, data.x_test, data.y_test)
-            log.append({"event": "fold_and_calibrate", "float_test_acc": acc_f,
-                        "ptq_test_acc": acc_ptq})
-            log_fn(f"float twin {acc_f:.4f}, 4-bit before QAT (PTQ) {acc_ptq:.4f}")
+            _fold_and_calibrate(model, spec, data, log, log_fn)
             model.set_noise(spec.noise_sigma_lnw, seed=spec.seed + 7)
             opt = _make_optimizer(model, spec.lr_qat, spec.weight_decay)
         p0 = 0 if phase == "float" else n_float
@@ -301,3 +289,13 @@ def load_trained(path: str | Path) -> tuple[QNet, TrainSpec]:
     model.load_state_dict(ck["model"])
     model.eval()
     return model, spec
+
+
+def _fold_and_calibrate(model, spec, data, log: list, log_fn) -> None:
+    """The float -> QAT transition: fold BN, calibrate the quantizers, log both accuracies."""
+    model.fold_bn()
+    acc_f, _ = evaluate(model, data.x_test, data.y_test)
+    model.to_qat(_calib_batch(spec, data), seed=spec.seed)
+    acc_ptq, _ = evaluate(model, data.x_test, data.y_test)
+    log.append({"event": "fold_and_calibrate", "float_test_acc": acc_f, "ptq_test_acc": acc_ptq})
+    log_fn(f"float twin {acc_f:.4f}, 4-bit before QAT (PTQ) {acc_ptq:.4f}")
