@@ -84,11 +84,12 @@ def test_readout_equals_numpy_twin(analog, use_z, summed_var):
 @pytest.mark.parametrize("bitserial", [True, False])
 @pytest.mark.parametrize("ntrap", [1, 3])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap, sparse):
+@pytest.mark.parametrize("majority_base", [False, True])
+def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap, sparse, majority_base):
     rng = np.random.default_rng(11 + ntrap)
     nvec, rows, cols, nbits = 300, 6, 5, (3 if bitserial else 1)
     x = rng.integers(0, 8, size=(nvec, rows))
-    if sparse:  # zero codes (ReLU activations): the kernel skips them, the twin does not
+    if sparse:  # zero codes (ReLU activations) and a row never driven
         x[rng.random(x.shape) < 0.6] = 0
         x[:, 1] = 0  # a row never driven
     n = 9
@@ -102,8 +103,10 @@ def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap, sparse):
     cur = np.zeros((nvec * nbits, cols))
     cur_r = cur.copy()
     st, st_r = state.copy(), state.copy()
-    K.rtn_apply(x, nbits, bitserial, row, col, d_tab, st, p01, p10, 99, cur)
-    K.rtn_apply_numpy(x, nbits, bitserial, row, col, d_tab, st_r, p01, p10, 99, cur_r)
+    # corrections relative to the present joint states, or to the likelier ones
+    base = K.rtn_majority_base(state, p01, p10, nvec) if majority_base else None
+    K.rtn_apply(x, nbits, bitserial, row, col, d_tab, st, p01, p10, 99, cur, base=base)
+    K.rtn_apply_numpy(x, nbits, bitserial, row, col, d_tab, st_r, p01, p10, 99, cur_r, base=base)
     np.testing.assert_allclose(cur, cur_r, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(st, st_r)
     assert np.any(cur != 0)
@@ -126,13 +129,26 @@ def test_rtn_markov_chain_has_the_stationary_occupancy_and_correlation():
     assert abs(c - (1 - mix)) < 0.01
 
 
-def test_nonzero_by_row_equals_numpy():
-    rng = np.random.default_rng(2)
-    x = rng.integers(0, 4, size=(57, 9)) * (rng.random((57, 9)) < 0.5)
-    x[:, 3] = 0
-    ptr, idx, val = K.nonzero_by_row(x)
-    for r in range(x.shape[1]):
-        (b,) = np.nonzero(x[:, r])
-        np.testing.assert_array_equal(idx[ptr[r]:ptr[r + 1]], b)
-        np.testing.assert_array_equal(val[ptr[r]:ptr[r + 1]], x[b, r])
-    assert ptr[-1] == np.count_nonzero(x)
+def test_rtn_majority_base_is_the_likelier_state_over_the_window():
+    # slow traps keep their state; a fast trap with p = 0.8 -> 1, p = 0.2 -> 0 whatever its
+    # start; the window mean p + (s - p)(1 - (1 - m)^N)/(N m) decides in between
+    state = np.array([[1], [0], [0], [1], [1]])
+    p01 = np.array([[0.0], [1e-7], [0.8 * 0.5], [0.2 * 0.5], [0.45 * 0.01]])
+    p10 = np.array([[0.0], [1e-7], [0.2 * 0.5], [0.8 * 0.5], [0.55 * 0.01]])
+    base = K.rtn_majority_base(state, p01, p10, 100)
+    n, m, p, s = 100, 0.01, 0.45, 1.0
+    mean_last = p + (s - p) * (1 - (1 - m) ** n) / (n * m)
+    assert base.tolist() == [1, 0, 1, 0, int(mean_last > 0.5)]
+    # the joint state packs trap t into bit t
+    assert K.rtn_majority_base(np.array([[1, 1]]), np.zeros((1, 2)), np.zeros((1, 2)), 9)[0] == 3
+
+
+def test_add_corrections_equals_numpy_transposed_add():
+    rng = np.random.default_rng(4)
+    cur = rng.standard_normal((150, 12)).astype(np.float32)
+    corr = rng.standard_normal((5, 400)).astype(np.float32)
+    cols = np.array([0, 2, 3, 7, 11])
+    want = cur.copy()
+    want[:, cols] += corr[:, 30:180].T
+    K.add_corrections(cur, cols, corr, start=30)
+    np.testing.assert_array_equal(cur, want)

@@ -379,41 +379,41 @@ def readout_numpy(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=
 
 # ------------------------------------------------------------------------------- RTN ----
 @numba.njit(cache=True, inline="always")
-def _geometric(key, counter, p):
-    """Number of further steps until the next switch (>= 1), P(switch per step) = p."""
+def _geometric(key, counter, p, log_q):
+    """Number of further steps until the next switch (>= 1), P(switch per step) = p,
+    ``log_q`` = log(1 - p) (precomputed per trap)."""
     if p >= 1.0:
         return 1
     if p <= 0.0:
         return 1 << 62
     u = _uniform(key, counter)
-    g = np.floor(np.log(u) / np.log1p(-p)) + 1.0
+    g = np.floor(np.log(u) / log_q) + 1.0
     if g > 4.0e18:
         return 1 << 62
     return np.int64(g)
 
 
 @numba.njit(cache=True, parallel=True)
-def _rtn_kernel(xt, dense_row, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_row, cell_col, d_tab, state,
-                p01, p10, key, corr, order, col_ptr):
+def _rtn_kernel(xt, bits_t, nbits, bitserial, cell_row, cell_col, d_tab, state, base, p01, p10,
+                lq01, lq10, key, corr, order, col_ptr):
     """Walk every cell's traps (two-state Markov chains) over the multiplies of the batch.
 
-    ``state`` (n, T) in/out: each trap's state at the start of the batch (the base state,
-    already folded into the current matrix) -> its state at the start of the next batch.
-    ``d_tab[i, J, idx]``: current change of cell i under joint trap state J (relative to all
-    traps empty) for drive index idx (bit-serial: the cycle's input bit; one-cycle
-    encodings: the input code). Trap t of cell i draws its k-th waiting time with counter
-    (i << 32) + (t << 26) + k, so the result does not depend on the thread count. Columns
-    run in parallel (``order``/``col_ptr`` list the cells of each column, grouped by the
-    column's slot ``g`` in ``corr``); corrections go to ``corr`` (column slots x B*nbits).
+    ``state`` (n, T) in/out: each trap's state at the start of the batch -> its state at the
+    start of the next batch. ``base`` (n,): the joint trap state already folded into the
+    current matrix; a correction is due only while a cell's joint state differs from it
+    (the caller picks the state each cell is expected to spend most of the batch in, so the
+    walk visits few multiplies). ``d_tab[i, J, idx]``: current change of cell i under joint
+    trap state J (relative to all traps empty) for drive index idx (bit-serial: the cycle's
+    input bit; one-cycle encodings: the input code). Trap t of cell i draws its k-th waiting
+    time with counter (i << 32) + (t << 26) + k, so the result depends on neither the thread
+    count nor ``base``. Columns run in parallel (``order``/``col_ptr`` list the cells of
+    each column, grouped by the column's slot ``g`` in ``corr``); corrections go to ``corr``
+    (column slots x B*nbits).
 
     Bit-serial: while a cell's joint state J differs from the base J0 over multiplies
-    [b, e), every cycle of those multiplies gets dv0 = d(J, bit 0) - d(J0, bit 0) (the
-    unselected cell's leakage change: a step in a per-column difference array, O(1) per
-    segment) and the cycles whose input bit is 1 get dv1 - dv0 more: only the multiplies
-    with a non-zero code on the cell's row are visited (``nz_ptr``/``nz_idx``/``nz_val``:
-    per row, the multiplies with x != 0 in order and their codes), so sparse activations
-    cost less (rows with ``dense_row`` set walk every multiply of the segment through the
-    codes ``xt`` (rows, B) instead). The same numbers as the per-cycle walk, to rounding.
+    [b, e), every cycle of those multiplies gets dv0 + (dv1 - dv0) * bit, dv_k = d(J, k) -
+    d(J0, k) -- one contiguous, vectorisable pass over ``bits_t[row]`` (the input bits of
+    the cell's row, multiply-major, cycle-minor).
     """
     nvec = xt.shape[1]
     ntrap = state.shape[1]
@@ -422,21 +422,22 @@ def _rtn_kernel(xt, dense_row, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_ro
         cnt = np.empty(ntrap, dtype=np.int64)
         st = np.empty(ntrap, dtype=np.int64)
         cc = corr[g]
-        dif = np.zeros(nvec + 1 if bitserial else 1)
         for ii in range(col_ptr[g], col_ptr[g + 1]):
             i = order[ii]
-            j0 = 0
+            j = 0
             for t in range(ntrap):
                 st[t] = state[i, t]
-                j0 |= st[t] << t
-                p = p01[i, t] if st[t] == 0 else p10[i, t]
-                nxt[t] = _geometric(key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26)), p)
+                j |= st[t] << t
+                if st[t] == 0:
+                    nxt[t] = _geometric(key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26)),
+                                        p01[i, t], lq01[i, t])
+                else:
+                    nxt[t] = _geometric(key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26)),
+                                        p10[i, t], lq10[i, t])
                 cnt[t] = 1
-            j = j0
+            j0 = base[i]
             b = 0
             r = cell_row[i]
-            q = nz_ptr[r] if bitserial else 0
-            q_end = nz_ptr[r + 1] if bitserial else 0
             while True:
                 e = nxt[0]
                 for t in range(1, ntrap):
@@ -447,31 +448,9 @@ def _rtn_kernel(xt, dense_row, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_ro
                     if bitserial:
                         dv0 = d_tab[i, j, 0] - d_tab[i, j0, 0]
                         ddv = (d_tab[i, j, 1] - d_tab[i, j0, 1]) - dv0
-                        dif[b] += dv0
-                        dif[end] -= dv0
-                        if dense_row[r]:  # most codes non-zero: walk the multiplies
-                            xr = xt[r]
-                            for bb in range(b, end):
-                                xv = xr[bb]
-                                base = bb * nbits
-                                for k in range(nbits):
-                                    cc[base + k] += ddv * ((xv >> k) & 1)
-                        else:  # sparse row: visit only its non-zero codes
-                            if q < q_end and nz_idx[q] < b:  # binary search: first >= b
-                                lo_q, hi_q = q + 1, q_end
-                                while lo_q < hi_q:
-                                    mid = (lo_q + hi_q) >> 1
-                                    if nz_idx[mid] < b:
-                                        lo_q = mid + 1
-                                    else:
-                                        hi_q = mid
-                                q = lo_q
-                            while q < q_end and nz_idx[q] < end:
-                                xv = nz_val[q]
-                                base = nz_idx[q] * nbits
-                                for k in range(nbits):
-                                    cc[base + k] += ddv * ((xv >> k) & 1)
-                                q += 1
+                        br = bits_t[r]
+                        for q in range(b * nbits, end * nbits):
+                            cc[q] += dv0 + ddv * br[q]
                     else:
                         xr = xt[r]
                         for bb in range(b, end):
@@ -484,56 +463,30 @@ def _rtn_kernel(xt, dense_row, nz_ptr, nz_idx, nz_val, nbits, bitserial, cell_ro
                         st[t] = 1 - st[t]
                         j ^= 1 << t
                         if e < nvec:
-                            p = p01[i, t] if st[t] == 0 else p10[i, t]
-                            nxt[t] = e + _geometric(
-                                key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26) + cnt[t]), p)
+                            ctr = np.uint64((np.int64(i) << 32) + (np.int64(t) << 26) + cnt[t])
+                            if st[t] == 0:
+                                nxt[t] = e + _geometric(key, ctr, p01[i, t], lq01[i, t])
+                            else:
+                                nxt[t] = e + _geometric(key, ctr, p10[i, t], lq10[i, t])
                             cnt[t] += 1
                 if e == nvec:
                     break
                 b = e
             for t in range(ntrap):
                 state[i, t] = st[t]
-        if bitserial:
-            run = 0.0
-            for bb in range(nvec):
-                run += dif[bb]
-                if run != 0.0:
-                    base = bb * nbits
-                    for k in range(nbits):
-                        cc[base + k] += run
 
 
-@numba.njit(cache=True)
-def _nonzero_by_row(x, ptr, idx, val):
-    """Per column r of x (B, R): the rows b with x[b, r] != 0 (ascending) and their values."""
-    nb, nr = x.shape
-    cnt = np.zeros(nr + 1, dtype=np.int64)
-    for b in range(nb):
-        for r in range(nr):
-            if x[b, r] != 0:
-                cnt[r + 1] += 1
-    ptr[0] = 0
-    for r in range(nr):
-        ptr[r + 1] = ptr[r] + cnt[r + 1]
-    cur = ptr[:-1].copy()
-    for b in range(nb):
-        for r in range(nr):
-            v = x[b, r]
-            if v != 0:
-                idx[cur[r]] = b
-                val[cur[r]] = v
-                cur[r] += 1
-
-
-def nonzero_by_row(x):
-    """CSR of x's non-zero codes per input row (column of ``x``): (ptr, multiply index, code)."""
-    x = np.ascontiguousarray(x, dtype=np.int64)
-    n = int(np.count_nonzero(x))
-    ptr = np.empty(x.shape[1] + 1, dtype=np.int64)
-    idx = np.empty(n, dtype=np.int64)
-    val = np.empty(n, dtype=np.int64)
-    _nonzero_by_row(x, ptr, idx, val)
-    return ptr, idx, val
+@numba.njit(cache=True, parallel=True)
+def _bits_by_row(xt, nbits, out):
+    """out[r, b * nbits + k] = bit k of xt[r, b] (the input bits of each row, in order)."""
+    rows, nvec = xt.shape
+    for r in numba.prange(rows):
+        o = out[r]
+        xr = xt[r]
+        for b in range(nvec):
+            v = xr[b]
+            for k in range(nbits):
+                o[b * nbits + k] = (v >> k) & 1
 
 
 def rtn_plan(cell_col):
@@ -546,53 +499,89 @@ def rtn_plan(cell_col):
     return cols.astype(np.int64), order, col_ptr
 
 
-#: rows with at most this fraction of non-zero codes visit only those in the RTN kernel
-SPARSE_ROW_FRACTION = 0.5
+def joint_states(state) -> np.ndarray:
+    """(n,) joint trap state (bit t = trap t) of each cell's (n, T) trap states."""
+    state = np.asarray(state, dtype=np.int64)
+    return (state << np.arange(state.shape[1])[None, :]).sum(axis=1)
+
+
+def rtn_majority_base(state, p01, p10, nvec) -> np.ndarray:
+    """(n,) joint state each cell is expected to occupy most over the next ``nvec``
+    multiplies: trap by trap, 1 where the mean occupancy over the window,
+    p + (s - p) (1 - (1 - m)^N) / (N m) with m = p01 + p10 and p = p01 / m, exceeds 1/2.
+    Folding it into the current matrix leaves the RTN walk the fewest multiplies to
+    correct (slow traps keep their present state; fast ones their likelier state)."""
+    s = np.asarray(state, dtype=np.float64)
+    m = np.asarray(p01, dtype=np.float64) + np.asarray(p10, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(m > 0, p01 / np.where(m > 0, m, 1.0), s)
+        decay = np.where(m > 0, -np.expm1(nvec * np.log1p(-np.minimum(m, 1.0)))
+                         / (nvec * np.where(m > 0, m, 1.0)), 1.0)
+    occ = p + (s - p) * decay
+    return joint_states((occ > 0.5).astype(np.int64))
 
 
 def rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key,
-                    n_rows, dtype=np.float64, *, plan=None):
-    """Exact per-multiply RTN (numba): (columns, corrections (columns, B*nbits)); ``state``
-    is advanced in place. ``plan``: :func:`rtn_plan` of ``cell_col`` (built if None)."""
+                    n_rows, dtype=np.float64, *, plan=None, base=None):
+    """Exact per-multiply RTN (numba): (columns, corrections (columns, B*nbits)) relative
+    to the joint trap states ``base`` (default: the present ones); ``state`` is advanced in
+    place. ``plan``: :func:`rtn_plan` of ``cell_col`` (built if None)."""
     x = np.asarray(x)
     cols, order, col_ptr = rtn_plan(cell_col) if plan is None else plan
     corr = np.zeros((cols.size, int(n_rows)), dtype=dtype)
     if state.shape[0] == 0:
         return cols, corr
+    base = joint_states(state) if base is None else np.ascontiguousarray(base, dtype=np.int64)
+    p01 = np.ascontiguousarray(p01, dtype=np.float64)
+    p10 = np.ascontiguousarray(p10, dtype=np.float64)
+    with np.errstate(divide="ignore"):  # p = 1: log(0) = -inf, never used (_geometric -> 1)
+        lq01, lq10 = np.log1p(-np.minimum(p01, 1.0)), np.log1p(-np.minimum(p10, 1.0))
     xt = np.ascontiguousarray(np.asarray(x, dtype=np.int64).T)
     if bitserial:
-        nz = nonzero_by_row(x)
-        dense = np.diff(nz[0]) > SPARSE_ROW_FRACTION * x.shape[0]
+        bits_t = np.empty((xt.shape[0], xt.shape[1] * int(nbits)), dtype=dtype)
+        _bits_by_row(xt, int(nbits), bits_t)
     else:
-        nz = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-        dense = np.ones(xt.shape[0], dtype=np.bool_)
-    _rtn_kernel(xt, dense, *nz, int(nbits), bool(bitserial),
+        bits_t = np.zeros((1, 1), dtype=dtype)
+    _rtn_kernel(xt, bits_t, int(nbits), bool(bitserial),
                 np.ascontiguousarray(cell_row, dtype=np.int64),
                 np.ascontiguousarray(cell_col, dtype=np.int64),
-                np.ascontiguousarray(d_tab, dtype=np.float64), state,
-                np.ascontiguousarray(p01, dtype=np.float64),
-                np.ascontiguousarray(p10, dtype=np.float64), np.uint64(key), corr, order, col_ptr)
+                np.ascontiguousarray(d_tab, dtype=np.float64), state, base, p01, p10,
+                lq01, lq10, np.uint64(key), corr, order, col_ptr)
     return cols, corr
 
 
+@numba.njit(cache=True)
+def _add_transposed(cur, cols, corr, start):
+    """cur[b, cols[g]] += corr[g, start + b], blocked so both sides stay in cache."""
+    nrow = cur.shape[0]
+    ncol = cols.size
+    blk = 64
+    for b0 in range(0, nrow, blk):
+        b1 = min(b0 + blk, nrow)
+        for g in range(ncol):
+            c = cols[g]
+            src = corr[g]
+            for b in range(b0, b1):
+                cur[b, c] += src[start + b]
+
+
 def add_corrections(cur, cols, corr, start=0):
-    """cur[:, cols] += corr[:, start:start + len(cur)].T (contiguous columns: no gather)."""
+    """cur[:, cols] += corr[:, start:start + len(cur)].T (numba, cache-blocked)."""
     if cols.size == 0:
         return
-    c = corr[:, start:start + cur.shape[0]].T
-    if cols.size == cols[-1] + 1:
-        cur[:, :cols.size] += c
+    if cur.dtype == corr.dtype and cur.flags.c_contiguous:
+        _add_transposed(cur, cols, corr, int(start))
     else:
-        cur[:, cols] += c
+        cur[:, cols] += corr[:, start:start + cur.shape[0]].T
 
 
 def rtn_apply(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur, *,
-              plan=None):
+              plan=None, base=None):
     """Exact per-multiply RTN (numba); ``cur`` (B*nbits, P) and ``state`` updated in place."""
     if state.shape[0] == 0:
         return
     cols, corr = rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01,
-                                 p10, key, cur.shape[0], cur.dtype, plan=plan)
+                                 p10, key, cur.shape[0], cur.dtype, plan=plan, base=base)
     add_corrections(cur, cols, corr)
 
 
@@ -606,7 +595,8 @@ def _geometric_numpy(key, counter, p):
     return 1 << 62 if g > 4.0e18 else int(g)
 
 
-def rtn_apply_numpy(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur):
+def rtn_apply_numpy(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur,
+                    base=None):
     """Reference twin of :func:`rtn_apply`: each trap's state per multiply built explicitly."""
     x = np.asarray(x, dtype=np.int64)
     nvec = x.shape[0]
@@ -614,7 +604,7 @@ def rtn_apply_numpy(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, 
     ks = np.arange(nbits)
     for i in range(ncell):
         joint = np.zeros(nvec + 1, dtype=np.int64)
-        j0 = int((state[i] << np.arange(ntrap)).sum())
+        j0 = int((state[i] << np.arange(ntrap)).sum()) if base is None else int(base[i])
         for t in range(ntrap):
             s = int(state[i, t])
             seq = np.empty(nvec + 1, dtype=np.int64)

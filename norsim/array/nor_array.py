@@ -37,7 +37,8 @@ from norsim.array import encodings as enc_mod
 from norsim.array.cells import ArrayCell
 from norsim.array.events import ArrayEvents
 from norsim.array.kernels import (add_corrections, bitplanes, readout, readout_numpy,
-                                  rtn_apply_numpy, rtn_corrections, rtn_plan, wl_stats)
+                                  rtn_apply_numpy, rtn_corrections, rtn_majority_base, rtn_plan,
+                                  wl_stats)
 from norsim.array.noise_read import make_rtn
 from norsim.array.periphery import make_adc, readout_params
 from norsim.array.kernels import P_SHOT
@@ -215,10 +216,18 @@ class NorArray:
         return self.cfg.array.rows * top
 
     # ------------------------------------------------------------------ the analog path ----
-    def _base(self):
-        """Current (and cell-variance) matrix and leakage with the traps' base state folded in."""
+    def _rtn_base(self, nvec: int):
+        """Joint trap state of each trapped cell folded into the current matrix for a batch
+        of ``nvec`` multiplies (the one it is expected to occupy most; None without traps)."""
         t = self.traps
-        j0 = t.joint_state() if t.n else None
+        return rtn_majority_base(t.state, t.p01, t.p10, nvec) if t.n else None
+
+    def _base(self, j0=None):
+        """Current (and cell-variance) matrix and leakage with the traps' joint states ``j0``
+        (default: the present ones) folded in."""
+        t = self.traps
+        if t.n and j0 is None:
+            j0 = t.joint_state()
         ii = np.arange(t.n)
         if self._tables is None:
             g = self.i_on - self.i_off
@@ -257,26 +266,29 @@ class NorArray:
                     cur += m.astype(self.dtype) @ (tab[c] - base).astype(self.dtype)
         return np.ascontiguousarray(cur)
 
-    def _rtn(self, x, rng, reference=False, cur=None):
-        """Draw the batch's RTN key and walk the traps: (columns, corrections) or, with
-        ``reference``, the NumPy twin applied to ``cur`` in place (returns None)."""
+    def _rtn(self, x, rng, j0, reference=False, cur=None):
+        """Draw the batch's RTN key and walk the traps relative to the folded joint states
+        ``j0``: (columns, corrections) or, with ``reference``, the NumPy twin applied to
+        ``cur`` in place (returns None)."""
         t = self.traps
         key = int(rng.integers(0, 2**63))
         args = (x, self.cycles, self.bitserial, t.row, t.col, self._d_tab, t.state, t.p01, t.p10,
                 key)
         if reference:
-            rtn_apply_numpy(*args, cur)
+            rtn_apply_numpy(*args, cur, base=j0)
             return None
-        return rtn_corrections(*args, x.shape[0] * self.cycles, self.dtype, plan=self._rtn_plan)
+        return rtn_corrections(*args, x.shape[0] * self.cycles, self.dtype, plan=self._rtn_plan,
+                               base=j0)
 
     def _readings(self, x: np.ndarray, rng: np.random.Generator, *, reference: bool = False):
         """Column currents (B*cycles, P) without the leakage (with the summed cell-noise
         variances in P more columns when they need their own product), the leakage (P,),
         and the bit-planes (None)."""
-        g, leak = self._base()
+        j0 = self._rtn_base(x.shape[0])
+        g, leak = self._base(j0)
         cur = self._drive_product(x, g)
         if self.traps.n:
-            rc = self._rtn(x, rng, reference, cur)
+            rc = self._rtn(x, rng, j0, reference, cur)
             if rc is not None:
                 add_corrections(cur, *rc)
         return cur, leak, None
@@ -343,8 +355,9 @@ class NorArray:
         # readout of one chunk stay in cache); the random draws are those of the whole batch
         # (RTN walked over the whole batch first, normals addressed by their global
         # counter), so the result does not depend on the chunk size
-        g, leak = self._base()
-        rc = self._rtn(x, rng) if self.traps.n else None
+        j0 = self._rtn_base(x.shape[0])
+        g, leak = self._base(j0)
+        rc = self._rtn(x, rng, j0) if self.traps.n else None
         n_rows = x.shape[0] * self.cycles
         z, key = self._readout_draws(rng, n_rows)
         nch = self._channels["pos"].size
