@@ -394,7 +394,7 @@ def _geometric(key, counter, p, log_q):
 
 
 @numba.njit(cache=True, parallel=True)
-def _rtn_kernel(xt, bits_t, nbits, bitserial, cell_row, cell_col, d_tab, state, base, p01, p10,
+def _rtn_kernel(xt, nbits, bitserial, cell_row, cell_col, d_tab, state, base, p01, p10,
                 lq01, lq10, key, corr, order, col_ptr):
     """Walk every cell's traps (two-state Markov chains) over the multiplies of the batch.
 
@@ -412,8 +412,7 @@ def _rtn_kernel(xt, bits_t, nbits, bitserial, cell_row, cell_col, d_tab, state, 
 
     Bit-serial: while a cell's joint state J differs from the base J0 over multiplies
     [b, e), every cycle of those multiplies gets dv0 + (dv1 - dv0) * bit, dv_k = d(J, k) -
-    d(J0, k) -- one contiguous, vectorisable pass over ``bits_t[row]`` (the input bits of
-    the cell's row, multiply-major, cycle-minor).
+    d(J0, k), bit = the cycle's input bit on the cell's row.
     """
     nvec = xt.shape[1]
     ntrap = state.shape[1]
@@ -448,9 +447,12 @@ def _rtn_kernel(xt, bits_t, nbits, bitserial, cell_row, cell_col, d_tab, state, 
                     if bitserial:
                         dv0 = d_tab[i, j, 0] - d_tab[i, j0, 0]
                         ddv = (d_tab[i, j, 1] - d_tab[i, j0, 1]) - dv0
-                        br = bits_t[r]
-                        for q in range(b * nbits, end * nbits):
-                            cc[q] += dv0 + ddv * br[q]
+                        xr = xt[r]
+                        for bb in range(b, end):
+                            xv = xr[bb]
+                            q = bb * nbits
+                            for k in range(nbits):
+                                cc[q + k] += dv0 + ddv * ((xv >> k) & 1)
                     else:
                         xr = xt[r]
                         for bb in range(b, end):
@@ -474,19 +476,6 @@ def _rtn_kernel(xt, bits_t, nbits, bitserial, cell_row, cell_col, d_tab, state, 
                 b = e
             for t in range(ntrap):
                 state[i, t] = st[t]
-
-
-@numba.njit(cache=True, parallel=True)
-def _bits_by_row(xt, nbits, out):
-    """out[r, b * nbits + k] = bit k of xt[r, b] (the input bits of each row, in order)."""
-    rows, nvec = xt.shape
-    for r in numba.prange(rows):
-        o = out[r]
-        xr = xt[r]
-        for b in range(nvec):
-            v = xr[b]
-            for k in range(nbits):
-                o[b * nbits + k] = (v >> k) & 1
 
 
 def rtn_plan(cell_col):
@@ -537,12 +526,7 @@ def rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, 
     with np.errstate(divide="ignore"):  # p = 1: log(0) = -inf, never used (_geometric -> 1)
         lq01, lq10 = np.log1p(-np.minimum(p01, 1.0)), np.log1p(-np.minimum(p10, 1.0))
     xt = np.ascontiguousarray(np.asarray(x, dtype=np.int64).T)
-    if bitserial:
-        bits_t = np.empty((xt.shape[0], xt.shape[1] * int(nbits)), dtype=dtype)
-        _bits_by_row(xt, int(nbits), bits_t)
-    else:
-        bits_t = np.zeros((1, 1), dtype=dtype)
-    _rtn_kernel(xt, bits_t, int(nbits), bool(bitserial),
+    _rtn_kernel(xt, int(nbits), bool(bitserial),
                 np.ascontiguousarray(cell_row, dtype=np.int64),
                 np.ascontiguousarray(cell_col, dtype=np.int64),
                 np.ascontiguousarray(d_tab, dtype=np.float64), state, base, p01, p10,
