@@ -105,7 +105,8 @@ def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap, sparse, majority_base):
     st, st_r = state.copy(), state.copy()
     # corrections relative to the present joint states, or to the likelier ones
     base = K.rtn_majority_base(state, p01, p10, nvec) if majority_base else None
-    K.rtn_apply(x, nbits, bitserial, row, col, d_tab, st, p01, p10, 99, cur, base=base)
+    # time blocks of 7 multiplies: chains carried across 43 block boundaries
+    K.rtn_apply(x, nbits, bitserial, row, col, d_tab, st, p01, p10, 99, cur, base=base, block=7)
     K.rtn_apply_numpy(x, nbits, bitserial, row, col, d_tab, st_r, p01, p10, 99, cur_r, base=base)
     np.testing.assert_allclose(cur, cur_r, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(st, st_r)
@@ -152,3 +153,23 @@ def test_add_corrections_equals_numpy_transposed_add():
     want[:, cols] += corr[:, 30:180].T
     K.add_corrections(cur, cols, corr, start=30)
     np.testing.assert_array_equal(cur, want)
+
+
+def test_rtn_walk_does_not_depend_on_the_time_block():
+    rng = np.random.default_rng(8)
+    nvec, rows, cols, nbits, n = 500, 7, 4, 4, 20
+    x = rng.integers(0, 16, size=(nvec, rows))
+    row, col = rng.integers(0, rows, n), rng.integers(0, cols, n)
+    d_tab = rng.standard_normal((n, 4, 2))
+    state = rng.integers(0, 2, (n, 2))
+    p01, p10 = rng.uniform(0, 0.5, (n, 2)), rng.uniform(0, 0.5, (n, 2))
+    p01[0] = p10[0] = 1.0  # switches at every multiply, also exactly at the batch end
+    outs = []
+    for block in (1, 13, 500, 4096):
+        st = state.copy()
+        cur = np.zeros((nvec * nbits, cols))
+        K.rtn_apply(x, nbits, True, row, col, d_tab, st, p01, p10, 3, cur, block=block)
+        outs.append((cur, st))
+    for cur, st in outs[1:]:
+        np.testing.assert_array_equal(cur, outs[0][0])
+        np.testing.assert_array_equal(st, outs[0][1])

@@ -395,7 +395,7 @@ def _geometric(key, counter, p, log_q):
 
 @numba.njit(cache=True, parallel=True)
 def _rtn_kernel(xt, nbits, bitserial, cell_row, cell_col, d_tab, state, base, p01, p10,
-                lq01, lq10, key, corr, order, col_ptr):
+                lq01, lq10, key, corr, order, col_ptr, block):
     """Walk every cell's traps (two-state Markov chains) over the multiplies of the batch.
 
     ``state`` (n, T) in/out: each trap's state at the start of the batch -> its state at the
@@ -406,9 +406,11 @@ def _rtn_kernel(xt, nbits, bitserial, cell_row, cell_col, d_tab, state, base, p0
     trap state J (relative to all traps empty) for drive index idx (bit-serial: the cycle's
     input bit; one-cycle encodings: the input code). Trap t of cell i draws its k-th waiting
     time with counter (i << 32) + (t << 26) + k, so the result depends on neither the thread
-    count nor ``base``. Columns run in parallel (``order``/``col_ptr`` list the cells of
-    each column, grouped by the column's slot ``g`` in ``corr``); corrections go to ``corr``
-    (column slots x B*nbits).
+    count, nor ``base``, nor ``block``. Columns run in parallel (``order``/``col_ptr`` list
+    the cells of each column, grouped by the column's slot ``g`` in ``corr``); corrections
+    go to ``corr`` (column slots x B*nbits). Within a column, time runs in blocks of
+    ``block`` multiplies and every cell of the column is walked through one block before the
+    next (its chain carried over), so the corrections of a block stay in cache.
 
     Bit-serial: while a cell's joint state J differs from the base J0 over multiplies
     [b, e), every cycle of those multiplies gets dv0 + (dv1 - dv0) * bit, dv_k = d(J, k) -
@@ -417,65 +419,68 @@ def _rtn_kernel(xt, nbits, bitserial, cell_row, cell_col, d_tab, state, base, p0
     nvec = xt.shape[1]
     ntrap = state.shape[1]
     for g in numba.prange(col_ptr.size - 1):
-        nxt = np.empty(ntrap, dtype=np.int64)
-        cnt = np.empty(ntrap, dtype=np.int64)
-        st = np.empty(ntrap, dtype=np.int64)
+        c0 = col_ptr[g]
+        ncell = col_ptr[g + 1] - c0
+        nxt = np.empty((ncell, ntrap), dtype=np.int64)
+        cnt = np.ones((ncell, ntrap), dtype=np.int64)
+        jnow = np.zeros(ncell, dtype=np.int64)
         cc = corr[g]
-        for ii in range(col_ptr[g], col_ptr[g + 1]):
-            i = order[ii]
-            j = 0
+        for c in range(ncell):
+            i = order[c0 + c]
             for t in range(ntrap):
-                st[t] = state[i, t]
-                j |= st[t] << t
-                if st[t] == 0:
-                    nxt[t] = _geometric(key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26)),
-                                        p01[i, t], lq01[i, t])
+                ctr = np.uint64((np.int64(i) << 32) + (np.int64(t) << 26))
+                if state[i, t] == 0:
+                    nxt[c, t] = _geometric(key, ctr, p01[i, t], lq01[i, t])
                 else:
-                    nxt[t] = _geometric(key, np.uint64((np.int64(i) << 32) + (np.int64(t) << 26)),
-                                        p10[i, t], lq10[i, t])
-                cnt[t] = 1
-            j0 = base[i]
-            b = 0
-            r = cell_row[i]
-            while True:
-                e = nxt[0]
-                for t in range(1, ntrap):
-                    if nxt[t] < e:
-                        e = nxt[t]
-                end = e if e < nvec else nvec
-                if j != j0 and end > b:
-                    if bitserial:
-                        dv0 = d_tab[i, j, 0] - d_tab[i, j0, 0]
-                        ddv = (d_tab[i, j, 1] - d_tab[i, j0, 1]) - dv0
-                        xr = xt[r]
-                        for bb in range(b, end):
-                            xv = xr[bb]
-                            q = bb * nbits
-                            for k in range(nbits):
-                                cc[q + k] += dv0 + ddv * ((xv >> k) & 1)
-                    else:
-                        xr = xt[r]
-                        for bb in range(b, end):
-                            xv = xr[bb]
-                            cc[bb] += d_tab[i, j, xv] - d_tab[i, j0, xv]
-                if e > nvec:
-                    break
-                for t in range(ntrap):
-                    if nxt[t] == e:
-                        st[t] = 1 - st[t]
-                        j ^= 1 << t
-                        if e < nvec:
-                            ctr = np.uint64((np.int64(i) << 32) + (np.int64(t) << 26) + cnt[t])
-                            if st[t] == 0:
-                                nxt[t] = e + _geometric(key, ctr, p01[i, t], lq01[i, t])
+                    nxt[c, t] = _geometric(key, ctr, p10[i, t], lq10[i, t])
+                jnow[c] |= state[i, t] << t
+        for b0 in range(0, nvec, block):
+            b1 = min(b0 + block, nvec)
+            for c in range(ncell):
+                i = order[c0 + c]
+                j = jnow[c]
+                j0 = base[i]
+                xr = xt[cell_row[i]]
+                b = b0
+                while True:
+                    e = nxt[c, 0]
+                    for t in range(1, ntrap):
+                        if nxt[c, t] < e:
+                            e = nxt[c, t]
+                    end = e if e < b1 else b1
+                    if j != j0 and end > b:
+                        if bitserial:
+                            dv0 = d_tab[i, j, 0] - d_tab[i, j0, 0]
+                            ddv = (d_tab[i, j, 1] - d_tab[i, j0, 1]) - dv0
+                            for bb in range(b, end):
+                                xv = xr[bb]
+                                q = bb * nbits
+                                for k in range(nbits):
+                                    cc[q + k] += dv0 + ddv * ((xv >> k) & 1)
+                        else:
+                            for bb in range(b, end):
+                                xv = xr[bb]
+                                cc[bb] += d_tab[i, j, xv] - d_tab[i, j0, xv]
+                    if e >= b1:
+                        break  # the next switch lies beyond this block
+                    for t in range(ntrap):  # switches at e < b1 <= nvec: flip and redraw
+                        if nxt[c, t] == e:
+                            j ^= 1 << t
+                            ctr = np.uint64((np.int64(i) << 32) + (np.int64(t) << 26) + cnt[c, t])
+                            if (j >> t) & 1 == 0:
+                                nxt[c, t] = e + _geometric(key, ctr, p01[i, t], lq01[i, t])
                             else:
-                                nxt[t] = e + _geometric(key, ctr, p10[i, t], lq10[i, t])
-                            cnt[t] += 1
-                if e == nvec:
-                    break
-                b = e
+                                nxt[c, t] = e + _geometric(key, ctr, p10[i, t], lq10[i, t])
+                            cnt[c, t] += 1
+                    b = e
+                jnow[c] = j
+        for c in range(ncell):  # state at the start of the next batch
+            i = order[c0 + c]
             for t in range(ntrap):
-                state[i, t] = st[t]
+                s_t = (jnow[c] >> t) & 1
+                if nxt[c, t] == nvec:
+                    s_t = 1 - s_t
+                state[i, t] = s_t
 
 
 def rtn_plan(cell_col):
@@ -510,8 +515,12 @@ def rtn_majority_base(state, p01, p10, nvec) -> np.ndarray:
     return joint_states((occ > 0.5).astype(np.int64))
 
 
+#: multiplies per time block of the RTN walk (corrections of one block stay in cache)
+RTN_BLOCK = 1024
+
+
 def rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key,
-                    n_rows, dtype=np.float64, *, plan=None, base=None):
+                    n_rows, dtype=np.float64, *, plan=None, base=None, block=RTN_BLOCK):
     """Exact per-multiply RTN (numba): (columns, corrections (columns, B*nbits)) relative
     to the joint trap states ``base`` (default: the present ones); ``state`` is advanced in
     place. ``plan``: :func:`rtn_plan` of ``cell_col`` (built if None)."""
@@ -525,12 +534,14 @@ def rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, 
     p10 = np.ascontiguousarray(p10, dtype=np.float64)
     with np.errstate(divide="ignore"):  # p = 1: log(0) = -inf, never used (_geometric -> 1)
         lq01, lq10 = np.log1p(-np.minimum(p01, 1.0)), np.log1p(-np.minimum(p10, 1.0))
-    xt = np.ascontiguousarray(np.asarray(x, dtype=np.int64).T)
+    x = np.asarray(x)
+    small = x.size == 0 or (x.min() >= 0 and x.max() < 256)
+    xt = np.ascontiguousarray(x.T, dtype=np.uint8 if small else np.int64)
     _rtn_kernel(xt, int(nbits), bool(bitserial),
                 np.ascontiguousarray(cell_row, dtype=np.int64),
                 np.ascontiguousarray(cell_col, dtype=np.int64),
                 np.ascontiguousarray(d_tab, dtype=np.float64), state, base, p01, p10,
-                lq01, lq10, np.uint64(key), corr, order, col_ptr)
+                lq01, lq10, np.uint64(key), corr, order, col_ptr, int(block))
     return cols, corr
 
 
@@ -560,12 +571,13 @@ def add_corrections(cur, cols, corr, start=0):
 
 
 def rtn_apply(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01, p10, key, cur, *,
-              plan=None, base=None):
+              plan=None, base=None, block=RTN_BLOCK):
     """Exact per-multiply RTN (numba); ``cur`` (B*nbits, P) and ``state`` updated in place."""
     if state.shape[0] == 0:
         return
     cols, corr = rtn_corrections(x, nbits, bitserial, cell_row, cell_col, d_tab, state, p01,
-                                 p10, key, cur.shape[0], cur.dtype, plan=plan, base=base)
+                                 p10, key, cur.shape[0], cur.dtype, plan=plan, base=base,
+                                 block=block)
     add_corrections(cur, cols, corr)
 
 
