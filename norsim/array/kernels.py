@@ -499,20 +499,39 @@ def joint_states(state) -> np.ndarray:
     return (state << np.arange(state.shape[1])[None, :]).sum(axis=1)
 
 
+@numba.njit(cache=True)
+def _majority_base_kernel(state, p01, p10, nvec, out):
+    n, ntrap = state.shape
+    for i in range(n):
+        j = 0
+        for t in range(ntrap):
+            s = state[i, t]
+            m = p01[i, t] + p10[i, t]
+            occ = float(s)
+            if m > 0.0:
+                p = p01[i, t] / m
+                mc = min(m, 1.0)
+                decay = 1.0 if mc >= 1.0 else -np.expm1(nvec * np.log1p(-mc)) / (nvec * mc)
+                occ = p + (s - p) * decay
+            if occ > 0.5:
+                j |= 1 << t
+        out[i] = j
+
+
 def rtn_majority_base(state, p01, p10, nvec) -> np.ndarray:
     """(n,) joint state each cell is expected to occupy most over the next ``nvec``
     multiplies: trap by trap, 1 where the mean occupancy over the window,
     p + (s - p) (1 - (1 - m)^N) / (N m) with m = p01 + p10 and p = p01 / m, exceeds 1/2.
     Folding it into the current matrix leaves the RTN walk the fewest multiplies to
     correct (slow traps keep their present state; fast ones their likelier state)."""
-    s = np.asarray(state, dtype=np.float64)
-    m = np.asarray(p01, dtype=np.float64) + np.asarray(p10, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(m > 0, p01 / np.where(m > 0, m, 1.0), s)
-        decay = np.where(m > 0, -np.expm1(nvec * np.log1p(-np.minimum(m, 1.0)))
-                         / (nvec * np.where(m > 0, m, 1.0)), 1.0)
-    occ = p + (s - p) * decay
-    return joint_states((occ > 0.5).astype(np.int64))
+    state = np.ascontiguousarray(state, dtype=np.int64)
+    out = np.zeros(state.shape[0], dtype=np.int64)
+    if nvec > 0:
+        _majority_base_kernel(state, np.ascontiguousarray(p01, dtype=np.float64),
+                              np.ascontiguousarray(p10, dtype=np.float64), int(nvec), out)
+    else:
+        out[:] = joint_states(state)
+    return out
 
 
 #: multiplies per time block of the RTN walk (corrections of one block stay in cache)
