@@ -511,7 +511,7 @@ def _majority_base_kernel(state, p01, p10, nvec, out):
             if m > 0.0:
                 p = p01[i, t] / m
                 mc = min(m, 1.0)
-                decay = 1.0 if mc >= 1.0 else -np.expm1(nvec * np.log1p(-mc)) / (nvec * mc)
+                decay = -np.expm1(nvec * np.log1p(-mc)) / (nvec * mc)  # mc = 1: 1 / N
                 occ = p + (s - p) * decay
             if occ > 0.5:
                 j |= 1 << t
