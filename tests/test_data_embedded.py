@@ -62,3 +62,18 @@ def test_normalize_is_p_over_255():
         normalize(x.astype(np.float32))
     with pytest.raises(InputError):
         normalize(x[0])
+
+
+def test_embedded_cifar10_slice_is_the_first_500_test_images():
+    from norsim.data.embedded import CIFAR10_FILE, load_embedded_cifar10_test
+
+    x, y = load_embedded_cifar10_test()
+    assert x.shape == (500, 32, 32, 3) and x.dtype == np.uint8 and y.dtype == np.uint8
+    # the standard test_batch order starts cat, ship, ship, airplane, frog, frog, car, frog
+    assert y[:8].tolist() == [3, 8, 8, 0, 6, 6, 1, 6]
+    # sha256 of the first 500 images / labels of the lossless test set (shared/data/cifar10)
+    assert hashlib.sha256(x.tobytes()).hexdigest() == \
+        "8f2427926825821b6e0de483aa537ca1419ff2a5b82cc5e436d5dfc50e85cc7a"
+    assert hashlib.sha256(y.tobytes()).hexdigest() == \
+        "bbe0434d8a802d526f50804695a856046b325584d14495246771129e328f248d"
+    assert CIFAR10_FILE.stat().st_size < 1.6e6

@@ -1,9 +1,12 @@
-"""The MNIST copy shipped inside the package (no download).
+"""The MNIST copy (and a CIFAR-10 test slice) shipped inside the package (no download).
 
 ``embedded/mnist.npz`` holds all 10,000 MNIST test images (t10k, IDX order) and a disjoint
 calibration slice of 1,000 *training* images (train indices 59000-59999, IDX order), with
 their labels and source indices (``test_index`` into t10k, ``calib_index`` into train) and a
-JSON ``source`` note. Arrays are read with ``allow_pickle=False``.
+JSON ``source`` note. ``embedded/cifar10_test500.npz`` holds the first 500 CIFAR-10 test
+images (lossless, ``test_batch`` order; HWC RGB uint8) with labels and indices, enough to
+check the CIFAR-10 zoo entry without the full data set. Arrays are read with
+``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from norsim.errors import FileFormatError, InputError
 
 EMBEDDED_DIR = Path(__file__).with_name("embedded")
 MNIST_FILE = EMBEDDED_DIR / "mnist.npz"
+CIFAR10_FILE = EMBEDDED_DIR / "cifar10_test500.npz"
 SPLITS = ("test", "calib")
 
 
@@ -47,3 +51,9 @@ def load_embedded_mnist(split: str = "test", with_index: bool = False):
 def embedded_source() -> dict:
     """The provenance note stored with the embedded data."""
     return json.loads(_read(MNIST_FILE)["source"].tobytes().decode("utf-8"))
+
+
+def load_embedded_cifar10_test():
+    """``(x uint8 (500, 32, 32, 3), y uint8 (500,))``: the first 500 CIFAR-10 test images."""
+    d = _read(CIFAR10_FILE)
+    return d["test_x"], d["test_y"]
