@@ -15,6 +15,9 @@ Prints one JSON object on its last line. Keys:
   *_per_cpu_s                                   the same rates per CPU-second (all threads
                                                 together): comparable on a shared, loaded machine
   iv_cell_model, fg_cell_model                  which cell model each I-V figure uses
+  numba_svml                                    whether numba found Intel SVML (the pip
+                                                llvmlite has no SVML support: the kernels'
+                                                SIMD loops use norsim.device.vecmath)
   load_average_1min_start / _end                the machine's load around the run (wall-clock
                                                 rates on a loaded machine are lower bounds)
   targets, targets_met_wall, targets_met_projected_idle (per-CPU-s rate x threads)
@@ -71,6 +74,7 @@ def main() -> dict:
     vth = rng.uniform(-0.5, 2.5, n_iv)
     vth_ref = vth[:n_ref].copy()
     out = {"cell_type": dev.cell.cell_type, "numba_threads": numba.get_num_threads(),
+           "numba_svml": bool(numba.config.USING_SVML),
            "cpu_count": os.cpu_count(), "load_average_1min_start": os.getloadavg()[0],
            "iv_cell_model": f"{dev.cell.cell_type} (preset cell; split_gate: select + FG "
                             "transistor in series, internal node solved per evaluation), "

@@ -238,3 +238,47 @@ def test_verify_read_noise_widens_placement():
     noisy = _program(_dev(*base, "programming.verify_time_s=1e-7"), i_t)
     assert not quiet.failed.any() and not noisy.failed.any()
     assert np.std(noisy.vth - noisy.target_vth) > 2 * np.std(quiet.vth - quiet.target_vth)
+
+
+@pytest.mark.parametrize("ov", [
+    # injection means above PTRS_ABOVE (PTRS in the ISPP pulses) and tuning with PTRS
+    ["programming.ispp_step_v=0.2", "programming.dv_per_electron_v=0.001",
+     "programming.two_way_tuning=true", "programming.tune_step_v=0.2"],
+    # tuning draws past the SIMD loop's CDF entries, no RTN at verify, few pulses (fails)
+    ["programming.two_way_tuning=true", "programming.tune_step_v=0.06",
+     "programming.verify_rtn=false", "programming.max_pulses=48"],
+    # a tuning budget that runs out, RTN with lag after ISPP
+    ["programming.two_way_tuning=true", "programming.tune_max_pulses=3",
+     "noise.rtn_mean_v=0.01", "noise.rtn_tau_min_s=1e-4", "noise.rtn_tau_max_s=1e-2"],
+], ids=["ptrs", "long-tune-draws", "tune-budget"])
+def test_simd_kernel_paths_equal_numpy_reference(ov):
+    """The kernel's vector loops hand rare cases to scalar code (verify near the target,
+    guide-table walks, long thinning, PTRS means, tuning draws past the compared entries,
+    the tuning budget); every path gives the NumPy reference's numbers."""
+    dev = _dev(*ov)
+    rng = np.random.default_rng(5)
+    level = rng.integers(0, 8, 1100)  # not a multiple of the kernel's block
+    i_t = target_current(dev.levels, level)
+    var = draw_variation(np.random.default_rng(6), level.shape,
+                         dev.variation.replace(stuck_on_fraction=0.02, stuck_off_fraction=0.02),
+                         dev.cell)
+    a = _program(dev, i_t, seed=3, variation=var)
+    b = _program(dev, i_t, seed=3, variation=var, fast=False)
+    assert np.array_equal(a.pulses, b.pulses)
+    assert np.array_equal(a.tune_pulses, b.tune_pulses)
+    assert np.array_equal(a.verifies, b.verifies)
+    assert np.array_equal(a.verified, b.verified)
+    assert np.array_equal(a.vth, b.vth)
+
+
+def test_few_values_matches_unique():
+    from norsim.device.programming import _few_values
+
+    rng = np.random.default_rng(0)
+    vals = rng.uniform(-1, 1, 9)
+    a = vals[rng.integers(0, 9, 50_000)]
+    a[-1] = vals[8] + 1.0  # a value absent from the prefix the candidates come from
+    uniq, inv = _few_values(a)
+    u2, i2 = np.unique(a, return_inverse=True)
+    assert np.array_equal(uniq, u2) and np.array_equal(inv, i2.reshape(-1))
+    assert _few_values(rng.uniform(0, 1, 5000), limit=100) is None

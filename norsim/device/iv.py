@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from norsim.device.config import CellConfig
+from norsim.device.vecmath import exp_nonpos, log1p_pos
 from norsim.errors import InputError
 
 BOLTZMANN_J_PER_K = 1.380649e-23
@@ -125,45 +126,88 @@ def _flat_inputs(values, names, finite):
     return shape, flats, steps
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _sp_half_v(x):
+    """:func:`_sp_half` from the branch-free e^x and ln(1 + x) of :mod:`norsim.device.vecmath`
+    (within an ulp of it; a loop of these vectorises, one of libm calls does not)."""
+    h = 0.5 * x
+    return max(h, 0.0) + log1p_pos(exp_nonpos(-abs(h)))
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _sigmoid_half_v(x):
+    """:func:`_sigmoid_half` with the branch-free exponential."""
+    h = 0.5 * x
+    e = exp_nonpos(-abs(h))
+    r = 1.0 / (1.0 + e)
+    return r if h >= 0.0 else e * r
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _ekv_i(vg, vd, vs, vth, n0, eta0, i_s0, alpha_g, u_t):
+    """EKV current of one element (scalar parameters): the body of the SIMD loops."""
+    v_p = (alpha_g * (vg - vth) + eta0 * (vd - vs)) / n0
+    lf = _sp_half_v((v_p - vs) / u_t)
+    lr = _sp_half_v((v_p - vd) / u_t)
+    return i_s0 * (lf * lf - lr * lr)
+
+
+_CHUNK = 4096  # elements per parallel task: long plain inner loops for the vectoriser
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _ekv_kernel(v_g, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g, u_t, want_d,
                 out_i, out_gd, out_gs):
     s0, s1, s2, s3, s4, s5, s6 = steps[0], steps[1], steps[2], steps[3], steps[4], steps[5], steps[6]
+    nchunk = (size + _CHUNK - 1) // _CHUNK
     if s4 == 0 and s5 == 0 and s6 == 0 and not want_d:
         # common case: one n, beta, eta for all elements (no per-cell variation) and current
         # only: the parameter loads and the specific current leave the loop (the same
-        # arithmetic as the general path, so the same values)
+        # arithmetic as the general path, so the same values). Chunks run in parallel; the
+        # loop inside a chunk is branch-free with unit-stride (or hoisted scalar) loads, the
+        # two layouts that matter get their own loop so LLVM vectorises it
         n0 = n[0]
         eta0 = eta[0]
         i_s0 = 2.0 * n0 * beta[0] * u_t * u_t
-        for k in numba.prange(size):
+        if s0 == 0 and s1 == 0 and s2 == 0 and s3 == 1:  # one bias, a V_th per element
+            vg = v_g[0]
+            vd = v_d[0]
+            vs = v_s[0]
+            for c in numba.prange(nchunk):
+                for k in range(c * _CHUNK, min(size, (c + 1) * _CHUNK)):
+                    out_i[k] = _ekv_i(vg, vd, vs, v_th[k], n0, eta0, i_s0, alpha_g, u_t)
+        elif s0 == 1 and s1 == 1 and s2 == 1 and s3 == 1:  # every terminal per element
+            for c in numba.prange(nchunk):
+                for k in range(c * _CHUNK, min(size, (c + 1) * _CHUNK)):
+                    out_i[k] = _ekv_i(v_g[k], v_d[k], v_s[k], v_th[k], n0, eta0, i_s0,
+                                      alpha_g, u_t)
+        else:
+            for c in numba.prange(nchunk):
+                for k in range(c * _CHUNK, min(size, (c + 1) * _CHUNK)):
+                    out_i[k] = _ekv_i(v_g[k * s0], v_d[k * s1], v_s[k * s2], v_th[k * s3], n0,
+                                      eta0, i_s0, alpha_g, u_t)
+        return
+    for c in numba.prange(nchunk):
+        for k in range(c * _CHUNK, min(size, (c + 1) * _CHUNK)):
+            nk = n[k * s4]
+            etak = eta[k * s6]
             vd = v_d[k * s1]
             vs = v_s[k * s2]
-            v_p = (alpha_g * (v_g[k * s0] - v_th[k * s3]) + eta0 * (vd - vs)) / n0
-            lf = _sp_half((v_p - vs) / u_t)
-            lr = _sp_half((v_p - vd) / u_t)
-            out_i[k] = i_s0 * (lf * lf - lr * lr)
-        return
-    for k in numba.prange(size):
-        nk = n[k * s4]
-        etak = eta[k * s6]
-        vd = v_d[k * s1]
-        vs = v_s[k * s2]
-        v_p = (alpha_g * (v_g[k * s0] - v_th[k * s3]) + etak * (vd - vs)) / nk
-        i_s = 2.0 * nk * beta[k * s5] * u_t * u_t
-        xf = (v_p - vs) / u_t
-        xr = (v_p - vd) / u_t
-        lf = _sp_half(xf)
-        lr = _sp_half(xr)
-        out_i[k] = i_s * (lf * lf - lr * lr)
-        if want_d:
-            # dF/dx = ln(1+e^(x/2)) * sigmoid(x/2)
-            dff = lf * _sigmoid_half(xf)
-            dfr = lr * _sigmoid_half(xr)
-            dvp_dvd = etak / nk
-            dvp_dvs = -etak / nk
-            out_gd[k] = i_s / u_t * (dff * dvp_dvd - dfr * (dvp_dvd - 1.0))
-            out_gs[k] = i_s / u_t * (dff * (dvp_dvs - 1.0) - dfr * dvp_dvs)
+            v_p = (alpha_g * (v_g[k * s0] - v_th[k * s3]) + etak * (vd - vs)) / nk
+            i_s = 2.0 * nk * beta[k * s5] * u_t * u_t
+            xf = (v_p - vs) / u_t
+            xr = (v_p - vd) / u_t
+            lf = _sp_half_v(xf)
+            lr = _sp_half_v(xr)
+            out_i[k] = i_s * (lf * lf - lr * lr)
+            if want_d:
+                # dF/dx = ln(1+e^(x/2)) * sigmoid(x/2)
+                dff = lf * _sigmoid_half_v(xf)
+                dfr = lr * _sigmoid_half_v(xr)
+                dvp_dvd = etak / nk
+                dvp_dvs = -etak / nk
+                out_gd[k] = i_s / u_t * (dff * dvp_dvd - dfr * (dvp_dvd - 1.0))
+                out_gs[k] = i_s / u_t * (dff * (dvp_dvs - 1.0) - dfr * dvp_dvs)
 
 
 _EKV_NAMES = ("v_g", "v_d", "v_s", "v_th", "n", "beta", "dibl_eta")

@@ -36,6 +36,7 @@ from norsim.device.iv import CellModel
 from norsim.device.levels import current_per_vth, read_bias, target_vth
 from norsim.device.noise import RtnTraps, draw_rtn_traps, read_noise_sigma_a
 from norsim.device.variation import STUCK_OFF, STUCK_ON, CellVariation, no_variation
+from norsim.device.vecmath import box_muller, box_muller_np, log1p_pos, log1p_pos_np
 from norsim.errors import InputError
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -81,6 +82,9 @@ def _poisson_tables(m_max: int, length: int, bins: int):
 # exactly, with no transcendental call
 _GUIDE_BINS = 256
 _PCDF, _PGUIDE = _poisson_tables(int(PTRS_ABOVE), 256, _GUIDE_BINS)
+_THIN_UNROLLED = 3
+_ONE32 = np.uint64(1) << np.uint64(32)
+_TWO32 = np.uint64(2) << np.uint64(32)
 
 
 # ----------------------------------------------------------------- counter-based RNG ----
@@ -100,9 +104,8 @@ def _uniform(seed, counter):
 
 @numba.njit(cache=True, inline="always")
 def _normal(seed, counter):
-    u1 = _uniform(seed, counter)
-    u2 = _uniform(seed, counter + np.uint64(1))
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    """Box-Muller normal of the uniforms at ``counter`` and ``counter + 1``."""
+    return box_muller(_uniform(seed, counter), _uniform(seed, counter + np.uint64(1)))
 
 
 @numba.njit(cache=True, inline="always")
@@ -124,18 +127,23 @@ def _poisson(lam, seed, counter):
         k = 0
         if m > 0:
             u = _uniform(seed, counter)
-            k = _PGUIDE[m, int(u * _GUIDE_BINS)]
-            while u > _PCDF[m, k]:
+            k = _PGUIDE[m, min(int(u * _GUIDE_BINS), _GUIDE_BINS - 1)]
+            while u > _PCDF[m, k]:  # rarely taken: the guide entry is nearly always the answer
                 k += 1
-        if r > 0.0:
-            u = _uniform(seed, counter + np.uint64(1))
-            nn = _PGUIDE[1, int(u * _GUIDE_BINS)]
-            while u > _PCDF[1, nn]:
-                nn += 1
-            for j in range(nn):
-                c = counter + np.uint64(2) + (np.uint64(j) << np.uint64(32))
-                if _uniform(seed, c) < r:
-                    k += 1
+        u = _uniform(seed, counter + np.uint64(1))
+        nn = _PGUIDE[1, min(int(u * _GUIDE_BINS), _GUIDE_BINS - 1)]
+        while u > _PCDF[1, nn]:
+            nn += 1
+        # thinning: the first _THIN_UNROLLED candidates without branches (their uniforms are
+        # cheap; a loop with a Poisson(1) trip count mispredicts its exit), the rest in a loop;
+        # r = 0 (integer lam) thins every candidate away, as before
+        c = counter + np.uint64(2)
+        k += (nn > 0) & (_uniform(seed, c) < r)
+        k += (nn > 1) & (_uniform(seed, c + _ONE32) < r)
+        k += (nn > 2) & (_uniform(seed, c + _TWO32) < r)
+        for j in range(_THIN_UNROLLED, nn):
+            if _uniform(seed, c + (np.uint64(j) << np.uint64(32))) < r:
+                k += 1
         return float(k)
     slam = np.sqrt(lam)
     b = 0.931 + 2.53 * slam
@@ -174,13 +182,25 @@ def poisson_cdf_table(lam: float) -> np.ndarray:
     return cdf
 
 
+def poisson_table_fast_len(cdf: np.ndarray) -> int:
+    """How many leading entries of a :func:`poisson_cdf_table` :func:`_poisson_table` scans
+    without branches: up to the first CDF value >= 1 - 1e-9 (a longer search is rare)."""
+    return int(min(np.searchsorted(cdf, 1.0 - 1e-9, side="left") + 1, _CHOP_MAX))
+
+
 @numba.njit(cache=True, inline="always")
-def _poisson_table(cdf, seed, counter):
-    """Poisson draw by inversion of one uniform against a :func:`poisson_cdf_table`."""
+def _poisson_table(cdf, nfast, seed, counter):
+    """Poisson draw by inversion of one uniform against a :func:`poisson_cdf_table`: the
+    first k with u <= cdf[k] (at most _CHOP_MAX). The CDF is nondecreasing, so that k is the
+    count of the entries below u; the first ``nfast`` are counted without branches and the
+    search goes on past them only when all of them are below u."""
     u = _uniform(seed, counter)
     k = 0
-    while k < _CHOP_MAX and u > cdf[k]:
-        k += 1
+    for j in range(nfast):
+        k += u > cdf[j]
+    if k == nfast:
+        while k < _CHOP_MAX and u > cdf[k]:
+            k += 1
     return float(k)
 
 
@@ -203,14 +223,12 @@ def _uniform_np(seed, counter):
 
 
 def _normal_np(seed, counter):
-    u1 = _uniform_np(seed, counter)
-    u2 = _uniform_np(seed, counter + 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return box_muller_np(_uniform_np(seed, counter), _uniform_np(seed, counter + 1))
 
 
 def _table_np(m, u):
     """Inversion of uniforms ``u`` against the Poisson(m) rows of the guide tables."""
-    k = _PGUIDE[m, (u * _GUIDE_BINS).astype(np.int64)]
+    k = _PGUIDE[m, np.minimum((u * _GUIDE_BINS).astype(np.int64), _GUIDE_BINS - 1)]
     while True:
         more = u > _PCDF[m, k]
         if not more.any():
@@ -310,8 +328,7 @@ def _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window):
     m = rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
     tot = 0.0
     for j in range(amp.shape[1]):
-        if occ[k, j]:
-            tot += amp[k, j]
+        tot += amp[k, j] * (1.0 if occ[k, j] else 0.0)  # the same sum, without a branch
     return m * tot
 
 
@@ -324,120 +341,304 @@ def _trap_update(seed, base, k, occ, p_occ, decay, lag):
         occ[k, j] = _uniform(seed, base + np.uint64(_TRAP_SLOT + j)) < prob
 
 
-_BLOCK = 128  # cells advanced together: independent cells fill the pipeline between pulses
+_BLOCK = 256  # cells of one parallel task: their pulses run as SIMD loops over the live ones
+_NN_COUNT = 6  # Poisson(1) candidates counted against the CDF without a guide walk
+_TUNE_COUNT = 16  # tune-draw CDF entries compared without branches
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _ispp_scalar_pulse(i, q, base, kp, c_k, c_vth, c_z, c_seed, c_tgt, c_sig, c_amps, c_stuck,
+                       c_last, occ, amp, p_occ, decay, qpow, lam_scale, dz_per_electron, dv_e,
+                       rtn_mean, rtn_gain, vth_erased, vth_window, verify_rtn, last):
+    """One ISPP iteration (verify, then a pulse unless it passed or ``last``) of local cell
+    ``q`` exactly as :func:`_ispp_numpy`; True if the cell passed verify."""
+    k = c_k[q]
+    seed = c_seed[q]
+    vth = c_vth[q]
+    rmax = 0.0
+    if verify_rtn:
+        rmax = c_amps[q] * rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
+    if vth + rmax + FAR_SIGMAS * c_sig[q] >= c_tgt[q]:
+        lag = i - c_last[q]
+        if verify_rtn and lag > 0:
+            _trap_update(seed, base, k, occ, p_occ, decay, lag)
+            c_last[q] = i
+        rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
+            if verify_rtn else 0.0
+        if vth + rtn + c_sig[q] * _normal(seed, base + np.uint64(1)) >= c_tgt[q]:
+            return True
+    if last or c_stuck[q]:  # no pulse / a stuck-on cell is pulsed without moving
+        return False
+    z = c_z[q]
+    lam = lam_scale * log1p_pos(kp * z)
+    nel = _poisson(lam, seed, base + np.uint64(16))
+    c_vth[q] = vth + nel * dv_e
+    ne = int(nel)
+    c_z[q] = z * (qpow[ne] if ne < qpow.size else np.exp(-dz_per_electron * nel))
+    return False
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
-                 z0, kpulse, qpow, lam_scale, dz_per_electron, tune_cdf,
+                 z0, kpulse, qpow, lam_scale, dz_per_electron, tune_cdf, tune_nfast,
                  alpha, r0, v0, s, t_p, dv_e, v_start, step, max_pulses, rtn_mean, rtn_gain,
                  vth_erased, vth_window, verify_rtn, tune, tune_step, tune_max,
                  out_vth, out_pulses, out_verifies, out_tune, out_ok):
-    """Per cell exactly as :func:`_ispp_numpy`; blocks of cells run in parallel and the cells
-    of a block advance pulse by pulse together (their dependency chains interleave)."""
+    """Per cell exactly as :func:`_ispp_numpy`; blocks of cells run in parallel.
+
+    A block copies the state of its live cells into contiguous local arrays. Every pulse is
+    one branch-free loop over them that LLVM vectorises (injection mean by
+    :func:`log1p_pos`, the Poisson draw of :func:`_poisson` by table look-ups and counts,
+    the two-way tuning verify with :func:`box_muller`), which marks the rare cells that need
+    the scalar path (verify near the target, a guide-table walk, a long thinning, a mean
+    beyond the tables); those are redone by the scalar code, identical to the reference.
+    Finished cells leave the local arrays (compaction) after the pulse.
+    """
     ncell = vth0.size
     ntrap = amp.shape[1]
     occ = occ0.copy()
-    z = z0.copy()
-    nq = qpow.size
     tune_lam = tune_step / dv_e
-    lag = np.zeros(ncell, np.int64)
-    active = np.zeros(ncell, np.bool_)
-    amp_sum = np.zeros(ncell)
+    nrow = _PCDF.shape[1]
+    c1 = _PCDF[1, :_NN_COUNT].copy()
+    tc = np.ones(_TUNE_COUNT)
+    for j in range(min(_TUNE_COUNT, tune_cdf.size)):
+        tc[j] = tune_cdf[j]
+    tune_vec = tune_lam < PTRS_ABOVE
+    m_cap = PTRS_ABOVE - 0.5
+    lag_exit = np.zeros(ncell, np.int64)
     nblk = (ncell + _BLOCK - 1) // _BLOCK
     for blk in numba.prange(nblk):
         k0 = blk * _BLOCK
         k1 = min(ncell, k0 + _BLOCK)
-        nact = 0
+        nb = k1 - k0
+        c_k = np.empty(nb, np.int64)
+        c_vth = np.empty(nb)
+        c_z = np.empty(nb)
+        c_seed = np.empty(nb, np.uint64)
+        c_tgt = np.empty(nb)
+        c_sig = np.empty(nb)
+        c_amps = np.empty(nb)
+        c_stuck = np.empty(nb, np.bool_)
+        c_last = np.zeros(nb, np.int64)
+        c_flag = np.empty(nb, np.bool_)
+        c_kk = np.empty(nb, np.int64)
+        c_done = np.zeros(nb, np.bool_)
+        na = 0
         for k in range(k0, k1):
             out_vth[k] = vth0[k]
             out_pulses[k] = 0
             out_verifies[k] = 0
             out_tune[k] = 0
             out_ok[k] = False
+            if stuck[k] == 2:  # stuck off: reads below every target, never pulsed
+                out_verifies[k] = 1
+                continue
             tot = 0.0
             for j in range(ntrap):
                 tot += amp[k, j]
-            amp_sum[k] = tot
-            if stuck[k] == 2:  # stuck off: reads below every target, never pulsed
-                out_verifies[k] = 1
-            else:
-                active[k] = True
-                nact += 1
+            c_k[na] = k
+            c_vth[na] = vth0[k]
+            c_z[na] = z0[k]
+            c_seed[na] = seeds[k]
+            c_tgt[na] = target[k]
+            c_sig[na] = sig_v[k]
+            c_amps[na] = tot
+            c_stuck[na] = stuck[k] == 1
+            na += 1
+        # ---------------------------------------------------------------- ISPP ----
         for i in range(max_pulses + 1):
-            if nact == 0:
+            if na == 0:
                 break
             base = np.uint64(i) * np.uint64(STRIDE)
-            vpgm = v_start + step * i
-            for k in range(k0, k1):
-                if not active[k]:
-                    continue
-                seed = seeds[k]
-                vth = out_vth[k]
-                if i > 0:
-                    lag[k] += 1
-                out_verifies[k] += 1
-                rmax = 0.0
-                if verify_rtn:
-                    rmax = amp_sum[k] * rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
-                if vth + rmax + FAR_SIGMAS * sig_v[k] >= target[k]:
-                    if verify_rtn and lag[k] > 0:
-                        _trap_update(seed, base, k, occ, p_occ, decay, lag[k])
-                        lag[k] = 0
-                    rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
-                        if verify_rtn else 0.0
-                    if vth + rtn + sig_v[k] * _normal(seed, base + np.uint64(1)) >= target[k]:
-                        out_ok[k] = True
-                        active[k] = False
-                        nact -= 1
+            kp = kpulse[i]
+            last = i == max_pulses
+            nflag = 0
+            if not last:
+                b16 = base + np.uint64(16)
+                b17 = base + np.uint64(17)
+                b18 = base + np.uint64(18)
+                for q in range(na):  # SIMD: the common pulse, flags for the scalar path
+                    vth = c_vth[q]
+                    z = c_z[q]
+                    seed = c_seed[q]
+                    rmax = 0.0
+                    if verify_rtn:
+                        rmax = c_amps[q] * rtn_mean * max(
+                            1.0 + rtn_gain * (vth - vth_erased) / vth_window, 0.0)
+                    near = vth + rmax + FAR_SIGMAS * c_sig[q] >= c_tgt[q]
+                    lam = lam_scale * log1p_pos(kp * z)
+                    lc = lam if lam < m_cap else m_cap  # NaN -> m_cap (flagged below)
+                    m = int(lc)
+                    r = lam - m
+                    u0 = _uniform(seed, b16)
+                    gi = int(u0 * _GUIDE_BINS)
+                    gi = gi if gi < _GUIDE_BINS - 1 else _GUIDE_BINS - 1
+                    g = _PGUIDE[m, gi]  # (module constants: gathers LLVM can vectorise)
+                    g1 = g + 1 if g < nrow - 1 else nrow - 1
+                    kk = g + (u0 > _PCDF[m, g])
+                    walk = u0 > _PCDF[m, g1]
+                    u1 = _uniform(seed, b17)
+                    nn = 0
+                    for j in range(_NN_COUNT):
+                        nn += u1 > c1[j]
+                    for j in range(_THIN_UNROLLED + 1):
+                        kk += (nn > j) & (_uniform(seed, b18 + (np.uint64(j) << np.uint64(32))) < r)
+                    fl = near | walk | (nn > _THIN_UNROLLED + 1) | (not (lam < PTRS_ABOVE)) \
+                        | c_stuck[q]
+                    c_flag[q] = fl
+                    nflag += fl
+                    c_vth[q] = vth if fl else vth + float(kk) * dv_e
+                    c_kk[q] = kk
+                for q in range(na):  # separate: a gather from qpow next to a store blocks SIMD
+                    c_z[q] = c_z[q] if c_flag[q] else c_z[q] * qpow[c_kk[q]]
+            ndone = 0
+            for q in range(na if (last or nflag) else 0):
+                if last or c_flag[q]:
+                    passed = _ispp_scalar_pulse(
+                        i, q, base, kp, c_k, c_vth, c_z, c_seed, c_tgt, c_sig, c_amps, c_stuck,
+                        c_last, occ, amp, p_occ, decay, qpow, lam_scale, dz_per_electron, dv_e,
+                        rtn_mean, rtn_gain, vth_erased, vth_window, verify_rtn, last)
+                    if passed or last:
+                        k = c_k[q]
+                        out_vth[k] = c_vth[q]
+                        out_pulses[k] = i
+                        out_verifies[k] = i + 1
+                        out_ok[k] = passed
+                        lag_exit[k] = i - c_last[q]  # trap lag when it left ISPP
+                        c_done[q] = True
+                        ndone += 1
+            if ndone:
+                w = 0
+                for q in range(na):
+                    if c_done[q]:
+                        c_done[q] = False
                         continue
-                if i == max_pulses:
-                    active[k] = False
-                    nact -= 1
-                    continue
-                out_pulses[k] += 1
-                if stuck[k] == 1:
-                    continue
-                # <dV_th> / dV_e with z = exp(-alpha_G V_th / s) carried per cell
-                lam = lam_scale * np.log1p(kpulse[i] * z[k])
-                nel = _poisson(lam, seed, base + np.uint64(16))
-                out_vth[k] = vth + nel * dv_e
-                ne = int(nel)
-                z[k] = z[k] * (qpow[ne] if ne < nq else np.exp(-dz_per_electron * nel))
+                    c_k[w] = c_k[q]
+                    c_vth[w] = c_vth[q]
+                    c_z[w] = c_z[q]
+                    c_seed[w] = c_seed[q]
+                    c_tgt[w] = c_tgt[q]
+                    c_sig[w] = c_sig[q]
+                    c_amps[w] = c_amps[q]
+                    c_stuck[w] = c_stuck[q]
+                    c_last[w] = c_last[q]
+                    w += 1
+                na = w
         if not tune:
             continue
-        nact = 0
+        # ------------------------------------------------------- two-way tuning ----
+        # local state: cell, V_th, seed, target, sigma, tolerance, trap lag on entry, traps
+        t_lag = np.zeros(nb, np.int64)
+        t_tol = np.empty(nb)
+        t_amp = np.empty((ntrap, nb))
+        t_pocc = np.empty((ntrap, nb))
+        t_dec = np.empty((ntrap, nb))
+        t_occ = np.empty((ntrap, nb))
+        t_rsum = np.empty(nb)  # sum of the occupied traps' unit amplitudes
+        t_code = np.empty(nb, np.int8)  # 0: tuned by the SIMD loop, 1: in tolerance, 2: scalar
+        na = 0
         for k in range(k0, k1):
-            active[k] = out_ok[k]
-            if active[k]:
-                nact += 1
+            if not out_ok[k]:
+                continue
+            c_k[na] = k
+            c_vth[na] = out_vth[k]
+            c_seed[na] = seeds[k]
+            c_tgt[na] = target[k]
+            c_sig[na] = sig_v[k]
+            t_tol[na] = tol_v[k]
+            t_lag[na] = lag_exit[k]
+            for j in range(ntrap):
+                t_amp[j, na] = amp[k, j]
+                t_pocc[j, na] = p_occ[k, j]
+                t_dec[j, na] = decay[k, j]
+                t_occ[j, na] = 1.0 if occ[k, j] else 0.0
+            na += 1
         for i in range(tune_max):
-            if nact == 0:
+            if na == 0:
                 break
             base = np.uint64(max_pulses + 1 + i) * np.uint64(STRIDE)
-            for k in range(k0, k1):
-                if not active[k]:
-                    continue
-                seed = seeds[k]
-                vth = out_vth[k]
+            for q in range(na):
+                t_rsum[q] = 0.0
+            if verify_rtn:
+                for j in range(ntrap):
+                    bj = base + np.uint64(_TRAP_SLOT + j)
+                    if i == 0:  # first read after ISPP: lag + 1 intervals (a power)
+                        for q in range(na):
+                            d = t_dec[j, q] ** float(t_lag[q] + 1) if t_lag[q] else t_dec[j, q]
+                            prob = t_pocc[j, q] + (t_occ[j, q] - t_pocc[j, q]) * d
+                            t_occ[j, q] = 1.0 if _uniform(c_seed[q], bj) < prob else 0.0
+                    else:
+                        for q in range(na):  # SIMD: one interval since the last read
+                            prob = t_pocc[j, q] + (t_occ[j, q] - t_pocc[j, q]) * t_dec[j, q]
+                            t_occ[j, q] = 1.0 if _uniform(c_seed[q], bj) < prob else 0.0
+                    for q in range(na):
+                        t_rsum[q] += t_amp[j, q] * t_occ[j, q]
+            b1 = base + np.uint64(1)
+            b2 = base + np.uint64(2)
+            b24 = base + np.uint64(24)
+            ndone = 0
+            nflag = 0
+            for q in range(na):  # SIMD: verify read, tolerance test, tuning pulse
+                vth = c_vth[q]
+                seed = c_seed[q]
+                rtn = 0.0
                 if verify_rtn:
-                    _trap_update(seed, base, k, occ, p_occ, decay, lag[k] + 1)
-                    lag[k] = 0
-                rtn = _rtn_now(vth, amp, occ, k, rtn_mean, rtn_gain, vth_erased, vth_window) \
-                    if verify_rtn else 0.0
-                out_verifies[k] += 1
-                err = vth + rtn + sig_v[k] * _normal(seed, base + np.uint64(1)) - target[k]
-                if abs(err) <= tol_v[k]:
-                    active[k] = False
-                    nact -= 1
-                    continue
-                if tune_lam < PTRS_ABOVE:  # fixed mean: invert against its CDF table
-                    nel = _poisson_table(tune_cdf, seed, base + np.uint64(24))
-                else:
-                    nel = _poisson(tune_lam, seed, base + np.uint64(24))
-                out_vth[k] = vth - nel * dv_e if err > 0 else vth + nel * dv_e
-                out_tune[k] += 1
-                out_pulses[k] += 1
+                    rtn = rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window,
+                                         0.0) * t_rsum[q]
+                zn = box_muller(_uniform(seed, b1), _uniform(seed, b2))
+                err = vth + rtn + c_sig[q] * zn - c_tgt[q]
+                dn = abs(err) <= t_tol[q]
+                u = _uniform(seed, b24)
+                cnt = 0
+                for j in range(_TUNE_COUNT):
+                    cnt += u > tc[j]
+                fl = (not tune_vec) | (cnt >= _TUNE_COUNT)  # else cnt is the draw
+                ndone += dn
+                nflag += fl & (not dn)
+                t_code[q] = 1 if dn else (2 if fl else 0)
+                dv = float(cnt) * dv_e
+                c_vth[q] = (vth + (-dv if err > 0 else dv)) if not (dn | fl) else vth
+            if nflag:
+                for q in range(na):
+                    if t_code[q] == 2:  # the same err again, then the scalar draw
+                        vth = c_vth[q]
+                        seed = c_seed[q]
+                        rtn = 0.0
+                        if verify_rtn:
+                            rtn = rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window,
+                                                 0.0) * t_rsum[q]
+                        err = vth + rtn + c_sig[q] * _normal(seed, b1) - c_tgt[q]
+                        if tune_lam < PTRS_ABOVE:
+                            nel = _poisson_table(tune_cdf, tune_nfast, seed, b24)
+                        else:
+                            nel = _poisson(tune_lam, seed, b24)
+                        dv = nel * dv_e
+                        c_vth[q] = vth + (-dv if err > 0 else dv)
+            if ndone or i == tune_max - 1:
+                w = 0
+                for q in range(na):
+                    dn = t_code[q] == 1
+                    if dn or i == tune_max - 1:
+                        k = c_k[q]
+                        out_vth[k] = c_vth[q]
+                        nt = i if dn else i + 1
+                        out_tune[k] = nt
+                        out_pulses[k] += nt
+                        out_verifies[k] += i + 1
+                        continue
+                    c_k[w] = c_k[q]
+                    c_vth[w] = c_vth[q]
+                    c_seed[w] = c_seed[q]
+                    c_tgt[w] = c_tgt[q]
+                    c_sig[w] = c_sig[q]
+                    t_tol[w] = t_tol[q]
+                    for j in range(ntrap):
+                        t_amp[j, w] = t_amp[j, q]
+                        t_pocc[j, w] = t_pocc[j, q]
+                        t_dec[j, w] = t_dec[j, q]
+                        t_occ[j, w] = t_occ[j, q]
+                    w += 1
+                na = w
 
 
 def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ0,
@@ -489,7 +690,7 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
             break
         pulses += active
         grow = active & (stuck != STUCK_ON)
-        lam = lam_scale * np.log1p(kpulse[i] * z)
+        lam = lam_scale * log1p_pos_np(kpulse[i] * z)
         nel = _poisson_np(np.where(grow, lam, 0.0), seeds, base + 16)
         vth = vth + np.where(grow, nel * law.dv_e, 0.0)
         ne = nel.astype(np.int64)
@@ -607,15 +808,20 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
             vth_target, g = target_vth(model, device, i_target, **kw, return_slope=True)
     else:
         vth_target = np.broadcast_to(np.asarray(vth_target, dtype=np.float64), shape)
-        if variation is None and np.unique(vth_target).size <= 4096:  # nominal: per level
-            uniq, inv = np.unique(vth_target, return_inverse=True)
-            g = current_per_vth(model, device, uniq)[inv.reshape(-1)].reshape(shape)
+        few = _few_values(vth_target) if variation is None else None
+        if few is not None:  # nominal: per level
+            uniq, inv = few
+            g = current_per_vth(model, device, uniq)[inv].reshape(shape)
         else:
             g = current_per_vth(model, device, vth_target, **kw)
     vth_target = np.asarray(vth_target, dtype=np.float64)
     g = np.maximum(g, 1e-300)
-    sig_i = read_noise_sigma_a(i_target, model, device.noise, device.read.temperature_k,
-                               device.programming.verify_time_s)
+    few = _few_values(i_target)  # the noise of a current, once per distinct target
+    noise_args = (model, device.noise, device.read.temperature_k, device.programming.verify_time_s)
+    if few is not None:
+        sig_i = read_noise_sigma_a(few[0], *noise_args)[few[1]].reshape(shape)
+    else:
+        sig_i = read_noise_sigma_a(i_target, *noise_args)
     sig_v = sig_i / g
     tol_v = device.programming.tune_tolerance_rel * i_target / g
     # erase, soft-program
@@ -646,16 +852,16 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
     z0 = np.exp(np.clip(-a_s * flat(vth0), -700.0, 700.0))
     qpow = np.exp(-a_s * law.dv_e * np.arange(4096))
     lam_scale = 1.0 / (a_s * law.dv_e)
+    tune_cdf = poisson_cdf_table(min(law.tune_step / law.dv_e, PTRS_ABOVE))
     args = (flat(vth0), flat(vth_target), flat(sig_v), flat(tol_v),
             np.ascontiguousarray(var.stuck.reshape(-1), dtype=np.int8),
             np.ascontiguousarray(seeds.reshape(-1)), amp, p_occ, decay, occ0,
-            z0, kpulse, qpow, lam_scale, a_s * law.dv_e,
-            poisson_cdf_table(min(law.tune_step / law.dv_e, PTRS_ABOVE)))
+            z0, kpulse, qpow, lam_scale, a_s * law.dv_e, tune_cdf)
     if fast:
         m = args[0].size
         out = (np.empty(m), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64),
                np.empty(m, np.bool_))
-        _ispp_kernel(*args, law.alpha_g, law.r0, law.v0, law.s, law.t_p, law.dv_e,
+        _ispp_kernel(*args, poisson_table_fast_len(tune_cdf), law.alpha_g, law.r0, law.v0, law.s, law.t_p, law.dv_e,
                      law.v_start, law.step, int(law.max_pulses), law.rtn_mean, law.rtn_gain,
                      law.vth_erased, law.vth_window, bool(law.verify_rtn), bool(law.tune),
                      law.tune_step, int(law.tune_max), *out)
@@ -670,18 +876,60 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
                          soft, r(ok), r(failed), time_s, energy_j, traps)
 
 
+@numba.njit(cache=True, parallel=True)
+def _index_of(sorted_values, x, out):
+    """out[i] = index of x[i] in ``sorted_values`` (binary search); False if one is absent."""
+    n = sorted_values.size
+    bad = 0
+    for i in numba.prange(x.size):
+        v = x[i]
+        lo = 0
+        hi = n - 1
+        while lo < hi:  # the same halving every time: selects, no data-dependent branch
+            mid = (lo + hi) // 2
+            below = sorted_values[mid] < v
+            lo = mid + 1 if below else lo
+            hi = hi if below else mid
+        out[i] = lo
+        bad += sorted_values[lo] != v
+    return bad == 0
+
+
+def _few_values(a, limit: int = 4096):
+    """(distinct values, index of each element) of ``a`` flattened when it holds at most
+    ``limit`` distinct values, else None: the result of ``np.unique(a, return_inverse=True)``
+    without sorting all of ``a`` (candidates from a prefix, then a binary search and a check).
+    """
+    flat = np.asarray(a, dtype=np.float64).reshape(-1)
+    if flat.size == 0:
+        return None
+    cand = np.unique(flat[:8 * limit])
+    if cand.size <= limit:
+        idx = np.empty(flat.size, np.int64)
+        if _index_of(cand, flat, idx):
+            return cand, idx
+    uniq, inv = np.unique(flat, return_inverse=True)
+    return (uniq, inv.reshape(-1)) if uniq.size <= limit else None
+
+
 def _cost(device: DeviceConfig, pulses, verifies, soft, i_target) -> tuple[float, float]:
     """Program time (cells_in_parallel share the pulses) and energy (pump efficiency)."""
     p = device.programming
     n = pulses.size
     group = p.cells_in_parallel
     pad = (-n) % group
-    per_cell_pulses = np.concatenate([pulses + soft, np.zeros(pad, np.int64)]).reshape(-1, group)
-    per_cell_ver = np.concatenate([verifies, np.zeros(pad, np.int64)]).reshape(-1, group)
+    total = pulses + soft
+    if pad:
+        total = np.concatenate([total, np.zeros(pad, np.int64)])
+        verifies_p = np.concatenate([verifies, np.zeros(pad, np.int64)])
+    else:
+        verifies_p = verifies
+    per_cell_pulses = total.reshape(-1, group)
+    per_cell_ver = verifies_p.reshape(-1, group)
     time_s = p.erase_time_s + float(np.sum(per_cell_pulses.max(axis=1)) * p.pulse_width_s
                                     + np.sum(per_cell_ver.max(axis=1)) * p.verify_time_s)
     e_pulse = p.program_current_a * p.program_voltage_v * p.pulse_width_s / p.pump_efficiency
     b = read_bias(device)
     e_verify = float(np.sum(verifies * i_target) * (b.v_d - b.v_s) * p.verify_time_s)
-    energy = float(np.sum(pulses + soft)) * e_pulse + e_verify + p.erase_energy_j / p.pump_efficiency
+    energy = float(np.sum(total)) * e_pulse + e_verify + p.erase_energy_j / p.pump_efficiency
     return time_s, energy
