@@ -11,12 +11,20 @@ the batch again with the tile's solver already built (how a network run uses it)
 column currents of both are compared (``max_column_error_rel_128``). The IR-drop
 surrogate is timed on the same batch with its error against circuit mode. Prints one JSON
 object on its last line; ratios are measured in this process.
+
+On a shared machine wall-clock times move with the load, so the CPU time of this process
+(``cpu_seconds_per_vector_N``, the same build-and-solve, median of 3) and of the ngspice
+child (``ngspice_cpu_seconds_128``: parsing and analysis, from getrusage) are reported too,
+with their ratio ``cpu_speedup_vs_ngspice_128``. ``reference_path_vectors_N`` counts the
+vectors the per-vector kernel handed to the reference iteration (0 when every vector was
+certified by the kernel).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -48,17 +56,18 @@ def _batch(cfg, rows, wl0):
 def _time_circuit(cfg, n):
     vth, wl0, wires, model = check_setup(cfg, n, n, SEED)
     wl = _batch(cfg, n, wl0)
-    times, steady = [], []
+    times, steady, cpu = [], [], []
     for _ in range(REPEATS):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         solver = CircuitSolver(vth, cfg, model, wires=wires)
         res = solver.solve(wl)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         t0 = time.perf_counter()
         solver.solve(wl)  # the same tile again: network and nominal tables already built
         steady.append(time.perf_counter() - t0)
-    return (float(np.median(times)) / BATCH, float(np.median(steady)) / BATCH, solver, res, wl,
-            vth, wires, model)
+    return (float(np.median(times)) / BATCH, float(np.median(steady)) / BATCH,
+            float(np.median(cpu)) / BATCH, solver, res, wl, vth, wires, model)
 
 
 def main() -> int:
@@ -67,9 +76,13 @@ def main() -> int:
     _time_circuit(cfg, 8)
     out = {"batch": BATCH, "cell_type": cfg.device.cell.cell_type}
     for n in (64, 128):
-        spv, steady, solver, res, wl, vth, wires, model = _time_circuit(cfg, n)
+        spv, steady, cpu, solver, res, wl, vth, wires, model = _time_circuit(cfg, n)
         out[f"seconds_per_vector_{n}"] = spv
         out[f"steady_seconds_per_vector_{n}"] = steady
+        out[f"cpu_seconds_per_vector_{n}"] = cpu
+        stats = getattr(solver, "last_stats", None)
+        if stats is not None:
+            out[f"reference_path_vectors_{n}"] = int(stats["reference_vectors"])
         out[f"newton_iterations_max_{n}"] = int(res.iterations.max())
         out[f"ir_drop_error_rel_{n}"] = float(
             np.abs(res.column_currents - res.ideal_column_currents).max()
@@ -87,7 +100,12 @@ def main() -> int:
     out["speedup_vs_ngspice_128"] = None
     if shutil.which(os.environ.get("NORSIM_NGSPICE", "ngspice")):
         net = write_netlist(solver, wl[0])
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         run = run_ngspice(net.netlist)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ng_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        out["ngspice_cpu_seconds_128"] = ng_cpu
+        out["cpu_speedup_vs_ngspice_128"] = ng_cpu / out["cpu_seconds_per_vector_128"]
         i_sp = np.array([run.values[f"i({c})"] for c in net.column_sources])
         out["ngspice_seconds_128"] = run.analysis_seconds
         out["ngspice_wall_seconds_128"] = run.wall_seconds

@@ -217,3 +217,87 @@ def test_hopeless_ir_drop_raises_convergence_error():
     vth, wl, model = _tile(cfg, 16, 8, seed=7, lo=1e-6, hi=5e-6)
     with pytest.raises(ConvergenceError, match="IR drop is too large|did not converge"):
         solve_tile(vth, wl, cfg, model, wires=cfg.array.wires.scaled(3000.0))
+
+
+# --------------------------------------------- per-vector kernel vs reference path ----
+@pytest.mark.parametrize("cell_type,over", [
+    ("split_gate", {}), ("stacked_gate", {}),
+    ("split_gate", {"array.wires.sl_layout": "cols"}),
+    ("split_gate", {"array.wires.sl_pair_shared": False, "array.sense.clamp_gain": 10.0})])
+def test_kernel_equals_reference_path(cell_type, over):
+    cfg = _cfg(cell_type, **over)
+    vth, wl, model = _tile(cfg, 20, 14, seed=30, batch=6)
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
+    fast = solver.solve(wl)
+    assert solver.last_stats["reference_vectors"] == 0  # every vector certified in-kernel
+    ref = solver.solve(wl, method="reference")
+    assert solver.last_stats is None
+    scale = np.abs(ref.column_currents).max()
+    assert np.abs(fast.column_currents - ref.column_currents).max() <= 1e-9 * scale
+    assert np.abs(fast.cell_currents - ref.cell_currents).max() <= 1e-9 * scale
+    for a, b in ((fast.bl_drop, ref.bl_drop), (fast.sl_drop, ref.sl_drop),
+                 (fast.bl_node_v, ref.bl_node_v), (fast.sl_node_v, ref.sl_node_v)):
+        assert np.abs(a - b).max() <= 1e-11
+    np.testing.assert_array_equal(fast.ideal_column_currents, ref.ideal_column_currents)
+    np.testing.assert_array_equal(fast.iterations, ref.iterations)
+
+
+def test_kernel_answer_is_a_full_exact_solution():
+    """Without any cell evaluated by the local model: the returned node voltages and
+    currents solve the complete nonlinear network. Every cell's exact I-V at the returned
+    nodes matches the returned current, and the wire network carries those currents to the
+    returned drops."""
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 48, 40, seed=31, batch=8)
+    wl[1] = cfg.device.read.v_select_off_v  # every row off
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(5.0))
+    res = solver.solve(wl)
+    assert solver.last_stats["reference_vectors"] == 0
+    read = cfg.device.read
+    exact = model.current(wl[:, :, None], read.v_cg_read_v, res.bl_node_v, res.sl_node_v, vth,
+                          fast=False)
+    scale = np.abs(exact).max()
+    assert np.abs(res.cell_currents - exact).max() <= 1e-9 * scale
+    net = solver.network
+    np.testing.assert_allclose(net.bl_drop(res.cell_currents), res.bl_drop, rtol=0,
+                               atol=1e-14)
+    np.testing.assert_allclose(net.sl_rise(res.cell_currents), res.sl_drop, rtol=0,
+                               atol=1e-14)
+    # the residual of the full system at the returned drops, in volts, is within tolerance
+    tol = cfg.array.wires.solver_tol_v
+    assert np.abs(net.bl_drop(exact) - res.bl_drop).max() <= tol
+    assert np.abs(net.sl_rise(exact) - res.sl_drop).max() <= tol
+    np.testing.assert_allclose(res.column_currents, res.cell_currents.sum(axis=1), rtol=1e-14)
+
+
+def test_uncertified_vectors_go_to_the_reference_path():
+    # drops of ~0.2 V (IR error ~37 %): the contraction bound of the vectors with rows on
+    # exceeds 1/2, so the kernel cannot certify their sweeps
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 16, 12, seed=32, lo=0.3e-6, hi=1e-6, batch=5)
+    wl[2:] = cfg.device.read.v_select_off_v  # these draw nothing: certified in the kernel
+    wires = cfg.array.wires.scaled(150.0)
+    solver = CircuitSolver(vth, cfg, model, wires=wires)
+    res = solver.solve(wl)
+    st = solver.last_stats
+    assert st["reference_vectors"] >= 1 and st["status"][2:].max() == 0
+    ref = solver.solve(wl, method="reference")
+    np.testing.assert_allclose(res.column_currents, ref.column_currents, rtol=1e-9)
+    np.testing.assert_allclose(res.bl_drop, ref.bl_drop, rtol=0, atol=1e-11)
+
+
+def test_non_convergence_names_the_vector_of_the_batch():
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 16, 16, seed=4, lo=0.3e-6, hi=1e-6, batch=3)
+    wl[:2] = cfg.device.read.v_select_off_v
+    wl[2] = cfg.device.read.v_select_on_v
+    wires = cfg.array.wires.scaled(20.0).replace(solver_max_iter=2)
+    with pytest.raises(ConvergenceError, match="vector 2 still moves"):
+        solve_tile(vth, wl, cfg, model, wires=wires)
+
+
+def test_unknown_method_is_an_input_error():
+    cfg = _cfg()
+    vth, wl, model = _tile(cfg, 4, 4)
+    with pytest.raises(InputError, match="method"):
+        CircuitSolver(vth, cfg, model).solve(wl, method="fast")

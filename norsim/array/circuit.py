@@ -12,12 +12,16 @@ so the drops solve the fixed point
     u = G_bl^-1 I(u, w)        (bit-line drop below the clamp voltage, per node)
     w = G_sl^-1 S I(u, w)      (source-line rise above the supply; S sums cells per node)
 
-A Newton-like iteration on it, batched over input vectors: each outer step evaluates the cell
-I-V and its derivatives (dI/dV_D, dI/dV_S) once, and the step's local model (each cell's
-ln I linear in its terminal voltages) is solved by fixed-point sweeps through the factorised
-wire network (optionally Anderson-accelerated), so no matrix is refactorised per vector.
-Non-convergence raises :class:`~norsim.errors.ConvergenceError`. Arrays are kept batch-last
-(R, C, B) inside; results are (B, R, C). See docs/physics.md "Circuit mode".
+A Newton-like iteration on it: each outer step evaluates the cell I-V and its derivatives
+(dI/dV_D, dI/dV_S) once, and the step's local model (each cell's ln I linear in its terminal
+voltages) is solved by fixed-point sweeps through the factorised wire network, so no matrix
+is refactorised per vector. By default one numba kernel runs this per vector (every bit line
+is the same tridiagonal chain, and so is every source line: Thomas sweeps), stops the sweeps
+with a certified contraction bound and evaluates the cells with a vectorised loop; vectors
+it cannot certify go to the reference path, the same iteration batched over vectors in
+NumPy (batch-last arrays (R, C, B), Anderson mixing where sweeps do not contract).
+Non-convergence raises :class:`~norsim.errors.ConvergenceError`. Results are (B, R, C). See
+docs/physics.md "Circuit mode".
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from norsim.array.circuit_config import WireConfig
-from norsim.array.circuit_kernels import (FactorSolver, gather_levels, local_model_lines,
+from norsim.array.circuit_kernels import (INTERNAL_NODE_STEP_V, FactorSolver, _solve_batch_kernel,
+                                          chain_coefficients, gather_levels, local_model_lines,
                                           log_sensitivities, max_abs_diff_cols,
-                                          split_gate_warm, tile_iv)
+                                          nominal_tables, split_gate_warm, tile_ingredients,
+                                          tile_iv)
 from norsim.errors import ConvergenceError, InputError
 
 __all__ = ["WireNetwork", "CircuitSolver", "CircuitResult", "IrDropMap", "solve_tile",
@@ -65,7 +71,10 @@ class WireNetwork:
     Bit-line node of cell (r, c): ``r * C + c``. Source-line node: ``line * C + c`` (layout
     'rows', ``line = sl_line_of_row[r]``) or ``r * C + c`` (layout 'cols'). Each chain is
     factorised (tridiagonal, no fill-in) in chain order and solved through
-    :class:`~norsim.array.circuit_kernels.FactorSolver` in node order.
+    :class:`~norsim.array.circuit_kernels.FactorSolver` in node order. All bit lines are the
+    same chain, and so are all source lines: ``bl_chain`` / ``sl_chain`` hold that one
+    chain's Thomas coefficients (:func:`~norsim.array.circuit_kernels.chain_coefficients`),
+    which the per-vector solver applies.
 
     ``bl_drop(i)`` and ``sl_rise(i)`` apply ``G_bl^-1`` and ``G_sl^-1 S`` to cell currents
     (B, R, C) and return per-cell node drops (B, R, C); the ``*_t`` variants work in the
@@ -82,6 +91,9 @@ class WireNetwork:
     g_bl_terminal: float
     lu_bl: FactorSolver
     lu_sl: FactorSolver
+    bl_chain: tuple  # chain_coefficients of every bit line (identical chains along rows)
+    sl_chain: tuple  # ... of every source line
+    sl_along_rows: bool  # source-line chains run along a row (layout 'rows')
 
     @property
     def n_nodes(self) -> int:
@@ -165,10 +177,12 @@ def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) ->
     # chain order of the column-major chains: factor index c * R + r <-> node r * C + c
     col_chain_order = (np.arange(rows)[None, :] * cols + np.arange(cols)[:, None]).ravel()
     g_bl = _chain_matrix(cols, rows, 1.0 / w.r_bl_segment_ohm, g_term)
+    bl_chain = chain_coefficients(1.0 / w.r_bl_segment_ohm, g_term)
     if w.sl_layout == "cols":
         g_drv = np.zeros(rows)
         g_drv[0] = 1.0 / (w.r_sl_segment_ohm + w.r_sl_driver_ohm)
         g_sl = _chain_matrix(cols, rows, 1.0 / w.r_sl_segment_ohm, g_drv)
+        sl_chain = chain_coefficients(1.0 / w.r_sl_segment_ohm, g_drv)
         n_lines, line_of_row, sl_order = cols, np.arange(rows), col_chain_order
     else:
         n_lines = (rows + 1) // 2 if w.sl_pair_shared else rows
@@ -178,12 +192,14 @@ def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) ->
         tap[-1] = True
         taps[tap] = 1.0 / (w.r_sl_segment_ohm + w.r_strap_ohm)
         g_sl = _chain_matrix(n_lines, cols, 1.0 / w.r_sl_segment_ohm, taps)
+        sl_chain = chain_coefficients(1.0 / w.r_sl_segment_ohm, taps)
         sl_order = None  # row lines are already chains in node order
     # chains are tridiagonal in chain order: no fill-in, O(n) solves
     lu_bl = FactorSolver(splu(g_bl, permc_spec="NATURAL"), col_chain_order)
     lu_sl = FactorSolver(splu(g_sl, permc_spec="NATURAL"), sl_order)
     return WireNetwork(rows, cols, w.sl_layout, n_lines, line_of_row, g_bl, g_sl,
-                       float(g_term[0]), lu_bl, lu_sl)
+                       float(g_term[0]), lu_bl, lu_sl, bl_chain, sl_chain,
+                       w.sl_layout != "cols")
 
 
 # ------------------------------------------------------------------------ results ----
@@ -200,7 +216,8 @@ class CircuitResult:
     sl_drop: (B, R, C) source-line node voltage minus the source-line supply (V, the IR rise).
     iterations: (B,) Newton steps each vector needed (the first uses the nominal-bias I-V
         table; each further step evaluates every cell of the vector once).
-    inner_iterations: total sweeps through the factorised wire network for the batch.
+    inner_iterations: sweeps through the wire network: the most any vector needed (the
+        per-vector kernel), or the batch's lock-step sweeps (the reference path).
     """
 
     column_currents: np.ndarray
@@ -296,6 +313,20 @@ class CircuitSolver:
                 self.extra[k] = a
         self.network = wire_network(self.rows, self.cols, self.wires, clamp_gain_of(cfg))
         self._tables: dict[float, tuple] = {}  # word-line level -> nominal-bias I-V (R, C)
+        self._stacked: dict[tuple, tuple] = {}  # level set -> (L, R, C) kernel tables
+        #: per-vector diagnostics of the last 'auto' solve: sweeps, kernel status (0: solved
+        #: and certified by the kernel, 1: handed to the reference path), reference count
+        self.last_stats: dict | None = None
+        fg = self.model.fg
+        shape = vth.shape
+
+        def cell_map(key, default):
+            a = self.extra.get(key, default)
+            return np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), shape))
+
+        # per-cell parameters as the kernels take them (V_th at the read temperature)
+        self._cell_maps = (np.ascontiguousarray(vth + fg.dvth), cell_map("n", fg.n),
+                           cell_map("beta", fg.beta), cell_map("dibl_eta", fg.dibl_eta))
 
     # -------------------------------------------------------------- cell evaluation ----
     def _iv(self, v_wl, v_d, v_s, x0=None):
@@ -322,6 +353,16 @@ class CircuitSolver:
         _check_finite("wl_voltages_batch", wl)
         return wl
 
+    def _fill_tables(self, levels):
+        """Nominal-bias I-V of every cell for the word-line levels not yet tabulated (the
+        tile's per-level tables are kept for later batches)."""
+        missing = [float(v) for v in levels if float(v) not in self._tables]
+        if missing:
+            tab = nominal_tables(self.model, missing, self.v_cg, self.v_bl, self.v_sl,
+                                 self.vth, **self.extra)
+            for k, lv in enumerate(missing):
+                self._tables[lv] = tuple(None if t is None else np.array(t[k]) for t in tab)
+
     def _nominal_t(self, wl):
         """:meth:`_iv_t` at the nominal bias (no wires), gathered to (R, C, B).
 
@@ -330,15 +371,9 @@ class CircuitSolver:
         """
         levels, inv = np.unique(wl, return_inverse=True)
         inv = inv.reshape(wl.shape)
-        r, c, nb = self.rows, self.cols, wl.shape[0]
         if levels.size > 16:
             return self._iv_t(np.ascontiguousarray(wl.T), self.v_bl, self.v_sl)
-        missing = [float(v) for v in levels if float(v) not in self._tables]
-        if missing:  # the tile's per-level tables are kept for later batches
-            tab = self._iv_t(np.broadcast_to(np.array(missing), (r, len(missing))),
-                             self.v_bl, self.v_sl)
-            for k, lv in enumerate(missing):
-                self._tables[lv] = tuple(None if t is None else np.array(t[..., k]) for t in tab)
+        self._fill_tables(levels)
         out = []
         for j in range(6):
             if self._tables[float(levels[0])][j] is None:
@@ -420,21 +455,119 @@ class CircuitSolver:
         return (np.ascontiguousarray(x[:n_u]).reshape(r, c, nb),
                 np.ascontiguousarray(x[n_u:]).reshape(lines, c, nb), i_m, res, sweeps)
 
-    def solve(self, wl_voltages_batch) -> CircuitResult:
+    def solve(self, wl_voltages_batch, method: str = "auto") -> CircuitResult:
         """Solve the tile for a batch of word-line voltage vectors (B, R) or one (R,).
 
         Newton-like iteration on the node drops: each step linearises every cell's ln I at
         the current drops (exact I-V and derivatives; the first step uses the nominal-bias
-        table) and solves that local exponential model with the wire network (``_inner``).
-        A vector has converged when its step delta satisfies delta^2 / U_T <= solver_tol_v
-        (the size of the next step of this quadratically convergent iteration) and the inner
-        residual is below solver_tol_v.
-        """
-        wl = self._check_wl(wl_voltages_batch)
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and raised
-            return self._solve(wl)
+        table) and solves that local exponential model with the wire network. A vector has
+        converged when its step delta satisfies delta^2 / U_T <= solver_tol_v (the size of
+        the next step of this quadratically convergent iteration) and the local model is
+        solved to within solver_tol_v.
 
-    def _solve(self, wl) -> CircuitResult:
+        ``method`` 'auto' (default): each vector is iterated on its own inside one numba
+        kernel (:func:`~norsim.array.circuit_kernels._solve_batch_kernel`), its sweeps
+        stopped by a certified contraction bound; a vector it cannot certify (loop gain near
+        or above 1, non-finite values, iteration limits) is handed to the reference path.
+        'reference': the batched NumPy iteration (sweeps stop on their update, Anderson
+        mixing where they do not contract; always used when array.wires.anderson_depth > 0).
+        """
+        if method not in ("auto", "reference"):
+            raise InputError("method", method, "'auto' or 'reference'")
+        wl = self._check_wl(wl_voltages_batch)
+        self.last_stats = None
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and raised
+            if method == "reference" or self.wires.anderson_depth > 0:
+                return self._solve_reference(wl)
+            return self._solve_fused(wl)
+
+    def _level_tables(self, wl):
+        """Nominal-bias tables (L, R, C) of current, local-model slopes (d ln I / dV_D,
+        d ln I / dV_S where I > 0, else dI/dV_D, dI/dV_S) and internal node (split gate), and
+        each row's level per vector (B, R). Bit-serial batches have two levels; with more
+        than 16 distinct levels each vector is its own level."""
+        levels, inv = np.unique(wl, return_inverse=True)
+        inv = np.ascontiguousarray(inv.reshape(wl.shape), dtype=np.int64)
+        nb, r = wl.shape
+        if levels.size > 16:
+            raw = [None if t is None else np.ascontiguousarray(np.moveaxis(t, -1, 0))
+                   for t in self._iv_t(np.ascontiguousarray(wl.T), self.v_bl, self.v_sl)]
+            inv = np.ascontiguousarray(np.broadcast_to(np.arange(nb)[:, None], (nb, r)))
+            tabs = self._slopes(raw)
+            return tabs, self._ingredients(tabs), inv
+        key = tuple(float(v) for v in levels)
+        if key not in self._stacked:
+            self._fill_tables(levels)
+            raw = [None if self._tables[key[0]][j] is None else
+                   np.stack([self._tables[v][j] for v in key]) for j in range(6)]
+            if len(self._stacked) > 8:
+                self._stacked.clear()
+            tabs = self._slopes(raw)
+            self._stacked[key] = (tabs, self._ingredients(tabs))
+        return self._stacked[key] + (inv,)
+
+    def _ingredients(self, tabs):
+        net = self.network
+        lines = self.rows if net.layout == "cols" else net.n_sl_lines
+        return tile_ingredients(tabs[0], tabs[1], tabs[2], net.sl_line_of_row, lines,
+                                net.bl_chain, net.sl_chain, net.sl_along_rows)
+
+    @staticmethod
+    def _slopes(raw):
+        i, gd, gs = raw[:3]
+        pos = i > 0.0
+        safe = np.where(pos, i, 1.0)
+        a = np.ascontiguousarray(np.where(pos, gd / safe, gd))
+        b = np.ascontiguousarray(np.where(pos, gs / safe, gs))
+        return (np.ascontiguousarray(i), a, b) + tuple(raw[3:])
+
+    def _solve_fused(self, wl) -> CircuitResult:
+        w = self.wires
+        nb, r, c = wl.shape[0], self.rows, self.cols
+        net = self.network
+        (t_i, t_a, t_b, t_x, t_xd, t_xs), ing, inv = self._level_tables(wl)
+        split = t_x is not None
+        dummy = np.zeros((1, 1, 1))
+        if not split:
+            t_x = t_xd = t_xs = dummy
+        out = [np.empty((nb, r, c)) for _ in range(5)]  # i, u, V_D, v (per cell), V_S
+        col, ideal = np.empty((nb, c)), np.empty((nb, c))
+        iters = np.zeros(nb, dtype=np.int64)
+        sweeps = np.zeros(nb, dtype=np.int64)
+        status = np.ones(nb, dtype=np.int64)
+        step = np.full(nb, np.inf)
+        model, fg = self.model, self.model.fg
+        sel = getattr(model, "sel", None)
+        lines = r if net.layout == "cols" else net.n_sl_lines
+        _solve_batch_kernel(
+            split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tuple(float(x) for x in ing[:6]),
+            ing[6], ing[7], *self._cell_maps,
+            self.v_cg, self.v_bl, self.v_sl, float(fg.alpha_g), float(fg.u_t),
+            float(model.select_vth + sel.dvth) if split else 0.0,
+            float(sel.n) if split else 1.0, float(sel.beta) if split else 1.0,
+            float(sel.dibl_eta) if split else 0.0, int(model.max_iter), INTERNAL_NODE_STEP_V,
+            net.bl_chain[0], net.bl_chain[1], float(net.bl_chain[2]),
+            net.sl_chain[0], net.sl_chain[1], float(net.sl_chain[2]), bool(net.sl_along_rows),
+            np.ascontiguousarray(net.sl_line_of_row, dtype=np.int64), int(lines),
+            float(w.solver_tol_v), int(w.solver_max_iter),
+            *out, col, ideal, iters, sweeps, status, step)
+        self.last_stats = {"sweeps": sweeps, "status": status,
+                           "reference_vectors": int(np.count_nonzero(status))}
+        i_c, u, v_d, v, v_s = out
+        inner = int(sweeps[status == 0].max()) if np.any(status == 0) else 0
+        bad = np.flatnonzero(status != 0)
+        if bad.size:  # vectors the kernel could not certify: the reference iteration
+            ref = self._solve_reference(np.ascontiguousarray(wl[bad]), index=bad)
+            i_c[bad], u[bad], v_d[bad] = ref.cell_currents, ref.bl_drop, ref.bl_node_v
+            v[bad], v_s[bad] = ref.sl_drop, ref.sl_node_v
+            col[bad] = ref.column_currents
+            iters[bad] = ref.iterations
+            inner = max(inner, ref.inner_iterations)
+        return CircuitResult(column_currents=col, ideal_column_currents=ideal, cell_currents=i_c,
+                             bl_node_v=v_d, sl_node_v=v_s, bl_drop=u, sl_drop=v,
+                             iterations=iters, inner_iterations=inner)
+
+    def _solve_reference(self, wl, index=None) -> CircuitResult:
         w = self.wires
         nb, r, c = wl.shape[0], self.rows, self.cols
         tol = w.solver_tol_v
@@ -508,9 +641,10 @@ class CircuitSolver:
                     u_anchor[..., act], v_anchor[..., act] = ua, va
         else:
             bad = int(np.flatnonzero(~done)[0])
+            name = bad if index is None else int(index[bad])
             raise ConvergenceError(
                 f"circuit solve did not converge in {w.solver_max_iter} Newton steps "
-                f"(array.wires.solver_max_iter): vector {bad} still moves "
+                f"(array.wires.solver_max_iter): vector {name} still moves "
                 f"{float(step[bad]):.3g} V per step (tolerance {tol:g} V); the IR drop is too "
                 "large for these wire resistances and cell currents, or raise solver_max_iter")
         # KCL: the clamp delivers the column's sum of cell currents. (Reading it as

@@ -11,10 +11,20 @@
 - :class:`FactorSolver` (twin: SuperLU's own ``solve``): applies a ``splu`` factorisation to
   a whole batch of right-hand sides in one sweep of the factors.
 - :func:`max_abs_diff_cols` (twin: ``np.abs(a - b).max(axis=0)``).
+- :func:`_solve_batch_kernel`: the default solver, every vector of a batch on its own (twin:
+  the reference iteration in ``norsim.array.circuit``). Its pieces: :func:`solve_chains`
+  (twin :func:`solve_chains_reference`, a dense solve), the Thomas sweeps of identical
+  chains; :func:`certified_error`, the contraction bound that stops its sweeps (tested
+  against the true distance to the fixed point); :func:`_exact_row`, the vectorised exact
+  evaluation of a row of cells (twin: :func:`_split_point` per cell) with :func:`_ekv_v`,
+  :func:`exp_nonpos`, :func:`log1p_unit` (twins: ``_ekv_point``, ``np.exp``, ``np.log1p``);
+  :func:`_model_currents` (twin :func:`local_model_lines_reference`); :func:`nominal_tables`
+  (twin :func:`tile_iv`).
 
 ``tests/test_circuit_kernels.py`` proves each pair equal. The EKV equations are those of
-``norsim.device.iv`` (written out here so the kernels inline them); the tests and the ngspice
-cross-check keep them in step with the device layer.
+``norsim.device.iv`` (``_ekv_point``, inlined; :func:`_ekv_v` writes them out with
+branch-free math for vectorised loops); the tests and the ngspice cross-check keep them in
+step with the device layer.
 """
 
 from __future__ import annotations
@@ -52,8 +62,8 @@ def _split_point(v_wl, v_cg, vd, vs, vth, n, beta, eta, x, alpha_g, u_t, sel_vth
     if hi == lo:
         i_f, c, e, s1 = _ekv(v_cg, vd, vs, vth, n, alpha_g, beta, eta, u_t)
         i_s_, a, b, s2 = _ekv(v_wl, vd, vd, sel_vth, sel_n, 1.0, sel_beta, sel_eta, u_t)
-        den = max(c - b, 1e-300)  # > 0 (b <= 0 <= c); both may underflow far off
-        return 0.0, a * c / den, -b * e / den, vd, a / den, -e / den
+        inv = 1.0 / max(c - b, 1e-300)  # > 0 (b <= 0 <= c); both may underflow far off
+        return 0.0, a * c * inv, -b * e * inv, vd, a * inv, -e * inv
     if not (x > lo and x < hi):
         x = 0.5 * (lo + hi)
     dx = 0.0
@@ -89,8 +99,8 @@ def _split_point(v_wl, v_cg, vd, vs, vth, n, beta, eta, x, alpha_g, u_t, sel_vth
             break
         x = x_new
         dx = 0.0
-    den = max(c - b, 1e-300)
-    return i_fg + c * dx, a * c / den, -b * e / den, x + dx, a / den, -e / den
+    inv = 1.0 / max(c - b, 1e-300)
+    return i_fg + c * dx, a * c * inv, -b * e * inv, x + dx, a * inv, -e * inv
 
 
 @numba.njit(cache=True)
@@ -164,6 +174,64 @@ def tile_iv(model, v_wl_rb, v_cg, v_d, v_s, v_th, x0=None, *, n=None, beta=None,
     if split:
         return tuple(outs)
     return outs[0], outs[1], outs[2], None, None, None
+
+
+@numba.njit(cache=True)
+def _nominal_table_kernel(split, levels, v_cg, v_d, v_s, v_th, n, beta, eta, alpha_g, u_t,
+                          sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx, out):
+    """Every cell at one bias (V_D, V_S) for each word-line level: out (6, L, R, C) as
+    :func:`_tile_iv_kernel`'s outputs. A split-gate cell's internal node starts from its left
+    neighbour's (same level and bias; cold start at the row's first cell)."""
+    rows, cols = v_th.shape
+    for lv in range(levels.size):
+        vwl = levels[lv]
+        for r in range(rows):
+            xp = np.nan
+            for c in range(cols):
+                if split:
+                    i, gd, gs, x, xd, xs = _split_point(
+                        vwl, v_cg, v_d, v_s, v_th[r, c], n[r, c], beta[r, c], eta[r, c], xp,
+                        alpha_g, u_t, sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx)
+                    out[3, lv, r, c] = x
+                    out[4, lv, r, c] = xd
+                    out[5, lv, r, c] = xs
+                    xp = x
+                else:
+                    i, gd, gs, _s = _ekv(vwl, v_d, v_s, v_th[r, c], n[r, c], alpha_g,
+                                         beta[r, c], eta[r, c], u_t)
+                out[0, lv, r, c] = i
+                out[1, lv, r, c] = gd
+                out[2, lv, r, c] = gs
+
+
+def nominal_tables(model, levels, v_cg, v_d, v_s, v_th, *, n=None, beta=None, dibl_eta=None):
+    """Cell I-V of a tile at one bias for each word-line level (the nominal-bias tables).
+
+    Returns (I, dI/dV_D, dI/dV_S, V_x, dV_x/dV_D, dV_x/dV_S), each (L, R, C) (the last three
+    None for stacked-gate cells); the same values as :func:`tile_iv` with every cell of a
+    row at that level (the internal node to the Newton tolerance, warm-started along the
+    row). ``v_th`` (R, C) at the reference temperature.
+    """
+    fg = model.fg
+    vth = np.asarray(v_th, dtype=np.float64)
+    shape = vth.shape
+
+    def cell(a, default):
+        return np.ascontiguousarray(np.broadcast_to(
+            np.asarray(default if a is None else a, dtype=np.float64), shape))
+
+    levels = np.ascontiguousarray(np.atleast_1d(levels), dtype=np.float64)
+    split = model.cell_type == "split_gate"
+    out = np.empty((6 if split else 3, levels.size) + shape)
+    sel = model.sel
+    _nominal_table_kernel(split, levels, float(v_cg), float(v_d), float(v_s),
+                          cell(vth + fg.dvth, 0.0), cell(n, fg.n), cell(beta, fg.beta),
+                          cell(dibl_eta, fg.dibl_eta), float(fg.alpha_g), float(fg.u_t),
+                          float(model.select_vth + sel.dvth) if split else 0.0,
+                          float(sel.n) if split else 1.0, float(sel.beta) if split else 1.0,
+                          float(sel.dibl_eta) if split else 0.0, int(model.max_iter),
+                          INTERNAL_NODE_STEP_V, out)
+    return tuple(out) if split else tuple(out) + (None, None, None)
 
 
 def tile_iv_reference(model, v_wl_rb, v_cg, v_d, v_s, v_th, *, n=None, beta=None,
@@ -449,3 +517,621 @@ def local_model_lines_reference(i_k, a_k, b_k, gd, gs, u, v, u_k, v_k, line_of_r
     """NumPy twin of :func:`local_model_lines`."""
     lr = np.asarray(line_of_row)
     return local_model_reference(i_k, a_k, b_k, gd, gs, u, v[lr], u_k, v_k[lr])
+
+
+# ------------------------------------------------------ identical-chain solves ----
+def chain_coefficients(g_seg: float, g_end: np.ndarray):
+    """Thomas-algorithm coefficients of one chain (tridiagonal, symmetric): nodes 0..L-1
+    joined by conductance ``g_seg``, node k tied to its supply by ``g_end[k]``.
+
+    Returns (inv_den, cp, off): forward ``y_k = (b_k - off y_(k-1)) inv_den_k``, backward
+    ``x_k = y_k - cp_k x_(k+1)``. The matrix is an irreducibly diagonally dominant M-matrix
+    (some g_end > 0), so no pivoting is needed and its inverse is elementwise >= 0.
+    """
+    g_end = np.asarray(g_end, dtype=np.float64)
+    n = g_end.size
+    k = np.arange(n)
+    d = g_end + g_seg * (k > 0) + g_seg * (k < n - 1)
+    off = -float(g_seg)
+    inv_den = np.empty(n)
+    cp = np.zeros(n)
+    den = d[0]
+    for j in range(n):
+        if j > 0:
+            den = d[j] - off * cp[j - 1]
+        inv_den[j] = 1.0 / den
+        cp[j] = off * inv_den[j]
+    return inv_den, cp, off
+
+
+@numba.njit(cache=True)
+def _chains_axis0(b, inv_den, cp, off, out):
+    """Solve every chain along axis 0 of b (L, M) (one chain per column); out may be b."""
+    n, m = b.shape
+    f = inv_den[0]
+    for j in range(m):
+        out[0, j] = b[0, j] * f
+    for k in range(1, n):
+        f = inv_den[k]
+        for j in range(m):
+            out[k, j] = (b[k, j] - off * out[k - 1, j]) * f
+    for k in range(n - 2, -1, -1):
+        c = cp[k]
+        for j in range(m):
+            out[k, j] -= c * out[k + 1, j]
+
+
+@numba.njit(cache=True)
+def _chains_axis1(b, inv_den, cp, off, out):
+    """Solve every chain along axis 1 of b (M, L) (one chain per row); out may be b. Blocks
+    of 8 chains are swept together (independent recurrences, each read in memory order)."""
+    m, n = b.shape
+    for j0 in range(0, m, 8):
+        j1 = min(j0 + 8, m)
+        f = inv_den[0]
+        for j in range(j0, j1):
+            out[j, 0] = b[j, 0] * f
+        for k in range(1, n):
+            f = inv_den[k]
+            for j in range(j0, j1):
+                out[j, k] = (b[j, k] - off * out[j, k - 1]) * f
+        for k in range(n - 2, -1, -1):
+            c = cp[k]
+            for j in range(j0, j1):
+                out[j, k] -= c * out[j, k + 1]
+
+
+def solve_chains(b: np.ndarray, coefficients, axis: int) -> np.ndarray:
+    """X with T X = b for identical chains T (``chain_coefficients``) along ``axis`` of a
+    2-D b; twin: :func:`solve_chains_reference`."""
+    inv_den, cp, off = coefficients
+    out = np.array(b, dtype=np.float64, order="C")
+    (_chains_axis0 if axis == 0 else _chains_axis1)(out, inv_den, cp, float(off), out)
+    return out
+
+
+def solve_chains_reference(b: np.ndarray, g_seg: float, g_end: np.ndarray, axis: int):
+    """NumPy twin of :func:`solve_chains`: a dense solve of one chain's matrix."""
+    g_end = np.asarray(g_end, dtype=np.float64)
+    n = g_end.size
+    k = np.arange(n)
+    t = np.diag(g_end + g_seg * (k > 0) + g_seg * (k < n - 1))
+    t -= g_seg * (np.eye(n, k=1) + np.eye(n, k=-1))
+    b = np.asarray(b, dtype=np.float64)
+    return np.linalg.solve(t, b) if axis == 0 else np.linalg.solve(t, b.T).T
+
+
+# -------------------------------------------------- per-vector Newton (fused) ----
+@numba.njit(cache=True)
+def _solve_sl(s, inv_den, cp, off, along_rows, out):
+    if along_rows:
+        _chains_axis1(s, inv_den, cp, off, out)
+    else:
+        _chains_axis0(s, inv_den, cp, off, out)
+
+
+@numba.njit(cache=True)
+def certified_error(au, bu, av, bv, du, dv, dist_u, dist_v, amax, bmax):
+    """Certified distance to the local model's fixed point after one sweep (inf if none).
+
+    The sweep map T(u, v) = (G_bl^-1 M, G_sl^-1 S M) of the local model M has, in the norm
+    ||(u, v)||_t = max(|u|_inf, |v|_inf / t), the Lipschitz constant
+    rho(t) <= f max(A_u + t B_u, A_v / t + B_v), where A_u = max G_bl^-1 |a| I_k,
+    B_u = max G_bl^-1 |b| I_k, A_v, B_v the same through G_sl^-1 S (G^-1 >= 0 elementwise),
+    and f = exp(amax D_u + bmax D_v) bounds M / I_k on the region the argument needs: the
+    ball of radius 2 res around the new iterate (res its step, du / dv its bit- / source-
+    line parts; dist_u / dist_v its distance from the anchor). If rho <= 1/2, T maps the
+    ball of radius rho res / (1 - rho) around the new iterate into itself (Banach), so the
+    fixed point lies there: bit-line drops within that radius, source-line rises within t
+    times it. Several t are tried (each bound holds on its own); returns the smallest bound
+    and its rho ((inf, inf) when no t gives rho <= 1/2).
+    """
+    best = np.inf
+    best_rho = np.inf
+    for j in range(4):
+        if j == 0:
+            t = 1.0
+        elif j == 1:  # minimises max(A_u + t B_u, A_v / t + B_v)
+            if bu > 0.0 and av > 0.0:
+                q = au - bv
+                t = (-q + np.sqrt(q * q + 4.0 * bu * av)) / (2.0 * bu)
+            else:
+                continue
+        elif j == 2:  # balances the residual's two parts
+            if du > 0.0 and dv > 0.0:
+                t = dv / du
+            else:
+                continue
+        else:
+            if bu > 0.0 and av > 0.0 and du > 0.0 and dv > 0.0:
+                q = au - bv
+                t = np.sqrt((-q + np.sqrt(q * q + 4.0 * bu * av)) / (2.0 * bu) * dv / du)
+            else:
+                continue
+        if not (t > 0.0 and t < np.inf):
+            continue
+        res = max(du, dv / t)
+        f = np.exp(amax * (dist_u + 2.0 * res) + bmax * (dist_v + 2.0 * t * res))
+        rho = f * max(au + t * bu, av / t + bv)
+        if rho <= 0.5:
+            e = rho / (1.0 - rho) * res * max(1.0, t)
+            if e < best:
+                best = e
+                best_rho = rho
+    return best, best_rho
+
+
+# ------------------------------------- branch-free exact evaluation (vectorised) ----
+# fdlibm's exp and log polynomials without their branches, so that a loop of EKV evaluations
+# vectorises (the pip llvmlite has no SVML: a loop calling np.exp / np.log1p stays scalar).
+# Each is within about an ulp of libm (tests/test_circuit_kernels.py checks against NumPy).
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e+00
+_EP1 = 1.66666666666666019037e-01
+_EP2 = -2.77777777770155933842e-03
+_EP3 = 6.61375632143793436117e-05
+_EP4 = -1.65339022054652515390e-06
+_EP5 = 4.13813679705723846039e-08
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+_SQRT2 = 1.4142135623730951
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def exp_nonpos(x):
+    """e^x for x <= 0 (-inf included): x = k ln 2 + r, fdlibm's rational approximation of
+    e^r, then 2^k applied in two exact halves (results down to the subnormal range)."""
+    xc = x if x > -746.0 else -746.0
+    k = np.floor(xc * _INV_LN2 + 0.5)
+    hi = xc - k * _LN2_HI
+    lo = k * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_EP1 + t * (_EP2 + t * (_EP3 + t * (_EP4 + t * _EP5))))
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    ki = np.int64(k)
+    k1 = ki // 2
+    p1 = np.int64((k1 + 1023) << 52).view(np.float64)
+    p2 = np.int64((ki - k1 + 1023) << 52).view(np.float64)
+    return (y * p1) * p2
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def log1p_unit(e):
+    """ln(1 + e) for 0 <= e <= 1: fdlibm's ln of u = 1 + e in [1, 2] (halved above sqrt 2)
+    plus the rounding of u, (e - (u - 1)) / u."""
+    u = 1.0 + e
+    big = u > _SQRT2
+    m = 0.5 * u if big else u
+    dk = 1.0 if big else 0.0
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * f * f
+    ln_u = dk * _LN2_HI - ((hfsq - (s * (hfsq + (t2 + t1)) + dk * _LN2_LO)) - f)
+    return ln_u + (e - (u - 1.0)) / u
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _ekv_v(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
+    """The device layer's EKV point (norsim.device.iv ``_ekv_point``: I, dI/dV_D, dI/dV_S,
+    I_f + I_r) with the branch-free exp and ln(1 + x), and multiplications by 1/n and
+    1/(2 U_T) for its divisions (within a few ulps of ``_ekv_point``)."""
+    inv_n = 1.0 / n
+    v_p = (alpha_g * (v_g - v_th) + eta * (v_d - v_s)) * inv_n
+    i_s = 2.0 * n * beta * u_t * u_t
+    h_ut = 0.5 / u_t
+    hf = (v_p - v_s) * h_ut
+    hr = (v_p - v_d) * h_ut
+    ef = exp_nonpos(-abs(hf))
+    er = exp_nonpos(-abs(hr))
+    lf = max(hf, 0.0) + log1p_unit(ef)
+    lr = max(hr, 0.0) + log1p_unit(er)
+    rf = 1.0 / (1.0 + ef)
+    rr = 1.0 / (1.0 + er)
+    dff = lf * (rf if hf >= 0.0 else ef * rf)
+    dfr = lr * (rr if hr >= 0.0 else er * rr)
+    k = eta * inv_n
+    g_s = i_s * (2.0 * h_ut)
+    gd = g_s * (dff * k - dfr * (k - 1.0))
+    gs = g_s * (dff * (-k - 1.0) + dfr * k)
+    return i_s * (lf * lf - lr * lr), gd, gs, i_s * (lf * lf + lr * lr)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _exact_row(split, vwl, v_cg, v_bl, v_sl, u, v, ua, va, vth, n, beta, eta, alpha_g, u_t,
+               sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx, wa_max, wb_max,
+               ia, la, lb, xa, xda, xsa, buf):
+    """Exact evaluation of one row of cells (C,) at drops u, v: the next Newton anchor.
+
+    Split-gate cells: the internal node, predicted from the previous anchor (xa and its
+    sensitivities at drops ua, va), takes one Newton step in a branch-free loop that LLVM
+    vectorises; a cell whose step does not meet :func:`_split_point`'s stopping test (or
+    whose prediction left the bracket) is redone by :func:`_split_point` itself. Writes the
+    anchor (ia, la, lb, xa, xda, xsa; ua is the caller's) and, per cell, buf[7] the ratio of
+    its w_a, w_b to the tile's (for the contraction bound), buf[8], buf[9] |a|, |b| (0 on
+    the linear branch).
+    """
+    cols = u.size
+    if split:
+        for c in range(cols):
+            uu = u[c]
+            vv = v[c]
+            vd = v_bl - uu
+            vs = v_sl + vv
+            x = xa[c] - xda[c] * (uu - ua[c]) + xsa[c] * (vv - va[c])
+            i_sel, a, b, s_sel = _ekv_v(vwl, vd, x, sel_vth, sel_n, 1.0, sel_beta, sel_eta,
+                                        u_t)
+            i_fg, cc, e, s_fg = _ekv_v(v_cg, x, vs, vth[c], n[c], alpha_g, beta[c], eta[c],
+                                       u_t)
+            g = i_sel - i_fg
+            dg = b - cc
+            dx = -g / dg
+            ok = ((x > min(vd, vs)) & (x < max(vd, vs)) & (dg < 0.0)
+                  & ((abs(g) <= 8e-16 * (s_sel + s_fg)) | (abs(dx) <= newton_dx)))
+            inv = 1.0 / max(cc - b, 1e-300)
+            buf[0, c] = i_fg + cc * dx
+            buf[1, c] = a * cc * inv
+            buf[2, c] = -b * e * inv
+            buf[3, c] = x + dx
+            buf[4, c] = a * inv
+            buf[5, c] = -e * inv
+            buf[6, c] = 1.0 if ok else 0.0
+            buf[7, c] = x
+        for c in range(cols):  # the rare cell the one-step update does not settle
+            if buf[6, c] == 0.0:
+                (buf[0, c], buf[1, c], buf[2, c], buf[3, c], buf[4, c],
+                 buf[5, c]) = _split_point(vwl, v_cg, v_bl - u[c], v_sl + v[c], vth[c], n[c],
+                                           beta[c], eta[c], buf[7, c], alpha_g, u_t, sel_vth,
+                                           sel_n, sel_beta, sel_eta, max_iter, newton_dx)
+    else:
+        for c in range(cols):
+            buf[0, c], buf[1, c], buf[2, c], _s = _ekv_v(vwl, v_bl - u[c], v_sl + v[c], vth[c],
+                                                        n[c], alpha_g, beta[c], eta[c], u_t)
+    for c in range(cols):
+        i1 = buf[0, c]
+        gd1 = buf[1, c]
+        gs1 = buf[2, c]
+        pos = i1 > 0.0
+        a1 = gd1 / i1 if pos else gd1
+        b1 = gs1 / i1 if pos else gs1
+        ia[c] = i1
+        la[c] = a1
+        lb[c] = b1
+        if split:
+            xa[c] = buf[3, c]
+            xda[c] = buf[4, c]
+            xsa[c] = buf[5, c]
+        aa = abs(a1)
+        bb = abs(b1)
+        w1 = aa * i1 if pos else aa
+        w2 = bb * i1 if pos else bb
+        # the tile's bound scales by max w_new / w_max (G^-1 >= 0); w_max = 0 < w: no bound
+        wm1 = wa_max[c]
+        wm2 = wb_max[c]
+        q1 = (w1 / wm1 if wm1 > 0.0 else np.inf) if w1 > 0.0 else 0.0
+        q2 = (w2 / wm2 if wm2 > 0.0 else np.inf) if w2 > 0.0 else 0.0
+        buf[7, c] = max(q1, q2)
+        buf[8, c] = aa if pos else 0.0
+        buf[9, c] = bb if pos else 0.0
+
+
+EXP_SERIES = ((1e-4, 3), (4e-3, 5), (3e-2, 8))  # (max |t|, degree): remainder <= 6e-18
+
+
+@numba.njit(cache=True)
+def _exp_mode(t_max):
+    """Which exponential :func:`_model_currents` uses when every |exponent| <= t_max:
+    Taylor series of degree 3, 5 or 8 (remainder e^t t^(n+1) / (n+1)! <= 6e-18 relative, below
+    the rounding of exp itself) or exp (mode 4)."""
+    if t_max <= 1e-4:
+        return 1
+    if t_max <= 4e-3:
+        return 2
+    if t_max <= 3e-2:
+        return 3
+    return 4
+
+
+@numba.njit(cache=True, inline="always")
+def _series(mode, t):
+    """e^t - 1 by its Taylor series of degree 3, 5 or 8 (mode 1, 2, 3)."""
+    if mode == 1:
+        return t * (1.0 + t * (0.5 + t * (1.0 / 6.0)))
+    if mode == 2:
+        return t * (1.0 + t * (0.5 + t * (1.0 / 6.0 + t * (1.0 / 24.0 + t * (1.0 / 120.0)))))
+    return t * (1.0 + t * (0.5 + t * (1.0 / 6.0 + t * (1.0 / 24.0 + t * (
+        1.0 / 120.0 + t * (1.0 / 720.0 + t * (1.0 / 5040.0 + t * (1.0 / 40320.0))))))))
+
+
+@numba.njit(cache=True)
+def _model_loop(mode, ia, la, lb, ua, u, v, va, line_of_row, im):
+    rows, cols = ia.shape
+    for r in range(rows):
+        ln = line_of_row[r]
+        for c in range(cols):
+            ik = ia[r, c]
+            t = la[r, c] * (ua[r, c] - u[r, c]) + lb[r, c] * (v[ln, c] - va[ln, c])
+            if mode == 4:
+                im[r, c] = ik * np.exp(min(t, 50.0)) if ik > 0.0 else ik + t
+            else:
+                im[r, c] = ik + (ik * _series(mode, t) if ik > 0.0 else t)
+
+
+@numba.njit(cache=True)
+def _model_currents(mode, ia, la, lb, ua, u, v, va, line_of_row, im, s):
+    """Local-model currents im (R, C) at drops (u, v) and their per-line sums s: I_k e^t,
+    t = a (u_k - u) + b (v - v_k) where I_k > 0 (a, b the log slopes), else the linear model
+    I_k + t (a, b the conductances). Mode 0: at the anchor (im = I_k); 1-3: e^t by its
+    Taylor series of degree 3, 5, 8 (see :func:`_exp_mode`); 4: exp. The mode is a
+    compile-time branch of each loop (one specialised loop per mode)."""
+    rows, cols = ia.shape
+    if mode == 0:
+        im[:, :] = ia
+    elif mode == 1:
+        _model_loop(1, ia, la, lb, ua, u, v, va, line_of_row, im)
+    elif mode == 2:
+        _model_loop(2, ia, la, lb, ua, u, v, va, line_of_row, im)
+    elif mode == 3:
+        _model_loop(3, ia, la, lb, ua, u, v, va, line_of_row, im)
+    else:
+        _model_loop(4, ia, la, lb, ua, u, v, va, line_of_row, im)
+    s[:, :] = 0.0
+    for r in range(rows):
+        ln = line_of_row[r]
+        for c in range(cols):
+            s[ln, c] += im[r, c]
+
+
+@numba.njit(cache=True)
+def _anchor_ingredients(ia, la, lb, line_of_row, bl_inv_den, bl_cp, bl_off, sl_inv_den, sl_cp,
+                        sl_off, sl_along_rows, wa, wb, swa, swb):
+    """(A_u, B_u, A_v, B_v, amax, bmax) of :func:`certified_error` for one anchor (R, C):
+    w_a = |a| I_k, w_b = |b| I_k (|dI/dV_D|, |dI/dV_S| for I_k <= 0) through the chains."""
+    rows, cols = ia.shape
+    amax = 0.0
+    bmax = 0.0
+    swa[:, :] = 0.0
+    swb[:, :] = 0.0
+    for r in range(rows):
+        ln = line_of_row[r]
+        for c in range(cols):
+            ik = ia[r, c]
+            aa = abs(la[r, c])
+            bb = abs(lb[r, c])
+            if ik > 0.0:
+                amax = max(amax, aa)
+                bmax = max(bmax, bb)
+                aa *= ik
+                bb *= ik
+            wa[r, c] = aa
+            wb[r, c] = bb
+            swa[ln, c] += aa
+            swb[ln, c] += bb
+    _chains_axis0(wa, bl_inv_den, bl_cp, bl_off, wa)
+    _chains_axis0(wb, bl_inv_den, bl_cp, bl_off, wb)
+    _solve_sl(swa, sl_inv_den, sl_cp, sl_off, sl_along_rows, swa)
+    _solve_sl(swb, sl_inv_den, sl_cp, sl_off, sl_along_rows, swb)
+    return wa.max(), wb.max(), swa.max(), swb.max(), amax, bmax
+
+
+def tile_ingredients(t_i, t_a, t_b, line_of_row, n_lines, bl_chain, sl_chain, sl_along_rows):
+    """Contraction ingredients valid for every vector of a level set: per cell the largest
+    w_a, w_b over the levels (L, R, C tables), pushed through the chains.
+
+    Returns (A_u, B_u, A_v, B_v, amax, bmax, w_a_max, w_b_max); the last two (R, C) let a
+    vector's later anchors scale the bound by max_i w_new / w_max (G^-1 >= 0)."""
+    pos = t_i > 0.0
+    wa = np.where(pos, np.abs(t_a) * t_i, np.abs(t_a)).max(axis=0)
+    wb = np.where(pos, np.abs(t_b) * t_i, np.abs(t_b)).max(axis=0)
+    amax = float(np.abs(t_a[pos]).max()) if pos.any() else 0.0
+    bmax = float(np.abs(t_b[pos]).max()) if pos.any() else 0.0
+    rows, cols = wa.shape
+    lr = np.ascontiguousarray(line_of_row, dtype=np.int64)
+    ones = np.ones((rows, cols))
+    # _anchor_ingredients with I_k = 1, a = w_a, b = w_b: the same sums and solves
+    s = (np.empty((rows, cols)), np.empty((rows, cols)), np.empty((n_lines, cols)),
+         np.empty((n_lines, cols)))
+    au, bu, av, bv, _, _ = _anchor_ingredients(
+        ones, np.ascontiguousarray(wa), np.ascontiguousarray(wb), lr, bl_chain[0], bl_chain[1],
+        float(bl_chain[2]), sl_chain[0], sl_chain[1], float(sl_chain[2]), bool(sl_along_rows),
+        *s)
+    return au, bu, av, bv, amax, bmax, np.ascontiguousarray(wa), np.ascontiguousarray(wb)
+
+
+@numba.njit(cache=True)
+def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing, wa_max,
+                        wb_max, vth, n_map, beta_map, eta_map, v_cg, v_bl, v_sl,
+                        alpha_g, u_t, sel_vth, sel_n, sel_beta, sel_eta, model_max_iter,
+                        newton_dx, bl_inv_den, bl_cp, bl_off, sl_inv_den, sl_cp, sl_off,
+                        sl_along_rows, line_of_row, n_lines, tol, max_iter,
+                        out_i, out_u, out_vd, out_v, out_vs, out_col, out_ideal,
+                        out_iter, out_sweeps, out_status, out_step):
+    """Circuit-mode Newton iteration of every vector of a batch, one vector at a time.
+
+    Per-level nominal tables (L, R, C): current, its local-model slopes (d ln I / dV_D,
+    d ln I / dV_S where I > 0, else dI/dV_D, dI/dV_S) and, for split-gate cells, the internal
+    node and its sensitivities; ``inv[k, r]`` is row r's level in vector k; ``tile_ing``,
+    ``wa_max``, ``wb_max`` from :func:`tile_ingredients`. Each Newton step solves the local
+    model anchored at the last exact evaluation by sweeps through the wire chains, until
+    :func:`certified_error` proves the iterate within the step's tolerance of the model's
+    fixed point. A vector has converged when its step delta satisfies delta^2 / U_T <= tol
+    and the point its currents were evaluated at is certified within tol of that fixed point
+    (update + certified error <= tol); its currents are the last sweep's and its drops the
+    network's response to them. Otherwise every cell is evaluated exactly at the new drops
+    (warm-started internal node) and the next step begins. out_status[k] = 0 when vector k
+    converged here, 1 when it must be solved by the reference path (contraction not
+    certified, not contracting, non-finite, or the iteration limits reached).
+    """
+    nb, rows = wl.shape
+    cols = vth.shape[1]
+    ia = np.empty((rows, cols))
+    la = np.empty((rows, cols))
+    lb = np.empty((rows, cols))
+    ua = np.empty((rows, cols))
+    u = np.empty((rows, cols))
+    gu = np.empty((rows, cols))
+    im = np.empty((rows, cols))
+    wa = np.empty((rows, cols))
+    wb = np.empty((rows, cols))
+    xa = np.empty((rows, cols))
+    xda = np.empty((rows, cols))
+    xsa = np.empty((rows, cols))
+    va = np.empty((n_lines, cols))
+    v = np.empty((n_lines, cols))
+    gv = np.empty((n_lines, cols))
+    s = np.empty((n_lines, cols))
+    swa = np.empty((n_lines, cols))
+    swb = np.empty((n_lines, cols))
+    rb = np.empty((10, cols))  # row buffers of the exact evaluation
+    tol_first = 0.1 * np.sqrt(tol * u_t)
+    t_au, t_bu, t_av, t_bv, t_amax, t_bmax = tile_ing
+    for k in range(nb):
+        for c in range(cols):
+            out_ideal[k, c] = 0.0
+        for r in range(rows):
+            lv = inv[k, r]
+            for c in range(cols):
+                ia[r, c] = t_i[lv, r, c]
+                la[r, c] = t_a[lv, r, c]
+                lb[r, c] = t_b[lv, r, c]
+                ua[r, c] = 0.0
+                out_ideal[k, c] += ia[r, c]
+                if split:
+                    xa[r, c] = t_x[lv, r, c]
+                    xda[r, c] = t_xd[lv, r, c]
+                    xsa[r, c] = t_xs[lv, r, c]
+        va[:, :] = 0.0
+        # contraction ingredients: the tile's bound (scaled after each exact evaluation)
+        q = 1.0
+        au, bu, av, bv, amax, bmax = t_au, t_bu, t_av, t_bv, t_amax, t_bmax
+        status = 1
+        sweeps = 0
+        step = np.inf
+        done_outer = 0
+        for outer in range(1, max_iter + 1):
+            tol_in = tol_first if outer == 1 else 0.1 * tol
+            exact_ing = False
+            # sweeps from the anchor
+            u[:, :] = ua
+            v[:, :] = va
+            at_anchor = True
+            res_prev = np.inf
+            dist_u = 0.0
+            dist_v = 0.0
+            go_on = False  # leave the sweeps for the next Newton step
+            for _ in range(max_iter):
+                # |exponent| <= amax dist_u + bmax dist_v for every cell: the series to use
+                mode = 0 if at_anchor else _exp_mode(amax * dist_u + bmax * dist_v)
+                _model_currents(mode, ia, la, lb, ua, u, v, va, line_of_row, im, s)
+                _chains_axis0(im, bl_inv_den, bl_cp, bl_off, gu)
+                _solve_sl(s, sl_inv_den, sl_cp, sl_off, sl_along_rows, gv)
+                sweeps += 1
+                du = 0.0
+                dist_u = 0.0
+                ok = True
+                for r in range(rows):
+                    for c in range(cols):
+                        g = gu[r, c]
+                        if not (abs(g) < np.inf):
+                            ok = False
+                        du = max(du, abs(g - u[r, c]))
+                        dist_u = max(dist_u, abs(g - ua[r, c]))
+                        u[r, c] = g
+                dv = 0.0
+                dist_v = 0.0
+                for ln in range(n_lines):
+                    for c in range(cols):
+                        g = gv[ln, c]
+                        if not (abs(g) < np.inf):
+                            ok = False
+                        dv = max(dv, abs(g - v[ln, c]))
+                        dist_v = max(dist_v, abs(g - va[ln, c]))
+                        v[ln, c] = g
+                at_anchor = False
+                if not ok:
+                    break
+                res = max(du, dv)
+                step = max(dist_u, dist_v)
+                newton_ok = step * step / u_t <= tol
+                if not (newton_ok and res > tol):  # else: sweep on (the update must fall)
+                    err = np.inf
+                    rho = np.inf
+                    if q < np.inf:
+                        err, rho = certified_error(au, bu, av, bv, du, dv, dist_u, dist_v,
+                                                   amax, bmax)
+                    # this vector's own, tighter bound (once per step), unless the tile's
+                    # will pass after one more sweep (the error shrinks by about rho)
+                    if err > tol_in and not exact_ing and not (rho * err <= tol_in):
+                        au, bu, av, bv, amax, bmax = _anchor_ingredients(
+                            ia, la, lb, line_of_row, bl_inv_den, bl_cp, bl_off, sl_inv_den,
+                            sl_cp, sl_off, sl_along_rows, wa, wb, swa, swb)
+                        exact_ing = True
+                        q = 1.0
+                        if not (certified_error(au, bu, av, bv, 1.0, 1.0, 0.0, 0.0, 0.0,
+                                                0.0)[0] < np.inf):
+                            break  # rho > 1/2 even at the anchor: the reference path
+                        err, rho = certified_error(au, bu, av, bv, du, dv, dist_u, dist_v,
+                                                   amax, bmax)
+                    if err <= tol_in:
+                        if not newton_ok:
+                            go_on = True
+                            break
+                        if res + err <= tol:
+                            status = 0
+                            break
+                if res >= res_prev:  # not contracting: the reference path takes over
+                    break
+                res_prev = res
+            if status == 0:
+                done_outer = outer
+                break
+            if not go_on or outer == max_iter:
+                break
+            # exact evaluation of every cell at the new drops: the next anchor
+            qa = 0.0
+            amax = 0.0
+            bmax = 0.0
+            for r in range(rows):
+                ln = line_of_row[r]
+                _exact_row(split, wl[k, r], v_cg, v_bl, v_sl, u[r], v[ln], ua[r], va[ln],
+                           vth[r], n_map[r], beta_map[r], eta_map[r], alpha_g, u_t, sel_vth,
+                           sel_n, sel_beta, sel_eta, model_max_iter, newton_dx, wa_max[r],
+                           wb_max[r], ia[r], la[r], lb[r], xa[r], xda[r], xsa[r], rb)
+                for c in range(cols):  # reductions (kept out of the vectorised loops)
+                    ua[r, c] = u[r, c]
+                    qa = max(qa, rb[7, c])
+                    amax = max(amax, rb[8, c])
+                    bmax = max(bmax, rb[9, c])
+            va[:, :] = v
+            q = qa if qa == qa else np.inf
+            if q < np.inf:
+                au, bu, av, bv = q * t_au, q * t_bu, q * t_av, q * t_bv
+        out_status[k] = status
+        out_sweeps[k] = sweeps
+        out_step[k] = step
+        out_iter[k] = done_outer
+        if status != 0:
+            continue
+        # the converged vector: the last sweep's currents and the drops they cause
+        for c in range(cols):
+            out_col[k, c] = 0.0
+        for r in range(rows):
+            ln = line_of_row[r]
+            for c in range(cols):
+                x = im[r, c]
+                out_i[k, r, c] = x
+                out_col[k, c] += x
+                out_u[k, r, c] = u[r, c]
+                out_vd[k, r, c] = v_bl - u[r, c]
+                out_v[k, r, c] = v[ln, c]
+                out_vs[k, r, c] = v_sl + v[ln, c]
