@@ -229,3 +229,24 @@ def test_temperature_table_limits():
     # ratiometric residual: lower levels are compressed less -> larger relative error
     assert np.all(np.diff(hot["ratiometric"]) < 0)
     assert max(abs(v) for v in hot["ratiometric"]) < max(abs(v) for v in hot["raw"])
+
+
+def test_ill_conditioned_channel_fit_falls_back_to_an_offset_trim():
+    from norsim.compensation.core import CHANNEL_GAIN_BOUNDS, _fit, _fit_offset
+
+    rng = np.random.default_rng(3)
+    # expected readings with just enough spread, codes that do not follow them (a column
+    # whose cells are nearly all at level 0, read with a +7 code offset): the unbounded
+    # least-squares slope is tiny and would blow the channel's gain up
+    expected = 1.0 + rng.choice([0.0, 1.2], size=32)
+    codes = 8.0 + rng.normal(0, 0.01, size=32) + 0.05 * (expected - expected.mean())
+    g, _ = _fit(codes, expected, 0, 63)  # unbounded: a tiny positive slope (gain x 1/g)
+    assert 0 < g < CHANNEL_GAIN_BOUNDS[0]
+    assert _fit(codes, expected, 0, 63, gain_bounds=CHANNEL_GAIN_BOUNDS) is None
+    assert _fit_offset(codes, expected, 0, 63) == pytest.approx(np.median(codes - expected))
+    # a well-conditioned column keeps its gain/offset fit
+    e2 = rng.uniform(1, 20, 32)
+    g2, o2 = _fit(2.0 * e2 + 0.5, e2, 0, 63, gain_bounds=CHANNEL_GAIN_BOUNDS)
+    assert g2 == pytest.approx(2.0) and o2 == pytest.approx(0.5)
+    # too few unclipped points: no trim at all
+    assert _fit_offset(np.zeros(10), np.ones(10), 0, 63) is None

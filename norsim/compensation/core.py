@@ -188,8 +188,14 @@ def _usable_hi(arr) -> np.ndarray:
     return 0.9 * np.minimum(arr.adc.hi, isat * gain / arr.adc.step_a)
 
 
-def _fit(codes, expected, lo, hi, min_points=4):
-    """Least-squares ``code = g E + o`` over unclipped points; (g, o) or None."""
+#: a per-channel trim gain outside this range (after the tile's ratiometric gain) is an
+#: ill-conditioned fit, not a column: the channel gets an offset-only trim instead
+CHANNEL_GAIN_BOUNDS = (0.25, 4.0)
+
+
+def _fit(codes, expected, lo, hi, min_points=4, gain_bounds=None):
+    """Least-squares ``code = g E + o`` over unclipped points; (g, o) or None (also when g
+    falls outside ``gain_bounds``)."""
     ok = (codes > lo) & (codes < hi)
     if ok.sum() < min_points:
         return None
@@ -199,7 +205,19 @@ def _fit(codes, expected, lo, hi, min_points=4):
     g, o = np.polyfit(e, c, 1)
     if not np.isfinite(g) or g <= 0:
         return None
+    if gain_bounds is not None and not gain_bounds[0] <= g <= gain_bounds[1]:
+        return None
     return float(g), float(o)
+
+
+def _fit_offset(codes, expected, lo, hi, min_points=4):
+    """Offset-only trim ``code = E + o`` (median over unclipped points) for a channel whose
+    expected readings have no spread to separate a gain from (e.g. the high bit-slice of
+    small weights); o or None."""
+    ok = (codes > lo) & (codes < hi)
+    if ok.sum() < min_points:
+        return None
+    return float(np.median(codes[ok] - expected[ok]))
 
 
 def _per_channel_adc(arr) -> None:
@@ -406,7 +424,7 @@ def correct_gain(chip, state: CompensationState, rng: np.random.Generator) -> Co
     """Ratiometric (reference-column) gain per tile, then per-channel gain/offset trim."""
     c = chip.cfg.compensation
     cost = CompensationCost(f"gain_{c.gain_correction}")
-    gains, fits, fallbacks = {}, [], 0
+    gains, fits, fallbacks, offset_only = {}, [], 0, 0
     for layer, ti, tile in _tiles(chip):
         arr = tile.array
         _check_supported(arr)
@@ -431,9 +449,14 @@ def correct_gain(chip, state: CompensationState, rng: np.random.Generator) -> Co
         gain, off = arr.adc.gain.copy(), arr.adc.offset.copy()
         hi = _usable_hi(arr)
         for h in range(codes.shape[1]):
-            fit = _fit(codes[:, h], exp[:, h], arr.adc.lo, hi[h])
+            fit = _fit(codes[:, h], exp[:, h], arr.adc.lo, hi[h], gain_bounds=CHANNEL_GAIN_BOUNDS)
             if fit is None:
-                fallbacks += 1
+                oh = _fit_offset(codes[:, h], exp[:, h], arr.adc.lo, hi[h])
+                if oh is None:
+                    fallbacks += 1
+                else:
+                    offset_only += 1
+                    off[h] = off[h] - oh
                 continue
             gh, oh = fit
             fits.append(gh)
@@ -443,6 +466,7 @@ def correct_gain(chip, state: CompensationState, rng: np.random.Generator) -> Co
     state.log["reference_gain"] = gains
     if fits:
         state.log["channel_gain_quantiles"] = np.quantile(fits, [0.05, 0.5, 0.95]).tolist()
+    state.log["channels_offset_only"] = offset_only
     state.log["channels_without_fit"] = fallbacks
     return cost
 
