@@ -32,6 +32,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from norsim.device.vecmath import exp_nonpos, log1p_pos as log1p_unit
+
 from norsim.device.iv import _ekv_point
 
 # The split-gate internal node's Newton iteration stops after a step below this: the root is
@@ -662,63 +664,9 @@ def certified_error(au, bu, av, bv, du, dv, dist_u, dist_v, amax, bmax):
 
 
 # ------------------------------------- branch-free exact evaluation (vectorised) ----
-# fdlibm's exp and log polynomials without their branches, so that a loop of EKV evaluations
-# vectorises (the pip llvmlite has no SVML: a loop calling np.exp / np.log1p stays scalar).
-# Each is within about an ulp of libm (tests/test_circuit_kernels.py checks against NumPy).
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_INV_LN2 = 1.44269504088896338700e+00
-_EP1 = 1.66666666666666019037e-01
-_EP2 = -2.77777777770155933842e-03
-_EP3 = 6.61375632143793436117e-05
-_EP4 = -1.65339022054652515390e-06
-_EP5 = 4.13813679705723846039e-08
-_LG1 = 6.666666666666735130e-01
-_LG2 = 3.999999999940941908e-01
-_LG3 = 2.857142874366239149e-01
-_LG4 = 2.222219843214978396e-01
-_LG5 = 1.818357216161805012e-01
-_LG6 = 1.531383769920937332e-01
-_LG7 = 1.479819860511658591e-01
-_SQRT2 = 1.4142135623730951
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def exp_nonpos(x):
-    """e^x for x <= 0 (-inf included): x = k ln 2 + r, fdlibm's rational approximation of
-    e^r, then 2^k applied in two exact halves (results down to the subnormal range)."""
-    xc = x if x > -746.0 else -746.0
-    k = np.floor(xc * _INV_LN2 + 0.5)
-    hi = xc - k * _LN2_HI
-    lo = k * _LN2_LO
-    r = hi - lo
-    t = r * r
-    c = r - t * (_EP1 + t * (_EP2 + t * (_EP3 + t * (_EP4 + t * _EP5))))
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    ki = np.int64(k)
-    k1 = ki // 2
-    p1 = np.int64((k1 + 1023) << 52).view(np.float64)
-    p2 = np.int64((ki - k1 + 1023) << 52).view(np.float64)
-    return (y * p1) * p2
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def log1p_unit(e):
-    """ln(1 + e) for 0 <= e <= 1: fdlibm's ln of u = 1 + e in [1, 2] (halved above sqrt 2)
-    plus the rounding of u, (e - (u - 1)) / u."""
-    u = 1.0 + e
-    big = u > _SQRT2
-    m = 0.5 * u if big else u
-    dk = 1.0 if big else 0.0
-    f = m - 1.0
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
-    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-    hfsq = 0.5 * f * f
-    ln_u = dk * _LN2_HI - ((hfsq - (s * (hfsq + (t2 + t1)) + dk * _LN2_LO)) - f)
-    return ln_u + (e - (u - 1.0)) / u
+# branch-free fdlibm exp / ln(1 + x) (norsim.device.vecmath), so that a loop of EKV
+# evaluations vectorises (the pip llvmlite has no SVML: a loop calling np.exp / np.log1p
+# stays scalar)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
