@@ -233,3 +233,169 @@ def test_vth_slope_matches_finite_difference(cell):
     h = 1e-5
     fd = (m.current(vwl, 1.0, 0.3, 0.0, vth - h) - m.current(vwl, 1.0, 0.3, 0.0, vth + h)) / (2 * h)
     assert np.allclose(slope, fd, rtol=1e-5)
+
+
+# ------------------------------------------- split gate: vectorised node solve ---------
+def _split_kernels(m, v_wl, v_cg, v_d, v_s, v_th, n=None, beta=None, dibl_eta=None):
+    """The split-gate cell through the vectorised kernel (with the pass that accepted each
+    element, -1 = the scalar fallback) and through the safeguarded scalar solver alone."""
+    from norsim.device.iv import (_CELL_NAMES, _flat_inputs, _split_gate_kernel,
+                                  _split_gate_scalar_kernel)
+
+    fg, sel = m.fg, m.sel
+    shape, flat, steps = _flat_inputs(
+        (v_wl, v_cg, v_d, v_s, v_th, fg.n if n is None else n, fg.beta if beta is None else beta,
+         fg.dibl_eta if dibl_eta is None else dibl_eta), _CELL_NAMES, _CELL_NAMES)
+    size = int(np.prod(shape))
+    common = (float(m.select_vth + sel.dvth), float(sel.n), float(sel.beta),
+              float(sel.dibl_eta), int(m.max_iter))
+    fast = [np.empty(size) for _ in range(4)]
+    passes = np.empty(size, np.int8)
+    _split_gate_kernel(*flat, steps, size, fg.alpha_g, fg.u_t, fg.dvth, *common, *fast, passes)
+    slow = [np.empty(size) for _ in range(4)]
+    flat_t = list(flat)
+    flat_t[4] = flat[4] + fg.dvth
+    _split_gate_scalar_kernel(*flat_t, steps, size, fg.alpha_g, fg.u_t, *common, *slow)
+    return ([a.reshape(shape) for a in fast], passes.reshape(shape),
+            [a.reshape(shape) for a in slow])
+
+
+def _assert_split_equal(m, fast, slow, args, kw=None):
+    """Fast path == safeguarded solver to the tolerance of the numba vs NumPy test."""
+    kw = kw or {}
+    scale = m.current_scale(*args, **kw)
+    assert np.all(np.isfinite(fast[0]))
+    assert np.max(np.abs(fast[0] - slow[0]) / scale) < 1e-12
+    gscale = np.abs(slow[1]) + np.abs(slow[2]) + 1e-30
+    assert np.max(np.abs(fast[1] - slow[1]) / gscale) < 1e-6
+    assert np.max(np.abs(fast[2] - slow[2]) / gscale) < 1e-6
+    assert np.max(np.abs(fast[3] - slow[3])) < 1e-12
+
+
+def test_split_gate_fast_path_equals_safeguarded_solver():
+    """Wide random biases, thresholds and per-cell parameters at 320 K (temperature shift
+    applied in the kernel): the vectorised passes and their fallback give the scalar
+    solver's current, derivatives and internal node, and every path is exercised."""
+    m = cell_model(SPLIT, 320.0)
+    rng = np.random.default_rng(12)
+    n = 40_000
+    args = (rng.uniform(-0.5, 2.5, n), rng.uniform(-0.5, 2.5, n), rng.uniform(-0.2, 1.5, n),
+            rng.uniform(-0.2, 1.5, n), rng.uniform(-2.0, 4.0, n))
+    kw = dict(n=rng.uniform(1.1, 1.5, n), beta=rng.uniform(2e-4, 8e-4, n),
+              dibl_eta=rng.uniform(0.0, 0.1, n))
+    fast, passes, slow = _split_kernels(m, *args, **kw)
+    _assert_split_equal(m, fast, slow, args, kw)
+    counts = np.bincount(passes.ravel() + 1)
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] > 0  # fallback, pass 0, pass 1
+    # and the NumPy bisection reference agrees with both
+    i_ref = m.current(*args, **kw, fast=False)
+    assert np.max(np.abs(fast[0] - i_ref) / m.current_scale(*args, **kw)) < 1e-12
+
+
+def test_split_gate_fast_path_read_bias():
+    """The preset read (one bias, a V_th per cell, size not a multiple of the chunk or the
+    parallel block): every element is accepted by a vectorised pass (no fallback), pass 0
+    takes the subthreshold cells (node within 1e-4 U_T of V_D) and the current equals the
+    scalar solver's to 1e-13 of its own value (derivatives to 1e-9: the scalar solver's own
+    are good to ~step/U_T); against the NumPy bisection reference current and derivatives
+    agree to 1e-13 of their values."""
+    m = cell_model(SPLIT, 300.0)
+    vth = np.random.default_rng(5).uniform(-0.5, 2.5, 16384 + 301)
+    fast, passes, slow = _split_kernels(m, 1.8, 1.0, 0.3, 0.0, vth)
+    _assert_split_equal(m, fast, slow, (1.8, 1.0, 0.3, 0.0, vth))
+    assert passes.min() >= 0
+    u_t = m.fg.u_t
+    drop = 0.3 - slow[3]
+    assert np.all(passes[drop < 0.5e-4 * u_t] == 0) and np.all(passes[drop > 2e-4 * u_t] > 0)
+    assert np.max(np.abs(fast[0] - slow[0]) / slow[0]) < 1e-13
+    for k in (1, 2):
+        assert np.max(np.abs(fast[k] - slow[k]) / np.abs(slow[k])) < 1e-9
+    ref = m.current(1.8, 1.0, 0.3, 0.0, vth, derivatives=True, fast=False)
+    for k in range(3):
+        assert np.max(np.abs(fast[k] - ref[k]) / np.abs(ref[k])) < 1e-13
+
+
+_EDGE_CASES = ["vth_absurd_low", "vth_absurd_high", "vd_equals_vs", "strong_inversion",
+               "reverse_bias", "select_off", "select_saturated"]
+
+
+@pytest.mark.parametrize("case", _EDGE_CASES)
+def test_split_gate_fast_path_edge_cases(case):
+    """Elements the vectorised passes handle or hand to the scalar solver: each equals the
+    safeguarded solver (and the closed-form facts of the case)."""
+    m = cell_model(SPLIT, 300.0)
+    rng = np.random.default_rng(100 + _EDGE_CASES.index(case))
+    k = 300
+    vth = rng.uniform(-0.5, 2.5, k)
+    vd = rng.uniform(0.05, 1.0, k)
+    if case == "vth_absurd_low":
+        args = (1.8, 1.0, vd, 0.0, rng.uniform(-60.0, -10.0, k))
+    elif case == "vth_absurd_high":
+        args = (1.8, 1.0, vd, 0.0, rng.uniform(10.0, 60.0, k))
+    elif case == "vd_equals_vs":
+        args = (1.8, rng.uniform(0, 2.5, k), vd, vd, vth)
+    elif case == "strong_inversion":
+        args = (2.5, 3.0, vd, 0.0, rng.uniform(-1.0, 0.0, k))
+    elif case == "reverse_bias":
+        args = (1.8, 1.0, 0.0, vd, vth)
+    elif case == "select_off":
+        args = (rng.uniform(-1.0, 0.0, k), 1.0, vd, 0.0, vth)
+    else:
+        args = (1.8, 2.5, rng.uniform(1.3, 2.0, k), 0.0, rng.uniform(-0.5, 0.5, k))
+    fast, passes, slow = _split_kernels(m, *args)
+    _assert_split_equal(m, fast, slow, args)
+    if case == "vd_equals_vs":
+        assert np.all(fast[0] == 0.0) and np.all(passes == 0) and np.all(fast[3] == vd)
+    if case == "vth_absurd_high":
+        assert np.all(fast[0] >= 0.0) and np.all(fast[0] < 1e-20)
+    if case == "reverse_bias":
+        assert np.all(fast[0] < 0.0)
+    if case == "select_off":
+        assert np.any(passes == -1)  # deep-off select: slow bracket progress, scalar solver
+    if case in ("strong_inversion", "vth_absurd_low"):
+        assert np.all(passes >= 1)  # the node moves far from V_D: a later pass accepts
+
+
+def test_split_gate_select_dibl_and_small_calls_use_scalar_solver():
+    """A select transistor with DIBL (not produced by cell_model) and calls below the
+    vectorised path's minimum size take the scalar solver for every element; results still
+    match the NumPy reference."""
+    from dataclasses import replace
+
+    from norsim.device.iv import _SG_SCALAR_BELOW
+
+    m = cell_model(SPLIT, 300.0)
+    m_dibl = replace(m, sel=replace(m.sel, dibl_eta=0.03))
+    vth = np.linspace(-0.5, 2.5, 200)
+    for model, v in ((m_dibl, vth), (m, vth[:_SG_SCALAR_BELOW - 1])):
+        fast, passes, slow = _split_kernels(model, 1.8, 1.0, 0.3, 0.0, v)
+        assert np.all(passes == -1)
+        assert np.array_equal(fast[0], slow[0])
+        ref = model.current(1.8, 1.0, 0.3, 0.0, v, fast=False)
+        assert np.max(np.abs(fast[0] - ref) / model.current_scale(1.8, 1.0, 0.3, 0.0, v)) < 1e-12
+    # DIBL in the select transistor changes the current (the parameter is used)
+    assert not np.allclose(m_dibl.current(1.8, 1.0, 0.3, 0.0, vth), m.current(1.8, 1.0, 0.3, 0.0, vth),
+                           rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("layout", ["per-element", "rows-cols", "per-row-bias"])
+def test_split_gate_fast_path_layouts(layout):
+    """Input layouts of the chunked kernel: every terminal per element, a (rows, 1) word line
+    against (cols,) thresholds, and per-element select and drain voltages (no shared
+    select-transistor term)."""
+    m = cell_model(SPLIT, 340.0)
+    rng = np.random.default_rng(9)
+    if layout == "per-element":
+        n = 5000
+        args = (rng.uniform(1.0, 2.5, n), rng.uniform(0.0, 2.0, n), rng.uniform(0.05, 1.0, n),
+                rng.uniform(0.0, 0.05, n), rng.uniform(-0.5, 2.5, n))
+    elif layout == "rows-cols":
+        args = (rng.uniform(1.0, 2.5, (37, 1)), 1.0, 0.3, 0.0, rng.uniform(-0.5, 2.5, 301))
+    else:
+        args = (rng.uniform(1.0, 2.5, (300, 1)), 1.0, rng.uniform(0.1, 0.8, (300, 1)), 0.0,
+                rng.uniform(-0.5, 2.5, (300, 40)))
+    fast, passes, slow = _split_kernels(m, *args)
+    assert fast[0].shape == np.broadcast_shapes(*(np.shape(a) for a in args))
+    _assert_split_equal(m, fast, slow, args)
+    i_fast, gd, gs = m.current(*args, derivatives=True)
+    assert np.array_equal(i_fast, fast[0]) and np.array_equal(gd, fast[1])

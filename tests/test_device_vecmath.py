@@ -20,6 +20,12 @@ def _apply(kind, x, y):
             out[i] = vm.exp_nonpos(x[i])
         elif kind == 3:
             out[i] = vm.cos_turns(x[i])
+        elif kind == 5:
+            out[i] = vm.softplus_sigmoid(x[i])[0]
+        elif kind == 6:
+            out[i] = vm.softplus_sigmoid(x[i])[1]
+        elif kind == 7:
+            out[i] = vm.softplus_sigmoid(x[i])[2]
         else:
             out[i] = vm.box_muller(x[i], y[i])
     return out
@@ -79,3 +85,36 @@ def test_box_muller_is_standard_normal_and_twin():
     ref = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
     assert np.max(np.abs(z - ref)) < 1e-14
     assert abs(z.mean()) < 5 / np.sqrt(N) and abs(z.std() - 1.0) < 0.01
+
+
+def test_softplus_sigmoid_against_numpy_and_twin():
+    """ln(1 + e^h), sigma(h) and 1 - sigma(h) over the whole range (deep negative to large
+    positive h): within a few ulps of NumPy's logaddexp / expit-style references, 1 - sigma
+    without cancellation (relative accuracy where it underflows towards 0), twin identical."""
+    h = np.concatenate([RNG.uniform(-1.0, 1.0, N // 4) * 10.0 ** RNG.uniform(-12, 2.8, N // 4),
+                        RNG.uniform(-800.0, 800.0, N // 4), np.array([0.0, -0.0, 1e-300])])
+    sp, sg, sgc = (_apply(k, h, h) for k in (5, 6, 7))
+    sp_np, sg_np, sgc_np = vm.softplus_sigmoid_np(h)
+    assert np.array_equal(sp, sp_np) and np.array_equal(sg, sg_np) and np.array_equal(sgc, sgc_np)
+    ref_sp = np.logaddexp(0.0, h)
+    assert np.max(_ulps(sp[ref_sp > 0], ref_sp[ref_sp > 0])) <= 2.0
+    # sigma(h) = e^h / (1 + e^h) for h < 0 and 1 / (1 + e^-h) for h >= 0, in extended precision
+    hl = h.astype(np.longdouble)
+    e = np.exp(-np.abs(hl))
+    ref_sg = np.where(h >= 0, 1 / (1 + e), e / (1 + e)).astype(np.float64)
+    ref_sgc = np.where(h >= 0, e / (1 + e), 1 / (1 + e)).astype(np.float64)
+    for got, ref in ((sg, ref_sg), (sgc, ref_sgc)):
+        tiny = ref < 1e-300  # subnormal / underflowed: absolute check
+        assert np.max(_ulps(got[~tiny], ref[~tiny])) <= 3.0
+        assert np.max(np.abs(got[tiny] - ref[tiny])) <= 1e-310
+    assert np.array_equal(sg + sgc, np.ones_like(h)) or np.max(np.abs(sg + sgc - 1.0)) <= 2.3e-16
+
+
+def test_softplus_sigmoid_special_values():
+    h = np.array([-np.inf, np.inf, 0.0, -800.0, 800.0])
+    sp, sg, sgc = (_apply(k, h, h) for k in (5, 6, 7))
+    assert sp.tolist() == [0.0, np.inf, np.log(2.0), 0.0, 800.0]
+    assert sg.tolist() == [0.0, 1.0, 0.5, 0.0, 1.0]
+    assert sgc.tolist() == [1.0, 0.0, 0.5, 1.0, 0.0]
+    twin = vm.softplus_sigmoid_np(h)
+    assert all(np.array_equal(a, b) for a, b in zip((sp, sg, sgc), twin))

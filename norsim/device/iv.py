@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from norsim.device.config import CellConfig
-from norsim.device.vecmath import exp_nonpos, log1p_pos
+from norsim.device.vecmath import exp_nonpos, log1p_pos, softplus_sigmoid
 from norsim.errors import InputError
 
 BOLTZMANN_J_PER_K = 1.380649e-23
@@ -358,10 +358,12 @@ def _split_solve(vwl, vcg, vd, vs, vth, nk, bk, ek, alpha_g, u_t, sel_vth, sel_n
 
 
 @numba.njit(cache=True, parallel=True)
-def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g, u_t,
-                       sel_vth, sel_n, sel_beta, sel_eta, max_iter, out_i, out_gd, out_gs,
-                       out_vx):
-    """Series select + FG transistor for every element (see :func:`_split_solve`)."""
+def _split_gate_scalar_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g,
+                              u_t, sel_vth, sel_n, sel_beta, sel_eta, max_iter, out_i, out_gd,
+                              out_gs, out_vx):
+    """Series select + FG transistor for every element by the safeguarded scalar solver
+    (:func:`_split_solve`): the reference of :func:`_split_gate_kernel`'s vectorised path
+    and its fallback."""
     for k in numba.prange(size):
         i, gd, gs, x, gv = _split_solve(
             v_wl[k * steps[0]], v_cg[k * steps[1]], v_d[k * steps[2]], v_s[k * steps[3]],
@@ -371,6 +373,282 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
         out_gd[k] = gd
         out_gs[k] = gs
         out_vx[k] = x
+
+
+# ---------------------------------------------- split gate: vectorised node solve ----
+# An element's node solve is accepted from a vectorised pass once the model's root is within
+# this many U_T of the evaluation point (see :func:`_split_step`).
+NODE_TAYLOR_STEP_UT = 1e-4
+_SG_CHUNK = 512     # elements whose pass state (~120 kB) stays in the L2 cache
+_SG_BLOCK = 16384   # elements per parallel task (the chunk buffers are allocated per task)
+_SG_PASSES = 6      # vectorised passes before the remaining elements go to _split_solve
+_SG_SCALAR_BELOW = 16  # smaller calls run _split_solve directly (no buffers to set up)
+_SIXTH = 1.0 / 6.0
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _f_derivs(x):
+    """F(x) = ln^2(1 + e^(x/2)) and F', F'', F''' (branch-free): with L = ln(1 + e^(x/2)),
+    s = sigma(x/2), t = 1 - s (each from :func:`softplus_sigmoid`, no cancellation):
+    F' = L s, F'' = (s^2 + L s t) / 2, F''' = (3 s^2 t + L s t (t - s)) / 4."""
+    L, s, t = softplus_sigmoid(0.5 * x)
+    ss = s * s
+    lst = L * s * t
+    return L * L, L * s, 0.5 * (ss + lst), 0.25 * (3.0 * ss * t + lst * (t - s))
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _split_step(a_fg, ek, inv_n, vs, isf, x, lo, hi, fu, f1u, f2u, f3u, fw, f1w, inv_ut,
+                iss, tol):
+    """One vectorisable step of the split-gate node solve at x (lo <= x <= hi).
+
+    g(x) = I_sel(V_D -> x) - I_fg(x -> V_S) and its first three derivatives come from the
+    EKV terms' F, F', F'', F''' (select forward term F(u) given as fu.., reverse term F(w) as
+    fw, f1w: it does not depend on x as the select transistor has no DIBL); the root of the
+    cubic Taylor model, d (quadratic-model root plus one Newton step on the cubic), is the
+    step. Accepted (``ok``) when |d| and the Newton step are <= tol = 1e-4 U_T. Every EKV
+    term then moves by |dz| <= 1e-4 in its argument z, and ln(1 + e^(z/2)) is analytic within
+    2 pi of the real axis, so (Cauchy's estimate on a unit circle) the Taylor remainders are
+    at most e |dz|^4 ~ 3e-16 of the term for F after its cubic polynomial and ~4 e |dz|^3
+    ~ 1e-11 of it for F' after its quadratic one (typically F''''/F dz^4/24 ~ 4e-18 and
+    dz^3/6 ~ 2e-13). So the model's root is the node to within the terms' rounding, the current at
+    it is the FG current's cubic Taylor polynomial at d, and the partials a, b, c, e are moved
+    to it to second order (the safeguarded solver evaluates them up to ~step/U_T ~ 4e-9 away);
+    the derivatives follow by the implicit-function theorem as in :func:`_split_solve`.
+    Otherwise the next point is x + d inside the bracket updated by the sign of g, or its
+    midpoint.
+
+    Returns (I, dI/dV_D, dI/dV_S, node, ok, next x, lo, hi).
+    """
+    gss = iss * inv_ut
+    i_sel = iss * (fu - fw)
+    a = gss * f1w                      # dI_sel/dV_D (constant in x)
+    b = -gss * f1u                     # dI_sel/dx and its x-derivatives
+    b1 = gss * inv_ut * f2u
+    b2 = -gss * inv_ut * inv_ut * f3u
+    kf = ek * inv_n
+    km = kf - 1.0
+    gsf = isf * inv_ut
+    vpf = (a_fg + ek * (x - vs)) * inv_n
+    fp, f1p, f2p, f3p = _f_derivs((vpf - vs) * inv_ut)
+    fq, f1q, f2q, f3q = _f_derivs((vpf - x) * inv_ut)
+    i_fg = isf * (fp - fq)
+    c = gsf * (f1p * kf - f1q * km)    # dI_fg/dx and its x-derivatives
+    c2 = gsf * inv_ut * (f2p * kf * kf - f2q * km * km)
+    c3 = gsf * inv_ut * inv_ut * (f3p * kf * kf * kf - f3q * km * km * km)
+    e = gsf * (f1q * kf - f1p * (kf + 1.0))   # dI_fg/dV_S and its x-derivatives
+    e1 = gsf * inv_ut * kf * (f2q * km - f2p * (kf + 1.0))
+    e2 = gsf * inv_ut * inv_ut * kf * (f3q * km * km - f3p * (kf + 1.0) * kf)
+    g = i_sel - i_fg
+    g1 = b - c
+    g2 = b1 - c2
+    g3 = b2 - c3
+    disc = max(g1 * g1 - 2.0 * g * g2, 0.0)
+    dq = 2.0 * g / (np.sqrt(disc) - g1)
+    mp = g1 + dq * (g2 + 0.5 * g3 * dq)
+    d = dq - (g3 * dq * dq * dq * _SIXTH) / mp
+    xn = x + d
+    i = i_fg + d * (c + d * (0.5 * c2 + d * c3 * _SIXTH))
+    bs = b + d * (b1 + 0.5 * d * b2)
+    cs = c + d * (c2 + 0.5 * d * c3)
+    es = e + d * (e1 + 0.5 * d * e2)
+    den = cs - bs
+    r = 1.0 / den
+    gd = a * cs * r
+    gs = -bs * es * r
+    ok = ((g1 < 0.0) & (mp < 0.0) & (abs(d) <= tol) & (abs(g) <= -tol * g1) & (xn >= lo)
+          & (xn <= hi) & (den > 0.0) & (abs(i) < np.inf) & (abs(gd) < np.inf)
+          & (abs(gs) < np.inf))
+    lo2 = x if g > 0.0 else lo
+    hi2 = x if g < 0.0 else hi
+    x_next = xn if ((xn > lo2) & (xn < hi2)) else 0.5 * (lo2 + hi2)
+    return i, gd, gs, min(max(xn, lo), hi), ok, x_next, lo2, hi2
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _load(dst, src, step, k0, m):
+    """dst[:m] = an input's elements k0 .. k0 + m (step 1) or its one value (step 0)."""
+    if step == 0:
+        v = src[0]
+        for j in range(m):
+            dst[j] = v
+    else:
+        for j in range(m):
+            dst[j] = src[k0 + j]
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g, u_t,
+                       dvth, sel_vth, sel_n, sel_beta, sel_eta, max_iter, out_i, out_gd,
+                       out_gs, out_vx, out_pass):
+    """Series select + FG transistor for every element: vectorised passes of
+    :func:`_split_step` over chunks of elements, the safeguarded :func:`_split_solve` for
+    the few left after ``_SG_PASSES`` (and for every element if the select transistor has
+    DIBL, or if the call is small). Inputs have steps 0 or 1 (:func:`_flat_inputs`); ``dvth``
+    is added to every V_th (the temperature shift).
+
+    Pass 0 evaluates at x = V_D, where the select transistor's two EKV terms coincide (one
+    softplus for both, shared by all elements when V_WL and V_D are scalars); each later pass
+    runs over the elements not yet accepted, packed to the front of the chunk's buffers.
+    ``out_pass`` (if it has ``size`` entries) receives the pass that accepted each element,
+    -1 for the scalar solver.
+    """
+    record = out_pass.size == size
+    if sel_eta != 0.0 or size < _SG_SCALAR_BELOW:
+        for k in numba.prange(size):
+            out_i[k], out_gd[k], out_gs[k], out_vx[k], gv = _split_solve(
+                v_wl[k * steps[0]], v_cg[k * steps[1]], v_d[k * steps[2]],
+                v_s[k * steps[3]], v_th[k * steps[4]] + dvth, n[k * steps[5]],
+                beta[k * steps[6]], eta[k * steps[7]], alpha_g, u_t, sel_vth, sel_n, sel_beta,
+                sel_eta, max_iter)
+            if record:
+                out_pass[k] = -1
+        return
+    inv_ut = 1.0 / u_t
+    iss = 2.0 * sel_n * sel_beta * u_t * u_t
+    tol = NODE_TAYLOR_STEP_UT * u_t
+    s0, s1, s2, s3, s4, s5, s6, s7 = (steps[0], steps[1], steps[2], steps[3], steps[4],
+                                      steps[5], steps[6], steps[7])
+    sel_shared = s0 == 0 and s2 == 0
+    vps_0 = (v_wl[0] - sel_vth) / sel_n
+    w0, w1, w2, w3 = _f_derivs((vps_0 - v_d[0]) * inv_ut)
+    nblock = (size + _SG_BLOCK - 1) // _SG_BLOCK
+    for blk in numba.prange(nblock):
+        ch = _SG_CHUNK
+        # the chunk's inputs, by element (kept for the scalar fallback)
+        wl_ = np.empty(ch)
+        cg_ = np.empty(ch)
+        vd_ = np.empty(ch)
+        vs_ = np.empty(ch)
+        th_ = np.empty(ch)
+        n_ = np.empty(ch)
+        b_ = np.empty(ch)
+        e_ = np.empty(ch)
+        # per-lane state, packed to the front after each pass
+        idx = np.empty(ch, np.int64)
+        vps = np.empty(ch)
+        afg = np.empty(ch)
+        ek = np.empty(ch)
+        inv_n = np.empty(ch)
+        vs = np.empty(ch)
+        isf = np.empty(ch)
+        fw = np.empty(ch)
+        f1w = np.empty(ch)
+        f2w = np.empty(ch)
+        f3w = np.empty(ch)
+        xx = np.empty(ch)
+        lo = np.empty(ch)
+        hi = np.empty(ch)
+        ri = np.empty(ch)
+        rgd = np.empty(ch)
+        rgs = np.empty(ch)
+        rvx = np.empty(ch)
+        rok = np.empty(ch, np.bool_)
+        b_end = min(size, (blk + 1) * _SG_BLOCK)
+        for k0 in range(blk * _SG_BLOCK, b_end, ch):
+            m = min(ch, b_end - k0)
+            _load(wl_, v_wl, s0, k0, m)
+            _load(cg_, v_cg, s1, k0, m)
+            _load(vd_, v_d, s2, k0, m)
+            _load(vs_, v_s, s3, k0, m)
+            _load(th_, v_th, s4, k0, m)
+            _load(n_, n, s5, k0, m)
+            _load(b_, beta, s6, k0, m)
+            _load(e_, eta, s7, k0, m)
+            for j in range(m):
+                th_[j] = th_[j] + dvth
+                nn = n_[j]
+                inv_n[j] = 1.0 / nn
+                afg[j] = alpha_g * (cg_[j] - th_[j])
+                isf[j] = 2.0 * nn * b_[j] * u_t * u_t
+            if sel_shared:
+                for j in range(m):
+                    vps[j] = vps_0
+                    fw[j] = w0
+                    f1w[j] = w1
+                    f2w[j] = w2
+                    f3w[j] = w3
+            else:
+                for j in range(m):
+                    vps[j] = (wl_[j] - sel_vth) / sel_n
+                    fw[j], f1w[j], f2w[j], f3w[j] = _f_derivs((vps[j] - vd_[j]) * inv_ut)
+            # pass 0 at x = V_D (the select transistor at V_DS = 0: F(u) = F(w))
+            for j in range(m):
+                x = vd_[j]
+                ri[j], rgd[j], rgs[j], rvx[j], rok[j], xx[j], lo[j], hi[j] = _split_step(
+                    afg[j], e_[j], inv_n[j], vs_[j], isf[j], x, min(x, vs_[j]),
+                    max(x, vs_[j]), fw[j], f1w[j], f2w[j], f3w[j], fw[j], f1w[j], inv_ut,
+                    iss, tol)
+            for j in range(m):
+                out_i[k0 + j] = ri[j]
+            for j in range(m):
+                out_gd[k0 + j] = rgd[j]
+            for j in range(m):
+                out_gs[k0 + j] = rgs[j]
+            for j in range(m):
+                out_vx[k0 + j] = rvx[j]
+            if record:
+                for j in range(m):
+                    out_pass[k0 + j] = 0
+            # pack the lanes still iterating (branch-free: every lane is copied, the write
+            # position only advances past the ones not accepted)
+            m2 = 0
+            for j in range(m):
+                idx[m2] = j
+                vps[m2] = vps[j]
+                afg[m2] = afg[j]
+                ek[m2] = e_[j]
+                inv_n[m2] = inv_n[j]
+                vs[m2] = vs_[j]
+                isf[m2] = isf[j]
+                fw[m2] = fw[j]
+                f1w[m2] = f1w[j]
+                xx[m2] = xx[j]
+                lo[m2] = lo[j]
+                hi[m2] = hi[j]
+                m2 += 0 if rok[j] else 1
+            m = m2
+            for p in range(1, _SG_PASSES):
+                if m == 0:
+                    break
+                for j in range(m):
+                    x = xx[j]
+                    u0, u1, u2, u3 = _f_derivs((vps[j] - x) * inv_ut)
+                    ri[j], rgd[j], rgs[j], rvx[j], rok[j], xx[j], lo[j], hi[j] = _split_step(
+                        afg[j], ek[j], inv_n[j], vs[j], isf[j], x, lo[j], hi[j], u0, u1, u2,
+                        u3, fw[j], f1w[j], inv_ut, iss, tol)
+                m2 = 0
+                for j in range(m):
+                    kk = k0 + idx[j]
+                    out_i[kk] = ri[j]
+                    out_gd[kk] = rgd[j]
+                    out_gs[kk] = rgs[j]
+                    out_vx[kk] = rvx[j]
+                    if record:
+                        out_pass[kk] = p
+                    idx[m2] = idx[j]
+                    vps[m2] = vps[j]
+                    afg[m2] = afg[j]
+                    ek[m2] = ek[j]
+                    inv_n[m2] = inv_n[j]
+                    vs[m2] = vs[j]
+                    isf[m2] = isf[j]
+                    fw[m2] = fw[j]
+                    f1w[m2] = f1w[j]
+                    xx[m2] = xx[j]
+                    lo[m2] = lo[j]
+                    hi[m2] = hi[j]
+                    m2 += 0 if rok[j] else 1
+                m = m2
+            # the rest: the safeguarded scalar solver from scratch
+            for t in range(m):
+                j = idx[t]
+                kk = k0 + j
+                out_i[kk], out_gd[kk], out_gs[kk], out_vx[kk], gv = _split_solve(
+                    wl_[j], cg_[j], vd_[j], vs_[j], th_[j], n_[j], b_[j], e_[j], alpha_g,
+                    u_t, sel_vth, sel_n, sel_beta, sel_eta, max_iter)
+                if record:
+                    out_pass[kk] = -1
 
 
 def _split_gate_numpy(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, fg: FgParams, sel: FgParams,
@@ -466,21 +744,21 @@ class CellModel:
             out = ekv_current(v_wl, v_d, v_s, np.asarray(v_th, dtype=np.float64) + fg.dvth, n,
                               fg.alpha_g, beta, eta, fg.u_t, derivatives=want_d)
             return (out + (None, None)) if want_d else (out, None, None, None, None)
-        _check_finite("v_th", np.asarray(v_th, dtype=np.float64))
-        shape, flat, steps = _flat_inputs(
-            (v_wl, v_cg, v_d, v_s, np.asarray(v_th, dtype=np.float64) + fg.dvth, n, beta, eta),
-            _CELL_NAMES, _CELL_NAMES)
+        shape, flat, steps = _flat_inputs((v_wl, v_cg, v_d, v_s, v_th, n, beta, eta),
+                                          _CELL_NAMES, _CELL_NAMES)
         size = int(np.prod(shape))
         out = [np.empty(size) for _ in range(4)]
         sel = self.sel
         _split_gate_kernel(*flat, steps, size, float(fg.alpha_g), float(fg.u_t),
-                           float(self.select_vth + sel.dvth), float(sel.n), float(sel.beta),
-                           float(sel.dibl_eta), int(self.max_iter), *out)
+                           float(fg.dvth), float(self.select_vth + sel.dvth), float(sel.n),
+                           float(sel.beta), float(sel.dibl_eta), int(self.max_iter), *out,
+                           _NO_PASS)
         i, gd, gs, vx = (o.reshape(shape) for o in out)
         return i, gd, gs, vx, None
 
 
 _CELL_NAMES = ("v_wl", "v_cg", "v_d", "v_s", "v_th", "n", "beta", "dibl_eta")
+_NO_PASS = np.empty(0, np.int8)
 
 
 def cell_model(cell_cfg: CellConfig, temperature_k: float) -> CellModel:

@@ -11,7 +11,9 @@ its NumPy reference stay equal to the last bit.
 
 Domains: :func:`log_pos` for finite normal x > 0 (and +inf); :func:`log1p_pos` for x >= 0
 (including +inf); :func:`exp_nonpos` for x <= 0 (including -inf); :func:`cos_turns` for any
-finite u (cos(2 pi u)); :func:`box_muller` for u1 in (0, 1], u2 finite.
+finite u (cos(2 pi u)); :func:`box_muller` for u1 in (0, 1], u2 finite;
+:func:`softplus_sigmoid` for any h, +-inf included (ln(1 + e^h), 1 / (1 + e^-h) and
+1 / (1 + e^h) from one exponential, one logarithm and one division).
 """
 
 from __future__ import annotations
@@ -141,6 +143,21 @@ def box_muller(u1, u2):
     return np.sqrt(-2.0 * log_pos(u1)) * cos_turns(u2)
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def softplus_sigmoid(h):
+    """(ln(1 + e^h), sigma(h), 1 - sigma(h)) with sigma(h) = 1 / (1 + e^-h), overflow-free:
+    e = e^-|h|, u = 1 + e, one reciprocal r = 1 / u serves ln(1 + e) = ln u + (e - (u - 1)) r
+    and both sigmoids (r and e r, neither from a subtraction, so 1 - sigma keeps its
+    relative accuracy where sigma -> 1)."""
+    e = exp_nonpos(-abs(h))
+    u = 1.0 + e
+    r = 1.0 / u
+    sp = max(h, 0.0) + (log_pos(u) + (e - (u - 1.0)) * r)
+    er = e * r
+    pos = h >= 0.0
+    return sp, (r if pos else er), (er if pos else r)
+
+
 # ------------------------------------------------------------------------ NumPy -------
 def log_pos_np(x):
     """NumPy twin of :func:`log_pos` (bit-identical)."""
@@ -216,3 +233,15 @@ def cos_turns_np(u):
 def box_muller_np(u1, u2):
     """NumPy twin of :func:`box_muller` (bit-identical)."""
     return np.sqrt(-2.0 * log_pos_np(u1)) * cos_turns_np(u2)
+
+
+def softplus_sigmoid_np(h):
+    """NumPy twin of :func:`softplus_sigmoid` (bit-identical)."""
+    h = np.asarray(h, dtype=np.float64)
+    e = exp_nonpos_np(-np.abs(h))
+    u = 1.0 + e
+    r = 1.0 / u
+    sp = np.maximum(h, 0.0) + (log_pos_np(u) + (e - (u - 1.0)) * r)
+    er = e * r
+    pos = h >= 0.0
+    return sp, np.where(pos, r, er), np.where(pos, er, r)
