@@ -97,3 +97,60 @@ def test_export_equivalence_on_full_mnist_test_set(mnist_test, reference_logits)
     assert r["exact_images_within_one_step"] == 1.0
     assert r["exact_max_logit_diff_steps"] < 1e-6
     assert r["exact_top1_agreement"] == 1.0
+
+
+# ------------------------------------------------------------------ CIFAR-10 entry ----
+CIFAR_NAME = "cnn-cifar10-4b"
+
+
+@pytest.fixture(scope="module")
+def cifar_slice():
+    from norsim.data.embedded import load_embedded_cifar10_test
+
+    x, y = load_embedded_cifar10_test()
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
+
+
+def test_cifar_entry_meets_the_issue_criteria():
+    e = zoo.entry(CIFAR_NAME)
+    a = e["accuracy"]
+    assert e["arch"] == "vgg-small" and e["data"] == "cifar10" and e["bits"] == 4
+    assert "--data cifar10" in e["command"] and f"--seed {e['seed']}" in e["command"]
+    assert a["n_test"] == 10000
+    # 4-bit (exported integer model, full test set) within 1.5 points of its float twin
+    assert a["float_test_acc"] - a["qat_test_acc"] <= 0.015
+    assert a["qat_test_acc"] >= 0.80
+    # export equivalence recorded on the full 10k test set
+    c = e["export_check"]
+    assert c["n"] == 10000
+    assert c["fq_top1_agreement"] >= 0.999
+    # the integer-exact torch forward equals the exported model on every logit
+    assert c["exact_top1_agreement"] == 1.0 and c["exact_images_within_one_step"] == 1.0
+    d = zoo.ZOO_DIR / CIFAR_NAME
+    assert sum(p.stat().st_size for p in d.iterdir()) < 3_500_000
+    log = [json.loads(s) for s in (d / "log.jsonl").read_text().splitlines()]
+    assert {r.get("phase") for r in log if r["event"] == "epoch"} == {"float", "qat"}
+
+
+def test_cifar_entry_reproduces_its_accuracy_on_the_embedded_slice(cifar_slice):
+    x, y = cifar_slice
+    qm = zoo.load(CIFAR_NAME)
+    codes = run_reference(qm, input_codes(qm, x), batch_size=250)
+    acc = float((qm.dequantize_output(codes).argmax(1) == y).mean())
+    assert acc == pytest.approx(zoo.entry(CIFAR_NAME)["accuracy"]["first_500_test_acc"], abs=1e-12)
+
+
+@pytest.mark.torch
+def test_cifar_export_equivalence_on_the_embedded_slice(cifar_slice):
+    pytest.importorskip("torch")
+    import torch
+
+    from norsim.qat.export import compare
+    from norsim.qat.zoo_entry import load_zoo_torch_model
+
+    torch.set_num_threads(1)
+    x, y = cifar_slice
+    model = load_zoo_torch_model(CIFAR_NAME)
+    r = compare(model, zoo.load(CIFAR_NAME), x[:200], batch=200, exact=True)
+    assert r["exact_top1_agreement"] == 1.0 and r["exact_max_logit_diff_steps"] < 1e-6
+    assert r["fq_top1_agreement"] >= 0.99

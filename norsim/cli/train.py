@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cmd = "norsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
         if Path(sys.argv[0]).name in ("norsim", "main.py", "__main__.py") else None
-    if cmd and not (out / "command.txt").exists():
+    if cmd and (args.restart or not (out / "command.txt").exists()):
+        # a restarted run is a new run: its command replaces the old one (--restart dropped)
+        cmd = " ".join(a for a in cmd.split(" ") if a != "--restart")
         (out / "command.txt").write_text(cmd + "\n")
     summary = train(spec, out, progress=not args.no_progress,
                     log_fn=lambda s: print(s, file=sys.stderr), data_dir=args.data_dir)
