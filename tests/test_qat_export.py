@@ -126,3 +126,58 @@ def test_parameter_counts_of_the_large_models():
     assert count_parameters(build_model("alexnet-bn")) == alex
     # ResNet-18 for CIFAR-10: 11,173,962 (the usual figure)
     assert count_parameters(build_model("resnet18")) == 11_173_962
+
+
+def test_eval_fake_quant_rounds_through_the_fixed_point_requantisation():
+    """Evaluated, the fake-quant forward requantises as the format does (multiplier and
+    shift on the exact accumulator), so its logits are within one output step of the
+    integer reference on every image, residual blocks included; it stays differentiable
+    (straight-through), and switching it off restores the float32 rounding."""
+    x = _images(64, (3, 16, 16))
+    m = _quick_train(_tiny_resnet(), x, classes=5)
+    qm = export(m, name="tiny")
+    xt = _images(300, (3, 16, 16), seed=2)
+    r = compare(m, qm, xt, exact=False)
+    assert r["fq_images_within_one_step"] == 1.0 and r["fq_top1_agreement"] == 1.0
+    assert r["fq_max_logit_diff_steps"] < 1e-2          # only the last layer's float32 GEMM
+    # gradients still reach the weights and the clips through the evaluated graph
+    xin = torch.from_numpy(xt[:16].astype(np.float32)) / 255
+    m.zero_grad()
+    m(xin).sum().backward()
+    assert all(q.op.weight.grad is not None and q.op.weight.grad.abs().sum() > 0
+               for q in m.qlayers())
+
+
+def test_fixed_point_rounding_settles_exact_ties_as_the_integer_model():
+    """A layer whose requantisation ratio s_in s_w / s_out is exactly 1/2: odd accumulators
+    are ties, which the fixed-point path rounds half up like the integer model; the float32
+    graph lands on either side of some of them."""
+    layers = [InputQuant(), QLayer("conv", 1, 255, k=1, bn=False, w_bits=8, per_channel=False),
+              QAct(4), Flatten(), QLayer("linear", 255, 3, bn=False, w_bits=8)]
+    m = QNet("ties", layers, (1, 1, 1), 4, 8)
+    x = torch.arange(256, dtype=torch.float32).reshape(256, 1, 1, 1) / 255
+    m.to_qat(x)
+    q, act = m.qlayers()[0], m.qacts()[0]
+    with torch.no_grad():
+        q.wq.threshold.fill_(127 * 2.0 ** -7)                   # s_w = 2^-7 exactly
+        s_w, s_in = float(q.wq.scale()[0]), float(m.layers[0].scale()[0])
+        q.op.weight.copy_((torch.arange(255) - 127).float().reshape(255, 1, 1, 1) * s_w)
+        q.op.bias.zero_()
+        act.pact.alpha.fill_(15 * 2 * s_in * s_w)
+    assert float(act.scale()[0]) == 2 * s_in * s_w
+    m.eval()
+    seen = {}
+    act.register_forward_hook(lambda mod, i, o: seen.__setitem__("a", o.double() / s_out))
+    s_out = float(act.scale()[0])
+    mismatches = {}
+    for on in (True, False):
+        m.set_fixed_point_rounding(on)
+        with torch.no_grad():
+            m(x)
+            fq = torch.round(seen["a"])
+            m.set_exact(True)
+            m(x)
+            m.set_exact(False)
+        mismatches[on] = int((fq != torch.round(seen["a"])).sum())
+    assert mismatches[True] == 0
+    assert mismatches[False] >= 1

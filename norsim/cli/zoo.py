@@ -13,9 +13,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--build", metavar="RUN_DIR",
                    help="(maintainers, needs norsim[train]) export a finished `norsim train` "
                         "run into the zoo as --name")
+    p.add_argument("--refresh-check", metavar="NAME",
+                   help="(maintainers, needs norsim[train]) rerun entry NAME's export check "
+                        "(torch fake-quant vs committed model) on its full test set")
     p.add_argument("--name", help="zoo entry name for --build, e.g. lenet-mnist-4b")
     p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="data root for --build (default: $NORSIM_DATA, else ../shared/data)")
+                   help="data root for --build and --refresh-check (default: $NORSIM_DATA, "
+                        "else ../shared/data)")
     p.set_defaults(func=run)
 
 
@@ -31,6 +35,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--name", None, "an entry name with --build")
         e = build_entry(args.build, args.name, data_dir=args.data_dir)
         print(json.dumps(e["accuracy"]))
+        return 0
+    if args.refresh_check:
+        import norsim.qat  # noqa: F401  (clear message without torch)
+        from norsim.qat.zoo_entry import refresh_export_check
+
+        e = refresh_export_check(args.refresh_check, data_dir=args.data_dir)
+        print(json.dumps(e["export_check"]))
         return 0
     entries = zoo.entries()
     if not args.table:

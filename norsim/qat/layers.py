@@ -135,6 +135,7 @@ class QLayer(nn.Module):
         self.noise_sigma = 0.0          # log-normal weight noise (noise-aware QAT), training only
         self.noise_gen: torch.Generator | None = None
         self.exact = False
+        self.fixed_point_rounding = True   # eval mode: requantise as the integer format does
         object.__setattr__(self, "in_q", None)
         object.__setattr__(self, "out_q", None)
 
@@ -208,7 +209,14 @@ class QLayer(nn.Module):
         b = self.op.bias
         if b is not None:
             b = fake_quant_bias(b, self.acc_step())
-        return self._apply_op(x, w, b)
+        y = self._apply_op(x, w, b)
+        if not self.training and self.fixed_point_rounding and self.out_q is not None:
+            # Evaluated, the requantised value is the format's fixed-point one (multiplier and
+            # shift on the exact integer accumulator); a float32 pre-activation within an ulp
+            # of a code boundary would otherwise round the other way and the flip propagate.
+            # Straight-through: the gradient is that of the float32 graph.
+            y = y + (self.forward_exact(x).to(y.dtype) - y).detach()
+        return y
 
 
 class QSigned(nn.Module):
@@ -268,6 +276,7 @@ class BasicBlock(nn.Module):
         self.q_sc = QSigned(8) if self.shortcut is not None else None
         self.act2 = QAct(bits)
         self.exact = False
+        self.fixed_point_rounding = True
         object.__setattr__(self, "in_q", None)
         self.conv1.link_out(self.act1)
         self.conv2.link_out(self.q_res)
@@ -304,7 +313,12 @@ class BasicBlock(nn.Module):
                 return self._add_exact(y, x, self.in_q.scale())
             return self._add_exact(y, self.shortcut(x), self.q_sc.scale())
         y = self.q_res(self.conv2(self.act1(self.conv1(x))))
-        return self.act2(y + (x if self.shortcut is None else self.q_sc(self.shortcut(x))))
+        sc = x if self.shortcut is None else self.q_sc(self.shortcut(x))
+        out = self.act2(y + sc)
+        if not self.training and self.fixed_point_rounding and self.act2.quant:
+            s_sc = self.in_q.scale() if self.shortcut is None else self.q_sc.scale()
+            out = out + (self._add_exact(y, sc, s_sc).to(out.dtype) - out).detach()
+        return out
 
 
 def conv_out(size: int, k: int, stride: int = 1, padding: int = 0) -> int:

@@ -108,6 +108,13 @@ class QNet(nn.Module):
             if hasattr(m, "exact"):
                 m.exact = bool(on)
 
+    def set_fixed_point_rounding(self, on: bool) -> None:
+        """Eval-mode fake-quant requantises through the format's fixed-point multiplier and
+        shift (default, straight-through) or, off, rounds the float32 pre-activation."""
+        for m in self.modules():
+            if hasattr(m, "fixed_point_rounding"):
+                m.fixed_point_rounding = bool(on)
+
     def set_noise(self, sigma_lnw: float, seed: int = 0) -> None:
         """Multiplicative log-normal weight noise during quantised training (noise-aware QAT)."""
         g = torch.Generator().manual_seed(int(seed))
