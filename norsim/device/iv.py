@@ -384,6 +384,7 @@ _SG_BLOCK = 16384   # elements per parallel task (the chunk buffers are allocate
 _SG_PASSES = 6      # vectorised passes before the remaining elements go to _split_solve
 _SG_SCALAR_BELOW = 16  # smaller calls run _split_solve directly (no buffers to set up)
 _SIXTH = 1.0 / 6.0
+_SEL_ON_H = 12.0  # select term by _f_derivs_on if (V_P,sel - max(V_D, V_S)) / (2 U_T) >= this
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -392,6 +393,22 @@ def _f_derivs(x):
     s = sigma(x/2), t = 1 - s (each from :func:`softplus_sigmoid`, no cancellation):
     F' = L s, F'' = (s^2 + L s t) / 2, F''' = (3 s^2 t + L s t (t - s)) / 4."""
     L, s, t = softplus_sigmoid(0.5 * x)
+    ss = s * s
+    lst = L * s * t
+    return L * L, L * s, 0.5 * (ss + lst), 0.25 * (3.0 * ss * t + lst * (t - s))
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _f_derivs_on(x):
+    """:func:`_f_derivs` for x >= 2 _SEL_ON_H (a select transistor far in strong inversion):
+    with e = e^(-x/2) <= e^-_SEL_ON_H < 7e-6, ln(1 + e) = e (1 - e (1/2 - e/3)) and
+    1 / (1 + e) = 1 - e (1 - e (1 - e)) to within e^4 < 3e-21 (relative), far below the
+    rounding of the general formula, without its logarithm and divisions."""
+    h = 0.5 * x
+    e = exp_nonpos(-h)
+    L = h + e * (1.0 - e * (0.5 - e * (1.0 / 3.0)))
+    s = 1.0 - e * (1.0 - e * (1.0 - e))
+    t = e * s
     ss = s * s
     lst = L * s * t
     return L * L, L * s, 0.5 * (ss + lst), 0.25 * (3.0 * ss * t + lst * (t - s))
@@ -473,8 +490,9 @@ def _load(dst, src, step, k0, m):
         for j in range(m):
             dst[j] = v
     else:
+        s = src[k0:k0 + m]  # a view: unit-stride loads (src[k0 + j] may wrap, so gathers)
         for j in range(m):
-            dst[j] = src[k0 + j]
+            dst[j] = s[j]
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
@@ -492,6 +510,14 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
     runs over the elements not yet accepted, packed to the front of the chunk's buffers.
     ``out_pass`` (if it has ``size`` entries) receives the pass that accepted each element,
     -1 for the scalar solver.
+
+    The common read (one bias and one n, beta, eta for every element, a V_th per element)
+    runs the same passes with the shared values as scalars: pass 0 writes straight to the
+    outputs, the packed per-lane state is only the node bracket, the FG term
+    alpha_G (V_CG - V_th) and the element index, and if the select transistor is far in
+    strong inversion over the whole bracket its term comes from :func:`_f_derivs_on`.
+    Loads and stores go through slices of the inputs and outputs (unit-stride, so vector
+    loads and stores rather than gathers and scatters).
     """
     record = out_pass.size == size
     if sel_eta != 0.0 or size < _SG_SCALAR_BELOW:
@@ -513,6 +539,107 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
     vps_0 = (v_wl[0] - sel_vth) / sel_n
     w0, w1, w2, w3 = _f_derivs((vps_0 - v_d[0]) * inv_ut)
     nblock = (size + _SG_BLOCK - 1) // _SG_BLOCK
+    if sel_shared and s1 == 0 and s3 == 0 and s4 == 1 and s5 == 0 and s6 == 0 and s7 == 0:
+        # the common read: one bias and one n, beta, eta for all elements, a V_th per element.
+        # The same passes with the shared values as scalars: per-lane state is the node
+        # bracket, the FG term alpha_G (V_CG - V_th) and the element index
+        vd0 = v_d[0]
+        vs0 = v_s[0]
+        ek0 = eta[0]
+        nn0 = n[0]
+        inv_n0 = 1.0 / nn0
+        isf0 = 2.0 * nn0 * beta[0] * u_t * u_t
+        cg0 = v_cg[0]
+        lo0 = min(vd0, vs0)
+        hi0 = max(vd0, vs0)
+        # every iterate x lies in [lo0, hi0]: is the select term's argument large throughout?
+        sel_on = 0.5 * (vps_0 - hi0) * inv_ut >= _SEL_ON_H
+        for blk in numba.prange(nblock):
+            ch = _SG_CHUNK
+            idx = np.empty(ch, np.uint32)
+            afg = np.empty(ch)
+            xx = np.empty(ch)
+            lo = np.empty(ch)
+            hi = np.empty(ch)
+            ri = np.empty(ch)
+            rgd = np.empty(ch)
+            rgs = np.empty(ch)
+            rvx = np.empty(ch)
+            rok = np.empty(ch, np.bool_)
+            b_end = min(size, (blk + 1) * _SG_BLOCK)
+            for k0 in range(blk * _SG_BLOCK, b_end, ch):
+                m = min(ch, b_end - k0)
+                th_c = v_th[k0:k0 + m]
+                oi = out_i[k0:k0 + m]
+                ogd = out_gd[k0:k0 + m]
+                ogs = out_gs[k0:k0 + m]
+                ovx = out_vx[k0:k0 + m]
+                # pass 0 at x = V_D, results straight to the outputs
+                for j in range(m):
+                    a = alpha_g * (cg0 - (th_c[j] + dvth))
+                    afg[j] = a
+                    oi[j], ogd[j], ogs[j], ovx[j], rok[j], xx[j], lo[j], hi[j] = _split_step(
+                        a, ek0, inv_n0, vs0, isf0, vd0, lo0, hi0, w0, w1, w2, w3, w0, w1,
+                        inv_ut, iss, tol)
+                if record:
+                    op = out_pass[k0:k0 + m]
+                    for j in range(m):
+                        op[j] = 0
+                m2 = 0
+                for j in range(m):
+                    idx[m2] = j
+                    afg[m2] = afg[j]
+                    xx[m2] = xx[j]
+                    lo[m2] = lo[j]
+                    hi[m2] = hi[j]
+                    m2 += 0 if rok[j] else 1
+                m = m2
+                for p in range(1, _SG_PASSES):
+                    if m == 0:
+                        break
+                    if sel_on:
+                        for j in range(m):
+                            x = xx[j]
+                            u0, u1, u2, u3 = _f_derivs_on((vps_0 - x) * inv_ut)
+                            ri[j], rgd[j], rgs[j], rvx[j], rok[j], xx[j], lo[j], hi[j] = \
+                                _split_step(afg[j], ek0, inv_n0, vs0, isf0, x, lo[j], hi[j], u0,
+                                            u1, u2, u3, w0, w1, inv_ut, iss, tol)
+                    else:
+                        for j in range(m):
+                            x = xx[j]
+                            u0, u1, u2, u3 = _f_derivs((vps_0 - x) * inv_ut)
+                            ri[j], rgd[j], rgs[j], rvx[j], rok[j], xx[j], lo[j], hi[j] = \
+                                _split_step(afg[j], ek0, inv_n0, vs0, isf0, x, lo[j], hi[j], u0,
+                                            u1, u2, u3, w0, w1, inv_ut, iss, tol)
+                    left = 0
+                    for j in range(m):
+                        jj = idx[j]
+                        oi[jj] = ri[j]
+                        ogd[jj] = rgd[j]
+                        ogs[jj] = rgs[j]
+                        ovx[jj] = rvx[j]
+                        left += 0 if rok[j] else 1
+                    if record:
+                        for j in range(m):
+                            out_pass[k0 + idx[j]] = p
+                    if left > 0:  # (usually none: the pass after the first accepts the rest)
+                        m2 = 0
+                        for j in range(m):
+                            idx[m2] = idx[j]
+                            afg[m2] = afg[j]
+                            xx[m2] = xx[j]
+                            lo[m2] = lo[j]
+                            hi[m2] = hi[j]
+                            m2 += 0 if rok[j] else 1
+                    m = left
+                for t in range(m):
+                    jj = idx[t]
+                    oi[jj], ogd[jj], ogs[jj], ovx[jj], gv = _split_solve(
+                        v_wl[0], cg0, vd0, vs0, th_c[jj] + dvth, nn0, beta[0], ek0, alpha_g,
+                        u_t, sel_vth, sel_n, sel_beta, sel_eta, max_iter)
+                    if record:
+                        out_pass[k0 + jj] = -1
+        return
     for blk in numba.prange(nblock):
         ch = _SG_CHUNK
         # the chunk's inputs, by element (kept for the scalar fallback)
@@ -579,17 +706,22 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
                     afg[j], e_[j], inv_n[j], vs_[j], isf[j], x, min(x, vs_[j]),
                     max(x, vs_[j]), fw[j], f1w[j], f2w[j], f3w[j], fw[j], f1w[j], inv_ut,
                     iss, tol)
+            oi = out_i[k0:k0 + m]
+            ogd = out_gd[k0:k0 + m]
+            ogs = out_gs[k0:k0 + m]
+            ovx = out_vx[k0:k0 + m]
             for j in range(m):
-                out_i[k0 + j] = ri[j]
+                oi[j] = ri[j]
             for j in range(m):
-                out_gd[k0 + j] = rgd[j]
+                ogd[j] = rgd[j]
             for j in range(m):
-                out_gs[k0 + j] = rgs[j]
+                ogs[j] = rgs[j]
             for j in range(m):
-                out_vx[k0 + j] = rvx[j]
+                ovx[j] = rvx[j]
             if record:
+                op = out_pass[k0:k0 + m]
                 for j in range(m):
-                    out_pass[k0 + j] = 0
+                    op[j] = 0
             # pack the lanes still iterating (branch-free: every lane is copied, the write
             # position only advances past the ones not accepted)
             m2 = 0
