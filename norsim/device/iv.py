@@ -914,13 +914,14 @@ def cell_model(cell_cfg: CellConfig, temperature_k: float) -> CellModel:
 
 @numba.njit(cache=True, parallel=True)
 def _vth_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alpha_g, u_t,
-                dvth, sel_vth, sel_n, sel_beta, sel_eta, max_iter, tol, out_vth, out_ok,
-                out_slope):
+                dvth, sel_vth, sel_n, sel_beta, sel_eta, max_iter, tol, start, start_step,
+                out_vth, out_ok, out_slope):
     """Newton on ln I(V_th) - ln I_target per element, safeguarded by a bracket.
 
     ln I is concave and decreasing in V_th (slope -alpha_G/(n U_T) in weak inversion, flatter
     above), so Newton converges from the weak-inversion start; bisection or a bounded step
-    takes over whenever a step leaves the bracket.
+    takes over whenever a step leaves the bracket. ``start`` (step ``start_step``; NaN: the
+    weak-inversion start) is a caller's first iterate (reference-temperature V_th).
     """
     for k in numba.prange(size):
         it = i_t[k * steps[0]]
@@ -936,6 +937,9 @@ def _vth_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alp
         # start: forward weak-inversion current I = I_S exp((V_P - V_S) / U_T)
         vp = vs + u_t * np.log(it / (2.0 * nk * bk * u_t * u_t))
         vth = vg - (nk * vp - ek * (vd - vs)) / alpha_g
+        v0 = start[k * start_step]
+        if v0 == v0:   # not NaN
+            vth = v0 + dvth
         lo = -np.inf
         hi = np.inf
         ok = False
@@ -975,7 +979,7 @@ def _vth_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alp
 
 def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None, beta=None,
                     dibl_eta=None, fast: bool = True, tol_v: float = 1e-11,
-                    max_iter: int = 100, return_slope: bool = False):
+                    max_iter: int = 100, return_slope: bool = False, vth_start=None):
     """The (reference-temperature, control-gate-referred) V_th giving ``i_target`` at a bias.
 
     I_D falls monotonically with V_th. The numba path runs a safeguarded Newton iteration on
@@ -983,6 +987,9 @@ def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None,
     implicit-function theorem); ``fast=False`` runs the NumPy reference (Illinois / modified
     regula falsi in a widened bracket). Needs V_D > V_S and 0 < i_target below the current of
     V_th -> -inf. With ``return_slope`` (numba path) also |dI/dV_th| at the solution.
+    ``vth_start`` (numba path; scalar or one value per element, NaN for the default): the
+    first Newton iterate instead of the weak-inversion estimate (the solution is the same to
+    ``tol_v``; a close start saves iterations).
     """
     if not fast:
         if return_slope:
@@ -1009,9 +1016,18 @@ def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None,
     split = model.cell_type == "split_gate"
     sel = model.sel if split else fg
     sel_vth = model.select_vth + sel.dvth if split else 0.0
+    if vth_start is None:
+        start, start_step = np.full(1, np.nan), 0
+    else:
+        start = np.ascontiguousarray(vth_start, dtype=np.float64).reshape(-1)
+        if start.size not in (1, size):
+            raise InputError("vth_start", f"{start.size} values", f"1 or {size} (one per element)")
+        if np.any(np.isinf(start)):
+            raise InputError("vth_start", float(start[np.isinf(start)][0]), "finite V or NaN")
+        start_step = 0 if start.size == 1 else 1
     _vth_kernel(*flat, steps, size, split, float(fg.alpha_g), float(fg.u_t), float(fg.dvth),
                 float(sel_vth), float(sel.n), float(sel.beta), float(sel.dibl_eta),
-                int(max_iter), float(tol_v), out, ok, slope)
+                int(max_iter), float(tol_v), start, start_step, out, ok, slope)
     if not ok.all():
         k = int(np.flatnonzero(~ok)[0])
         raise InputError("i_target", float(i_t[k * steps[0]]),
