@@ -283,8 +283,12 @@ def _arrays(model, v_wl, v_cg, v_d, v_s, v_th, n, beta, dibl_eta, x0=None):
              fg.n if n is None else n, fg.beta if beta is None else beta,
              fg.dibl_eta if dibl_eta is None else dibl_eta,
              np.nan if x0 is None else x0]
-    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in parts))
-    return arrays[0].shape, [np.ascontiguousarray(a).ravel() for a in arrays]
+    parts = [np.asarray(a, dtype=np.float64) for a in parts]
+    shape = np.broadcast_shapes(*(a.shape for a in parts))
+    # (np.broadcast_arrays' writeable views make numba warn: expand explicitly instead)
+    return shape, [a.ravel() if a.shape == shape and a.flags.c_contiguous
+                   else np.ascontiguousarray(np.broadcast_to(a, shape)).ravel()
+                   for a in parts]
 
 
 def split_gate_warm(model, v_wl, v_cg, v_d, v_s, v_th, x0=None, *, n=None, beta=None,
