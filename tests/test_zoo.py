@@ -9,7 +9,7 @@ import pytest
 
 from norsim import zoo
 from norsim.data.embedded import load_embedded_mnist
-from norsim.errors import InputError
+from norsim.errors import FileFormatError, InputError
 from norsim.mapping.quant_model import QuantModel
 from norsim.mapping.reference import input_codes, run_reference
 
@@ -156,3 +156,29 @@ def test_cifar_export_equivalence_on_the_embedded_slice(cifar_slice):
     assert r["exact_top1_agreement"] == 1.0 and r["exact_max_logit_diff_steps"] < 1e-6
     # the fake-quant forward (eval mode: fixed-point requantisation) agrees too
     assert r["fq_top1_agreement"] == 1.0 and r["fq_images_within_one_step"] == 1.0
+
+
+@pytest.mark.torch
+def test_refresh_check_rewrites_the_export_check_and_refuses_a_wrong_test_set(
+        tmp_path, monkeypatch, mnist_test):
+    """`norsim zoo --refresh-check`: reruns the check on the full test set and rewrites
+    entry.json's export_check; a test set on which the committed model does not reproduce its
+    recorded accuracy is refused (nothing written)."""
+    pytest.importorskip("torch")
+    import shutil
+
+    import norsim.qat.zoo_entry as ze
+
+    shutil.copytree(zoo.ZOO_DIR / NAME, tmp_path / NAME)
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    entry = tmp_path / NAME / "entry.json"
+    before = json.loads(entry.read_text())
+    x, y = mnist_test
+    monkeypatch.setattr(ze, "load_split", lambda data, split, d=None: (x[:300, None], y[:300]))
+    with pytest.raises(FileFormatError, match="entry.json says"):
+        ze.refresh_export_check(NAME)
+    assert json.loads(entry.read_text()) == before
+    monkeypatch.setattr(ze, "load_split", lambda data, split, d=None: (x[:, None], y))
+    e = ze.refresh_export_check(NAME)
+    assert e["export_check"]["n"] == 10000 and e["export_check"]["fq_images_within_one_step"] == 1.0
+    assert json.loads(entry.read_text())["export_check"] == json.loads(json.dumps(e["export_check"]))
