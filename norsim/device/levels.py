@@ -62,17 +62,16 @@ def target_vth(model: CellModel, device: DeviceConfig, i_target, *, n=None, beta
     (with ``return_slope`` also |dI/dV_th| there)."""
     b = read_bias(device)
     i_target = np.asarray(i_target, dtype=np.float64)
-    if n is None and beta is None and dibl_eta is None and i_target.size > 64:
-        uniq, inv = np.unique(i_target, return_inverse=True)
-        if uniq.size <= i_target.size // 8:  # nominal cells at a few levels: invert per level
-            v, g = vth_for_current(model, uniq, b.v_wl, b.v_cg, b.v_d, b.v_s, return_slope=True)
-            idx = inv.reshape(-1)
-            v, g = v[idx].reshape(i_target.shape), g[idx].reshape(i_target.shape)
-            return (v, g) if return_slope else v
     start = None
     if i_target.size > 64:
         uniq, inv = np.unique(i_target, return_inverse=True)
-        if uniq.size <= i_target.size // 8:
+        if uniq.size <= i_target.size // 8:  # a few levels
+            if n is None and beta is None and dibl_eta is None:  # nominal: invert per level
+                v, g = vth_for_current(model, uniq, b.v_wl, b.v_cg, b.v_d, b.v_s,
+                                       return_slope=True)
+                idx = inv.reshape(-1)
+                v, g = v[idx].reshape(i_target.shape), g[idx].reshape(i_target.shape)
+                return (v, g) if return_slope else v
             start = _start_from_nominal(model, b, uniq, inv.reshape(i_target.shape), n, beta,
                                         dibl_eta)
     return vth_for_current(model, i_target, b.v_wl, b.v_cg, b.v_d, b.v_s, n=n, beta=beta,
