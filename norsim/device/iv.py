@@ -415,6 +415,16 @@ def _f_derivs_on(x):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def _f_derivs_sel(x, far_on):
+    """The select term (F and its first three derivatives): :func:`_f_derivs_on` when
+    ``far_on`` (one flag per call, so the branch is hoisted out of the vector loop), else
+    :func:`_f_derivs`."""
+    if far_on:
+        return _f_derivs_on(x)
+    return _f_derivs(x)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _split_step(a_fg, ek, inv_n, vs, isf, x, lo, hi, fu, f1u, f2u, f3u, fw, f1w, inv_ut,
                 iss, tol):
     """One vectorisable step of the split-gate node solve at x (lo <= x <= hi).
@@ -597,20 +607,12 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
                 for p in range(1, _SG_PASSES):
                     if m == 0:
                         break
-                    if sel_on:
-                        for j in range(m):
-                            x = xx[j]
-                            u0, u1, u2, u3 = _f_derivs_on((vps_0 - x) * inv_ut)
-                            ri[j], rgd[j], rgs[j], rvx[j], rok[j], xx[j], lo[j], hi[j] = \
-                                _split_step(afg[j], ek0, inv_n0, vs0, isf0, x, lo[j], hi[j], u0,
-                                            u1, u2, u3, w0, w1, inv_ut, iss, tol)
-                    else:
-                        for j in range(m):
-                            x = xx[j]
-                            u0, u1, u2, u3 = _f_derivs((vps_0 - x) * inv_ut)
-                            ri[j], rgd[j], rgs[j], rvx[j], rok[j], xx[j], lo[j], hi[j] = \
-                                _split_step(afg[j], ek0, inv_n0, vs0, isf0, x, lo[j], hi[j], u0,
-                                            u1, u2, u3, w0, w1, inv_ut, iss, tol)
+                    for j in range(m):
+                        x = xx[j]
+                        u0, u1, u2, u3 = _f_derivs_sel((vps_0 - x) * inv_ut, sel_on)
+                        ri[j], rgd[j], rgs[j], rvx[j], rok[j], xx[j], lo[j], hi[j] = _split_step(
+                            afg[j], ek0, inv_n0, vs0, isf0, x, lo[j], hi[j], u0, u1, u2, u3, w0,
+                            w1, inv_ut, iss, tol)
                     left = 0
                     for j in range(m):
                         jj = idx[j]
