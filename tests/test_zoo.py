@@ -177,6 +177,8 @@ def test_refresh_check_rewrites_the_export_check_and_refuses_a_wrong_test_set(
     monkeypatch.setattr(ze, "load_split", lambda data, split, d=None: (x[:300, None], y[:300]))
     with pytest.raises(FileFormatError, match="entry.json says"):
         ze.refresh_export_check(NAME)
+    with pytest.raises(InputError, match="zoo model"):
+        ze.refresh_export_check("no-such-entry")
     assert json.loads(entry.read_text()) == before
     monkeypatch.setattr(ze, "load_split", lambda data, split, d=None: (x[:, None], y))
     e = ze.refresh_export_check(NAME)

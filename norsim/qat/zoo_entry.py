@@ -81,7 +81,8 @@ def refresh_export_check(name: str, data_dir: str | None = None) -> dict:
     from norsim import zoo
 
     d = zoo.ZOO_DIR
-    e = json.loads((d / name / "entry.json").read_text())
+    e = zoo.entry(name)          # a clear error for an unknown or unreadable entry
+    e.pop("name")
     model = load_zoo_torch_model(name)
     qm = zoo.load(name)
     x, y = load_split(e["data"], "test", data_dir)
