@@ -236,11 +236,13 @@ def test_vth_slope_matches_finite_difference(cell):
 
 
 # ------------------------------------------- split gate: vectorised node solve ---------
-def _split_kernels(m, v_wl, v_cg, v_d, v_s, v_th, n=None, beta=None, dibl_eta=None):
+def _split_kernels(m, v_wl, v_cg, v_d, v_s, v_th, n=None, beta=None, dibl_eta=None,
+                   predict=False):
     """The split-gate cell through the vectorised kernel (with the pass that accepted each
-    element, -1 = the scalar fallback) and through the safeguarded scalar solver alone."""
-    from norsim.device.iv import (_CELL_NAMES, _flat_inputs, _split_gate_kernel,
-                                  _split_gate_scalar_kernel)
+    element, -1 = the scalar fallback; pass 0 from the node table if ``predict``) and
+    through the safeguarded scalar solver alone."""
+    from norsim.device.iv import (_CELL_NAMES, _NO_TABLE, _flat_inputs, _node_predictor,
+                                  _split_gate_kernel, _split_gate_scalar_kernel)
 
     fg, sel = m.fg, m.sel
     shape, flat, steps = _flat_inputs(
@@ -251,7 +253,11 @@ def _split_kernels(m, v_wl, v_cg, v_d, v_s, v_th, n=None, beta=None, dibl_eta=No
               float(sel.dibl_eta), int(m.max_iter))
     fast = [np.empty(size) for _ in range(4)]
     passes = np.empty(size, np.int8)
-    _split_gate_kernel(*flat, steps, size, fg.alpha_g, fg.u_t, fg.dvth, *common, *fast, passes)
+    table = (_node_predictor(flat, steps, size, m._kernel_constants()) if predict
+             else (0.0, 0.0, _NO_TABLE))
+    assert (table[2].size > 0) == predict
+    _split_gate_kernel(*flat, steps, size, fg.alpha_g, fg.u_t, fg.dvth, *common, *fast, passes,
+                       *table)
     slow = [np.empty(size) for _ in range(4)]
     flat_t = list(flat)
     flat_t[4] = flat[4] + fg.dvth
@@ -292,27 +298,58 @@ def test_split_gate_fast_path_equals_safeguarded_solver():
     assert np.max(np.abs(fast[0] - i_ref) / m.current_scale(*args, **kw)) < 1e-12
 
 
-def test_split_gate_fast_path_read_bias():
+@pytest.mark.parametrize("temperature_k", [300.0, 358.0])
+@pytest.mark.parametrize("predict", [False, True], ids=["from_vd", "node_table"])
+def test_split_gate_fast_path_read_bias(predict, temperature_k):
     """The preset read (one bias, a V_th per cell, size not a multiple of the chunk or the
-    parallel block): every element is accepted by a vectorised pass (no fallback), pass 0
-    takes the subthreshold cells (node within 1e-4 U_T of V_D) and the current equals the
+    parallel block): every element is accepted by a vectorised pass (no fallback); from
+    V_D pass 0 takes the subthreshold cells (node within 1e-4 U_T of V_D), from the
+    interpolated node table it takes every cell. The current equals the
     scalar solver's to 1e-13 of its own value (derivatives to 1e-9: the scalar solver's own
     are good to ~step/U_T); against the NumPy bisection reference current and derivatives
     agree to 1e-13 of their values."""
-    m = cell_model(SPLIT, 300.0)
+    m = cell_model(SPLIT, temperature_k)
     vth = np.random.default_rng(5).uniform(-0.5, 2.5, 16384 + 301)
-    fast, passes, slow = _split_kernels(m, 1.8, 1.0, 0.3, 0.0, vth)
+    fast, passes, slow = _split_kernels(m, 1.8, 1.0, 0.3, 0.0, vth, predict=predict)
     _assert_split_equal(m, fast, slow, (1.8, 1.0, 0.3, 0.0, vth))
     assert passes.min() >= 0
     u_t = m.fg.u_t
     drop = 0.3 - slow[3]
-    assert np.all(passes[drop < 0.5e-4 * u_t] == 0) and np.all(passes[drop > 2e-4 * u_t] > 0)
+    if predict:
+        assert np.all(passes == 0)
+    else:
+        assert np.all(passes[drop < 0.5e-4 * u_t] == 0) and np.all(passes[drop > 2e-4 * u_t] > 0)
     assert np.max(np.abs(fast[0] - slow[0]) / slow[0]) < 1e-13
     for k in (1, 2):
         assert np.max(np.abs(fast[k] - slow[k]) / np.abs(slow[k])) < 1e-9
     ref = m.current(1.8, 1.0, 0.3, 0.0, vth, derivatives=True, fast=False)
     for k in range(3):
         assert np.max(np.abs(fast[k] - ref[k]) / np.abs(ref[k])) < 1e-13
+
+
+def test_split_gate_node_table_only_chooses_the_start():
+    """Over a V_th range so wide that the interpolated node misses the pass-0 window the
+    later passes finish those elements: results still equal the safeguarded solver. The
+    public call takes the table from 16,384 elements up and gives what the kernel without
+    it gives; unrequested outputs are not returned."""
+    from norsim.device.iv import _SG_PREDICT_MIN
+
+    m = cell_model(SPLIT, 300.0)
+    vth = np.random.default_rng(8).uniform(-40.0, 40.0, 20_000)
+    fast, passes, slow = _split_kernels(m, 1.8, 1.0, 0.3, 0.0, vth, predict=True)
+    _assert_split_equal(m, fast, slow, (1.8, 1.0, 0.3, 0.0, vth))
+    assert np.any(passes > 0) and np.mean(passes == 0) > 0.5
+    vth = np.random.default_rng(9).uniform(-0.5, 2.5, _SG_PREDICT_MIN)
+    plain, _, _ = _split_kernels(m, 1.8, 1.0, 0.3, 0.0, vth)
+    i, gd, gs = m.current(1.8, 1.0, 0.3, 0.0, vth, derivatives=True)
+    for a, b in zip((i, gd, gs), plain):
+        assert np.allclose(a, b, rtol=1e-12, atol=0)
+    assert np.array_equal(m.current(1.8, 1.0, 0.3, 0.0, vth), i)
+    assert np.array_equal(m.internal_node(1.8, 1.0, 0.3, 0.0, vth),
+                          m._evaluate(1.8, 1.0, 0.3, 0.0, vth, None, None, None, True, True,
+                                      want_vx=True)[3])
+    assert m._evaluate(1.8, 1.0, 0.3, 0.0, vth, None, None, None, True, False)[1:4] == (
+        None, None, None)
 
 
 _EDGE_CASES = ["vth_absurd_low", "vth_absurd_high", "vd_equals_vs", "strong_inversion",
