@@ -218,10 +218,35 @@ def test_vth_inversion_numba_equals_numpy_reference(cell):
     assert np.allclose(back, i_t, rtol=1e-9)
 
 
-def test_vth_for_current_rejects_unreachable_current():
+@pytest.mark.parametrize("newton", [False, True], ids=["direct", "newton"])
+def test_vth_for_current_rejects_unreachable_current(newton):
     m = cell_model(SPLIT, 300.0)
     with pytest.raises(InputError, match="i_target"):
-        vth_for_current(m, 1.0, 1.8, 1.0, 0.3, 0.0)  # 1 A: beyond any V_th
+        vth_for_current(m, 1.0, 1.8, 1.0, 0.3, 0.0, newton=newton)  # 1 A: beyond any V_th
+
+
+@pytest.mark.parametrize("temperature_k", [233.0, 358.0])
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_vth_direct_inversion_equals_newton_on_the_whole_cell(cell, temperature_k):
+    """Fast path (node in closed form, Newton on the FG transistor alone) against the
+    reference path (Newton on V_th, the cell's node solved per iterate), over 8 decades of
+    current, drain biases from 50 mV and per-cell n, beta, DIBL: the same V_th to the
+    solvers' 1e-11 V, the same |dI/dV_th|, and the cell reads the target back to 1e-13."""
+    m = cell_model(cell, temperature_k)
+    rng = np.random.default_rng(21)
+    n = 3000
+    i_t = np.exp(rng.uniform(np.log(1e-13), np.log(1e-5), n))
+    vwl = 1.8 if cell.cell_type == "split_gate" else 1.0
+    kw = dict(n=rng.uniform(1.2, 1.4, n), beta=rng.uniform(3e-4, 7e-4, n),
+              dibl_eta=rng.uniform(0.0, 0.07, n))
+    vd = rng.uniform(0.05, 0.8, n)
+    fast, g_fast = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw, return_slope=True)
+    ref, g_ref = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw, return_slope=True,
+                                 newton=True)
+    assert np.max(np.abs(fast - ref)) < 2e-11
+    assert np.max(np.abs(g_fast / g_ref - 1.0)) < 1e-7
+    back = m.current(vwl, 1.0, vd, 0.0, fast, **kw)
+    assert np.max(np.abs(back / i_t - 1.0)) < 1e-13
 
 
 @pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])

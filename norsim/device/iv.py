@@ -991,16 +991,101 @@ def cell_model(cell_cfg: CellConfig, temperature_k: float) -> CellModel:
     return CellModel("split_gate", fg, sel, float(cell_cfg.select_vth_v))
 
 
+_LN2 = float(np.log(2.0))
+
+
+@numba.njit(cache=True, parallel=True)
+def _vth_direct_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alpha_g,
+                       u_t, dvth, sel_vth, sel_n, sel_beta, max_iter, tol, out_vth, out_ok,
+                       out_slope):
+    """V_th for a target current without solving the cell's node per iterate.
+
+    With the current I fixed, the split-gate cell's select transistor (no DIBL) fixes the
+    internal node in closed form: I = I_S,sel [F(u) - F(w)] with F(z) = ln^2(1 + e^(z/2)),
+    u = (V_P,sel - x) / U_T and w = (V_P,sel - V_D) / U_T, so u = F^-1(F(w) + I / I_S,sel)
+    with F^-1(y) = 2 ln(e^sqrt(y) - 1). (A stacked-gate cell: x = V_D.) The FG transistor
+    then needs the pinch-off voltage V_P with G(p) = F(p) - F(p - d) = I / I_S,
+    p = (V_P - V_S) / U_T, d = (x - V_S) / U_T: G is log-concave (F' = ln(1 + e^(z/2))
+    sigma(z/2) is a product of log-concave functions, G its convolution with a box), so
+    Newton on ln G from below the root climbs to it without overshooting. The start is the
+    largest of three lower bounds from F'(z) <= e^z and F'(z) <= max(z / 2, 0) + ln 2:
+    G(p) <= e^p (1 - e^-d) and, for p >= 0, G(p) <= d (p / 2 + ln 2) and
+    G(p) <= (p / 2 + ln 2)^2.
+    V_th follows from V_P = (alpha_G (V_G - V_th) + eta (x - V_S)) / n; |dI/dV_th| by the
+    implicit-function theorem as in :func:`_split_solve`. ``out_ok`` is False where the
+    current is out of reach (node at or below V_S, or no finite solution).
+    """
+    for k in numba.prange(size):
+        it = i_t[k * steps[0]]
+        vd = v_d[k * steps[3]]
+        vs = v_s[k * steps[4]]
+        nk = n[k * steps[5]]
+        bk = beta[k * steps[6]]
+        ek = eta[k * steps[7]]
+        b_sel = 0.0
+        if split:
+            vps = (v_wl[k * steps[1]] - sel_vth) / sel_n
+            gss = 2.0 * sel_n * sel_beta * u_t
+            lw, sw = _sp_sig_half((vps - vd) / u_t)
+            lu = np.sqrt(lw * lw + it / (gss * u_t))     # F(u) = lu^2
+            u = 2.0 * np.log(np.expm1(lu))
+            x = vps - u_t * u
+            su = 1.0 / (1.0 + np.exp(-0.5 * u))
+            b_sel = -gss * lu * su                       # dI_sel / dx
+            vg = v_cg[k * steps[2]]
+        else:
+            x = vd
+            vg = v_wl[k * steps[1]]
+        d = (x - vs) / u_t
+        r = it / (2.0 * nk * bk * u_t * u_t)
+        ln_r = np.log(r)
+        p = ln_r - np.log(-np.expm1(-d))
+        p_strong = max(2.0 * (r / d - _LN2), 2.0 * (np.sqrt(r) - _LN2))
+        if p_strong >= 0.0 and p_strong > p:  # (those two bounds hold for p >= 0)
+            p = p_strong
+        tol_p = tol * alpha_g / (nk * u_t)
+        ok = d > 0.0 and r > 0.0
+        if ok:
+            ok = False
+            for _ in range(max_iter):
+                lf, sf = _sp_sig_half(p)
+                lr, sr = _sp_sig_half(p - d)
+                g = (lf - lr) * (lf + lr)
+                dg = lf * sf - lr * sr
+                if not (g > 0.0 and dg > 0.0):
+                    break
+                step = (ln_r - np.log(g)) * g / dg
+                p += step
+                if abs(step) <= tol_p:
+                    ok = np.isfinite(p)
+                    break
+        lf, sf = _sp_sig_half(p)
+        lr, sr = _sp_sig_half(p - d)
+        gsf = 2.0 * nk * bk * u_t
+        kk = ek / nk
+        p_vth = -gsf * (alpha_g / nk) * (lf * sf - lr * sr)    # dI_fg / dV_th
+        if split:
+            c = gsf * (lf * sf * kk - lr * sr * (kk - 1.0))     # dI_fg / dx
+            slope = p_vth * b_sel / (c - b_sel)
+        else:
+            slope = -p_vth
+        v_p = vs + u_t * p
+        out_vth[k] = vg - (nk * v_p - ek * (x - vs)) / alpha_g - dvth
+        out_ok[k] = ok
+        out_slope[k] = slope
+
+
 @numba.njit(cache=True, parallel=True)
 def _vth_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alpha_g, u_t,
-                dvth, sel_vth, sel_n, sel_beta, sel_eta, max_iter, tol, start, start_step,
-                out_vth, out_ok, out_slope):
-    """Newton on ln I(V_th) - ln I_target per element, safeguarded by a bracket.
+                dvth, sel_vth, sel_n, sel_beta, sel_eta, max_iter, tol, out_vth, out_ok,
+                out_slope):
+    """Newton on ln I(V_th) - ln I_target per element, each iterate's node solved by
+    :func:`_split_solve`, safeguarded by a bracket (the general path: a select transistor
+    with DIBL; the reference of :func:`_vth_direct_kernel`).
 
     ln I is concave and decreasing in V_th (slope -alpha_G/(n U_T) in weak inversion, flatter
     above), so Newton converges from the weak-inversion start; bisection or a bounded step
-    takes over whenever a step leaves the bracket. ``start`` (step ``start_step``; NaN: the
-    weak-inversion start) is a caller's first iterate (reference-temperature V_th).
+    takes over whenever a step leaves the bracket.
     """
     for k in numba.prange(size):
         it = i_t[k * steps[0]]
@@ -1016,9 +1101,6 @@ def _vth_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alp
         # start: forward weak-inversion current I = I_S exp((V_P - V_S) / U_T)
         vp = vs + u_t * np.log(it / (2.0 * nk * bk * u_t * u_t))
         vth = vg - (nk * vp - ek * (vd - vs)) / alpha_g
-        v0 = start[k * start_step]
-        if v0 == v0:   # not NaN
-            vth = v0 + dvth
         lo = -np.inf
         hi = np.inf
         ok = False
@@ -1058,17 +1140,17 @@ def _vth_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alp
 
 def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None, beta=None,
                     dibl_eta=None, fast: bool = True, tol_v: float = 1e-11,
-                    max_iter: int = 100, return_slope: bool = False, vth_start=None):
+                    max_iter: int = 100, return_slope: bool = False, newton: bool = False):
     """The (reference-temperature, control-gate-referred) V_th giving ``i_target`` at a bias.
 
-    I_D falls monotonically with V_th. The numba path runs a safeguarded Newton iteration on
-    ln I_D(V_th) - ln i_target with the analytic dI/dV_th (for the split-gate cell by the
-    implicit-function theorem); ``fast=False`` runs the NumPy reference (Illinois / modified
-    regula falsi in a widened bracket). Needs V_D > V_S and 0 < i_target below the current of
-    V_th -> -inf. With ``return_slope`` (numba path) also |dI/dV_th| at the solution.
-    ``vth_start`` (numba path; scalar or one value per element, NaN for the default): the
-    first Newton iterate instead of the weak-inversion estimate (the solution is the same to
-    ``tol_v``; a close start saves iterations).
+    I_D falls monotonically with V_th. The numba path fixes the current and solves the
+    cell for its pinch-off voltage (:func:`_vth_direct_kernel`: the split-gate node in
+    closed form, then a Newton iteration on the FG transistor alone); with ``newton`` (and
+    always for a select transistor with DIBL) it runs a safeguarded Newton iteration on
+    ln I_D(V_th) - ln i_target instead, solving the whole cell per iterate. ``fast=False``
+    runs the NumPy reference (Illinois / modified regula falsi in a widened bracket). Needs
+    V_D > V_S and 0 < i_target below the current of V_th -> -inf. With ``return_slope``
+    (numba path) also |dI/dV_th| at the solution.
     """
     if not fast:
         if return_slope:
@@ -1095,18 +1177,14 @@ def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None,
     split = model.cell_type == "split_gate"
     sel = model.sel if split else fg
     sel_vth = model.select_vth + sel.dvth if split else 0.0
-    if vth_start is None:
-        start, start_step = np.full(1, np.nan), 0
+    if newton or (split and sel.dibl_eta != 0.0):
+        _vth_kernel(*flat, steps, size, split, float(fg.alpha_g), float(fg.u_t), float(fg.dvth),
+                    float(sel_vth), float(sel.n), float(sel.beta), float(sel.dibl_eta),
+                    int(max_iter), float(tol_v), out, ok, slope)
     else:
-        start = np.ascontiguousarray(vth_start, dtype=np.float64).reshape(-1)
-        if start.size not in (1, size):
-            raise InputError("vth_start", f"{start.size} values", f"1 or {size} (one per element)")
-        if np.any(np.isinf(start)):
-            raise InputError("vth_start", float(start[np.isinf(start)][0]), "finite V or NaN")
-        start_step = 0 if start.size == 1 else 1
-    _vth_kernel(*flat, steps, size, split, float(fg.alpha_g), float(fg.u_t), float(fg.dvth),
-                float(sel_vth), float(sel.n), float(sel.beta), float(sel.dibl_eta),
-                int(max_iter), float(tol_v), start, start_step, out, ok, slope)
+        _vth_direct_kernel(*flat, steps, size, split, float(fg.alpha_g), float(fg.u_t),
+                           float(fg.dvth), float(sel_vth), float(sel.n), float(sel.beta),
+                           int(max_iter), float(tol_v), out, ok, slope)
     if not ok.all():
         k = int(np.flatnonzero(~ok)[0])
         raise InputError("i_target", float(i_t[k * steps[0]]),

@@ -62,39 +62,15 @@ def target_vth(model: CellModel, device: DeviceConfig, i_target, *, n=None, beta
     (with ``return_slope`` also |dI/dV_th| there)."""
     b = read_bias(device)
     i_target = np.asarray(i_target, dtype=np.float64)
-    start = None
-    if i_target.size > 64:
+    if i_target.size > 64 and n is None and beta is None and dibl_eta is None:
         uniq, inv = np.unique(i_target, return_inverse=True)
-        if uniq.size <= i_target.size // 8:  # a few levels
-            if n is None and beta is None and dibl_eta is None:  # nominal: invert per level
-                v, g = vth_for_current(model, uniq, b.v_wl, b.v_cg, b.v_d, b.v_s,
-                                       return_slope=True)
-                idx = inv.reshape(-1)
-                v, g = v[idx].reshape(i_target.shape), g[idx].reshape(i_target.shape)
-                return (v, g) if return_slope else v
-            start = _start_from_nominal(model, b, uniq, inv.reshape(i_target.shape), n, beta,
-                                        dibl_eta)
+        if uniq.size <= i_target.size // 8:  # nominal cells at a few levels: invert per level
+            v, g = vth_for_current(model, uniq, b.v_wl, b.v_cg, b.v_d, b.v_s, return_slope=True)
+            idx = inv.reshape(-1)
+            v, g = v[idx].reshape(i_target.shape), g[idx].reshape(i_target.shape)
+            return (v, g) if return_slope else v
     return vth_for_current(model, i_target, b.v_wl, b.v_cg, b.v_d, b.v_s, n=n, beta=beta,
-                           dibl_eta=dibl_eta, return_slope=return_slope, vth_start=start)
-
-
-def _start_from_nominal(model: CellModel, b, levels_i, inv, n, beta, dibl_eta) -> np.ndarray:
-    """First Newton iterate for cells with their own n, beta, DIBL at a few target currents:
-    the nominal cell's exact V_th at the cell's level plus the change of the weak-inversion
-    estimate V_th = V_G - (n (V_S + U_T ln(I / (2 n beta U_T^2))) - eta V_DS) / alpha_G from
-    the nominal to the cell's parameters (only second-order errors left for Newton)."""
-    fg = model.fg
-    v_gate = b.v_cg if model.cell_type == "split_gate" else b.v_wl
-    i = levels_i[inv]
-
-    def weak(nn, bb, ee):
-        vp = b.v_s + fg.u_t * np.log(i / (2.0 * nn * bb * fg.u_t ** 2))
-        return v_gate - (nn * vp - ee * (b.v_d - b.v_s)) / fg.alpha_g
-
-    nom = vth_for_current(model, levels_i, b.v_wl, b.v_cg, b.v_d, b.v_s)[inv]
-    cell = weak(fg.n if n is None else np.asarray(n), fg.beta if beta is None else np.asarray(beta),
-                fg.dibl_eta if dibl_eta is None else np.asarray(dibl_eta))
-    return nom + cell - weak(fg.n, fg.beta, fg.dibl_eta)
+                           dibl_eta=dibl_eta, return_slope=return_slope)
 
 
 def read_current(model: CellModel, device: DeviceConfig, vth, **iv_kwargs) -> np.ndarray:
