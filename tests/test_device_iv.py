@@ -474,34 +474,38 @@ _UNIFORM_BIASES = {
 }
 
 
+@pytest.mark.parametrize("predict", [False, True], ids=["from_vd", "node_table"])
 @pytest.mark.parametrize("case", list(_UNIFORM_BIASES))
-def test_split_gate_uniform_bias_path(case):
+def test_split_gate_uniform_bias_path(case, predict):
     """One bias for all elements and a V_th per element (the kernel's scalar-state path, with
     the select term's series when the select transistor is far in strong inversion): equal
-    to the safeguarded solver, and the same passes and (to rounding) the same results as the
-    general path given the same bias as per-element arrays."""
-    from norsim.device.iv import _SEL_ON_H
+    to the safeguarded solver, and (to rounding) the same results as the general path given
+    the same bias as per-element arrays; from V_D also the same passes. Each case also with
+    pass 0 started from the node table (then the partials agree to their Taylor remainders,
+    1e-9 of their scale in a deep-off select transistor)."""
+    from norsim.device.iv import _SEL_ON_H, _SG_PREDICT_MIN
 
     m = cell_model(SPLIT, 330.0)
     rng = np.random.default_rng(40 + list(_UNIFORM_BIASES).index(case))
-    k = 5000
+    k = _SG_PREDICT_MIN + 123
     vth = rng.uniform(-0.5, 2.5, k)
     vth[:40] = rng.uniform(-60.0, -10.0, 40)
     vth[40:80] = rng.uniform(10.0, 60.0, 40)
     v_wl, v_cg, v_d, v_s = _UNIFORM_BIASES[case]
     args = (v_wl, v_cg, v_d, v_s, vth)
-    fast, passes, slow = _split_kernels(m, *args)
+    fast, passes, slow = _split_kernels(m, *args, predict=predict)
     _assert_split_equal(m, fast, slow, args)
     full = (np.full(k, v_wl), np.full(k, v_cg), np.full(k, v_d), np.full(k, v_s), vth)
     gen, passes_gen, _ = _split_kernels(m, *full)
-    assert np.array_equal(passes, passes_gen)
+    assert predict or np.array_equal(passes, passes_gen)
     scale = m.current_scale(*args)
     assert np.max(np.abs(fast[0] - gen[0]) / scale) < 1e-14
     gscale = np.abs(gen[1]) + np.abs(gen[2]) + 1e-30
-    for j in (1, 2):
-        assert np.max(np.abs(fast[j] - gen[j]) / gscale) < 1e-12
+    for j in (1, 2):  # (from another start the partials' Taylor remainders differ)
+        assert np.max(np.abs(fast[j] - gen[j]) / gscale) < (1e-9 if predict else 1e-12)
     assert np.max(np.abs(fast[3] - gen[3])) < 1e-14
-    assert np.array_equal(m.current(*args), fast[0])
+    if predict:  # what the public call runs at this size
+        assert np.array_equal(m.current(*args), fast[0])
     vp_sel = (v_wl - m.select_vth - m.sel.dvth) / m.sel.n
     sel_on = vp_sel - max(v_d, v_s) >= 2 * _SEL_ON_H * m.fg.u_t
     assert sel_on == (case in ("read", "reverse_bias", "vd_equals_vs", "strong_inversion"))
@@ -509,5 +513,5 @@ def test_split_gate_uniform_bias_path(case):
         assert np.all(fast[0] == 0.0) and np.all(passes == 0)
     if case == "select_off":
         assert np.any(passes == -1)
-    if case == "read":
+    if case == "read" and not predict:
         assert np.any(passes == 0) and np.any(passes == 1)

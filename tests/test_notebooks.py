@@ -90,8 +90,9 @@ def test_notebook_runs_top_to_bottom_with_the_quick_setting(path, tmp_path, monk
     monkeypatch.setenv("JUPYTER_PATH", _kernelspec(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
-    monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR",
-                                                         str(ROOT / ".numba_cache")))
+    # absolute: the kernel runs in tmp_path, where a relative cache folder would be empty
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(Path(os.environ.get(
+        "NUMBA_CACHE_DIR", ROOT / ".numba_cache")).resolve()))
     nb = nbformat.read(path, as_version=4)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()

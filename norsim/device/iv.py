@@ -296,7 +296,7 @@ def _ekv_point(v_g, v_d, v_s, v_th, n, alpha_g, beta, eta, u_t):
 NODE_STEP_REL = 1e-10
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _split_solve(vwl, vcg, vd, vs, vth, nk, bk, ek, alpha_g, u_t, sel_vth, sel_n, sel_beta,
                  sel_eta, max_iter):
     """One split-gate cell: (I, dI/dV_D, dI/dV_S, internal node x, dI/dV_th).
@@ -584,6 +584,9 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
         hi0 = max(vd0, vs0)
         # every iterate x lies in [lo0, hi0]: is the select term's argument large throughout?
         sel_on = 0.5 * (vps_0 - hi0) * inv_ut >= _SEL_ON_H
+        # the reverse term by the same formula as the forward one, so that at x = V_D the
+        # two are equal to the bit (and I = 0 exactly when V_D = V_S)
+        w0, w1, w2, w3 = _f_derivs_sel((vps_0 - vd0) * inv_ut, sel_on)
         predict = node_table.size >= 2
         k_max = np.uint32(max(node_table.size - 2, 0))
         t_max = k_max + 1.0
@@ -608,29 +611,25 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
                 ogd = out_gd[k0:k0 + m] if want_d else sink_gd[:m]
                 ogs = out_gs[k0:k0 + m] if want_d else sink_gs[:m]
                 ovx = out_vx[k0:k0 + m] if want_vx else sink_vx[:m]
-                # pass 0, results straight to the outputs
-                if predict:  # from the interpolated node
+                # pass 0 from the interpolated node (or V_D), results straight to the outputs
+                if predict:
                     # (a loop of its own: table loads by index in the solve's loop, which
                     # also stores to the outputs, keep it from vectorising)
                     for j in range(m):
                         t = min(max((th_c[j] - node_th0) * node_inv_h, 0.0), t_max)
                         kt = min(np.uint32(t), k_max)
                         xx[j] = node_table[kt] + (t - kt) * (node_table[kt + 1] - node_table[kt])
+                else:
                     for j in range(m):
-                        a = alpha_g * (cg0 - (th_c[j] + dvth))
-                        afg[j] = a
-                        x0 = xx[j]
-                        u0, u1, u2, u3 = _f_derivs_sel((vps_0 - x0) * inv_ut, sel_on)
-                        oi[j], ogd[j], ogs[j], ovx[j], rok[j], xx[j], lo[j], hi[j] = \
-                            _split_step(a, ek0, inv_n0, vs0, isf0, x0, lo0, hi0, u0, u1, u2,
-                                        u3, w0, w1, inv_ut, iss, tol)
-                else:  # from x = V_D
-                    for j in range(m):
-                        a = alpha_g * (cg0 - (th_c[j] + dvth))
-                        afg[j] = a
-                        oi[j], ogd[j], ogs[j], ovx[j], rok[j], xx[j], lo[j], hi[j] = \
-                            _split_step(a, ek0, inv_n0, vs0, isf0, vd0, lo0, hi0, w0, w1, w2,
-                                        w3, w0, w1, inv_ut, iss, tol)
+                        xx[j] = vd0
+                for j in range(m):
+                    a = alpha_g * (cg0 - (th_c[j] + dvth))
+                    afg[j] = a
+                    x0 = xx[j]
+                    u0, u1, u2, u3 = _f_derivs_sel((vps_0 - x0) * inv_ut, sel_on)
+                    oi[j], ogd[j], ogs[j], ovx[j], rok[j], xx[j], lo[j], hi[j] = _split_step(
+                        a, ek0, inv_n0, vs0, isf0, x0, lo0, hi0, u0, u1, u2, u3, w0, w1,
+                        inv_ut, iss, tol)
                 if record:
                     op = out_pass[k0:k0 + m]
                     for j in range(m):
