@@ -993,7 +993,7 @@ def cell_model(cell_cfg: CellConfig, temperature_k: float) -> CellModel:
 _LN2 = float(np.log(2.0))
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, error_model="numpy")
 def _vth_direct_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, split, alpha_g,
                        u_t, dvth, sel_vth, sel_n, sel_beta, max_iter, tol, out_vth, out_ok,
                        out_slope):
@@ -1037,15 +1037,15 @@ def _vth_direct_kernel(i_t, v_wl, v_cg, v_d, v_s, n, beta, eta, steps, size, spl
             vg = v_wl[k * steps[1]]
         d = (x - vs) / u_t
         r = it / (2.0 * nk * bk * u_t * u_t)
-        ln_r = np.log(r)
-        p = ln_r - np.log(-np.expm1(-d))
-        p_strong = max(2.0 * (r / d - _LN2), 2.0 * (np.sqrt(r) - _LN2))
-        if p_strong >= 0.0 and p_strong > p:  # (those two bounds hold for p >= 0)
-            p = p_strong
-        tol_p = tol * alpha_g / (nk * u_t)
-        ok = d > 0.0 and r > 0.0
-        if ok:
-            ok = False
+        ok = False
+        p = 0.0
+        if d > 0.0 and r > 0.0:  # (else the node is at or below V_S: out of reach)
+            ln_r = np.log(r)
+            p = ln_r - np.log(-np.expm1(-d))
+            p_strong = max(2.0 * (r / d - _LN2), 2.0 * (np.sqrt(r) - _LN2))
+            if p_strong >= 0.0 and p_strong > p:  # (those two bounds hold for p >= 0)
+                p = p_strong
+            tol_p = tol * alpha_g / (nk * u_t)
             for _ in range(max_iter):
                 lf, sf = _sp_sig_half(p)
                 lr, sr = _sp_sig_half(p - d)
