@@ -12,6 +12,10 @@ Prints one JSON object on its last line. Keys:
   ispp_plain_cells_per_s                        the same without two-way tuning
   ispp_cells_per_s_with_variation               the same with D2D variation (per-cell target
                                                 inversion included)
+  node_table_speedup                            split-gate kernel at the read bias, pass 0 from
+                                                the interpolated node table vs from V_D
+  vth_direct_per_s, vth_newton_per_s,           per-cell target V_th with variation: direct
+  vth_direct_speedup                            inversion vs Newton over V_th (node per iterate)
   *_per_cpu_s                                   the same rates per CPU-second (all threads
                                                 together): comparable on a shared, loaded machine
   iv_cell_model, fg_cell_model                  which cell model each I-V figure uses
@@ -39,7 +43,9 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from norsim.config import load_preset  # noqa: E402
-from norsim.device.iv import cell_model, ekv_current, ekv_current_numpy  # noqa: E402
+from norsim.device.iv import (_CELL_NAMES, _NO_PASS, _NO_TABLE, _flat_inputs,  # noqa: E402
+                              _node_predictor, _split_gate_kernel, cell_model, ekv_current,
+                              ekv_current_numpy, vth_for_current)
 from norsim.device.levels import level_currents, read_bias, target_vth  # noqa: E402
 from norsim.device.programming import program  # noqa: E402
 from norsim.device.variation import draw_variation  # noqa: E402
@@ -93,6 +99,17 @@ def main() -> dict:
     out["fg_evals_per_s_numpy"] = _best_rate(
         lambda: ekv_current_numpy(b.v_cg, b.v_d, b.v_s, vth, fg.n, fg.alpha_g, fg.beta,
                                   fg.dibl_eta, fg.u_t), n_iv)
+    # the node table's gain: the same kernel call with and without it
+    _, flat, steps = _flat_inputs((b.v_wl, b.v_cg, b.v_d, b.v_s, vth, fg.n, fg.beta,
+                                   fg.dibl_eta), _CELL_NAMES, _CELL_NAMES)
+    consts = model._kernel_constants()
+    outs = [np.empty(n_iv) for _ in range(4)]
+    from_vd = _best_rate(lambda: _split_gate_kernel(*flat, steps, n_iv, *consts, *outs, _NO_PASS,
+                                                    0.0, 0.0, _NO_TABLE), n_iv)
+    with_table = _best_rate(lambda: _split_gate_kernel(
+        *flat, steps, n_iv, *consts, *outs, _NO_PASS,
+        *_node_predictor(flat, steps, n_iv, consts)), n_iv)
+    out["node_table_speedup"] = with_table / from_vd
     out["iv_speedup"] = out["iv_evals_per_s_numba"] / out["iv_evals_per_s_numpy"]
     out["fg_speedup"] = out["fg_evals_per_s_numba"] / out["fg_evals_per_s_numpy"]
 
@@ -112,6 +129,11 @@ def main() -> dict:
     var = draw_variation(cfg.rng(2), (n_var,), dev.variation, dev.cell)
     out["ispp_cells_per_s_with_variation"] = _best_rate(
         lambda: program(cfg.rng(1), model, dev, i_t[:n_var], variation=var), n_var, repeat=1)
+    kw = var.iv_kwargs(model)
+    for key, newton in (("vth_direct_per_s", False), ("vth_newton_per_s", True)):
+        out[key] = _best_rate(lambda newton=newton: vth_for_current(
+            model, i_t[:n_var], b.v_wl, b.v_cg, b.v_d, b.v_s, **kw, newton=newton), n_var)
+    out["vth_direct_speedup"] = out["vth_direct_per_s"] / out["vth_newton_per_s"]
     res = program(cfg.rng(1), model, dev, i_t[:n_var], vth_target=vt[:n_var])
     out["ispp_pulses_per_cell_mean"] = float(res.pulses.mean())
     out.update(CPU_RATES)  # rates per CPU-second: what an unloaded core would give
