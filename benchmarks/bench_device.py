@@ -56,7 +56,12 @@ CPU_RATES: dict = {}
 
 def _best_rate(fn, count, repeat=3, key=None):
     """Best wall-clock rate; the CPU-time rate (all threads) goes to CPU_RATES[key]."""
-    fn()  # warm-up (compilation / cache load)
+    # warm-up: compilation / cache load, then at least 0.5 s of work (on this VM the first
+    # fraction of a second after an idle spell can run several times slower)
+    t_end = time.perf_counter() + 0.5
+    fn()
+    while time.perf_counter() < t_end:
+        fn()
     best, best_cpu = float("inf"), float("inf")
     for _ in range(repeat):
         t, c = time.perf_counter(), time.process_time()
