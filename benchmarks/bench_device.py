@@ -105,15 +105,15 @@ def main() -> dict:
         lambda: ekv_current_numpy(b.v_cg, b.v_d, b.v_s, vth, fg.n, fg.alpha_g, fg.beta,
                                   fg.dibl_eta, fg.u_t), n_iv)
     # the node table's gain: the same kernel call with and without it
-    _, flat, steps = _flat_inputs((b.v_wl, b.v_cg, b.v_d, b.v_s, vth, fg.n, fg.beta,
-                                   fg.dibl_eta), _CELL_NAMES, _CELL_NAMES)
+    _, flat, steps, ranges = _flat_inputs((b.v_wl, b.v_cg, b.v_d, b.v_s, vth, fg.n, fg.beta,
+                                           fg.dibl_eta), _CELL_NAMES, _CELL_NAMES)
     consts = model._kernel_constants()
     outs = [np.empty(n_iv) for _ in range(4)]
     from_vd = _best_rate(lambda: _split_gate_kernel(*flat, steps, n_iv, *consts, *outs, _NO_PASS,
                                                     0.0, 0.0, _NO_TABLE), n_iv)
     with_table = _best_rate(lambda: _split_gate_kernel(
         *flat, steps, n_iv, *consts, *outs, _NO_PASS,
-        *_node_predictor(flat, steps, n_iv, consts)), n_iv)
+        *_node_predictor(flat, steps, n_iv, consts, ranges["v_th"])), n_iv)
     out["node_table_speedup"] = with_table / from_vd
     out["iv_speedup"] = out["iv_evals_per_s_numba"] / out["iv_evals_per_s_numpy"]
     out["fg_speedup"] = out["fg_evals_per_s_numba"] / out["fg_evals_per_s_numpy"]

@@ -201,16 +201,21 @@ def test_preset_cell_model_builds():
     assert m.cell_type == cfg.device.cell.cell_type and m.sel is not None
 
 
-@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
-def test_vth_inversion_numba_equals_numpy_reference(cell):
-    m = cell_model(cell, 340.0)
-    rng = np.random.default_rng(7)
-    n = 300
+def _inversion_inputs(cell, seed, n, eta_lo, vd_range):
+    """Targets log-uniform in 1e-13..1e-5 A, the cell's word-line bias, per-cell n, beta,
+    DIBL (from ``eta_lo`` to 0.07) and drain voltages in ``vd_range``."""
+    rng = np.random.default_rng(seed)
     i_t = np.exp(rng.uniform(np.log(1e-13), np.log(1e-5), n))
     vwl = 1.8 if cell.cell_type == "split_gate" else 1.0
     kw = dict(n=rng.uniform(1.2, 1.4, n), beta=rng.uniform(3e-4, 7e-4, n),
-              dibl_eta=rng.uniform(0.03, 0.07, n))
-    vd = rng.uniform(0.1, 0.5, n)
+              dibl_eta=rng.uniform(eta_lo, 0.07, n))
+    return i_t, vwl, kw, rng.uniform(*vd_range, n)
+
+
+@pytest.mark.parametrize("cell", [SPLIT, STACKED], ids=["split", "stacked"])
+def test_vth_inversion_numba_equals_numpy_reference(cell):
+    m = cell_model(cell, 340.0)
+    i_t, vwl, kw, vd = _inversion_inputs(cell, 7, 300, 0.03, (0.1, 0.5))
     a = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw)
     b = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw, fast=False)
     assert np.max(np.abs(a - b)) < 1e-8
@@ -233,13 +238,7 @@ def test_vth_direct_inversion_equals_newton_on_the_whole_cell(cell, temperature_
     current, drain biases from 50 mV and per-cell n, beta, DIBL: the same V_th to the
     solvers' 1e-11 V, the same |dI/dV_th|, and the cell reads the target back to 1e-13."""
     m = cell_model(cell, temperature_k)
-    rng = np.random.default_rng(21)
-    n = 3000
-    i_t = np.exp(rng.uniform(np.log(1e-13), np.log(1e-5), n))
-    vwl = 1.8 if cell.cell_type == "split_gate" else 1.0
-    kw = dict(n=rng.uniform(1.2, 1.4, n), beta=rng.uniform(3e-4, 7e-4, n),
-              dibl_eta=rng.uniform(0.0, 0.07, n))
-    vd = rng.uniform(0.05, 0.8, n)
+    i_t, vwl, kw, vd = _inversion_inputs(cell, 21, 3000, 0.0, (0.05, 0.8))
     fast, g_fast = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw, return_slope=True)
     ref, g_ref = vth_for_current(m, i_t, vwl, 1.0, vd, 0.0, **kw, return_slope=True,
                                  newton=True)
@@ -270,7 +269,7 @@ def _split_kernels(m, v_wl, v_cg, v_d, v_s, v_th, n=None, beta=None, dibl_eta=No
                                   _split_gate_kernel, _split_gate_scalar_kernel)
 
     fg, sel = m.fg, m.sel
-    shape, flat, steps = _flat_inputs(
+    shape, flat, steps, ranges = _flat_inputs(
         (v_wl, v_cg, v_d, v_s, v_th, fg.n if n is None else n, fg.beta if beta is None else beta,
          fg.dibl_eta if dibl_eta is None else dibl_eta), _CELL_NAMES, _CELL_NAMES)
     size = int(np.prod(shape))
@@ -278,7 +277,7 @@ def _split_kernels(m, v_wl, v_cg, v_d, v_s, v_th, n=None, beta=None, dibl_eta=No
               float(sel.dibl_eta), int(m.max_iter))
     fast = [np.empty(size) for _ in range(4)]
     passes = np.empty(size, np.int8)
-    table = (_node_predictor(flat, steps, size, m._kernel_constants()) if predict
+    table = (_node_predictor(flat, steps, size, m._kernel_constants(), ranges["v_th"]) if predict
              else (0.0, 0.0, _NO_TABLE))
     assert (table[2].size > 0) == predict
     _split_gate_kernel(*flat, steps, size, fg.alpha_g, fg.u_t, fg.dvth, *common, *fast, passes,

@@ -58,11 +58,16 @@ def params_at_temperature(cell: CellConfig, temperature_k: float) -> FgParams:
                     beta=beta, u_t=u_t, dvth=cell.dvth_dt_v_per_k * (temperature_k - cell.t_ref_k))
 
 
-def _check_finite(name: str, a: np.ndarray) -> None:
-    # min and max propagate NaN and show +-inf (no temporary mask of the whole array)
-    if a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
+def _check_finite(name: str, a: np.ndarray) -> tuple[float, float] | None:
+    """Raise unless every value is finite; return (min, max) (None for an empty array).
+    min and max propagate NaN and show +-inf: no temporary mask of the whole array."""
+    if not a.size:
+        return None
+    lo, hi = float(a.min()), float(a.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = a[~np.isfinite(a)].ravel()[0]
         raise InputError(name, bad, "finite voltages (no NaN or inf)")
+    return lo, hi
 
 
 def _broadcast(v_g, v_d, v_s, v_th, n, beta, dibl_eta):
@@ -104,17 +109,18 @@ def _sigmoid_half(x):
 
 
 def _flat_inputs(values, names, finite):
-    """Broadcast shape plus flat float64 inputs and their index steps for the kernels.
+    """Broadcast shape, flat float64 inputs and their index steps for the kernels, and the
+    (min, max) of each input named in ``finite`` (by name; non-finite values there raise).
 
     Scalars (size 1) are passed as length-1 arrays with step 0, full-size C-contiguous arrays
-    without a copy, anything else is materialised. Non-finite values in ``finite`` raise.
+    without a copy, anything else is materialised.
     """
     arrs = [np.asarray(x, dtype=np.float64) for x in values]
     shape = np.broadcast_shapes(*(a.shape for a in arrs))
-    flats, steps = [], np.empty(len(arrs), np.int64)
+    flats, steps, ranges = [], np.empty(len(arrs), np.int64), {}
     for i, (name, a) in enumerate(zip(names, arrs)):
         if name in finite:
-            _check_finite(name, a)
+            ranges[name] = _check_finite(name, a)
         if a.size == 1:
             f, steps[i] = np.array(a, dtype=np.float64).reshape(1), 0
         elif a.shape == shape and a.flags.c_contiguous:
@@ -124,7 +130,7 @@ def _flat_inputs(values, names, finite):
         if not f.flags.writeable:
             f = f.copy()
         flats.append(f)
-    return shape, flats, steps
+    return shape, flats, steps, ranges
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -216,8 +222,8 @@ _EKV_NAMES = ("v_g", "v_d", "v_s", "v_th", "n", "beta", "dibl_eta")
 
 def ekv_current(v_g, v_d, v_s, v_th, n, alpha_g, beta, dibl_eta, u_t, *, derivatives=False):
     """Fast EKV drain current; with ``derivatives`` also dI/dV_D and dI/dV_S."""
-    shape, flat, steps = _flat_inputs((v_g, v_d, v_s, v_th, n, beta, dibl_eta), _EKV_NAMES,
-                                      _EKV_NAMES[:4])
+    shape, flat, steps, _ = _flat_inputs((v_g, v_d, v_s, v_th, n, beta, dibl_eta),
+                                         _EKV_NAMES, _EKV_NAMES[:4])
     size = int(np.prod(shape))
     out_i = np.empty(size)
     out_gd = np.empty(size if derivatives else 1)
@@ -514,6 +520,15 @@ def _sinks(want_d, want_vx, ch):
     return np.empty(nd), np.empty(nd), np.empty(0 if want_vx else ch)
 
 
+@numba.njit(cache=True, inline="always")
+def _out_chunk(out_i, out_gd, out_gs, out_vx, sinks, want_d, want_vx, k0, m):
+    """A chunk's output slices (I, dI/dV_D, dI/dV_S, node), the :func:`_sinks` standing in
+    for the outputs the caller did not ask for."""
+    return (out_i[k0:k0 + m], out_gd[k0:k0 + m] if want_d else sinks[0][:m],
+            out_gs[k0:k0 + m] if want_d else sinks[1][:m],
+            out_vx[k0:k0 + m] if want_vx else sinks[2][:m])
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, alpha_g, u_t,
                        dvth, sel_vth, sel_n, sel_beta, sel_eta, max_iter, out_i, out_gd,
@@ -602,15 +617,13 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
             rgs = np.empty(ch)
             rvx = np.empty(ch)
             rok = np.empty(ch, np.bool_)
-            sink_gd, sink_gs, sink_vx = _sinks(want_d, want_vx, ch)
+            sinks = _sinks(want_d, want_vx, ch)
             b_end = min(size, (blk + 1) * _SG_BLOCK)
             for k0 in range(blk * _SG_BLOCK, b_end, ch):
                 m = min(ch, b_end - k0)
                 th_c = v_th[k0:k0 + m]
-                oi = out_i[k0:k0 + m]
-                ogd = out_gd[k0:k0 + m] if want_d else sink_gd[:m]
-                ogs = out_gs[k0:k0 + m] if want_d else sink_gs[:m]
-                ovx = out_vx[k0:k0 + m] if want_vx else sink_vx[:m]
+                oi, ogd, ogs, ovx = _out_chunk(out_i, out_gd, out_gs, out_vx, sinks, want_d,
+                                               want_vx, k0, m)
                 # pass 0 from the interpolated node (or V_D), results straight to the outputs
                 if predict:
                     # (a loop of its own: table loads by index in the solve's loop, which
@@ -712,14 +725,12 @@ def _split_gate_kernel(v_wl, v_cg, v_d, v_s, v_th, n, beta, eta, steps, size, al
         rgs = np.empty(ch)
         rvx = np.empty(ch)
         rok = np.empty(ch, np.bool_)
-        sink_gd, sink_gs, sink_vx = _sinks(want_d, want_vx, ch)
+        sinks = _sinks(want_d, want_vx, ch)
         b_end = min(size, (blk + 1) * _SG_BLOCK)
         for k0 in range(blk * _SG_BLOCK, b_end, ch):
             m = min(ch, b_end - k0)
-            oi = out_i[k0:k0 + m]
-            ogd = out_gd[k0:k0 + m] if want_d else sink_gd[:m]
-            ogs = out_gs[k0:k0 + m] if want_d else sink_gs[:m]
-            ovx = out_vx[k0:k0 + m] if want_vx else sink_vx[:m]
+            oi, ogd, ogs, ovx = _out_chunk(out_i, out_gd, out_gs, out_vx, sinks, want_d,
+                                           want_vx, k0, m)
             _load(wl_, v_wl, s0, k0, m)
             _load(cg_, v_cg, s1, k0, m)
             _load(vd_, v_d, s2, k0, m)
@@ -927,13 +938,13 @@ class CellModel:
             out = ekv_current(v_wl, v_d, v_s, np.asarray(v_th, dtype=np.float64) + fg.dvth, n,
                               fg.alpha_g, beta, eta, fg.u_t, derivatives=want_d)
             return (out + (None, None)) if want_d else (out, None, None, None, None)
-        shape, flat, steps = _flat_inputs((v_wl, v_cg, v_d, v_s, v_th, n, beta, eta),
-                                          _CELL_NAMES, _CELL_NAMES)
+        shape, flat, steps, ranges = _flat_inputs((v_wl, v_cg, v_d, v_s, v_th, n, beta, eta),
+                                                  _CELL_NAMES, _CELL_NAMES)
         size = int(np.prod(shape))
         out = [np.empty(size if wanted else 0) for wanted in (True, want_d, want_d, want_vx)]
         consts = self._kernel_constants()
         _split_gate_kernel(*flat, steps, size, *consts, *out, _NO_PASS,
-                           *_node_predictor(flat, steps, size, consts))
+                           *_node_predictor(flat, steps, size, consts, ranges["v_th"]))
         i, gd, gs, vx = (o.reshape(shape) if o.size == size else None for o in out)
         return i, gd, gs, vx, None
 
@@ -946,9 +957,10 @@ _SG_PREDICT_MIN = 16384    # common reads at least this large start pass 0 from 
 _SG_PREDICT_POINTS = 1024  # table points across the call's V_th range
 
 
-def _node_predictor(flat, steps, size, consts):
+def _node_predictor(flat, steps, size, consts, th_range):
     """(V_th of the first point, points per volt, node voltages) for
-    :func:`_split_gate_kernel`'s pass 0, or an empty table.
+    :func:`_split_gate_kernel`'s pass 0, or an empty table; ``th_range``: (min, max) of the
+    call's V_th (from :func:`_flat_inputs`).
 
     For a common read the node depends on V_th alone and smoothly (the select transistor's
     drop grows with the FG current), so the kernel's own solution on an evenly spaced V_th
@@ -959,8 +971,7 @@ def _node_predictor(flat, steps, size, consts):
     """
     if size < _SG_PREDICT_MIN or consts[6] != 0.0 or tuple(steps) != _COMMON_READ_STEPS:
         return 0.0, 0.0, _NO_TABLE
-    th = flat[4]
-    th_lo, th_hi = float(th.min()), float(th.max())
+    th_lo, th_hi = th_range
     if not th_hi > th_lo:
         return 0.0, 0.0, _NO_TABLE
     k = _SG_PREDICT_POINTS
@@ -1159,7 +1170,7 @@ def vth_for_current(model: CellModel, i_target, v_wl, v_cg, v_d, v_s, *, n=None,
                                       max_iter=max_iter)
     fg = model.fg
     names = ("i_target", "v_wl", "v_cg", "v_d", "v_s", "n", "beta", "dibl_eta")
-    shape, flat, steps = _flat_inputs(
+    shape, flat, steps, _ = _flat_inputs(
         (i_target, v_wl, v_cg, v_d, v_s, fg.n if n is None else n,
          fg.beta if beta is None else beta, fg.dibl_eta if dibl_eta is None else dibl_eta),
         names, names)
