@@ -364,13 +364,14 @@ def _phase_checkpoint(ckpt: Path | None) -> dict | None:
 
 
 def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
-              ckpt: Path | None = None) -> dict:
+              ckpt: Path | None = None, on_step=None) -> dict:
     """One phase (``float`` or ``qat``) of one-cycle training; returns its statistics.
 
     With ``ckpt``, the phase's whole state (weights, optimiser, data order, generator, step,
     elapsed time) is written there every ``r.checkpoint_every_s`` seconds (atomically), and a
     phase that finds the file resumes from it: an interrupted phase continues where its last
     checkpoint left it, with the same schedule. The file is removed when the phase ends.
+    ``on_step(step)`` is called after every step (tests interrupt the phase from it).
     """
     dev = data["x_train"].device
     n = len(data["x_train"])
@@ -449,6 +450,8 @@ def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
         loss.backward()
         opt.step()
         step += 1
+        if on_step is not None:
+            on_step(step)
         if step % 50 == 0 or step == 1:
             lv = float(loss.detach())               # also keeps the host near the device
             if not math.isfinite(lv):
