@@ -281,3 +281,17 @@ def test_sigterm_stops_the_sweep_and_keeps_rows(tmp_path):
     gone, alive = psutil.wait_procs(family, timeout=15)
     assert not alive
     assert 1 <= _count(out) < 12
+
+
+def test_the_same_store_through_a_symlink_takes_the_same_lock(tmp_path):
+    from norsim.experiments.store import ResultStore
+
+    spec = write_spec(tmp_path, "test", {"device.read.temperature_k": "[280.0]"}, count=1)
+    real = tmp_path / "r.sqlite"
+    holder = ResultStore.open(real, create=True)
+    (tmp_path / "alias.sqlite").symlink_to(real)
+    try:
+        with pytest.raises(InputError, match="holds its lock"):
+            run_sweep(spec, tmp_path / "alias.sqlite", workers=1, progress=False)
+    finally:
+        holder.close()

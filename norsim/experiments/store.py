@@ -82,14 +82,16 @@ class ResultStore:
         lock_fd = None
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock_fd = _lock(path)
+            # lock the file the database really is: the same store reached through a
+            # symlink (or another relative spelling) takes the same lock
+            lock_fd = _lock(path.resolve())
         store = None
         try:
             uri = path.resolve().as_uri() + ("" if create else "?mode=ro")
             if not create:
                 conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
             else:
-                conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+                conn = sqlite3.connect(str(path.resolve()), isolation_level=None, timeout=30)
             store = cls(path, conn, lock_fd)
             store._check_or_init(create and (not exists or path.stat().st_size == 0))
             return store
