@@ -105,6 +105,11 @@ class ProgrammingConfig(ConfigBase):
                                  hi=1.0, lo_open=True)
     verify_time_s: float = param(1.0e-6, "Duration of one verify read (incl. settling).",
                                  unit="s", lo=0.0, hi=1.0, lo_open=True)
+    verify_reads: int = param(1, "Reads averaged per verify (equivalently a sense "
+                              "integration verify_reads x verify_time_s long): white read "
+                              "noise falls as 1/sqrt(verify_reads); each verify costs "
+                              "verify_reads x verify_time_s and as many reads' energy. RTN "
+                              "traps stay frozen within one verify.", lo=1, hi=4096)
     inj_rate_v_per_s: float = param(5.0e4, "Injection law: dV_th/dt when the floating-gate "
                                     "drive alpha_G (V_pgm - V_th) equals inj_offset_v.",
                                     unit="V/s", lo=0.0, hi=1.0e12, lo_open=True)
@@ -136,19 +141,34 @@ class ProgrammingConfig(ConfigBase):
                                    lo=1, hi=1 << 20)
 
 
+# fields of RetentionConfig removed by issue 16, with what replaced them (old config files
+# that still set them fail with this message instead of a bare "unknown field")
+_RETENTION_REMOVED = {
+    "charge_gain": "no such field (removed in issue 16): loss now scales with V_th - vth_neutral_v (signed: "
+                   "cells below the neutral V_th gain V_th); set retention.vth_neutral_v",
+    "a_v_per_decade": "no such field (replaced in issue 16) -- use a_v_per_decade_per_v (loss per decade per volt "
+                      "of V_th above vth_neutral_v, time counted from the end of programming "
+                      "with tau0_s physical); nor40 uses 3e-4 V/decade/V",
+}
+
+
 @dataclass
 class RetentionConfig(ConfigBase):
-    """Charge loss: dV_th = -A ln(1 + AF(T) t / tau0), per cell."""
+    """Charge loss towards the neutral V_th, counted from the end of programming:
+    dV_th = -A_cell (V_th - V_th,neutral) ln(1 + AF(T) t / tau0)."""
 
-    a_v_per_decade: float = param(5.0e-3, "Median V_th loss per decade of time of a cell at "
-                                  "the lowest stored charge.", unit="V", lo=0.0, hi=1.0)
+    a_v_per_decade_per_v: float = param(3.0e-4, "Median V_th change per decade of time (once "
+                                        "AF t >> tau0) per volt of V_th above the neutral "
+                                        "V_th: a cell 1 V above vth_neutral_v loses this much "
+                                        "per decade.", unit="V/decade/V", lo=0.0, hi=1.0)
+    vth_neutral_v: float = param(0.7, "Neutral (no net floating-gate charge) control-gate-"
+                                 "referred V_th: cells above it lose V_th, cells below it gain, "
+                                 "both towards it.", unit="V", lo=-5.0, hi=10.0)
     a_sigma_ln: float = param(0.3, "Log-normal spread (sigma of ln A) of A across cells.",
                               lo=0.0, hi=3.0)
-    charge_gain: float = param(1.0, "Growth of A with stored charge: A scales with "
-                               "1 + charge_gain (V_th - vth_erased) / (vth_max - vth_erased).",
-                               lo=0.0, hi=100.0)
-    tau0_s: float = param(1.0, "Time constant tau0 of the log-time law.", unit="s", lo=0.0,
-                          hi=1.0e9, lo_open=True)
+    tau0_s: float = param(1.3e3, "Time constant tau0 of the log-time law at t_ref_k; time t "
+                          "is counted from the end of programming.", unit="s", lo=0.0,
+                          hi=1.0e12, lo_open=True)
     ea_ev: float = param(1.1, "Activation energy of intrinsic charge loss.", unit="eV",
                          lo=0.0, hi=5.0)
     t_ref_k: float = param(300.0, "Reference temperature of the acceleration factor "
@@ -163,6 +183,16 @@ class RetentionConfig(ConfigBase):
                                      "one.", lo=1.0, hi=1.0e4)
     tail_ea_ev: float = param(0.6, "Activation energy of the defect-assisted (fast-leaking) "
                               "charge loss.", unit="eV", lo=0.0, hi=5.0)
+
+    @classmethod
+    def from_dict(cls, data: dict, prefix: str = ""):
+        if isinstance(data, dict):
+            from norsim.errors import ConfigError
+
+            for key, why in _RETENTION_REMOVED.items():
+                if key in data:
+                    raise ConfigError(f"{prefix}{key}", data[key], why)
+        return super().from_dict(data, prefix)
 
 
 @dataclass

@@ -317,7 +317,7 @@ def _law(device: DeviceConfig, model: CellModel) -> _Law:
     p, nz, c = device.programming, device.noise, device.cell
     return _Law(model.fg.alpha_g, p.inj_rate_v_per_s, p.inj_offset_v, p.inj_slope_v,
                 p.pulse_width_s, p.dv_per_electron_v, p.ispp_start_v, p.ispp_step_v,
-                p.max_pulses, p.pulse_width_s + p.verify_time_s, nz.rtn_mean_v,
+                p.max_pulses, p.pulse_width_s + verify_window_s(device), nz.rtn_mean_v,
                 nz.rtn_level_gain, c.vth_erased_v, c.vth_max_v - c.vth_erased_v,
                 p.verify_rtn, p.two_way_tuning, p.tune_step_v, p.tune_tolerance_rel,
                 p.tune_max_pulses)
@@ -553,9 +553,10 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                 t_dec[j, na] = decay[k, j]
                 t_occ[j, na] = 1.0 if occ[k, j] else 0.0
             na += 1
-        for i in range(tune_max):
+        for i in range(tune_max + 1):  # the last iteration is a final verify, no pulse
             if na == 0:
                 break
+            t_last = i == tune_max
             base = np.uint64(max_pulses + 1 + i) * np.uint64(STRIDE)
             for q in range(na):
                 t_rsum[q] = 0.0
@@ -592,12 +593,12 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                 cnt = 0
                 for j in range(_TUNE_COUNT):
                     cnt += u > tc[j]
-                fl = (not tune_vec) | (cnt >= _TUNE_COUNT)  # else cnt is the draw
+                fl = ((not tune_vec) | (cnt >= _TUNE_COUNT)) & (not t_last)  # else cnt is the draw
                 ndone += dn
                 nflag += fl & (not dn)
                 t_code[q] = 1 if dn else (2 if fl else 0)
                 dv = float(cnt) * dv_e
-                c_vth[q] = (vth + (-dv if err > 0 else dv)) if not (dn | fl) else vth
+                c_vth[q] = (vth + (-dv if err > 0 else dv)) if not (dn | fl | t_last) else vth
             if nflag:
                 for q in range(na):
                     if t_code[q] == 2:  # the same err again, then the scalar draw
@@ -614,17 +615,17 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                             nel = _poisson(tune_lam, seed, b24)
                         dv = nel * dv_e
                         c_vth[q] = vth + (-dv if err > 0 else dv)
-            if ndone or i == tune_max - 1:
+            if ndone or t_last:
                 w = 0
                 for q in range(na):
                     dn = t_code[q] == 1
-                    if dn or i == tune_max - 1:
+                    if dn or t_last:  # in tolerance, or out of pulses: flagged failed
                         k = c_k[q]
                         out_vth[k] = c_vth[q]
-                        nt = i if dn else i + 1
-                        out_tune[k] = nt
-                        out_pulses[k] += nt
+                        out_tune[k] = i
+                        out_pulses[k] += i
                         out_verifies[k] += i + 1
+                        out_ok[k] = dn
                         continue
                     c_k[w] = c_k[q]
                     c_vth[w] = c_vth[q]
@@ -700,7 +701,7 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
     ntune = np.zeros(n, np.int64)
     if law.tune:
         active = ok.copy()
-        for i in range(law.tune_max):
+        for i in range(law.tune_max + 1):  # the last iteration is a final verify, no pulse
             base = (law.max_pulses + 1 + i) * STRIDE
             if law.verify_rtn:
                 lag += active
@@ -708,6 +709,9 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
             verifies += active
             err = vth + rtn_now() + sig_v * _normal_np(seeds, base + 1) - target
             active &= ~(np.abs(err) <= tol_v)
+            if i == law.tune_max:
+                ok &= ~active  # out of tuning pulses and outside tolerance: failed
+                break
             if not active.any():
                 break
             tune_lam = law.tune_step / law.dv_e
@@ -738,10 +742,34 @@ class ProgramResult:
     energy_j: float
     traps: RtnTraps | None = field(default=None, repr=False)
 
+    stuck: np.ndarray | None = field(default=None, repr=False)  # int8: 0 ok, 1 on, 2 off
+
     @property
     def failed_cells(self) -> np.ndarray:
         """Flat indices of the cells that failed to reach their target."""
         return np.flatnonzero(self.failed.ravel())
+
+    @property
+    def n_failed(self) -> int:
+        """Cells flagged failed: stuck, or not verified within tolerance when the pulse
+        budget (max_pulses for ISPP, tune_max_pulses for two-way tuning) ran out."""
+        return int(np.count_nonzero(self.failed))
+
+    def report(self) -> dict:
+        """Programming report: cells, failures by cause, pulses, verifies, time, energy."""
+        stuck = (np.zeros(self.failed.shape, bool) if self.stuck is None
+                 else np.asarray(self.stuck).reshape(self.failed.shape) != 0)
+        n = int(self.failed.size)
+        return {"cells": n, "failed": self.n_failed,
+                "failed_stuck": int(np.count_nonzero(stuck)),
+                "failed_unconverged": int(np.count_nonzero(self.failed & ~stuck)),
+                "failed_fraction": self.n_failed / max(n, 1),
+                "pulses_mean": float(np.mean(self.pulses)) if n else 0.0,
+                "pulses_max": int(np.max(self.pulses)) if n else 0,
+                "verifies_mean": float(np.mean(self.verifies)) if n else 0.0,
+                "program_time_s": float(self.program_time_s),
+                "energy_j": float(self.energy_j),
+                "energy_per_cell_j": float(self.energy_j) / max(n, 1)}
 
 
 def erase(rng: np.random.Generator, shape, device: DeviceConfig,
@@ -817,7 +845,8 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
     vth_target = np.asarray(vth_target, dtype=np.float64)
     g = np.maximum(g, 1e-300)
     few = _few_values(i_target)  # the noise of a current, once per distinct target
-    noise_args = (model, device.noise, device.read.temperature_k, device.programming.verify_time_s)
+    # an averaged verify integrates verify_reads x verify_time_s: white noise falls as 1/N
+    noise_args = (model, device.noise, device.read.temperature_k, verify_window_s(device))
     if few is not None:
         sig_i = read_noise_sigma_a(few[0], *noise_args)[few[1]].reshape(shape)
     else:
@@ -873,7 +902,7 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
     time_s, energy_j = _cost(device, pulses, verifies, soft.reshape(-1), i_target.reshape(-1))
     r = lambda a: a.reshape(shape)  # noqa: E731
     return ProgramResult(r(vth), vth_target.copy(), i_target, r(pulses), r(verifies), r(ntune),
-                         soft, r(ok), r(failed), time_s, energy_j, traps)
+                         soft, r(ok), r(failed), time_s, energy_j, traps, r(stuck.copy()))
 
 
 @numba.njit(cache=True, parallel=True)
@@ -912,6 +941,12 @@ def _few_values(a, limit: int = 4096):
     return (uniq, inv.reshape(-1)) if uniq.size <= limit else None
 
 
+def verify_window_s(device: DeviceConfig) -> float:
+    """Duration of one (averaged) verify: verify_reads x verify_time_s."""
+    p = device.programming
+    return p.verify_reads * p.verify_time_s
+
+
 def _cost(device: DeviceConfig, pulses, verifies, soft, i_target) -> tuple[float, float]:
     """Program time (cells_in_parallel share the pulses) and energy (pump efficiency)."""
     p = device.programming
@@ -927,9 +962,9 @@ def _cost(device: DeviceConfig, pulses, verifies, soft, i_target) -> tuple[float
     per_cell_pulses = total.reshape(-1, group)
     per_cell_ver = verifies_p.reshape(-1, group)
     time_s = p.erase_time_s + float(np.sum(per_cell_pulses.max(axis=1)) * p.pulse_width_s
-                                    + np.sum(per_cell_ver.max(axis=1)) * p.verify_time_s)
+                                    + np.sum(per_cell_ver.max(axis=1)) * verify_window_s(device))
     e_pulse = p.program_current_a * p.program_voltage_v * p.pulse_width_s / p.pump_efficiency
     b = read_bias(device)
-    e_verify = float(np.sum(verifies * i_target) * (b.v_d - b.v_s) * p.verify_time_s)
+    e_verify = float(np.sum(verifies * i_target) * (b.v_d - b.v_s) * verify_window_s(device))
     energy = float(np.sum(total)) * e_pulse + e_verify + p.erase_energy_j / p.pump_efficiency
     return time_s, energy
