@@ -147,9 +147,15 @@ class ConfigBase:
     def load(cls: type[T], path: str | Path) -> T:
         path = Path(path)
         try:
-            text = path.read_text()
+            raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError("config file", str(path), f"a readable TOML file ({exc.strerror})") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError("config file", str(path), f"a UTF-8 TOML text file (byte "
+                              f"0x{raw[exc.start]:02x} at offset {exc.start} is not text)") \
+                from None
         return cls.from_toml(text).validate()
 
     def save(self, path: str | Path) -> None:

@@ -110,15 +110,12 @@ def _load_dir(d: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files or "y" not in z.files:
-                raise FileFormatError(f"{path}: expected arrays 'x' and 'y', found {z.files}")
-            x, y = z["x"], z["y"]
-    except FileFormatError:
-        raise
-    except Exception as exc:   # truncated zip, corrupt member, object arrays ...
-        raise FileFormatError(f"{path}: unreadable npz ({type(exc).__name__}: {exc})") from None
+    from norsim.safeio import load_npz
+
+    z = load_npz(path, "data set")
+    if "x" not in z or "y" not in z:
+        raise FileFormatError(f"{path}: expected arrays 'x' and 'y', found {sorted(z)}")
+    x, y = z["x"], z["y"]
     if x.dtype != np.uint8 or y.dtype != np.uint8:
         raise FileFormatError(f"{path}: x is {x.dtype}, y is {y.dtype}; expected uint8")
     if x.ndim not in (3, 4) or y.ndim != 1 or x.shape[0] != y.shape[0]:

@@ -25,11 +25,20 @@ SPLITS = ("test", "calib")
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
+    from norsim.safeio import load_npz
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"{path}: embedded data unreadable ({exc})") from None
+        return load_npz(path, "embedded data")
+    except FileFormatError as exc:
+        raise FileFormatError(f"{exc} (the installed package is damaged: reinstall norsim)") \
+            from None
+
+
+def _member(d: dict, path: Path, key: str) -> np.ndarray:
+    if key not in d:
+        raise FileFormatError(f"embedded data {path}: no array {key!r} (found {sorted(d)}; "
+                              "the installed package is damaged: reinstall norsim)")
+    return d[key]
 
 
 def load_embedded_mnist(split: str = "test", with_index: bool = False):
@@ -42,7 +51,7 @@ def load_embedded_mnist(split: str = "test", with_index: bool = False):
         raise InputError("split", split, f"one of {SPLITS} for the embedded MNIST "
                          "(the training set is 'mnist-full' under NORSIM_DATA)")
     d = _read(MNIST_FILE)
-    x, y, idx = d[f"{split}_x"], d[f"{split}_y"], d[f"{split}_index"]
+    x, y, idx = (_member(d, MNIST_FILE, f"{split}_{k}") for k in ("x", "y", "index"))
     if with_index:
         return x, y, idx.astype(np.int64)
     return x, y
@@ -50,10 +59,15 @@ def load_embedded_mnist(split: str = "test", with_index: bool = False):
 
 def embedded_source() -> dict:
     """The provenance note stored with the embedded data."""
-    return json.loads(_read(MNIST_FILE)["source"].tobytes().decode("utf-8"))
+    raw = _member(_read(MNIST_FILE), MNIST_FILE, "source").tobytes()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"embedded data {MNIST_FILE}: source note is corrupt ({exc})") \
+            from None
 
 
 def load_embedded_cifar10_test():
     """``(x uint8 (500, 32, 32, 3), y uint8 (500,))``: the first 500 CIFAR-10 test images."""
     d = _read(CIFAR10_FILE)
-    return d["test_x"], d["test_y"]
+    return _member(d, CIFAR10_FILE, "test_x"), _member(d, CIFAR10_FILE, "test_y")

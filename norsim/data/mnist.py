@@ -8,6 +8,8 @@ numbers are 2051 (0x00000803) for images and 2049 (0x00000801) for labels.
 from __future__ import annotations
 
 import gzip
+import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +33,13 @@ def read_idx(path: str | Path, expect_magic: int | None = None) -> np.ndarray:
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as exc:
+            # deflate expands at most ~1032:1: a longer stream is not a real gzip file
+            limit = 1100 * len(raw) + 1024
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+                raw = gz.read(limit + 1)
+            if len(raw) > limit:
+                raise FileFormatError(f"{path}: gzip stream expands beyond {limit} bytes")
+    except (OSError, EOFError, zlib.error) as exc:
         raise FileFormatError(f"{path}: cannot read IDX file ({exc})") from None
     if len(raw) < 4:
         raise FileFormatError(f"{path}: too short for an IDX header ({len(raw)} bytes)")

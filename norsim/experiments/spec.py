@@ -421,9 +421,14 @@ def load_spec(path_or_text: str | Path) -> SweepSpec:
     """Read a spec from a TOML file (relative paths inside resolve against its folder)."""
     path = Path(path_or_text)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise InputError("spec", str(path), f"a readable TOML file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError("spec", str(path), f"a UTF-8 TOML text file (byte "
+                         f"0x{raw[exc.start]:02x} at offset {exc.start} is not text)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
@@ -693,25 +691,13 @@ class QuantModel:
     @classmethod
     def load(cls, path: str | Path) -> "QuantModel":
         """Read and fully validate a model file; never unpickles."""
+        from norsim.safeio import load_npz
+
         path = Path(path)
-        try:
-            npz = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise FileFormatError(f"{path}: no such model file") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise FileFormatError(f"{path}: not a readable .npz model file ({exc})") from None
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise FileFormatError(f"{path}: expected an .npz archive, found a single array")
-        with npz:
-            keys = set(npz.files)
-            arrays: dict[str, np.ndarray] = {}
-            for k in npz.files:
-                try:
-                    arrays[k] = npz[k]
-                except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-                        KeyError) as exc:
-                    raise FileFormatError(f"{path}: array {k!r} is unreadable or truncated "
-                                          f"({type(exc).__name__}: {exc})") from None
+        if not path.exists():
+            raise FileFormatError(f"{path}: no such model file")
+        arrays = load_npz(path, "model")
+        keys = set(arrays)
         if GRAPH_KEY not in keys:
             raise FileFormatError(f"{path}: no {GRAPH_KEY!r} array (not a norsim model)")
         g = arrays.pop(GRAPH_KEY)
@@ -725,6 +711,10 @@ class QuantModel:
             return cls.from_graph(graph, arrays)
         except FileFormatError as exc:
             raise FileFormatError(f"{path}: {exc}") from None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError,
+                OverflowError) as exc:  # a value of the wrong JSON type deep in the graph
+            raise FileFormatError(f"{path}: malformed graph ({type(exc).__name__}: {exc})") \
+                from None
 
     @classmethod
     def from_graph(cls, graph: dict, arrays: dict[str, np.ndarray]) -> "QuantModel":
@@ -754,7 +744,7 @@ class QuantModel:
             if not isinstance(name, str):
                 raise FileFormatError(f"graph: nodes[{i}] has no string 'name'")
             op = d.get("op")
-            if op not in NODE_TYPES:
+            if not isinstance(op, str) or op not in NODE_TYPES:
                 raise _err(name, "op", f"{op!r}: expected one of {sorted(NODE_TYPES)}")
             ncls = NODE_TYPES[op]
             inputs = d.get("inputs")
