@@ -40,6 +40,15 @@ def test_nested_axis_tables_are_dotted_paths():
     assert a.grid() == b.grid()
 
 
+def test_an_axis_given_quoted_and_nested_is_refused_not_dropped(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[sweep]\nevaluator = "test"\n[axes]\n'
+                    '"device.read.temperature_k" = [260.0, 280.0]\n'
+                    '[axes.device.read]\ntemperature_k = [300.0]\n')
+    with pytest.raises(ConfigError, match=r"axes.device.read.temperature_k.*one definition"):
+        load_spec(path)
+
+
 def test_ranges_match_numpy_and_int_fields_get_ints():
     spec = spec_from_dict(_spec({
         "device.read.temperature_k": {"start": 250.0, "stop": 350.0, "num": 5},

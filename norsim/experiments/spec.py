@@ -277,12 +277,20 @@ def _apply(base: SimConfig, assignment: dict) -> SimConfig:
 def _flatten_axes(table: dict, prefix: str = "") -> dict[str, Any]:
     """Nested tables (device.read.temperature_k = [...]) -> dotted keys; range tables stay."""
     out: dict[str, Any] = {}
+
+    def add(name: str, value: Any) -> None:
+        if name in out:
+            raise ConfigError(f"axes.{name}", value, "one definition per field (it is given "
+                                                     "both as a quoted key and as a nested table)")
+        out[name] = value
+
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and not (set(value) & RANGE_KEYS):
-            out.update(_flatten_axes(value, name + "."))
+            for sub, v in _flatten_axes(value, name + ".").items():
+                add(sub, v)
         else:
-            out[name] = value
+            add(name, value)
     return out
 
 
