@@ -26,6 +26,7 @@ from norsim.errors import InputError
 
 ENCODINGS = ("bit_serial", "pulse_width", "multi_level", "current_mirror")
 _STREAM_WEIGHTS, _STREAM_ARRAY, _STREAM_INPUTS = 201, 202, 203
+MAX_BATCH = 100_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,15 +52,27 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from norsim.array.encodings import phys_cols_needed
+    from norsim.outputs import check_output_dir
+
     cfg = config_from_args(args)
     for name in ("rows", "cols", "batch"):
         v = getattr(args, name)
         if v < 1:
             raise InputError(f"--{name}", v, "a whole number >= 1")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = min(args.rows, cfg.array.rows)
+    if args.rows > cfg.array.rows:
+        raise InputError("--rows", args.rows, f"at most array.rows = {cfg.array.rows} (raise "
+                                              f"it with --set array.rows=N)")
+    if args.batch > MAX_BATCH:
+        raise InputError("--batch", args.batch, f"at most {MAX_BATCH} input vectors")
+    out = check_output_dir("--out", args.out)
+    rows = args.rows
     cfg = cfg.with_overrides([f"array.rows={rows}"])
+    need = phys_cols_needed(args.cols, cfg.array.encoding)
+    if need > cfg.array.cols:
+        raise InputError("--cols", args.cols, f"logical columns whose {need} physical columns "
+                                              f"fit array.cols = {cfg.array.cols}")
+    out.mkdir(parents=True, exist_ok=True)
     lim = 2 ** (cfg.array.encoding.weight_bits - 1) - 1
     w = cfg.rng(_STREAM_WEIGHTS).integers(-lim, lim + 1, size=(rows, args.cols))
     notes = []

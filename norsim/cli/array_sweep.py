@@ -132,7 +132,15 @@ def plot(rows: list[dict], path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from norsim.cli.run import load_eval_data, load_model
 
+    from norsim.outputs import check_output_dir
+
     sizes = parse_sizes(args.sizes)
+    check_output_dir("--out", args.out)
+    for name in ("limit", "ir_vectors", "circuit_max"):
+        v = getattr(args, name)
+        if v < (1 if name == "limit" else 0):
+            raise InputError("--" + name.replace("_", "-"), v,
+                             "a whole number >= " + ("1" if name == "limit" else "0"))
     cfg = config_from_args(args)
     model = load_model(args.model)
     x, y, x_cal = load_eval_data(args.data, args.limit, args.data_dir)

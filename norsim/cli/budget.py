@@ -33,6 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from norsim.cli.run import load_eval_data, load_model
     from norsim.experiments import budget as bud
 
+    from norsim.outputs import check_output_file
+
+    if args.json_out:
+        check_output_file("--json", args.json_out)
+    fig = args.figure or (str(Path(args.json_out).with_suffix(".png")) if args.json_out else None)
+    if fig:
+        check_output_file("--figure", fig, suffix=".png")
     cfg = config_from_args(args)
     over = {}
     if args.retention_s is not None:
@@ -59,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
                      progress=lambda name, row: print(f"  {name}: {100 * row['accuracy']:.2f} %",
                                                       flush=True))
     print(bud.format_report(rep))
-    fig = args.figure
     if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(rep, indent=1, default=float))
-        fig = fig or str(Path(args.json_out).with_suffix(".png"))
     if fig:
         bud.plot_ranking(rep, fig)
         print(f"figure: {fig}")

@@ -206,6 +206,9 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
 
 
 def run(args: argparse.Namespace) -> int:
+    from norsim.outputs import check_output_dir
+
+    check_output_dir("--out", args.out)
     cfg = config_from_args(args)
     cells = int(getattr(args, "cells_per_level", 2000))
     years = float(getattr(args, "bake_years", 10.0))

@@ -29,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from norsim.experiments.plotting import aggregate, plot, write_csv
+    from norsim.outputs import check_output_file
 
+    out = check_output_file("--out", args.out, suffix=".png")
     agg = aggregate(args.results, args.x, args.y, hue=args.hue, where=args.where)
-    out = Path(args.out)
     plot(agg, out, logx=args.logx, logy=args.logy)
     csv_path = out.with_suffix(".csv")
     write_csv(agg, csv_path)

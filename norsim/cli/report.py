@@ -58,8 +58,15 @@ def run(args: argparse.Namespace) -> int:
     from norsim.cost.report import cost_of_chip, format_report, plot_energy
     from norsim.mapping import engine, mapper
 
+    from norsim.outputs import check_output_file
+
     if args.limit < 1:
         raise InputError("--limit", args.limit, "a positive number of images")
+    if args.json_out:
+        check_output_file("--json", args.json_out)
+    fig = Path(args.figure) if args.figure else (
+        Path(args.json_out).with_suffix(".png") if args.json_out else Path("out/report/energy.png"))
+    check_output_file("--figure", fig, suffix=".png")
     cfg = config_from_args(args)
     model = load_model(args.model)
     accuracy = None
@@ -80,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
     if accuracy is not None:
         print(f"accuracy on {len(x)} {source}: {100 * accuracy:.2f} %\n")
     print(format_report(rep))
-    fig = Path(args.figure) if args.figure else (
-        Path(args.json_out).with_suffix(".png") if args.json_out else Path("out/report/energy.png"))
     plot_energy(rep, fig)
     print(f"\nenergy figure: {fig}")
     if args.json_out:

@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from norsim.qat.noise import sigma_lnw_from_vth
     from norsim.qat.train import CHECKPOINT, TrainSpec, train
 
+    from norsim.outputs import check_output_dir
+
+    check_output_dir("--out", args.out)
     torch.set_num_threads(max(1, args.threads))
     cfg = config_from_args(args)
     spec = TrainSpec(
