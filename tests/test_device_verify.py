@@ -110,3 +110,38 @@ def test_verify_reads_validated():
 
     with pytest.raises(ConfigError, match="verify_reads"):
         DeviceConfig().with_overrides(["programming.verify_reads=0"]).validate()
+
+
+@pytest.mark.parametrize("ov", [["programming.tune_adaptive=true"],
+                                ["programming.tune_adaptive=true", "programming.verify_reads=8",
+                                 "programming.tune_max_pulses=4"]],
+                         ids=["adaptive", "adaptive-averaged-tiny-budget"])
+def test_model_based_tuning_kernel_equals_twin(ov):
+    dev = DEV.with_overrides(ov)
+    i_t = target_current(dev.levels, np.random.default_rng(6).integers(0, 8, 1500))
+    a = _program(dev, i_t, seed=11)
+    b = _program(dev, i_t, seed=11, fast=False)
+    assert np.array_equal(a.failed, b.failed) and np.array_equal(a.pulses, b.pulses)
+    assert np.array_equal(a.verifies, b.verifies) and np.max(np.abs(a.vth - b.vth)) < 1e-12
+
+
+def test_model_based_tuning_converges_to_granularity_without_noise():
+    """Noiseless verify, model-based pulses: the residual error ends within tolerance, and
+    the first tuning pulse removes most of the ISPP overshoot (mean shift = gain x error)."""
+    dev = DEV.with_overrides(["programming.tune_adaptive=true", "programming.verify_rtn=false",
+                              "noise.shot_thermal=false", "noise.flicker_kf=0.0",
+                              "programming.tune_step_v=0.05", "programming.dv_per_electron_v=0.0002"])
+    i_t = np.full(2000, 3e-8)
+    r = _program(dev, i_t, seed=3)
+    e = read_current(_model(dev), dev, r.vth) / i_t - 1
+    # the tolerance is applied in the V_th domain to first order: exp(x) - 1 vs x
+    assert r.n_failed == 0 and np.all(np.abs(e) <= 1.01 * dev.programming.tune_tolerance_rel)
+    one = _program(dev.with_overrides(["programming.tune_max_pulses=1",
+                                       "programming.tune_tolerance_rel=1e-6"]), i_t, seed=3)
+    zero = _program(dev.with_overrides(["programming.tune_max_pulses=0",
+                                        "programming.tune_tolerance_rel=1e-6"]), i_t, seed=3)
+    g = current_per_vth(_model(dev), dev, r.target_vth)
+    err0 = np.abs(zero.vth - r.target_vth)
+    err1 = np.abs(one.vth - r.target_vth)
+    assert np.mean(err1) < 0.25 * np.mean(err0)
+    assert g.shape == i_t.shape

@@ -129,7 +129,14 @@ class ProgrammingConfig(ConfigBase):
     tune_tolerance_rel: float = param(0.01, "Fine tuning stops when the verify read is within "
                                       "this relative distance of the target current.", lo=0.0,
                                       hi=1.0, lo_open=True)
-    tune_max_pulses: int = param(50, "Fine-tuning pulses per cell at most.", lo=0, hi=100000)
+    tune_max_pulses: int = param(50, "Fine-tuning pulses per cell at most; a cell still "
+                                 "outside tolerance at the final verify is flagged failed.",
+                                 lo=0, hi=100000)
+    tune_adaptive: bool = param(False, "Model-based tuning pulses: the mean V_th shift of a "
+                                "pulse is tune_gain x the error the verify measured (capped at "
+                                "tune_step_v), instead of a fixed tune_step_v.")
+    tune_gain: float = param(1.0, "Fraction of the measured V_th error a model-based tuning "
+                             "pulse aims to remove.", lo=0.0, hi=2.0, lo_open=True)
     program_current_a: float = param(5.0e-5, "Current drawn from the pump during a program "
                                      "pulse (per cell).", unit="A", lo=0.0, hi=1.0)
     program_voltage_v: float = param(4.5, "Voltage of the supply the program current is drawn "

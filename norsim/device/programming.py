@@ -311,6 +311,8 @@ class _Law:
     tune_step: float
     tune_tol: float
     tune_max: int
+    tune_adaptive: bool = False
+    tune_gain: float = 1.0
 
 
 def _law(device: DeviceConfig, model: CellModel) -> _Law:
@@ -320,7 +322,7 @@ def _law(device: DeviceConfig, model: CellModel) -> _Law:
                 p.max_pulses, p.pulse_width_s + verify_window_s(device), nz.rtn_mean_v,
                 nz.rtn_level_gain, c.vth_erased_v, c.vth_max_v - c.vth_erased_v,
                 p.verify_rtn, p.two_way_tuning, p.tune_step_v, p.tune_tolerance_rel,
-                p.tune_max_pulses)
+                p.tune_max_pulses, p.tune_adaptive, p.tune_gain)
 
 
 @numba.njit(cache=True, inline="always")
@@ -383,6 +385,7 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                  z0, kpulse, qpow, lam_scale, dz_per_electron, tune_cdf, tune_nfast,
                  alpha, r0, v0, s, t_p, dv_e, v_start, step, max_pulses, rtn_mean, rtn_gain,
                  vth_erased, vth_window, verify_rtn, tune, tune_step, tune_max,
+                 tune_adaptive, tune_gain,
                  out_vth, out_pulses, out_verifies, out_tune, out_ok):
     """Per cell exactly as :func:`_ispp_numpy`; blocks of cells run in parallel.
 
@@ -593,7 +596,7 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                 cnt = 0
                 for j in range(_TUNE_COUNT):
                     cnt += u > tc[j]
-                fl = ((not tune_vec) | (cnt >= _TUNE_COUNT)) & (not t_last)  # else cnt is the draw
+                fl = ((not tune_vec) | (cnt >= _TUNE_COUNT) | tune_adaptive) & (not t_last)
                 ndone += dn
                 nflag += fl & (not dn)
                 t_code[q] = 1 if dn else (2 if fl else 0)
@@ -609,7 +612,9 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                             rtn = rtn_mean * max(1.0 + rtn_gain * (vth - vth_erased) / vth_window,
                                                  0.0) * t_rsum[q]
                         err = vth + rtn + c_sig[q] * _normal(seed, b1) - c_tgt[q]
-                        if tune_lam < PTRS_ABOVE:
+                        if tune_adaptive:  # model-based: a mean shift of gain x the error
+                            nel = _poisson(min(tune_lam, tune_gain * abs(err) / dv_e), seed, b24)
+                        elif tune_lam < PTRS_ABOVE:
                             nel = _poisson_table(tune_cdf, tune_nfast, seed, b24)
                         else:
                             nel = _poisson(tune_lam, seed, b24)
@@ -715,7 +720,10 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
             if not active.any():
                 break
             tune_lam = law.tune_step / law.dv_e
-            if tune_lam < PTRS_ABOVE:
+            if law.tune_adaptive:
+                lam = np.where(active, np.minimum(tune_lam, law.tune_gain * np.abs(err) / law.dv_e), 0.0)
+                nel = _poisson_np(lam, seeds, base + 24)
+            elif tune_lam < PTRS_ABOVE:
                 nel = _poisson_table_np(tune_cdf, seeds, base + 24)
             else:
                 nel = _poisson_np(np.full(n, tune_lam), seeds, base + 24)
@@ -893,7 +901,8 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
         _ispp_kernel(*args, poisson_table_fast_len(tune_cdf), law.alpha_g, law.r0, law.v0, law.s, law.t_p, law.dv_e,
                      law.v_start, law.step, int(law.max_pulses), law.rtn_mean, law.rtn_gain,
                      law.vth_erased, law.vth_window, bool(law.verify_rtn), bool(law.tune),
-                     law.tune_step, int(law.tune_max), *out)
+                     law.tune_step, int(law.tune_max), bool(law.tune_adaptive),
+                     float(law.tune_gain), *out)
         vth, pulses, verifies, ntune, ok = out
     else:
         vth, pulses, verifies, ntune, ok = _ispp_numpy(*args, law)
