@@ -37,3 +37,12 @@ class ConvergenceError(NorsimError, RuntimeError):
 
 class ExternalToolError(NorsimError, RuntimeError):
     """An external program (e.g. ngspice) is missing or failed."""
+
+
+class NorsimWarning(UserWarning):
+    """Base class of norsim's warnings: a result is computed but may mislead."""
+
+
+class DegenerateResultWarning(NorsimWarning):
+    """Outputs are degenerate: saturated columns, constant or all-zero outputs, a clamped
+    full scale. The message gives the numbers."""

@@ -53,13 +53,14 @@ def test_sweep_and_plot_from_the_command_line(tmp_path):
     assert r.returncode == 0 and "6 grid points x 3 seeds = 18 runs; 0 already" in r.stdout
     assert not out.exists()
     r = _cli("sweep", spec, "--out", out, "--workers", "2")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # failed points: a non-zero exit with a summary
     assert "18 runs: 18 ran (3 failed), 0 already finished" in r.stdout
-    assert "3 runs failed" in r.stderr
+    assert "3 runs failed" in r.stderr and "  3 x " in r.stderr
     r = _cli("sweep", spec, "--out", out, "--dry-run")
     assert "18 runs; 18 already in" in r.stdout
     r = _cli("sweep", spec, "--out", out, "--workers", "2")  # resume: nothing to do
-    assert r.returncode == 0 and "0 ran (0 failed), 18 already finished" in r.stdout
+    assert "0 ran (0 failed), 18 already finished" in r.stdout
+    assert r.returncode == 1 and "3 runs failed" in r.stderr  # the failed rows still count
 
     png = tmp_path / "acc.png"
     r = _cli("plot", out, "--x", "device.read.temperature_k", "--y", "accuracy",
@@ -182,3 +183,32 @@ def test_plot_with_a_boolean_axis_is_categorical(tmp_path):
     r = _cli("plot", out, "--x", "device.programming.verify_rtn", "--y", "accuracy",
              "--out", tmp_path / "b.png")
     assert r.returncode == 0 and (tmp_path / "b.png").stat().st_size > 10_000, r.stderr
+
+
+def _acc_spec(folder, *, model='"zoo:lenet-mnist-4b"', options="images = 4\n",
+              axes='"device.read.temperature_k" = [300.0]\n'):
+    path = folder / "acc.toml"
+    path.write_text(f'[sweep]\nevaluator = "accuracy"\nmodel = {model}\n[base]\npreset = "nor40"\n'
+                    f'[seeds]\ncount = 2\n[axes]\n{axes}[options]\n{options}')
+    return path
+
+
+@pytest.mark.parametrize("case", ["option", "missing model", "truncated model", "cols"])
+def test_everything_every_point_needs_is_checked_before_the_first_point(tmp_path, capsys, case):
+    from norsim import zoo
+    from norsim.cli.main import main
+
+    kwargs, needles = {
+        "option": ({"options": "imagse = 4\n"}, ("options.imagse", "images")),
+        "missing model": ({"model": '"nothere.npz"'}, ("sweep.model", "nothere.npz")),
+        "truncated model": ({"model": '"cut.npz"'}, ("cut.npz",)),
+        "cols": ({"axes": '"array.cols" = [256, 1]\n'}, ("array.cols", "grid point 1")),
+    }[case]
+    (tmp_path / "cut.npz").write_bytes(zoo.path("lenet-mnist-4b").read_bytes()[:3000])
+    spec = _acc_spec(tmp_path, **kwargs)
+    out = tmp_path / "r.sqlite"
+    for extra in (["--dry-run"], ["--workers", "1"]):
+        assert main(["sweep", str(spec), "--out", str(out), *extra]) == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and all(n in lines[0] for n in needles), lines
+        assert not out.exists()  # refused before the results file was created

@@ -31,6 +31,8 @@ integrator clipping, noise, ADC, subtraction, shift-add) is one fused numba kern
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from norsim.array import encodings as enc_mod
@@ -42,7 +44,17 @@ from norsim.array.kernels import (add_corrections, bitplanes, readout, readout_n
 from norsim.array.noise_read import make_rtn
 from norsim.array.periphery import make_adc, readout_params
 from norsim.array.kernels import P_SHOT
-from norsim.errors import InputError
+from norsim.errors import DegenerateResultWarning, InputError
+
+#: a V_th map value further than this outside [vth_erased_v, vth_max_v] is not a V_th
+VTH_MAP_MARGIN_V = 5.0
+#: a bit line saturates when the integrator clamps more than this fraction of its readings;
+#: a tile warns when more than SATURATION_WARN_COLUMNS of its bit lines saturate (one
+#: defective column among a hundred is the repair's business, a shifted map is not)
+SATURATION_WARN_FRACTION = 0.01
+SATURATION_WARN_COLUMNS = 0.05
+#: input vectors of the first call compared with the exact product for degenerate outputs
+OUTPUT_CHECK_VECTORS = 256
 
 
 class NorArray:
@@ -61,6 +73,14 @@ class NorArray:
                              f"shape {layout.levels.shape} (rows used x physical columns)")
         if not np.all(np.isfinite(vth)):
             raise InputError("vth_map", vth[~np.isfinite(vth)].ravel()[0], "finite V_th values (V)")
+        c = cfg.device.cell
+        lo = min(c.vth_erased_v, 0.0) - VTH_MAP_MARGIN_V
+        hi = c.vth_max_v + VTH_MAP_MARGIN_V
+        if vth.size and (vth.min() < lo or vth.max() > hi):
+            r, k = np.unravel_index(int(np.argmax((vth < lo) | (vth > hi))), vth.shape)
+            raise InputError(f"vth_map[{r}, {k}]", f"{vth[r, k]:.6g} V",
+                             f"a V_th in [{lo:.3g}, {hi:.3g}] V (device.cell.vth_erased_v and "
+                             f"vth_max_v widened by {VTH_MAP_MARGIN_V:g} V)")
         if precision not in ("float32", "float64"):
             raise InputError("precision", precision, "'float32' or 'float64'")
         if not isinstance(rng, np.random.Generator):
@@ -116,6 +136,9 @@ class NorArray:
         if acfg.adc.range_mode == "physical":
             self.adc.set_range(self.physical_full_scale(), self.unit_a, acfg.adc.step_integer_units)
         self.events = ArrayEvents(acfg.rows, self.phys_cols, t_read_s=self.t_read_s)
+        self._checked_saturation = False
+        self._checked_outputs = False
+        self.w_int = None  # the integer weights, when built from them (degenerate-output check)
 
     # ------------------------------------------------------------------ construction ----
     @classmethod
@@ -143,7 +166,9 @@ class NorArray:
             targets = enc_mod.level_currents(np.arange(layout.max_level + 1), cfg.device.levels)
             vth_levels = cell.vth_for_current(targets)
             vth_map = vth_levels[layout.levels]
-        return cls(cfg, layout, vth_map, rng, current_scale=current_scale, precision=precision)
+        arr = cls(cfg, layout, vth_map, rng, current_scale=current_scale, precision=precision)
+        arr.w_int = np.asarray(w_int, dtype=np.int64)
+        return arr
 
     def _check_scale(self, s):
         s = np.asarray(s, dtype=np.float64)
@@ -214,6 +239,52 @@ class NorArray:
         if self.adc.signed:
             return self.cfg.array.rows * (top - lv.i_off_a)
         return self.cfg.array.rows * top
+
+    def saturation_current(self) -> float:
+        """Largest bit-line current the integrator holds over one read (A): C_int x swing /
+        t_read; a larger current reads as this clamp."""
+        s = self.cfg.array.sense
+        return s.integrator_cap_f * s.integrator_swing_v / self.t_read_s
+
+    def _check_saturation(self, tot: np.ndarray, where: str) -> None:
+        """Warn (once per array) when bit lines saturate: ``tot`` (readings, physical
+        columns) are the bit-line currents with leakage (A)."""
+        self._checked_saturation = True
+        if tot.size == 0:
+            return
+        isat = self.saturation_current()
+        frac = (tot > isat).mean(axis=0)
+        bad = frac > SATURATION_WARN_FRACTION
+        if bad.mean() <= SATURATION_WARN_COLUMNS:
+            return
+        warnings.warn(
+            f"{where}: {int(bad.sum())} of {tot.shape[1]} bit lines exceed the integrator's "
+            f"saturation current {isat * 1e6:.4g} uA (array.sense: C_int x swing / t_read) on "
+            f"up to {100 * float(frac.max()):.1f} % of readings, largest "
+            f"{float(tot.max()) * 1e6:.4g} uA: a saturated bit line reads the clamp, so a "
+            f"weight pair saturated on both sides reads 0; the V_th map passes more current "
+            f"than the levels allow (check the map, the read bias or array.sense)",
+            DegenerateResultWarning, stacklevel=3)
+
+    def _check_outputs(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Warn (first call only) when the outputs are all zero or constant over the batch
+        while the exact product ``x @ w_int`` is not."""
+        if self._checked_outputs or self.w_int is None:
+            return
+        self._checked_outputs = True
+        x, out = x[:OUTPUT_CHECK_VECTORS], out[:OUTPUT_CHECK_VECTORS]
+        exact = x.astype(np.int64) @ self.w_int
+        if exact.any() and not out.any():
+            what = f"all {out.size} outputs are exactly 0 (the exact product is not)"
+        elif x.shape[0] > 1 and np.ptp(exact, axis=0).any() and not np.ptp(out, axis=0).any():
+            what = (f"every output column is constant over {x.shape[0]} input vectors "
+                    f"(values {float(out.min()):.4g} to {float(out.max()):.4g}; the exact "
+                    f"product varies over {int(exact.min())} to {int(exact.max())})")
+        else:
+            return
+        warnings.warn(f"NorArray {self.rows_used} x {self.n_out}: {what} for varied non-zero "
+                      "inputs (saturated bit lines, an ADC range far too wide, or a V_th map "
+                      "that turns every cell off)", DegenerateResultWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ the analog path ----
     def _rtn_base(self, nvec: int):
@@ -321,10 +392,19 @@ class NorArray:
         has_neg = ch["neg"] >= 0
         if has_neg.any():
             reading -= np.where(has_neg[None, :], tot[:, np.where(has_neg, ch["neg"], 0)], 0.0)
+        self._check_saturation(tot, "NorArray.calibrate")
         np.abs(reading, out=reading)
-        fs = float(np.percentile(reading.ravel(), self.cfg.array.adc.calibration_percentile,
-                                 overwrite_input=True))
-        fs = min(fs, self.physical_full_scale())
+        pct = self.cfg.array.adc.calibration_percentile
+        fs = float(np.percentile(reading.ravel(), pct, overwrite_input=True))
+        phys = self.physical_full_scale()
+        if fs > phys * (1 + 1e-9):
+            warnings.warn(
+                f"NorArray.calibrate: the calibrated ADC full scale {fs * 1e6:.4g} uA (the "
+                f"{pct:g} percentile of {reading.size} readings) exceeds the physical full scale "
+                f"{phys * 1e6:.4g} uA (array.rows = {self.cfg.array.rows} rows at the top "
+                f"level) and is clamped to it: larger readings clip (the V_th map passes more "
+                f"current than the levels allow)", DegenerateResultWarning, stacklevel=2)
+            fs = phys
         a = self.cfg.array.adc
         self.adc.set_range(fs, self.unit_a, a.step_integer_units)
         return fs
@@ -345,12 +425,17 @@ class NorArray:
         par[P_SHOT] = self._shot_ratio
         if reference:  # the plain NumPy twins, whole batch at once
             cur, leak, planes = self._readings(x, rng, reference=True)
+            if not self._checked_saturation:
+                self._check_saturation(cur[:, :self.phys_cols].astype(np.float64)
+                                       + leak[None, :], "NorArray.matmul")
             z, key = self._readout_draws(rng, cur.shape[0])
             out, charge = readout_numpy(cur, leak, self.cycles, self._channels, self.adc.gain,
                                         self.adc.offset, par, key=key, z=z,
                                         n_out_cols=self.n_out, vleak=self._vleak)
             self._count(x, planes, charge)
-            return out * (self.adc.step_a / self.unit_a)
+            out = out * (self.adc.step_a / self.unit_a)
+            self._check_outputs(x, out)
+            return out
         # numba path, in chunks of vectors (the drive product, the RTN corrections and the
         # readout of one chunk stay in cache); the random draws are those of the whole batch
         # (RTN walked over the whole batch first, normals addressed by their global
@@ -370,6 +455,9 @@ class NorArray:
             cur = self._drive_product(x[v0:v1], g)
             if rc is not None:
                 add_corrections(cur, *rc, start=r0)
+            if not self._checked_saturation:  # first chunk of the array's first call
+                self._check_saturation(cur[:, :self.phys_cols].astype(np.float64)
+                                       + leak[None, :], "NorArray.matmul")
             o, ch = readout(cur, leak, self.cycles, self._channels, self.adc.gain,
                             self.adc.offset, par, key=key, counter0=r0 * nch,
                             z=None if z is None else z[r0:r1], n_out_cols=self.n_out,
@@ -377,7 +465,9 @@ class NorArray:
             out[v0:v1] = o
             charge += ch
         self._count(x, None, charge)
-        return out * (self.adc.step_a / self.unit_a)
+        out *= self.adc.step_a / self.unit_a
+        self._check_outputs(x, out)
+        return out
 
     #: rows (vectors x cycles) of one chunk of the numba matmul path
     CHUNK_ROWS = 4096

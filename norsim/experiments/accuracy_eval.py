@@ -44,6 +44,9 @@ class AccuracyEvalOptions(ConfigBase):
 def _model(ref: str):
     if not ref:
         raise ConfigError("spec sweep.model", ref, "zoo:NAME or the path of a QuantModel .npz")
+    if not ref.startswith("zoo:") and not Path(ref).is_file():
+        raise ConfigError("spec sweep.model", ref,
+                          "zoo:NAME or the path of an existing QuantModel .npz")
     key = ("model", ref, Path(ref).stat().st_mtime_ns if Path(ref).is_file() else None)
     if key not in _CACHE:
         if ref.startswith("zoo:"):
@@ -70,6 +73,28 @@ def _data(name: str, data_dir: str, limit: int):
         x, y = (test.x[:limit], test.y[:limit]) if limit else (test.x, test.y)
         _CACHE[key] = (x, y, calib.x)
     return key, _CACHE[key]
+
+
+def check_spec(spec, tasks) -> None:
+    """Options, model, data set and the model's fit on every grid point's array, up front."""
+    from norsim.config.sim import SimConfig
+    from norsim.mapping.preflight import check_job
+
+    opts = AccuracyEvalOptions.from_dict(spec.options, "options.").validate("options.")
+    _, model = _model(spec.model)
+    _, (x, _y, x_cal) = _data(spec.data or "mnist", opts.data_dir, opts.images)
+    seen: set[str] = set()
+    for task in tasks:
+        if task.replicate or task.config_toml in seen:
+            continue
+        seen.add(task.config_toml)
+        cfg = SimConfig.from_toml(task.config_toml)
+        try:
+            check_job(model, cfg, x[:1], x_cal[:1])
+        except ConfigError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in task.axes.items()) or "the base config"
+            raise ConfigError(exc.field, exc.value, f"{exc.expected} (grid point {task.index}: "
+                                                    f"{where})") from None
 
 
 def evaluate(point) -> dict:

@@ -56,6 +56,11 @@ class DeviceEvalOptions(ConfigBase):
                            choices=("ispp", "uniform"))
 
 
+def check_spec(spec, tasks) -> None:
+    """The options, up front (every point would fail on a bad one)."""
+    DeviceEvalOptions.from_dict(spec.options, "options.").validate("options.")
+
+
 def _field(cfg, path: str, default):
     """A config field if this configuration has it (sections grow as layers are added)."""
     node = cfg

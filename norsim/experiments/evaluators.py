@@ -12,6 +12,9 @@ measured on ``n`` samples (an accuracy on n test images, an error rate over n ce
 reports its sample count as a companion metric ``<name>_n``; ``norsim plot`` then draws the
 test-sampling (Wilson) interval of that metric separately from the chip-to-chip band.
 An evaluator signals a bad point by raising; the sweep records the error and goes on.
+An evaluator module may also define ``check_spec(spec, tasks)``: it runs once before the
+first point (and in ``norsim sweep --dry-run``) and raises for anything that would make every
+point fail (bad options, a missing model or data set, a layer that does not fit the array).
 
 Evaluators are registered by name as ``"package.module:function"`` targets, imported in the
 worker process when first needed (so registration works with spawned processes and Dask
@@ -90,6 +93,24 @@ def check_importable(name_or_target: str) -> None:
     if not found:
         raise ConfigError("spec sweep.evaluator", name_or_target,
                           f"an evaluator whose module exists ({module_name} is not installed)")
+
+
+def check_spec(spec, tasks) -> None:
+    """Everything a run of ``spec`` needs, checked up front (by ``norsim sweep`` before the
+    first point and by ``--dry-run``): the evaluator module exists and, when it defines
+    ``check_spec(spec, tasks)``, that function's checks (options, model, data, array fit).
+    A failure raises the one-line error every point would otherwise record."""
+    check_importable(spec.evaluator)
+    target = resolve_target(spec.evaluator)
+    module_name = target.partition(":")[0]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError("spec sweep.evaluator", spec.evaluator,
+                          f"an importable evaluator ({target}: {exc})") from None
+    fn = getattr(module, "check_spec", None)
+    if callable(fn):
+        fn(spec, tasks)
 
 
 def load_evaluator(name_or_target: str) -> Callable[[Point], dict]:

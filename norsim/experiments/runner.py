@@ -129,9 +129,9 @@ def run_sweep(spec: "SweepSpec | dict | str | Path", out: str | Path, *,
     workers = workers or default_workers()
     tasks = spec.tasks()
     from norsim import __version__
-    from norsim.experiments.evaluators import check_importable, resolve_target
+    from norsim.experiments.evaluators import check_spec, resolve_target
 
-    check_importable(spec.evaluator)
+    check_spec(spec, tasks)  # options, model, data, array fit: before any point runs
     store = ResultStore.open(out, create=True)
     try:
         store.bind_spec(spec.identity(), _spec_text(spec), __version__)

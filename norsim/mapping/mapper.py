@@ -213,14 +213,38 @@ class Chip:
             yield from layer.tiles
 
 
-def map_model(model: QuantModel, cfg: SimConfig) -> Chip:
-    """Tile and program every conv/linear node of ``model``; draws from ``cfg.seed``."""
+@dataclass
+class LayerPlan:
+    """Where one conv/linear node goes and how it is tiled (no programming yet)."""
+
+    index: int
+    node: Conv2d | Linear
+    analog: bool
+    in_bits: int
+    in_signed: bool
+    weights: np.ndarray          # raw weight matrix (in_features x out_features)
+    layer_cfg: SimConfig
+    rows: int = 0                # rows per tile
+    cols: int = 0                # logical columns per tile
+
+    @property
+    def n_tiles(self) -> int:
+        if not self.analog:
+            return 0
+        r, c = self.weights.shape
+        return -(-r // self.rows) * -(-c // self.cols)
+
+
+def plan_tiles(model: QuantModel, cfg: SimConfig) -> list[LayerPlan]:
+    """Place and tile every conv/linear node of ``model`` and check that every layer fits the
+    array (weight codes within the encoding, at least one output per tile) -- cheap: nothing
+    is programmed. :func:`map_model` programs this plan."""
     cfg.validate()
     specs = model.specs()
     matmul_nodes = [nd for nd in model.order() if isinstance(nd, (Conv2d, Linear))]
     if not matmul_nodes:
         raise InputError("model", model.name, "a model with at least one conv2d/linear node")
-    layers: dict[str, MappedLayer] = {}
+    plans = []
     for index, node in enumerate(matmul_nodes):
         spec = specs[node.inputs[0]]
         where = "analog"
@@ -229,29 +253,47 @@ def map_model(model: QuantModel, cfg: SimConfig) -> Chip:
         if index == len(matmul_nodes) - 1 and cfg.mapping.last_layer == "digital":
             where = "digital"
         w = raw_weight_matrix(node)
-        in_bits = spec.bits
-        layer = MappedLayer(node, cfg, where == "analog", in_bits, spec.signed,
-                            in_features=w.shape[0], out_features=w.shape[1])
-        if layer.analog:
-            lcfg = layer_config(cfg, node, in_bits)
-            layer.layer_cfg = lcfg
+        plan = LayerPlan(index, node, where == "analog", spec.bits, spec.signed, w, cfg)
+        if plan.analog:
+            lcfg = layer_config(cfg, node, spec.bits)
+            plan.layer_cfg = lcfg
             limit = enc_mod.weight_limit(lcfg.array.encoding)
             if np.abs(w).max(initial=0) > limit:
                 raise ConfigError(f"layer {node.name}", int(np.abs(w).max()),
                                   f"weight codes within +-{limit} for the array encoding "
                                   f"(raw codes of zero-point weights must fit too)")
-            rows, cols = lcfg.array.rows, _col_block(lcfg)
-            if cols < 1:
+            plan.rows, plan.cols = lcfg.array.rows, _col_block(lcfg)
+            if plan.cols < 1:
                 raise ConfigError("array.cols", lcfg.array.cols,
                                   f"enough columns for one output of layer {node.name!r} "
                                   f"({enc_mod.phys_cols_needed(1, lcfg.array.encoding)} physical "
                                   f"columns with weight_scheme "
                                   f"'{lcfg.array.encoding.weight_scheme}')")
+        plans.append(plan)
+    return plans
+
+
+def check_fits(model: QuantModel, cfg: SimConfig) -> list[LayerPlan]:
+    """Raise the error :func:`map_model` would raise for a layer that does not fit the array
+    (``array.cols`` too small, weight codes beyond the encoding, ...), in milliseconds and
+    before any programming. Returns the plan."""
+    return plan_tiles(model, cfg)
+
+
+def map_model(model: QuantModel, cfg: SimConfig) -> Chip:
+    """Tile and program every conv/linear node of ``model``; draws from ``cfg.seed``."""
+    layers: dict[str, MappedLayer] = {}
+    for plan in plan_tiles(model, cfg):  # every layer checked before the first is programmed
+        node, w = plan.node, plan.weights
+        layer = MappedLayer(node, plan.layer_cfg, plan.analog, plan.in_bits, plan.in_signed,
+                            in_features=w.shape[0], out_features=w.shape[1])
+        if plan.analog:
+            rows, cols, lcfg = plan.rows, plan.cols, plan.layer_cfg
             t_index = 0
             for r0 in range(0, w.shape[0], rows):
                 for c0 in range(0, w.shape[1], cols):
                     r1, c1 = min(r0 + rows, w.shape[0]), min(c0 + cols, w.shape[1])
-                    rng = cfg.rng(_STREAM_TILE, index, t_index)
+                    rng = cfg.rng(_STREAM_TILE, plan.index, t_index)
                     tile = _program_tile(w[r0:r1, c0:c1], lcfg, rng)
                     tile.row_start, tile.row_stop, tile.col_start, tile.col_stop = r0, r1, c0, c1
                     layer.tiles.append(tile)
