@@ -152,15 +152,6 @@ def aggregate(out: str | Path, x: str, y: str, hue: str | None = None,
     return Aggregate(x, y, hue, series, failed, categorical)
 
 
-def _unit(field_path: str) -> str:
-    from norsim.config.sim import SimConfig
-
-    for name, meta in SimConfig.field_docs():
-        if name == field_path:
-            return meta.get("unit") or ""
-    return ""
-
-
 def write_csv(agg: Aggregate, path: str | Path) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -172,6 +163,9 @@ def write_csv(agg: Aggregate, path: str | Path) -> None:
 
 
 def plot(agg: Aggregate, png: str | Path, *, logx: bool = False, logy: bool = False) -> None:
+    """The figure of :func:`aggregate`'s result in the norsim figure style
+    (:mod:`norsim.figstyle`): human labels with units, proportions in %, the chip-to-chip
+    band and the test-sampling interval drawn, flat curves kept flat."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,6 +173,22 @@ def plot(agg: Aggregate, png: str | Path, *, logx: bool = False, logy: bool = Fa
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    from norsim import figstyle
+
+    qx, qy = figstyle.quantity(agg.x), figstyle.quantity(agg.y)
+    qh = figstyle.quantity(agg.hue) if agg.hue else None
+    if logy:
+        bad = [m for s in agg.series for m in s.mean if not math.isnan(m) and m <= 0]
+        if bad:
+            n = sum(len(s.mean) for s in agg.series)
+            raise InputError("--logy", f"{len(bad)} of {n} means <= 0 (lowest {min(bad):.4g})",
+                             "positive values of " + agg.y + " for a logarithmic y axis (drop "
+                             "--logy)")
+    if logx and not agg.categorical_x:
+        bad_x = sorted({v for s in agg.series for v in s.x if v <= 0})
+        if bad_x:
+            raise InputError("--logx", f"x values {bad_x[:3]}",
+                             f"positive values of {agg.x} for a logarithmic x axis")
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     cats: list = []
     if agg.categorical_x:
@@ -187,45 +197,61 @@ def plot(agg: Aggregate, png: str | Path, *, logx: bool = False, logy: bool = Fa
                 if v not in cats:
                     cats.append(v)
     any_band = any_bars = False
+    all_y: list[float] = []
     for i, s in enumerate(agg.series):
         color = f"C{i % 10}"
-        xs = [cats.index(v) for v in s.x] if agg.categorical_x else s.x
-        label = None if agg.hue is None else f"{agg.hue} = {s.hue}"
-        ax.plot(xs, s.mean, "o-", color=color, label=label, ms=4, lw=1.5)
-        lo_b = [m - d for m, d in zip(s.mean, s.sd)]
-        hi_b = [m + d for m, d in zip(s.mean, s.sd)]
+        xs = [cats.index(v) for v in s.x] if agg.categorical_x else [v * qx.scale for v in s.x]
+        k = qy.scale
+        mean = [m * k for m in s.mean]
+        label = None if qh is None else f"{qh.label} = {_fmt(s.hue, qh)}"
+        ax.plot(xs, mean, "o-", color=color, label=label, ms=4, lw=1.5)
+        all_y += mean
         if any(not math.isnan(d) for d in s.sd):
+            lo_b = [(m - d) * k for m, d in zip(s.mean, s.sd)]
+            hi_b = [(m + d) * k for m, d in zip(s.mean, s.sd)]
             ax.fill_between(xs, lo_b, hi_b, color=color, alpha=0.2, lw=0)
+            all_y += lo_b + hi_b
             any_band = True
         if any(not math.isnan(v) for v in s.lo):
-            err = [[m - lo for m, lo in zip(s.mean, s.lo)], [hi - m for m, hi in zip(s.mean, s.hi)]]
-            ax.errorbar(xs, s.mean, yerr=err, fmt="none", ecolor=color, capsize=3, lw=1)
+            err = [[(m - lo) * k for m, lo in zip(s.mean, s.lo)],
+                   [(hi - m) * k for m, hi in zip(s.mean, s.hi)]]
+            ax.errorbar(xs, mean, yerr=err, fmt="none", ecolor=color, capsize=3, lw=1)
+            all_y += [lo * k for lo in s.lo] + [hi * k for hi in s.hi]
             any_bars = True
     handles, labels = ax.get_legend_handles_labels()
     if any_band:
         n_seeds = max(max(s.n_seeds) for s in agg.series)
         handles.append(Patch(color="0.5", alpha=0.3))
-        labels.append(f"chip-to-chip: +-1 s.d. over {n_seeds} seeds")
+        labels.append(f"chip-to-chip: +-1 s.d. over {n_seeds} chips")
     if any_bars:
         handles.append(Line2D([], [], color="0.3", marker="|", ls="none", ms=10))
-        labels.append("test sampling: 95% Wilson interval")
+        labels.append("test sampling: 95 % Wilson interval")
     if handles:
         ax.legend(handles, labels, fontsize=8, frameon=False)
     if agg.categorical_x:
-        ax.set_xticks(range(len(cats)), [str(c) for c in cats])
-    unit = _unit(agg.x)
-    ax.set_xlabel(agg.x + (f" [{unit}]" if unit else ""))
-    ax.set_ylabel(agg.y)
+        ax.set_xticks(range(len(cats)), [_fmt(c, qx) for c in cats])
+        ax.set_xlabel(qx.axis_label())
+    else:
+        figstyle.label_axis(ax, "x", qx, [v for s in agg.series for v in s.x])
+    figstyle.label_axis(ax, "y", qy)
     if logx and not agg.categorical_x:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    title = f"{agg.y} vs {agg.x}"
+    else:
+        figstyle.keep_flat_flat(ax, "y", all_y, bounds=figstyle.percent_bounds(qy))
+    title = f"{qy.label} vs {qx.label}"
     if agg.failed_rows:
-        title += f"  ({agg.failed_rows} failed runs left out)"
-    ax.set_title(title, fontsize=10)
+        title += f" ({agg.failed_rows} failed runs left out)"
+    figstyle.fit_title(ax, title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    Path(png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
+    figstyle.save(fig, png)
+
+
+def _fmt(v, q) -> str:
+    """A hue or category value in the plotted unit."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    val = v * q.scale
+    text = f"{val:g}" if isinstance(val, float) else str(val)
+    return f"{text} {q.unit}" if q.unit and q.unit not in ("1", "count") else text

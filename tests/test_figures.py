@@ -1,0 +1,147 @@
+"""Every figure norsim draws, rendered small and read back: labels with units, human names
+(not config paths), integer ticks for integer quantities, accuracy in %, titles that fit,
+flat lines kept flat, intervals drawn. The rendered figures are committed under
+docs/figures/gallery/ (NORSIM_WRITE_FIGURES=1 rewrites them)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from norsim import figstyle
+
+DOCS_FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures" / "gallery"
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Figures passed to figstyle.save, audited and read back before they are closed."""
+    figs: dict[str, dict] = {}
+    real_save = figstyle.save
+
+    def save(fig, path, **kw):
+        fig.canvas.draw()
+        info = {"problems": figstyle.audit(fig), "axes": []}
+        for ax in fig.axes:
+            info["axes"].append({
+                "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(), "title": ax.get_title(),
+                "xticks": list(ax.get_xticks()), "yticks": list(ax.get_yticks()),
+                "ylim": ax.get_ylim(), "xlim": ax.get_xlim(),
+                "n_collections": len(ax.collections), "legend": [
+                    t.get_text() for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]})
+        figs[Path(path).name] = info
+        out = real_save(fig, path, **kw)
+        if os.environ.get("NORSIM_WRITE_FIGURES"):
+            DOCS_FIGURES.mkdir(parents=True, exist_ok=True)
+            (DOCS_FIGURES / Path(path).name).write_bytes(Path(path).read_bytes())
+        return out
+
+    monkeypatch.setattr(figstyle, "save", save)
+    return figs
+
+
+def _clean(info):
+    assert info["problems"] == [], info["problems"]
+
+
+# ------------------------------------------------------------------ style helpers ----
+def test_quantities_map_config_paths_to_labels_and_units():
+    q = figstyle.quantity("device.read.temperature_k")
+    assert q.axis_label() == "read temperature (K)"
+    assert figstyle.quantity("accuracy").unit == "%" and figstyle.quantity("accuracy").scale == 100
+    assert figstyle.quantity("array.adc.bits").integer
+    # a field not in the table: unit from its config metadata or name, words not a path
+    q = figstyle.quantity("device.noise.rtn_tau_min_s")
+    assert q.unit == "s" and "." not in q.label
+
+
+def test_audit_catches_what_a_reader_cannot_decode(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([2, 3, 4], [0.1, 0.2, 0.3])
+    ax.set_xlabel("array.adc.bits")
+    ax.set_title("a title far too long to fit on a figure only three inches wide at all, "
+                 "no way")
+    figstyle.label_axis(ax, "x", figstyle.Quantity("bits", "", integer=True))
+    ax.set_xlim(2, 3)
+    ax.set_xticks([2, 2.5, 3])
+    problems = " ".join(figstyle.audit(fig))
+    assert "no y label" in problems and "ticks [2.5]" in problems
+    assert "wider than the figure" in problems
+    plt.close(fig)
+
+
+def test_a_flat_line_is_not_magnified():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ys = [66.0, 66.2, 66.5]
+    ax.plot([1, 2, 3], ys)
+    figstyle.keep_flat_flat(ax, "y", ys)
+    lo, hi = ax.get_ylim()
+    assert (max(ys) - min(ys)) / (hi - lo) < 0.1  # a 0.8 % change spans under a tenth
+    fig2, ax2 = plt.subplots()
+    ax2.plot([1, 2], [99.0, 99.5])
+    figstyle.keep_flat_flat(ax2, "y", [99.0, 99.5], bounds=(0, 100))
+    assert ax2.get_ylim()[1] <= 100
+    plt.close(fig)
+    plt.close(fig2)
+
+
+# ------------------------------------------------------------------ sweep plot ----
+def _agg(x="array.adc.bits", y="accuracy", hue="device.read.temperature_k", xs=(3, 4, 5, 6),
+         means=None):
+    from norsim.experiments.plotting import Aggregate, Series
+
+    series = []
+    for j, t in enumerate((250.0, 300.0)):
+        m = list(means) if means is not None else [0.5 + 0.1 * k - 0.02 * j for k in range(len(xs))]
+        lo = [v - 0.01 for v in m]
+        hi = [v + 0.01 for v in m]
+        series.append(Series(t, list(xs), m, [0.02] * len(xs), [3] * len(xs), lo, hi,
+                             [1000] * len(xs)))
+    return Aggregate(x, y, hue, series, 0, False)
+
+
+def test_sweep_plot_is_readable(captured, tmp_path):
+    from norsim.experiments.plotting import plot
+
+    plot(_agg(), tmp_path / "sweep_accuracy_vs_adc_bits.png")
+    info = captured["sweep_accuracy_vs_adc_bits.png"]
+    _clean(info)
+    ax = info["axes"][0]
+    assert ax["xlabel"] == "ADC resolution (bits)" and ax["ylabel"] == "top-1 accuracy (%)"
+    assert all(float(t).is_integer() for t in ax["xticks"])
+    assert ax["ylim"][1] > 50  # accuracy drawn in %, not as a 0-1 fraction
+    assert any("read temperature = 250 K" in t for t in ax["legend"])
+    assert any("chip-to-chip" in t for t in ax["legend"])
+    assert any("Wilson" in t for t in ax["legend"])
+    assert ax["n_collections"] >= 4  # two bands and two sets of error bars
+
+
+def test_sweep_plot_keeps_a_flat_metric_flat(captured, tmp_path):
+    from norsim.experiments.plotting import plot
+
+    plot(_agg(y="mapping_s", means=[66.0, 66.1, 66.3, 66.5]), tmp_path / "sweep_flat_metric.png")
+    lo, hi = captured["sweep_flat_metric.png"]["axes"][0]["ylim"]
+    assert (66.5 - 66.0) / (hi - lo) < 0.2
+
+
+def test_logy_with_non_positive_means_is_an_error_not_missing_curves(tmp_path):
+    from norsim.errors import InputError
+    from norsim.experiments.plotting import plot
+
+    with pytest.raises(InputError, match=r"--logy.*<= 0"):
+        plot(_agg(y="current_bias_units", means=[-0.1, 0.2, 0.3, 0.4]), tmp_path / "l.png",
+             logy=True)
