@@ -145,3 +145,23 @@ def test_model_based_tuning_converges_to_granularity_without_noise():
     err1 = np.abs(one.vth - r.target_vth)
     assert np.mean(err1) < 0.25 * np.mean(err0)
     assert g.shape == i_t.shape
+
+
+def test_retry_rounds_reprogram_failed_cells_and_count_their_cost():
+    dev = DEV.with_overrides(["programming.tune_max_pulses=2", "programming.tune_adaptive=true"])
+    i_t = target_current(dev.levels, np.random.default_rng(8).integers(1, 8, 2000))
+    once = _program(dev, i_t, seed=4)
+    again = _program(dev.with_overrides(["programming.retry_rounds=3"]), i_t, seed=4)
+    assert once.n_failed > 0 and again.n_failed < once.n_failed
+    redo = once.failed
+    assert np.all(again.pulses[redo] >= once.pulses[redo])
+    assert np.array_equal(again.pulses[~redo], once.pulses[~redo])
+    assert again.energy_j > once.energy_j and again.program_time_s > once.program_time_s
+    # stuck cells are never retried and stay failed
+    from norsim.device.variation import draw_variation
+
+    var = draw_variation(np.random.default_rng(1), i_t.shape,
+                         dev.variation.replace(stuck_on_fraction=0.01), dev.cell)
+    r = _program(dev.with_overrides(["programming.retry_rounds=2"]), i_t, seed=4, variation=var)
+    assert np.all(r.failed[var.stuck != 0])
+    assert r.report()["failed_stuck"] == int(np.count_nonzero(var.stuck))

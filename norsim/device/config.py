@@ -135,6 +135,9 @@ class ProgrammingConfig(ConfigBase):
     tune_adaptive: bool = param(False, "Model-based tuning pulses: the mean V_th shift of a "
                                 "pulse is tune_gain x the error the verify measured (capped at "
                                 "tune_step_v), instead of a fixed tune_step_v.")
+    retry_rounds: int = param(0, "Rounds that re-program (from where they ended, no erase) "
+                              "the cells flagged failed (not stuck); cells still failing stay "
+                              "flagged for column repair.", lo=0, hi=10)
     tune_gain: float = param(1.0, "Fraction of the measured V_th error a model-based tuning "
                              "pulse aims to remove.", lo=0.0, hi=2.0, lo_open=True)
     program_current_a: float = param(5.0e-5, "Current drawn from the pump during a program "

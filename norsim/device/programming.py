@@ -819,6 +819,40 @@ def soft_program(rng: np.random.Generator, vth, device: DeviceConfig,
 def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_target,
             *, variation: CellVariation | None = None, vth_target=None, fast: bool = True,
             vth_erased=None) -> ProgramResult:
+    """Erase, program and verify every cell to ``i_target`` (see :func:`_program_once`);
+    then up to ``programming.retry_rounds`` rounds re-program the cells that failed (not
+    stuck) from where they ended, without a new erase; the pulses, verifies, time and energy
+    of the retries are added. Cells still failing stay flagged in ``failed``.
+    """
+    res = _program_once(rng, model, device, i_target, variation=variation,
+                        vth_target=vth_target, fast=fast, vth_erased=vth_erased)
+    p = device.programming
+    for _ in range(p.retry_rounds):
+        stuck = res.stuck.reshape(-1)
+        idx = np.flatnonzero(res.failed.reshape(-1) & (stuck == 0))
+        if idx.size == 0:
+            break
+        sub_var = None if variation is None else variation.take(
+            np.unravel_index(idx, res.failed.shape))
+        if sub_var is not None and sub_var.n.ndim != 1:
+            sub_var = None
+        sub = _program_once(rng, model, device, res.target_current_a.reshape(-1)[idx],
+                            variation=sub_var if variation is not None else None,
+                            vth_target=res.target_vth.reshape(-1)[idx], fast=fast,
+                            vth_erased=res.vth.reshape(-1)[idx])
+        for name in ("vth", "verified", "failed"):
+            getattr(res, name).reshape(-1)[idx] = getattr(sub, name)
+        for name in ("pulses", "verifies", "tune_pulses"):
+            getattr(res, name).reshape(-1)[idx] += getattr(sub, name)
+        # no erase in a retry
+        res.program_time_s += sub.program_time_s - p.erase_time_s
+        res.energy_j += sub.energy_j - p.erase_energy_j / p.pump_efficiency
+    return res
+
+
+def _program_once(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_target,
+                  *, variation: CellVariation | None = None, vth_target=None, fast: bool = True,
+                  vth_erased=None) -> ProgramResult:
     """Erase a block, soft-program (stacked-gate) and ISPP-program every cell to ``i_target``.
 
     ``i_target``: target read current of each cell (A) at the nominal read bias;
