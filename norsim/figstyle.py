@@ -147,8 +147,11 @@ def label_axis(ax, which: str, q: Quantity | str, values=None) -> None:
         integer = bool(vals) and all(isinstance(v, int) and not isinstance(v, bool)
                                      for v in values)
     if integer:
+        from matplotlib.ticker import FixedLocator
+
         axis = ax.xaxis if which == "x" else ax.yaxis
-        axis.set_major_locator(MaxNLocator(integer=True))
+        if not isinstance(axis.get_major_locator(), FixedLocator):  # keep chosen ticks
+            axis.set_major_locator(MaxNLocator(integer=True))
         setattr(ax, f"_norsim_integer_{which}", True)
 
 

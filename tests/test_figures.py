@@ -145,3 +145,53 @@ def test_logy_with_non_positive_means_is_an_error_not_missing_curves(tmp_path):
     with pytest.raises(InputError, match=r"--logy.*<= 0"):
         plot(_agg(y="current_bias_units", means=[-0.1, 0.2, 0.3, 0.4]), tmp_path / "l.png",
              logy=True)
+
+
+# ------------------------------------------------------------------ array-sweep ----
+def _sweep_rows():
+    rows = []
+    for k, n in enumerate((64, 128, 256, 512)):
+        rows.append({"size": n, "accuracy": 0.97 - 0.01 * k, "images": 200, "tiles": 40 // (k + 1),
+                     "utilisation": 0.5, "energy_per_image_j": 2e-8 * (1 + 0.1 * k),
+                     "latency_s": 66.0e-6 * (1 + 0.002 * k), "fps_pipelined": 1e5,
+                     "tops_per_w": 30.0, "area_mm2": 0.1 * (k + 1),
+                     "ir_drop_rel_surrogate": 0.001 * (k + 1), "ir_drop_rel_circuit": None,
+                     "surrogate_error_rel_circuit": None})
+    return rows
+
+
+def test_array_sweep_figure_and_table(captured, tmp_path):
+    from norsim.cli.array_sweep import format_table, plot
+
+    rows = _sweep_rows()
+    plot(rows, tmp_path / "array_sweep.png", title="zoo:lenet-mnist-4b on N x N arrays")
+    info = captured["array_sweep.png"]
+    _clean(info)
+    by_label = {a["ylabel"]: a for a in info["axes"]}
+    assert "top-1 accuracy (%)" in by_label and "single-image latency (us)" in by_label
+    lat = by_label["single-image latency (us)"]
+    lo, hi = lat["ylim"]
+    spread = 66.0 * 0.006
+    assert spread / (hi - lo) < 0.1  # a 0.6 % change does not fill the panel
+    for a in info["axes"]:
+        assert sorted(a["xticks"]) == [64, 128, 256, 512]
+        assert "array size N" in a["xlabel"]
+    acc = by_label["top-1 accuracy (%)"]
+    assert acc["n_collections"] >= 1  # the Wilson interval is drawn
+    head = format_table(rows).splitlines()[0]
+    assert "E/img (nJ)" in head and "latency (us)" in head and "acc (%)" in head
+
+
+# ------------------------------------------------------------------ array-study ----
+def test_array_study_figures(captured, tmp_path):
+    from norsim.cli.main import main
+
+    assert main(["array-study", "--out", str(tmp_path / "s"), "--rows", "16", "--cols", "4",
+                 "--batch", "8", "--set", "array.noise.rtn_enabled=false"]) == 0
+    for name in ("encodings.png", "adc_transfer.png", "ir_drop_map.png"):
+        _clean(captured[name])
+    adc = captured["adc_transfer.png"]["axes"]
+    assert adc[0]["ylabel"] == "output code (LSB)" and adc[1]["xlabel"] == "input (LSB)"
+    assert all(float(t).is_integer() for t in adc[0]["yticks"])
+    enc = captured["encodings.png"]["axes"]
+    assert all("weight x input codes" in a["xlabel"] for a in enc)

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 def _encodings(cfg, w, batch, out: Path) -> None:
     import matplotlib.pyplot as plt
 
+    from norsim import figstyle
     from norsim.array.nor_array import NorArray
 
     xmax = 2 ** cfg.array.encoding.input_bits - 1
@@ -105,20 +106,22 @@ def _encodings(cfg, w, batch, out: Path) -> None:
         ax.plot(ideal.ravel(), y.ravel(), ".", ms=2, alpha=0.5)
         lo, hi = ideal.min(), ideal.max()
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set_title(f"{scheme}\nrms error {rms:.3g}")
-        ax.set_xlabel("ideal x @ w")
+        figstyle.fit_title(ax, f"{scheme.replace('_', '-')} input: rms error {rms:.3g} "
+                               f"weight x input codes")
+        figstyle.label_axis(ax, "x", figstyle.Quantity("exact dot product x . w",
+                                                       "weight x input codes", integer=True))
         for i, (a, b) in enumerate(zip(ideal.ravel(), y.ravel())):
             rows_csv.append([scheme, i, int(a), float(b)])
-    axes[0].set_ylabel("column output before ADC (weight x input units)")
-    fig.tight_layout()
-    fig.savefig(out / "encodings.png", dpi=120)
-    plt.close(fig)
+    figstyle.label_axis(axes[0], "y", figstyle.Quantity("column output before the ADC",
+                                                        "weight x input codes"))
+    figstyle.save(fig, out / "encodings.png")
     _write_csv(out / "encodings.csv", ["encoding", "index", "ideal", "analog"], rows_csv)
 
 
 def _adc_transfer(cfg, out: Path) -> None:
     import matplotlib.pyplot as plt
 
+    from norsim import figstyle
     from norsim.array import kernels as K
     from norsim.array.periphery import make_adc, readout_params
 
@@ -142,16 +145,15 @@ def _adc_transfer(cfg, out: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6, 6), sharex=True)
     ax1.plot(ramp, codes, lw=0.8, label="ADC")
     ax1.plot(ramp, ideal, "k--", lw=0.6, label="ideal")
-    ax1.set_ylabel("code")
+    figstyle.label_axis(ax1, "y", figstyle.Quantity("output code", "LSB", integer=True))
     ax1.legend()
-    ax1.set_title(f"{a.adc.bits}-bit ADC: gain {adc.gain[0]:.4f}, offset {adc.offset[0]:.3f} LSB, "
-                  f"INL {a.adc.inl_lsb} LSB, noise {a.adc.noise_lsb} LSB")
+    figstyle.fit_title(ax1, f"{a.adc.bits}-bit ADC: gain {adc.gain[0]:.4f}, offset "
+                            f"{adc.offset[0]:.3f} LSB, INL {a.adc.inl_lsb} LSB, noise "
+                            f"{a.adc.noise_lsb} LSB")
     ax2.plot(ramp, codes - ideal, ".", ms=1)
-    ax2.set_xlabel("input (LSB)")
-    ax2.set_ylabel("code error")
-    fig.tight_layout()
-    fig.savefig(out / "adc_transfer.png", dpi=120)
-    plt.close(fig)
+    figstyle.label_axis(ax2, "x", figstyle.Quantity("input", "LSB"))
+    figstyle.label_axis(ax2, "y", figstyle.Quantity("code error", "LSB", integer=True))
+    figstyle.save(fig, out / "adc_transfer.png")
     _write_csv(out / "adc_transfer.csv", ["input_lsb", "code", "ideal_code"],
                zip(ramp, codes, ideal))
 
@@ -163,6 +165,7 @@ def _ir_drop(cfg, w, out: Path) -> str:
         return "array-study: norsim.array.circuit is not available; IR-drop map skipped"
     import matplotlib.pyplot as plt
 
+    from norsim import figstyle
     from norsim.array.nor_array import NorArray
 
     arr = NorArray.from_weights(w, cfg, cfg.rng(_STREAM_ARRAY))
@@ -175,13 +178,11 @@ def _ir_drop(cfg, w, out: Path) -> str:
     for ax, (name, p) in zip(axes, parts):
         im = ax.imshow(p / np.maximum(np.abs(m.ideal_cell_currents[0]), 1e-30) * 100, aspect="auto",
                        cmap="viridis")
-        ax.set_title(f"cell current error, {name} (%)")
-        ax.set_xlabel("physical column")
-        ax.set_ylabel("row")
-        fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(out / "ir_drop_map.png", dpi=120)
-    plt.close(fig)
+        figstyle.fit_title(ax, f"cell current error from IR drop: {name} part")
+        figstyle.label_axis(ax, "x", figstyle.Quantity("physical column", "index", integer=True))
+        figstyle.label_axis(ax, "y", figstyle.Quantity("row", "index", integer=True))
+        fig.colorbar(im, ax=ax, label="cell current error (% of the ideal current)")
+    figstyle.save(fig, out / "ir_drop_map.png")
     rr, cc = np.indices(m.cell_error_a[0].shape)
     _write_csv(out / "ir_drop_map.csv", ["row", "col", "ideal_a", "error_a", "bl_part_a", "sl_part_a"],
                zip(rr.ravel(), cc.ravel(), m.ideal_cell_currents[0].ravel(), m.cell_error_a[0].ravel(),
