@@ -84,7 +84,7 @@ _SUFFIX_UNITS = {"_v": "V", "_k": "K", "_s": "s", "_a": "A", "_j": "J", "_f": "F
                  "_frac": "", "_fraction": ""}
 
 
-def _words(name: str) -> str:
+def words(name: str) -> str:
     return " ".join(_ACRONYMS.get(w, w) for w in name.split("_") if w)
 
 
@@ -103,12 +103,12 @@ def quantity(key: str) -> Quantity:
             stem = leaf[: -len(suffix)]
             unit = unit or u
             if u == "" and suffix in ("_frac", "_fraction"):
-                return Quantity(_words(stem), "%", 100.0)
+                return Quantity(words(stem), "%", 100.0)
             break
     section = key.rsplit(".", 2)[-2] if key.count(".") >= 1 else ""
-    label = _words(stem)
+    label = words(stem)
     if section and section not in ("array", "device", "mapping"):
-        label = f"{_words(section)}: {label}"
+        label = f"{words(section)}: {label}"
     if not unit:
         unit = "count" if integer else "1"
     return Quantity(label, unit, 1.0, integer)

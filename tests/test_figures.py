@@ -195,3 +195,48 @@ def test_array_study_figures(captured, tmp_path):
     assert all(float(t).is_integer() for t in adc[0]["yticks"])
     enc = captured["encodings.png"]["axes"]
     assert all("weight x input codes" in a["xlabel"] for a in enc)
+
+
+# ------------------------------------------------------------------ device-study ----
+def test_device_study_figures(captured, tmp_path):
+    from norsim.cli.main import main
+
+    assert main(["device-study", "--out", str(tmp_path / "d"), "--cells-per-level", "40"]) == 0
+    for name in ("iv_family.png", "levels_vth.png", "levels_current.png"):
+        _clean(captured[name])
+    assert captured["levels_vth.png"]["axes"][0]["xlabel"].endswith("(V)")
+    assert all(float(t).is_integer() for t in captured["levels_vth.png"]["axes"][0]["yticks"])
+
+
+# ------------------------------------------------------------ budget and energy ----
+def test_error_budget_ranking_figure(captured, tmp_path):
+    from norsim.experiments.budget import plot_ranking
+
+    eff = {"all": {"modelled": True, "drop": 0.031, "drop_bootstrap_95": [0.02, 0.04]},
+           "adc_quantisation": {"modelled": True, "drop": 0.012, "marginal_drop": 0.012,
+                                "drop_bootstrap_95": [0.006, 0.018]},
+           "read_noise": {"modelled": True, "drop": 0.004, "marginal_drop": 0.004,
+                          "drop_bootstrap_95": [0.0, 0.009]},
+           "ir_drop": {"modelled": False}}
+    plot_ranking({"images": 500, "seeds": [1, 2, 3], "effects": eff},
+                 tmp_path / "error_budget.png")
+    info = captured["error_budget.png"]
+    _clean(info)
+    ax = info["axes"][0]
+    assert ax["xlabel"].endswith("(% points)")
+    assert ax["n_collections"] >= 1  # the bootstrap intervals
+
+
+def test_energy_figure(captured, tmp_path):
+    from norsim.cli.main import main
+    from norsim.mapping.random_models import random_lenet
+
+    model = tmp_path / "lenet.npz"
+    random_lenet(np.random.default_rng(1)).save(model)
+    assert main(["report", "--model", str(model), "--limit", "2", "--figure",
+                 str(tmp_path / "energy.png"), "--set", "mapping.programming='ideal'",
+                 "--set", "array.rows=64", "--set", "array.cols=64",
+                 "--set", "mapping.calibration_images=4"]) == 0
+    info = captured["energy.png"]
+    _clean(info)
+    assert info["axes"][0]["ylabel"] == "energy per image (nJ)"

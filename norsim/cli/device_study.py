@@ -87,14 +87,15 @@ def iv_family(cfg, out: Path, plt) -> None:
         swings.append((t, sw, np.log(10) * m.fg.n * m.fg.u_t / m.fg.alpha_g * 1e3))
         ax.semilogy(v_g, i, label=f"{t:.0f} K (SS {sw:.0f} mV/dec)")
     gate = "control gate" if dev.cell.cell_type == "split_gate" else "word line (control gate)"
+    from norsim import figstyle
+
     ax.set_xlabel(f"{gate} voltage (V)")
     ax.set_ylabel("drain current (A)")
-    ax.set_title(f"{dev.cell.cell_type} cell, V_th = {vth:.3f} V at {dev.cell.t_ref_k:.0f} K")
+    figstyle.fit_title(ax, f"{dev.cell.cell_type.replace('_', '-')} cell, V_th = {vth:.3f} V "
+                           f"at {dev.cell.t_ref_k:.0f} K")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "iv_family.png", dpi=120)
-    plt.close(fig)
+    figstyle.save(fig, out / "iv_family.png")
     _write_csv(out / "iv_family.csv", ["temperature_k", "v_gate_v", "i_d_a"], rows)
     _write_csv(out / "swing.csv", ["temperature_k", "swing_mv_per_dec", "swing_theory_mv_per_dec"],
                swings)
@@ -179,9 +180,11 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
                  float(res.verifies.mean()), res.program_time_s, res.energy_j,
                  int(res.failed.sum()), bake_s, bake_t]])
     # figures
+    from norsim import figstyle
+
     good = ~res.failed if (~res.failed).any() else np.ones(level.shape, bool)
     for name, before, after, xlabel, log in (
-            ("levels_vth.png", res.vth, vth_baked, "V_th (V, at the reference temperature)", False),
+            ("levels_vth.png", res.vth, vth_baked, "V_th at the reference temperature (V)", False),
             ("levels_current.png", i_prog, i_baked, "read current (A)", True)):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         lo = min(before[good].min(), after[good].min())
@@ -195,13 +198,12 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("cells")
-        ax.set_title(f"filled: programmed; dashed: after {bake_s / SECONDS_PER_YEAR:g} y at "
-                     f"{bake_t:.0f} K")
+        figstyle.label_axis(ax, "y", figstyle.Quantity("cells per bin", "count", integer=True))
+        figstyle.fit_title(ax, f"{nlev} weight levels (L0-L{nlev - 1}), {cells_per_level} cells "
+                               f"each; filled: programmed, dashed: after a "
+                               f"{bake_s / SECONDS_PER_YEAR:g}-year bake at {bake_t:.0f} K")
         ax.legend(ncol=4, fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=120)
-        plt.close(fig)
+        figstyle.save(fig, out / name)
     return {"failed": int(res.failed.sum()), "pulses_mean": float(res.pulses.mean())}
 
 

@@ -107,12 +107,12 @@ def plot_energy(rep: CostReport, path: str | Path) -> Path:
         vals = np.array([lc.energy_j[c] for lc in rep.layers] + [tot[c]]) * 1e9
         ax.bar(range(len(names)), vals, bottom=bottom, label=c, color=cmap(i))
         bottom += vals
+    from norsim import figstyle
+
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_xlabel("layer")
     ax.set_ylabel("energy per image (nJ)")
-    ax.set_title(f"{rep.model_name}: {rep.tops_per_w:.3g} TOPS/W ({rep.node}, {rep.adc_model})",
-                 fontsize=9)
+    figstyle.fit_title(ax, f"{rep.model_name}: {rep.tops_per_w:.3g} TOPS/W ({rep.node}, "
+                           f"{rep.adc_model})", fontsize=9)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return figstyle.save(fig, path)

@@ -269,20 +269,34 @@ def plot_ranking(rep: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from norsim import figstyle
+
     eff = {k: v for k, v in rep["effects"].items() if v.get("modelled") and k != "all"}
     order = sorted(eff, key=lambda k: eff[k].get("marginal_drop", eff[k]["drop"]))
-    vals = [100 * eff[k].get("marginal_drop", eff[k]["drop"]) for k in order]
-    labels = order
+    rows = [eff[k] for k in order]
+    vals = [100 * r.get("marginal_drop", r["drop"]) for r in rows]
+    labels = [figstyle.words(k) for k in order]
     if rep["effects"].get("all", {}).get("modelled"):
-        labels = ["ALL ON"] + labels
+        labels = ["all effects on"] + labels
         vals = [100 * rep["effects"]["all"]["drop"]] + vals
-    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(vals) + 1.2))
-    colors = ["0.3" if lab == "ALL ON" else "tab:red" for lab in labels]
-    ax.barh(range(len(vals)), vals, color=colors)
+        rows = [rep["effects"]["all"]] + rows
+    # the drop's 95 % bootstrap interval (test images), around the plotted (marginal) value
+    err = [[0.0] * len(vals), [0.0] * len(vals)]
+    for i, (r, v) in enumerate(zip(rows, vals)):
+        ci = r.get("drop_bootstrap_95")
+        if ci:
+            err[0][i] = max(0.0, 100 * (r["drop"] - ci[0]))
+            err[1][i] = max(0.0, 100 * (ci[1] - r["drop"]))
+    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(vals) + 1.4))
+    colors = ["0.3" if lab == "all effects on" else "tab:red" for lab in labels]
+    ax.barh(range(len(vals)), vals, color=colors, xerr=err, capsize=3,
+            error_kw={"lw": 1, "ecolor": "0.2"})
     ax.set_yticks(range(len(vals)), labels)
-    ax.set_xlabel("accuracy drop vs integer reference (pts, marginal over base)")
+    ax.set_ylabel("effect")
+    figstyle.label_axis(ax, "x", figstyle.Quantity(
+        "accuracy drop vs integer reference, marginal over its base", "% points"))
     ax.axvline(0, color="k", lw=0.5)
-    ax.set_title(f"error budget, {rep['images']} images, seeds {rep['seeds']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    seeds = rep["seeds"]
+    figstyle.fit_title(ax, f"error budget: {rep['images']} test images, {len(seeds)} chips; "
+                           "bars: 95 % bootstrap interval of the drop")
+    figstyle.save(fig, path)
