@@ -53,7 +53,8 @@ _TRAP_SLOT = 32
 # (with every RTN trap occupied) is decided as a fail without drawing (P < 1e-15); traps are
 # then advanced over the skipped interval in one exact Markov step when next needed.
 FAR_SIGMAS = 8.0
-PTRS_ABOVE = 64.0  # Poisson means from here on use transformed rejection (PTRS)
+PTRS_ABOVE = 128.0  # Poisson means from here on use transformed rejection (PTRS); the
+#                    tables below cover Poisson(m < 128) to k = 255 (tail < 1e-20)
 _INV_K = 1.0 / np.arange(1, 1002, dtype=np.float64)  # 1/k table of the chop-down search
 _CHOP_MAX = 1000  # the chop-down table ends at k = 1000 (P(k > 1000) is nil for lam < 64)
 # ln k! for k < 4096 (PTRS's acceptance test): a table lookup instead of lgamma per draw, and
@@ -71,7 +72,7 @@ def _poisson_tables(m_max: int, length: int, bins: int):
     for m in range(1, m_max):
         pmf = np.exp(-m + k * np.log(m) - gammaln(k + 1.0))
         row = np.minimum(np.cumsum(pmf), 1.0)
-        row[-1] = 1.0  # the tail beyond length - 1 (< 1e-30) goes to the last entry
+        row[-1] = 1.0  # the tail beyond length - 1 (< 1e-20 for m < 128) goes to the last entry
         cdf[m] = row
         guide[m] = np.searchsorted(row, np.arange(bins) / bins, side="left")
     return cdf, guide
