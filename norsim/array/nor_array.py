@@ -53,6 +53,9 @@ VTH_MAP_MARGIN_V = 5.0
 #: defective column among a hundred is the repair's business, a shifted map is not)
 SATURATION_WARN_FRACTION = 0.01
 SATURATION_WARN_COLUMNS = 0.05
+#: the calibrated full scale clamped to the physical one warns when more than this fraction
+#: of the calibration readings lies beyond it (a few stuck-on cells are what the clamp is for)
+FULL_SCALE_WARN_FRACTION = 0.05
 #: input vectors of the first call compared with the exact product for degenerate outputs
 OUTPUT_CHECK_VECTORS = 256
 
@@ -398,12 +401,15 @@ class NorArray:
         fs = float(np.percentile(reading.ravel(), pct, overwrite_input=True))
         phys = self.physical_full_scale()
         if fs > phys * (1 + 1e-9):
-            warnings.warn(
-                f"NorArray.calibrate: the calibrated ADC full scale {fs * 1e6:.4g} uA (the "
-                f"{pct:g} percentile of {reading.size} readings) exceeds the physical full scale "
-                f"{phys * 1e6:.4g} uA (array.rows = {self.cfg.array.rows} rows at the top "
-                f"level) and is clamped to it: larger readings clip (the V_th map passes more "
-                f"current than the levels allow)", DegenerateResultWarning, stacklevel=2)
+            over = float(np.mean(reading > phys))
+            if over > FULL_SCALE_WARN_FRACTION:
+                warnings.warn(
+                    f"NorArray.calibrate: the calibrated ADC full scale {fs * 1e6:.4g} uA (the "
+                    f"{pct:g} percentile of {reading.size} readings) exceeds the physical full "
+                    f"scale {phys * 1e6:.4g} uA (array.rows = {self.cfg.array.rows} rows at the "
+                    f"top level) and is clamped to it: {100 * over:.1f} % of the readings clip "
+                    f"(the V_th map passes more current than the levels allow)",
+                    DegenerateResultWarning, stacklevel=2)
             fs = phys
         a = self.cfg.array.adc
         self.adc.set_range(fs, self.unit_a, a.step_integer_units)
