@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from norsim.cli.main import main
@@ -68,3 +69,42 @@ def test_binary_config_is_one_line(capsys, tmp_path):
     cfg.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     _fails_fast(capsys, "array-study", "--config", cfg, "--out", tmp_path / "o",
                 needles=("config file", "UTF-8", "0x89"))
+
+
+def test_a_layer_that_does_not_fit_fails_before_programming(capsys):
+    _fails_fast(capsys, "report", "--model", "zoo:lenet-mnist-4b", "--set", "array.cols=1",
+                needles=("array.cols", "conv"), seconds=10)
+
+
+def test_array_sweep_checks_every_size_before_the_first(capsys, tmp_path):
+    # bit-sliced 4-bit weights need 6 physical columns per output: size 4 cannot hold one
+    _fails_fast(capsys, "array-sweep", "--model", "zoo:lenet-mnist-4b", "--sizes", "64,4",
+                "--set", "array.encoding.weight_scheme='bit_sliced'",
+                "--set", "array.encoding.bits_per_cell=1", "--out", tmp_path / "o",
+                needles=("array.cols = 4",), seconds=10)
+
+
+def test_check_fits_is_cheap_and_names_the_layer():
+    from norsim import zoo
+    from norsim.config import load_preset
+    from norsim.errors import ConfigError
+    from norsim.mapping.mapper import check_fits
+
+    model = zoo.load("lenet-mnist-4b")
+    plans = check_fits(model, load_preset("nor40"))
+    assert sum(p.n_tiles for p in plans) >= 1
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"array.cols = 1.*layer"):
+        check_fits(model, load_preset("nor40").with_overrides(["array.cols=1"]))
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_images_of_the_wrong_shape_are_named():
+    from norsim import zoo
+    from norsim.config import load_preset
+    from norsim.errors import InputError
+    from norsim.mapping.preflight import check_job
+
+    model = zoo.load("lenet-mnist-4b")
+    with pytest.raises(InputError, match=r"data \(test images\).*\(5, 32, 32, 3\)"):
+        check_job(model, load_preset("nor40"), np.zeros((5, 32, 32, 3), np.uint8))

@@ -166,8 +166,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--" + name.replace("_", "-"), v,
                              "a whole number >= " + ("1" if name == "limit" else "0"))
     cfg = config_from_args(args)
+    from norsim.mapping.preflight import check_job
+
     model = load_model(args.model)
+    for size in sizes:  # every size's mapping checked before the first is programmed
+        check_job(model, cfg.with_overrides({"array.rows": size, "array.cols": size}))
     x, y, x_cal = load_eval_data(args.data, args.limit, args.data_dir)
+    check_job(model, cfg, x, x_cal)
     rows = sweep(model, cfg, sizes, x, y, x_cal[:cfg.mapping.calibration_images],
                  ir_vectors=args.ir_vectors, circuit_max=args.circuit_max)
     out = Path(args.out)

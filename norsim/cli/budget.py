@@ -58,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
         for e in effects:
             if e not in bud.EFFECTS:
                 raise InputError("--effects", e, "names from: " + ", ".join(bud.EFFECTS))
+    from norsim.mapping.preflight import check_job
+
     model = load_model(args.model)
+    check_job(model, cfg)
     x, y, xc = load_eval_data(args.data, args.limit, args.data_dir)
+    check_job(model, cfg, x, xc)
     seeds = [cfg.seed + i for i in range(args.seeds)]
     rep = bud.budget(model, cfg, x, y, xc, seeds=seeds, effects=effects,
                      layer_sensitivity=not args.no_layers,

@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json_out).with_suffix(".png") if args.json_out else Path("out/report/energy.png"))
     check_output_file("--figure", fig, suffix=".png")
     cfg = config_from_args(args)
+    from norsim.mapping.preflight import check_job
+
     model = load_model(args.model)
+    check_job(model, cfg)  # the model fits the array, before loading data
     accuracy = None
     if args.data:
         x, y, x_cal = load_eval_data(args.data, args.limit, args.data_dir)
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         x_cal, x, source = calibration_batch(model, args.limit, cfg.mapping.calibration_images,
                                              args.data_dir, cfg.rng(_STREAM_SYNTHETIC))
         y = None
+    check_job(model, cfg, x, x_cal)
     chip = mapper.map_model(model, cfg)
     engine.calibrate(chip, x_cal)
     result = engine.run(chip, x)
