@@ -83,3 +83,55 @@ def seed_spread(values, confidence: float = 0.95) -> dict:
     std = float(v.std(ddof=1))
     half = float(_st.t.ppf(0.5 + confidence / 2, v.size - 1) * std / np.sqrt(v.size))
     return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": int(v.size)}
+
+
+def paired_intervals(ref_correct, chip_correct, rng_images: np.random.Generator,
+                     rng_chips: np.random.Generator, n_boot: int = 1000,
+                     confidence: float = 0.95) -> dict:
+    """Accuracy difference (chips - reference) on the same images, with its intervals.
+
+    ``chip_correct`` is (chips, images). Three intervals of the mean difference:
+
+    * ``conditional``: paired bootstrap over images with the simulated chips held fixed
+      (what these chips do on a test set like this one);
+    * ``two_level``: bootstrap over chips, then over images (the images drawn once per
+      replicate and shared by the drawn chips, as the design is paired): what a new set of
+      chips of this configuration would do; chips as replicates;
+    * ``t_over_chips``: t-interval over the per-chip differences (chips as replicates,
+      images fixed), ``None`` with one chip.
+
+    The image draws come from ``rng_images`` in the same order for both bootstraps, so with
+    identical chips the two-level interval equals the conditional one exactly.
+    """
+    ref = _as_bool("ref_correct", ref_correct)
+    c = np.asarray(chip_correct)
+    if c.ndim == 1:
+        c = c[None, :]
+    if c.ndim != 2 or c.shape[1] != ref.size or c.shape[0] < 1 or ref.size == 0:
+        raise InputError("chip_correct", c.shape, f"(chips, {ref.size}) per-image correctness")
+    d = c.astype(np.float64) - ref.astype(np.float64)[None, :]        # chips x images
+    n_chips, n = d.shape
+    q = [(1 - confidence) / 2, (1 + confidence) / 2]
+    img = rng_images.integers(0, n, size=(n_boot, n))
+    chips = rng_chips.integers(0, n_chips, size=(n_boot, n_chips))
+    per_chip_boot = np.empty((n_boot, n_chips))
+    for k in range(n_chips):                      # mean over drawn images, per chip
+        per_chip_boot[:, k] = d[k][img].mean(axis=1)
+    conditional = per_chip_boot.mean(axis=1)
+    two_level = np.take_along_axis(per_chip_boot, chips, axis=1).mean(axis=1)
+    per_chip = d.mean(axis=1)
+    out = {"mean": float(d.mean()), "chips": int(n_chips), "images": int(n),
+           "per_chip": per_chip.tolist(),
+           "conditional": [float(v) for v in np.quantile(conditional, q)],
+           "two_level": [float(v) for v in np.quantile(two_level, q)],
+           "t_over_chips": None}
+    if n_chips > 1:
+        sd = float(per_chip.std(ddof=1))
+        half = float(_st.t.ppf(q[1], n_chips - 1) * sd / np.sqrt(n_chips))
+        out["t_over_chips"] = [float(per_chip.mean() - half), float(per_chip.mean() + half)]
+    return out
+
+
+def resolved(interval) -> bool:
+    """True when a difference interval excludes 0."""
+    return interval is not None and (interval[0] > 0 or interval[1] < 0)

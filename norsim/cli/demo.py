@@ -1,14 +1,20 @@
 """``norsim demo``: the main job on the embedded default.
 
-The zoo's 4-bit MNIST model on 256x256 arrays of the ``nor40`` preset over the bundled 10k
-MNIST test images: integer reference; analog with ideal settings; analog with the preset's
-non-idealities, fresh and after a 10-year 85 C bake (several chip instances each).
+The zoo's 4-bit MNIST model on 256x256 arrays of the ``nor40`` preset over bundled MNIST test
+images: integer reference; analog with ideal settings; analog with the preset's
+non-idealities, fresh, after a 10-year 85 C bake, and after the bake with compensation,
+each on several chip instances, with intervals that count the chips as replicates.
+
+The default spends about a minute on 2 cores where the statistics need it: more chips and
+fewer images (8 chips x 500 images); ``--full`` is the long table (5 chips x 10,000 images).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -16,111 +22,233 @@ from norsim.cli.common import add_config_args, config_from_args
 from norsim.errors import InputError
 
 DEMO_MODEL = "zoo:lenet-mnist-4b"
-TEN_YEARS_S = 10 * 365.25 * 24 * 3600.0
+#: the one-minute default (images, chips) and the full table's
+QUICK = (500, 8)
+FULL = (10_000, 5)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job on the embedded default")
+    p = sub.add_parser("demo", help="run the main job on the embedded default",
+                       description="The main job: reference vs analog fresh / 10 y at 85 C / "
+                       "compensated, with energy, latency and area. About a minute on 2 cores "
+                       f"({QUICK[1]} chips x {QUICK[0]} images); --full: {FULL[1]} chips x "
+                       f"{FULL[0]:,} images.")
     p.add_argument("--out", default="out/demo", help="output directory (table, JSON, figure)")
     p.add_argument("--model", default=DEMO_MODEL, help="zoo:NAME or a QuantModel .npz file")
-    p.add_argument("--limit", type=int, default=None, help="only the first N test images")
-    p.add_argument("--seeds", type=int, default=5, help="chip instances per non-ideal row")
+    p.add_argument("--full", action="store_true",
+                   help=f"the full table: {FULL[1]} chips x {FULL[0]:,} images (about 10 min)")
+    p.add_argument("--limit", type=int, default=None,
+                   help=f"test images (default {QUICK[0]}; --full {FULL[0]:,})")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"chip instances per non-ideal row (default {QUICK[1]}; --full {FULL[1]})")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: the CPUs this process may use, at most 8)")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     add_config_args(p)
     p.set_defaults(func=run)
 
 
-def scenarios(cfg):
-    from norsim.mapping.mapper import ideal_config
+def _workers(requested: int | None) -> int:
+    if requested is not None:
+        if requested < 1:
+            raise InputError("--workers", requested, "at least 1")
+        return requested
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
 
-    fresh = cfg.with_overrides({"mapping.retention_time_s": 0.0})
-    baked = cfg.with_overrides({"mapping.retention_time_s": TEN_YEARS_S,
-                                "mapping.retention_temperature_k": 358.15})
-    compensated = baked.with_overrides({"compensation.enabled": True,
-                                        "compensation.adaptive_read_voltage": True,
-                                        "compensation.activation_recalibration": True})
-    return [("analog, ideal settings", ideal_config(cfg), 1),
-            ("analog nor40, fresh", fresh, None),
-            ("analog nor40, 10 y at 85 C", baked, None),
-            ("analog nor40, 10 y at 85 C, compensated", compensated, None)]
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished worker processes."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _attach_cost(res: dict, chip, cfg) -> None:
+    """Energy, latency and area of this chip instance from its own event counts."""
+    from norsim.cost.report import cost_of_chip
+
+    res["cost"] = cost_of_chip(chip, int(res["correct"].size), cfg)
 
 
 def run(args: argparse.Namespace) -> int:
     from norsim.cli.run import load_eval_data, load_model
-    from norsim.mapping.evaluate import evaluate, jsonable
+    from norsim.cost.report import format_summary
+    from norsim.mapping.evaluate import evaluate_jobs, jsonable, reference_correct, summarize
+    from norsim.progress import Progress
+    from norsim.scenarios import scenarios
+    from norsim.warmup import warm_kernels
 
-    if args.seeds < 1:
-        raise InputError("--seeds", args.seeds, "at least 1")
+    n_images, n_chips = FULL if args.full else QUICK
+    n_images = args.limit if args.limit is not None else n_images
+    n_chips = args.seeds if args.seeds is not None else n_chips
+    if n_chips < 1:
+        raise InputError("--seeds", n_chips, "at least 1")
+    if n_images < 1:
+        raise InputError("--limit", n_images, "a positive number of images")
+    workers = _workers(args.workers)
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     cfg = config_from_args(args)
     model = load_model(args.model)
-    x, y, x_cal = load_eval_data("mnist", args.limit)
-    x_cal = x_cal[:cfg.mapping.calibration_images]
+    x, y, x_cal = load_eval_data("mnist", n_images)
+    x_cal = x_cal[:max(cfg.mapping.calibration_images, cfg.compensation.recalibration_images)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    rows, reports = [], {}
-    from norsim.cost.report import cost_from_evaluation, format_summary
+    quiet = False if args.no_progress else None
+    say = (lambda s: None) if args.no_progress else \
+        (lambda s: print(s, file=__import__("sys").stderr, flush=True))
+    warm_kernels(cfg, model, say=say)
 
-    costs = []
-    for label, c, n_seeds in scenarios(cfg):
-        n_seeds = n_seeds or args.seeds
-        rep = evaluate(model, c, x, y, x_cal, seeds=range(c.seed, c.seed + n_seeds),
-                       keep_chips=True)
-        cost = cost_from_evaluation(rep, c)
-        reports[label] = jsonable(rep)
-        if "ideal" not in label:  # ideal settings use a 24-bit ADC: a numerical device, not hardware
-            costs.append((label, cost))
-            reports[label]["cost"] = cost.as_dict()
-        if not rows:
-            ref = rep["reference"]
-            rows.append(("integer reference", ref["accuracy"], None, None, None, 1))
+    rows = scenarios(cfg)
+    seeds = list(range(cfg.seed, cfg.seed + n_chips))
+    # one group per chip instance (its settings share the programmed cells), the ideal path
+    # (one deterministic instance) a group of its own, last
+    groups, work = [], {}
+    for s in seeds:
+        groups.append([((sc.key, s), dataclasses.replace(sc.cfg, seed=s))
+                       for sc in rows if not sc.one_chip])
+    groups.append([((sc.key, cfg.seed), dataclasses.replace(sc.cfg, seed=cfg.seed))
+                   for sc in rows if sc.one_chip])
+    for sc in rows:
+        for s in ([cfg.seed] if sc.one_chip else seeds):
+            work[(sc.key, s)] = sc.work
+    jobs = [j for g in groups for j in g]
+    say(f"demo: {len(y)} test images; {n_chips} chips x {len(rows) - 1} settings + the ideal "
+        f"path = {len(jobs)} chip runs on {workers} worker process(es)")
+    bar = Progress(len(jobs), "demo", unit="chip run", enabled=quiet,
+                   total_work=sum(work.values()))
+    labels = {sc.key: sc.label for sc in rows}
+    ref_correct = reference_correct(model, x, y)
+    try:
+        results = evaluate_jobs(
+            model, groups, x, y, x_cal, workers=workers, finish=_attach_cost,
+            on_done=lambda k, r: bar.step(f"{labels[k[0]]}, chip {k[1]}: "
+                                          f"{100 * r['accuracy']:.2f} %", work=work[k]))
+    finally:
+        bar.close()
+
+    table_rows, reports, costs = [], {}, []
+    table_rows.append(("integer reference", float(ref_correct.mean()), None, None, None, None,
+                       None, 1))
+    for sc in rows:
+        chips = [results[(sc.key, s)] for s in ([cfg.seed] if sc.one_chip else seeds)]
+        rep = summarize(ref_correct, chips, sc.cfg)
+        cost = chips[0].pop("cost")
+        for c in chips[1:]:
+            c.pop("cost", None)
+        reports[sc.key] = jsonable(rep) | {"label": sc.label}
+        if sc.key != "ideal":   # the ideal path's 24-bit ADC is a numerical device, not hardware
+            costs.append((sc.label, cost))
+            reports[sc.key]["cost"] = cost.as_dict()
         ch, d = rep["chip"], rep["difference"]
-        rows.append((label, ch["accuracy_mean"], ch["chip_to_chip"]["std"], d["mean"],
-                     d["paired_bootstrap_95"], n_seeds))
-    seconds = time.perf_counter() - t0
-    table = format_table(rows, len(y), model.name)
-    table += ("\n\nenergy, latency, area per image (norsim.cost, first chip instance; the ideal "
-              "row's 24-bit ADC is not hardware and is left out):\n\n" + format_summary(costs))
+        many = len(chips) > 1
+        table_rows.append((sc.label, ch["accuracy_mean"],
+                           None if ch["chip_to_chip"] is None else ch["chip_to_chip"]["std"],
+                           d["mean"], d["t_over_chips_95"] if many else None,
+                           d["two_level_bootstrap_95"] if many else None,
+                           d["paired_bootstrap_95"], len(chips)))
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    table = format_table(table_rows, len(y), model.name, cfg_label(args))
+    table += ("\n\nenergy, latency, area per image (norsim.cost, chip instance "
+              f"{cfg.seed}; the ideal row's 24-bit ADC is not hardware and is left out):\n\n"
+              + format_summary(costs))
     print(table)
-    print(f"\n({seconds:.1f} s; model {args.model}; figure and JSON in {out})")
+    print(f"\n({seconds:.1f} s wall, {cpu:.1f} CPU-s; model {args.model}; {len(y)} images x "
+          f"{n_chips} chips on {workers} worker(s); figure and JSON in {out}"
+          + ("" if args.full else "; the full table: norsim demo --full") + ")")
     (out / "table.md").write_text(table + "\n")
-    (out / "demo.json").write_text(json.dumps({"model": args.model, "images": int(len(y)),
-                                               "seconds": seconds, "rows": [
-        {"setting": r[0], "accuracy": r[1], "chip_to_chip_std": r[2], "difference": r[3],
-         "paired_bootstrap_95": r[4], "seeds": r[5]} for r in rows],
+    (out / "demo.json").write_text(json.dumps({
+        "model": args.model, "images": int(len(y)), "chips": n_chips, "workers": workers,
+        "seconds": seconds, "rows": [
+            {"setting": r[0], "accuracy": r[1], "chip_to_chip_std": r[2], "difference": r[3],
+             "interval_95_over_chips_t": r[4], "interval_95_over_chips_two_level": r[5],
+             "interval_95_given_chips": r[6], "chips": r[7]}
+            for r in table_rows],
         "reports": reports}, indent=1))
-    plot_rows(rows, out / "accuracy.png")
+    plot_rows(table_rows, out / "accuracy.png", len(y))
     return 0
 
 
-def format_table(rows, n_images: int, model_name: str) -> str:
-    lines = [f"MNIST test images: {n_images}; model: {model_name}; arrays: nor40 preset",
+def cfg_label(args) -> str:
+    """The preset and the options that differ from it, for the table's header."""
+    parts = [getattr(args, "preset", None) or "nor40"]
+    if getattr(args, "config", None):
+        parts.append(f"config {args.config}")
+    parts += list(getattr(args, "overrides", None) or [])
+    return ", ".join(parts)
+
+
+def _pts(v) -> str:
+    return f"{100 * v:+.2f}"
+
+
+def _iv(iv) -> str:
+    return "-" if iv is None else f"{_pts(iv[0])} to {_pts(iv[1])}"
+
+
+def format_table(rows, n_images: int, model_name: str, config: str = "nor40") -> str:
+    """Markdown table; a difference whose chip-replicate interval contains 0 is marked."""
+    lines = [f"MNIST test images: {n_images}; model: {model_name}; arrays: {config}",
              "",
-             "| setting | top-1 % | chip-to-chip sd (pts) | vs reference (pts) | paired 95% interval | seeds |",
-             "|---|---|---|---|---|---|"]
-    for label, acc, sd, diff, ci, seeds in rows:
+             "| setting | top-1 % | chip-to-chip sd (pts) | vs reference (pts) | "
+             "95% over chips (t) | 95% over chips (two-level bootstrap) | "
+             "95% given these chips | chips |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, acc, sd, diff, ci_t, ci_two, ci_given, n in rows:
+        if diff is None:
+            verdict = ""
+        elif diff == 0 and ci_given is not None and ci_given[0] == 0 and ci_given[1] == 0:
+            verdict = " (identical on every image)"
+        else:
+            iv = ci_t if ci_t is not None else ci_given
+            verdict = "" if (iv[0] > 0 or iv[1] < 0) else " (not resolved at this size)"
         lines.append(
             f"| {label} | {100 * acc:.2f} | {'-' if sd is None else f'{100 * sd:.2f}'} | "
-            f"{'-' if diff is None else f'{100 * diff:+.2f}'} | "
-            f"{'-' if ci is None else f'{100 * ci[0]:+.2f} to {100 * ci[1]:+.2f}'} | {seeds} |")
+            f"{'-' if diff is None else _pts(diff) + verdict} | {_iv(ci_t)} | {_iv(ci_two)} | "
+            f"{_iv(ci_given)} | {n} |")
+    lines += ["", "Intervals of the difference to the reference. Over chips: the chips are "
+              "replicates of the configuration (t: t-interval of the per-chip differences; "
+              "two-level bootstrap: chips, then images, 1,000 replicates; it runs narrow with "
+              "few chips). Given these chips: paired bootstrap over images, these chips "
+              "fixed. A row is resolved when the t-interval excludes 0. One-chip rows have "
+              "no chip spread."]
     return "\n".join(lines)
 
 
-def plot_rows(rows, path: Path) -> None:
+def plot_rows(rows, path: Path, n_images: int) -> None:
+    """Accuracy per setting with its 95 % interval over chips (reference: Wilson-free bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
     labels = [r[0] for r in rows]
     acc = [100 * r[1] for r in rows]
-    err = [0 if r[2] is None else 100 * r[2] for r in rows]
-    ax.barh(range(len(rows)), acc, xerr=err, color=["0.5", "tab:blue", "tab:green", "tab:red", "tab:purple"][:len(rows)])
+    ref = rows[0][1]
+    lo_err, hi_err = [], []
+    for r in rows:
+        iv = r[4] if r[4] is not None else r[6]
+        if iv is None or r[3] is None:
+            lo_err.append(0.0)
+            hi_err.append(0.0)
+        else:  # interval of the difference, placed around this row's accuracy
+            lo_err.append(max(0.0, 100 * (r[3] - iv[0])))
+            hi_err.append(max(0.0, 100 * (iv[1] - r[3])))
+    colors = ["0.5", "tab:blue", "tab:green", "tab:red", "tab:purple"]
+    ax.barh(range(len(rows)), acc, xerr=[lo_err, hi_err], capsize=3,
+            color=[colors[i % len(colors)] for i in range(len(rows))])
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
-    lo = max(0.0, min(acc) - 5)
-    ax.set_xlim(lo, 100)
-    ax.set_xlabel("top-1 accuracy (%) (error bar: chip-to-chip sd)")
+    ax.set_xlim(max(0.0, min(acc) - 5), 100)
+    ax.set_xlabel("top-1 accuracy (%)")
+    ax.set_title(f"MNIST, {n_images} test images; error bars: 95 % t-interval of the "
+                 "difference to the reference over chips", fontsize=8)
     for i, a in enumerate(acc):
         ax.text(a, i, f" {a:.2f}", va="center", fontsize=8)
     fig.tight_layout()

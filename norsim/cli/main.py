@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = [
     "norsim.cli.report",
     "norsim.cli.array_sweep",
     "norsim.cli.budget",
+    "norsim.cli.warmup",
     "norsim.cli.validate_device",
 ]
 

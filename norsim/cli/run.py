@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,18 +60,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _iv(iv) -> str:
+    return f"{100 * iv[0]:+.2f} to {100 * iv[1]:+.2f}"
+
+
 def format_report(rep: dict, label: str = "analog chip") -> str:
     ref, chip, diff = rep["reference"], rep["chip"], rep["difference"]
     lo, hi = ref["test_interval_95"]
     spread = chip["chip_to_chip"]
+    n_chips = len(chip["accuracy_per_seed"])
+    chip_note = ("one chip instance: no chip-to-chip spread" if spread is None else
+                 f"chip-to-chip sd {100 * spread['std']:.2f} pts over {spread['n']} chips")
+    intervals = f"95% given these chips {_iv(diff['paired_bootstrap_95'])}"
+    if n_chips > 1:
+        intervals = (f"95% chips as replicates {_iv(diff['two_level_bootstrap_95'])} "
+                     f"(two-level bootstrap), t over chips {_iv(diff['t_over_chips_95'])}; "
+                     + intervals)
     lines = [
         f"images: {rep['images']}",
         f"integer reference : {100 * ref['accuracy']:6.2f} %   (test-set 95% interval {100 * lo:.2f}-{100 * hi:.2f})",
-        f"{label:<18}: {100 * chip['accuracy_mean']:6.2f} %   (chip-to-chip sd {100 * spread['std']:.2f} "
-        f"over {spread['n']} seeds)",
-        f"difference        : {100 * diff['mean']:+6.2f} pts (paired bootstrap 95% "
-        f"{100 * diff['paired_bootstrap_95'][0]:+.2f} to {100 * diff['paired_bootstrap_95'][1]:+.2f}; "
-        f"McNemar p per seed {', '.join(f'{p:.3g}' for p in diff['mcnemar_p_per_seed'])})",
+        f"{label:<18}: {100 * chip['accuracy_mean']:6.2f} %   ({chip_note})",
+        f"difference        : {100 * diff['mean']:+6.2f} pts ({intervals}; "
+        f"McNemar p per chip {', '.join(f'{p:.3g}' for p in diff['mcnemar_p_per_seed'])})",
         "",
         f"{'layer':<10} {'op':<7} {'matrix':>10} {'bits x/w':>8} {'where':>8} {'tiles':>5} "
         f"{'util %':>7} {'SNR dB':>7}",
@@ -92,9 +103,20 @@ def run(args: argparse.Namespace) -> int:
     x, y, x_cal = load_eval_data(args.data, args.limit, args.data_dir)
     if args.seeds < 1:
         raise InputError("--seeds", args.seeds, "at least 1")
-    rep = evaluate(model, cfg, x, y, x_cal[:cfg.mapping.calibration_images],
-                   seeds=range(cfg.seed, cfg.seed + args.seeds), progress=not args.no_progress,
-                   keep_chips=True)
+    from norsim.progress import Progress
+    from norsim.warmup import warm_kernels
+
+    if not args.no_progress:
+        warm_kernels(cfg, say=lambda s: print(s, file=sys.stderr, flush=True))
+    bar = Progress(args.seeds, "run", unit="chip", enabled=False if args.no_progress else None)
+    try:
+        rep = evaluate(model, cfg, x, y, x_cal[:cfg.mapping.calibration_images],
+                       seeds=range(cfg.seed, cfg.seed + args.seeds),
+                       progress=not args.no_progress and sys.stderr.isatty(), keep_chips=True,
+                       on_chip=lambda r: bar.step(f"chip {r['seed']}: "
+                                                  f"{100 * r['accuracy']:.2f} %"))
+    finally:
+        bar.close()
     from norsim.cost.report import cost_from_evaluation, format_report as format_cost
 
     cost = cost_from_evaluation(rep, cfg)  # energy/latency/area of seed cfg.seed's chip

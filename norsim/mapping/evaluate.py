@@ -18,9 +18,10 @@ from norsim.config.sim import SimConfig
 from norsim.errors import InputError
 from norsim.mapping import engine
 from norsim.mapping.quant_model import QuantModel
-from norsim.stats import paired_compare, seed_spread, wilson_interval
+from norsim.stats import paired_compare, paired_intervals, seed_spread, wilson_interval
 
 _STREAM_BOOT = 303
+_STREAM_BOOT_CHIPS = 304
 
 
 def _check_labels(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -58,42 +59,138 @@ def evaluate_chip(model: QuantModel, cfg: SimConfig, images, labels, calib_image
             "seconds_mapping": t_map, "chip": chip}
 
 
-def evaluate(model: QuantModel, cfg: SimConfig, images, labels, calib_images, *,
-             seeds=(0,), progress: bool = False, keep_chips: bool = False) -> dict:
-    """Integer reference vs analog chip over several chip instances (seeds)."""
+def reference_correct(model: QuantModel, images, labels) -> np.ndarray:
+    """Per-image correctness of the exact integer reference."""
     labels = _check_labels(images, labels)
-    n = labels.size
     _, ref_pred = engine.reference_run(model, images)
-    ref_correct = ref_pred == labels
-    ref_acc = float(ref_correct.mean())
+    return ref_pred == labels
+
+
+def summarize(ref_correct: np.ndarray, chips: list[dict], cfg: SimConfig) -> dict:
+    """The report of several chip instances (``evaluate_chip`` results) against the reference.
+
+    The accuracy difference carries three intervals (:func:`norsim.stats.paired_intervals`):
+    conditional on the simulated chips (paired bootstrap over images), two-level (bootstrap
+    over chips, then images) and a t-interval over the per-chip differences (None with one
+    chip; one chip has no chip-to-chip spread either).
+    """
+    n = int(ref_correct.size)
+    for res in chips:
+        res["paired_vs_reference"] = paired_compare(
+            ref_correct, res["correct"], cfg.rng(_STREAM_BOOT, int(res["seed"])),
+            n_boot=1000).as_dict()
+    accs = np.array([c["accuracy"] for c in chips])
+    iv = paired_intervals(ref_correct, np.array([c["correct"] for c in chips]),
+                          cfg.rng(_STREAM_BOOT), cfg.rng(_STREAM_BOOT_CHIPS), n_boot=1000)
+    return {
+        "images": n,
+        "reference": {"accuracy": float(ref_correct.mean()),
+                      "test_interval_95": wilson_interval(int(ref_correct.sum()), n)},
+        "chip": {
+            "accuracy_mean": float(accs.mean()),
+            "accuracy_per_seed": accs.tolist(),
+            "chip_to_chip": seed_spread(accs) if accs.size > 1 else None,
+            "test_interval_95": wilson_interval(int(round(accs.mean() * n)), n),
+        },
+        "difference": {"mean": iv["mean"], "paired_bootstrap_95": iv["conditional"],
+                       "two_level_bootstrap_95": iv["two_level"],
+                       "t_over_chips_95": iv["t_over_chips"], "per_chip": iv["per_chip"],
+                       "mcnemar_p_per_seed": [c["paired_vs_reference"]["mcnemar_p"] for c in chips]},
+        "instances": chips,
+    }
+
+
+def evaluate(model: QuantModel, cfg: SimConfig, images, labels, calib_images, *,
+             seeds=(0,), progress: bool = False, keep_chips: bool = False,
+             on_chip=None) -> dict:
+    """Integer reference vs analog chip over several chip instances (seeds); see
+    :func:`summarize` for the report. ``on_chip(result)`` is called after each instance."""
+    labels = _check_labels(images, labels)
+    ref_correct = reference_correct(model, images, labels)
     chips = []
     for s in seeds:
         res = evaluate_chip(model, dataclasses.replace(cfg, seed=int(s)), images, labels,
                             calib_images, progress=progress)
-        res["paired_vs_reference"] = paired_compare(
-            ref_correct, res["correct"], cfg.rng(_STREAM_BOOT, int(s)), n_boot=1000).as_dict()
         if not keep_chips:
             res.pop("chip")
         chips.append(res)
-    accs = np.array([c["accuracy"] for c in chips])
-    mean_correct = np.mean([c["correct"] for c in chips], axis=0)
-    diff = mean_correct - ref_correct
-    rng = cfg.rng(_STREAM_BOOT)
-    boots = diff[rng.integers(0, n, size=(1000, n))].mean(axis=1)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {
-        "images": int(n),
-        "reference": {"accuracy": ref_acc, "test_interval_95": wilson_interval(int(ref_correct.sum()), n)},
-        "chip": {
-            "accuracy_mean": float(accs.mean()),
-            "accuracy_per_seed": accs.tolist(),
-            "chip_to_chip": seed_spread(accs),
-            "test_interval_95": wilson_interval(int(round(accs.mean() * n)), n),
-        },
-        "difference": {"mean": float(diff.mean()), "paired_bootstrap_95": [float(lo), float(hi)],
-                       "mcnemar_p_per_seed": [c["paired_vs_reference"]["mcnemar_p"] for c in chips]},
-        "instances": chips,
-    }
+        if on_chip is not None:
+            on_chip(res)
+    return summarize(ref_correct, chips, cfg)
+
+
+# --- several chip instances in worker processes ----------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(model, images, labels, calib_images, threads: int) -> None:
+    if threads > 0:
+        import numba
+
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    _WORKER.update(model=model, images=images, labels=labels, calib=calib_images)
+
+
+def _run_group(group, finish) -> list:
+    """One task: the (key, cfg) runs of one group in order, in one process, with programmed
+    tiles reused between them (:mod:`norsim.mapping.program_cache`)."""
+    from norsim.mapping import program_cache
+
+    w = _WORKER
+    out = []
+    with program_cache.enabled():
+        for key, cfg in group:
+            res = evaluate_chip(w["model"], cfg, w["images"], w["labels"], w["calib"])
+            chip = res.pop("chip")
+            if finish is not None:
+                finish(res, chip, cfg)
+            out.append((key, res))
+    return out
+
+
+def evaluate_jobs(model: QuantModel, groups, images, labels, calib_images, *,
+                  workers: int = 1, finish=None, on_done=None) -> dict:
+    """Run ``evaluate_chip`` for every ``(key, cfg)`` (each cfg with its seed) of ``groups``
+    (a list of lists; one group runs in one process, in order, with programmed tiles reused
+    between its runs: put the settings of one chip instance in one group) on ``workers``
+    processes (1: here). ``finish(result, chip, cfg)`` (a picklable top-level function) runs
+    where the chip lives, before the chip is dropped (e.g. its cost); ``on_done(key,
+    result)`` runs here as each group ends. Returns {key: result}; the results depend on
+    neither ``workers`` nor the grouping."""
+    labels = _check_labels(images, labels)
+    groups = [list(g) for g in groups]
+    out: dict = {}
+
+    def done(items):
+        for k, res in items:
+            out[k] = res
+            if on_done is not None:
+                on_done(k, res)
+
+    if workers <= 1 or len(groups) <= 1:
+        _init_worker(model, images, labels, calib_images, threads=0)
+        try:
+            for g in groups:
+                done(_run_group(g, finish))
+        finally:
+            _WORKER.clear()
+        return out
+    import concurrent.futures as cf
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(model, images, labels, calib_images, 1)) as ex:
+        futs = [ex.submit(_run_group, g, finish) for g in groups]
+        try:
+            for f in cf.as_completed(futs):
+                done(f.result())
+        except BaseException:
+            for f in futs:
+                f.cancel()
+            raise
+    return out
 
 
 def jsonable(report: dict) -> dict:

@@ -26,6 +26,7 @@ from norsim.array import encodings as enc_mod
 from norsim.array.nor_array import NorArray
 from norsim.config.sim import SimConfig
 from norsim.errors import ConfigError, InputError
+from norsim.mapping import program_cache
 from norsim.mapping.quant_model import Conv2d, Linear, QuantModel
 
 # numpy SeedSequence sub-stream ids (spawn keys) of the mapper's draws
@@ -135,16 +136,14 @@ def layer_config(cfg: SimConfig, node: Conv2d | Linear, in_bits: int) -> SimConf
     return out
 
 
-def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> Tile:
-    """Program one tile through the device layer; returns the array (position set by caller)."""
-    mcfg = cfg.mapping
-    if mcfg.programming == "ideal":
-        return Tile(NorArray.from_weights(w_block, cfg, rng), 0, 0, 0, 0)
+def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> tuple:
+    """ISPP program-and-verify of one tile's cells with column repair: (V_th, program time,
+    energy, failed-cell mask, repaired columns, variation)."""
     from norsim.device.iv import cell_model
     from norsim.device.programming import program
-    from norsim.device.retention import bake
     from norsim.device.variation import draw_variation
 
+    mcfg = cfg.mapping
     dev = cfg.device
     enc = cfg.array.encoding
     layout = enc_mod.encode_weights(w_block, enc)
@@ -170,6 +169,24 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
             getattr(variation, field_name)[:, col] = getattr(spare_var, field_name)
         time_s += float(spare.program_time_s)
         energy_j += float(spare.energy_j)
+    return vth, time_s, energy_j, failed, bad_cols, variation
+
+
+def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> Tile:
+    """Program one tile through the device layer; returns the array (position set by caller)."""
+    mcfg = cfg.mapping
+    if mcfg.programming == "ideal":
+        return Tile(NorArray.from_weights(w_block, cfg, rng), 0, 0, 0, 0)
+    from norsim.device.iv import cell_model
+    from norsim.device.retention import bake
+
+    dev = cfg.device
+    ck = program_cache.key(w_block, cfg, rng)
+    programmed = program_cache.lookup(ck, rng)
+    if programmed is None:
+        programmed = _program_cells(w_block, cfg, rng)
+        program_cache.store(ck, programmed, rng)
+    vth, time_s, energy_j, failed, bad_cols, variation = programmed
     if mcfg.retention_time_s > 0:
         vth = bake(rng, vth, mcfg.retention_time_s, mcfg.retention_temperature_k,
                    dev.retention, dev.cell)
