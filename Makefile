@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 env: $(VENV)/.installed
+	@$(VENV)/bin/norsim warmup
 
 demo: env
 	$(VENV)/bin/norsim demo --out out/demo
