@@ -136,3 +136,47 @@ def test_noise_injection_is_multiplicative_lognormal_and_train_only():
     assert torch.equal(captured[2], wq)            # no noise at evaluation
     assert torch.all(captured[0][~nz] == 0)        # zero weights stay zero
     del x
+
+
+def test_bf16_float_phase_float32_qat_and_resume(data_dir, tmp_path):
+    """bf16 autocast (channels_last) in the float phase only; the QAT phase, evaluation and
+    export stay float32; an interrupted bf16 run resumes bit-identically; the precision is part
+    of the run's identity (a float32 rerun in the same folder is refused)."""
+    spec = TrainSpec(arch="lenet", data=str(data_dir), epochs=3, float_epochs=2,
+                     batch_size=64, seed=2, limit_train=192, limit_test=40, calib_size=64,
+                     precision="bf16")
+    full = train(spec, tmp_path / "a", progress=False, log_fn=lambda s: None)
+    log = [json.loads(s) for s in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    prec = [(r["phase"], r["precision"]) for r in log if r["event"] == "epoch"]
+    assert prec == [("float", "bf16"), ("float", "bf16"), ("qat", "float32")]
+    part = train(spec, tmp_path / "b", progress=False, log_fn=lambda s: None,
+                 stop_after_epochs=1)
+    assert part["interrupted"]
+    assert train(spec, tmp_path / "b", progress=False, log_fn=lambda s: None) == full
+    ma, sa_spec = load_trained(tmp_path / "a" / "model.pt")
+    mb, _ = load_trained(tmp_path / "b" / "model.pt")
+    assert sa_spec.precision == "bf16"
+    assert all(torch.equal(ma.state_dict()[k], mb.state_dict()[k]) for k in ma.state_dict())
+    # the float phase really ran in bf16: its weights differ from a float32 run's
+    f32 = train(TrainSpec(**{**spec.__dict__, "precision": "float32"}), tmp_path / "c",
+                progress=False, log_fn=lambda s: None)
+    mc, _ = load_trained(tmp_path / "c" / "model.pt")
+    assert not all(torch.equal(ma.state_dict()[k], mc.state_dict()[k]) for k in ma.state_dict())
+    assert abs(f32["qat_test_acc"] - full["qat_test_acc"]) < 0.2      # same toy task learnt
+    with pytest.raises(InputError, match="--out"):
+        train(TrainSpec(**{**spec.__dict__, "precision": "float32"}), tmp_path / "b",
+              progress=False, log_fn=lambda s: None)
+    with pytest.raises(InputError, match="--precision"):
+        TrainSpec(precision="fp8").validate()
+
+
+def test_checkpoint_from_before_the_precision_field_resumes(data_dir, tmp_path):
+    spec = TrainSpec(arch="lenet", data=str(data_dir), epochs=2, float_epochs=1,
+                     batch_size=64, seed=1, limit_train=128, limit_test=20, calib_size=32)
+    train(spec, tmp_path / "o", progress=False, log_fn=lambda s: None, stop_after_epochs=1)
+    ck_path = tmp_path / "o" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    del ck["spec"]["precision"]                 # as written by earlier versions
+    torch.save(ck, ck_path)
+    out = train(spec, tmp_path / "o", progress=False, log_fn=lambda s: None)
+    assert out["qat_test_acc"] is not None

@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit-train", type=int, default=0, help="use only the first N training images")
     p.add_argument("--limit-test", type=int, default=0, help="use only the first N test images")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "float32"),
+                   help="float-phase arithmetic: bf16 autocast + channels_last, or float32 "
+                        "(auto: bf16 where the CPU runs it natively). QAT, calibration, "
+                        "evaluation and export are always float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-export", action="store_true", help="do not write OUT/model.npz")
     p.add_argument("--restart", action="store_true",
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     from norsim.cli.common import config_from_args
     from norsim.qat.noise import sigma_lnw_from_vth
-    from norsim.qat.train import CHECKPOINT, TrainSpec, train
+    from norsim.qat.train import CHECKPOINT, TrainSpec, resolve_precision, train
 
     from norsim.outputs import check_output_dir
 
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         per_channel=not args.per_layer, symmetric=not args.asymmetric,
         reestimate_every=args.reestimate_every,
         noise_sigma_lnw=sigma_lnw_from_vth(args.noise_sigma_vth_v, cfg),
-        limit_train=args.limit_train, limit_test=args.limit_test).validate()
+        limit_train=args.limit_train, limit_test=args.limit_test,
+        precision=resolve_precision(args.precision)).validate()
     out = Path(args.out)
     if args.restart and (out / CHECKPOINT).exists():
         (out / CHECKPOINT).unlink()

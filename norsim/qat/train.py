@@ -26,6 +26,17 @@ from norsim.qat.data import augment, load_split, to_float
 from norsim.qat.models import QNet, build_model
 
 CHECKPOINT = "checkpoint.pt"
+#: float-phase arithmetic; the QAT phase, calibration, evaluation and export are float32
+PRECISIONS = ("float32", "bf16")
+
+
+def resolve_precision(name: str) -> str:
+    """``auto`` -> ``bf16`` where the CPU runs bfloat16 natively (AVX-512 BF16 / AMX: 3x
+    faster than float32 for a CIFAR ResNet-18 here), else ``float32``."""
+    if name != "auto":
+        return name
+    from norsim.qat.gpu_recipe import cpu_bf16_supported
+    return "bf16" if cpu_bf16_supported() else "float32"
 
 
 @dataclass
@@ -52,6 +63,7 @@ class TrainSpec:
     noise_sigma_lnw: float = 0.0    # noise-aware QAT: log-normal weight noise sigma
     limit_train: int = 0            # 0: all (tests use small subsets)
     limit_test: int = 0
+    precision: str = "float32"      # float phase: "float32" or "bf16" (autocast, channels_last)
 
     @property
     def n_float(self) -> int:
@@ -68,6 +80,8 @@ class TrainSpec:
             v = getattr(self, k)
             if not (math.isfinite(v) and v > 0):
                 raise InputError("--" + k.replace("_", "-"), v, "a finite learning rate > 0")
+        if self.precision not in PRECISIONS:
+            raise InputError("--precision", self.precision, "one of " + ", ".join(PRECISIONS))
         if not (math.isfinite(self.noise_sigma_lnw) and 0 <= self.noise_sigma_lnw <= 2):
             raise InputError("noise sigma_lnw", self.noise_sigma_lnw, "in [0, 2]")
         return self
@@ -162,7 +176,7 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
 
     if ck_path.exists():
         ck = torch.load(ck_path, weights_only=True)
-        if ck["spec"] != dataclasses.asdict(spec):
+        if {"precision": "float32"} | ck["spec"] != dataclasses.asdict(spec):
             raise InputError("--out", str(out), "a fresh directory: its checkpoint was written "
                              "by a different training command (or pass --restart)")
         model = new_model(spec, ck["quantized"])
@@ -208,6 +222,9 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
         base_lr = spec.lr_float if phase == "float" else spec.lr_qat
         rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(epoch,)))
         order = rng.permutation(n_train)
+        amp = spec.precision == "bf16" and phase == "float"
+        fmt = torch.channels_last if amp else torch.contiguous_format
+        model.to(memory_format=fmt)
         model.train()
         t0 = time.perf_counter()
         tot_loss, tot_ok = 0.0, 0
@@ -218,11 +235,13 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
             xb = data.x_train[idx]
             if spec.augment:
                 xb = augment(xb, rng)
-            xt, yt = to_float(xb), torch.from_numpy(data.y_train[idx])
+            xt, yt = to_float(xb).contiguous(memory_format=fmt), torch.from_numpy(data.y_train[idx])
             for g in opt.param_groups:
                 g["lr"] = _lr_at(base_lr, (epoch - p0) * steps_per_epoch + k,
                                  p_epochs * steps_per_epoch)
-            logits = model(xt)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                logits = model(xt)
+            logits = logits.float()
             loss = F.cross_entropy(logits, yt)
             if model.quantized and spec.alpha_l2 > 0:
                 loss = loss + spec.alpha_l2 * sum((a ** 2).sum() for a in model.pact_alphas())
@@ -234,12 +253,13 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
             if progress and k % 20 == 0:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         bar.close()
+        model.to(memory_format=torch.contiguous_format)
         dt = time.perf_counter() - t0
         acc, _ = evaluate(model, data.x_test, data.y_test)
         rec = {"event": "epoch", "epoch": epoch + 1, "phase": phase,
                "bits": "float" if phase == "float" else spec.bits,
                "train_loss": tot_loss / n_train, "train_acc": tot_ok / n_train,
-               "test_acc": acc, "seconds": round(dt, 2),
+               "test_acc": acc, "seconds": round(dt, 2), "precision": "bf16" if amp else "float32",
                "images_per_s": round(n_train / dt, 1)}
         log.append(rec)
         log_fn(f"epoch {epoch + 1}/{n_total} [{phase}] loss {rec['train_loss']:.4f} "
