@@ -11,6 +11,7 @@ it for the per-cell noise variances summed in the same product, which the preset
 thermal noise require). The same is timed without RTN
 (``*_no_rtn``): exact RTN costs O(multiplies x cells whose traps switch within the batch),
 which the preset's 1 us - 100 s trap time constants make the dominant term.
+``ratio_vs_floor`` (and ``_no_rtn``): ``ratio_vs_gemm`` over ``flop_floor_ratio_with_variance``.
 ``ratio_vs_gemm_cpu`` (and ``_no_rtn``): the same ratios from process CPU time
 (``time.process_time``, all threads), steadier than wall clock on a shared machine.
 """
@@ -93,6 +94,10 @@ def main() -> int:
     rel_err = float(np.sqrt(np.mean((y - exact) ** 2)) / np.sqrt(np.mean(exact.astype(float) ** 2)))
     print(json.dumps({"seconds": seconds, "ratio_vs_gemm": seconds / t_gemm,
                       "flop_floor_ratio": floor, "flop_floor_ratio_with_variance": 2 * floor,
+                      # issue 17's figure: time over the FLOP floor of the products the
+                      # configuration needs (current + 1/f variance) at this process's GEMM rate
+                      "ratio_vs_floor": seconds / t_gemm / (2 * floor),
+                      "ratio_vs_floor_no_rtn": s_nr / g_nr / (2 * floor),
                       "gemm_seconds": t_gemm,
                       "seconds_no_rtn": s_nr, "ratio_vs_gemm_no_rtn": s_nr / g_nr,
                       "ratio_vs_gemm_cpu": cpu_ratio, "ratio_vs_gemm_cpu_no_rtn": cpu_ratio_nr,
