@@ -11,7 +11,7 @@ export MPLBACKEND := Agg
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_OPTS) -e '.[dev,train,notebooks,dask,docs]'
+	$(PY) -m pip install $(PIP_OPTS) -e '.[dev,train,notebooks,dask,docs,onnx]'
 	touch $@
 
 env: $(VENV)/.installed
