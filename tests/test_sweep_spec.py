@@ -154,3 +154,16 @@ def test_import_norsim_stays_light_and_workers_import_no_numpy_before_init():
             "assert 'pandas' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_sweep_too_large_to_hold_is_refused_before_building_it():
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"400000 points x 2 seeds.*split the sweep"):
+        spec_from_dict(_spec({"device.read.temperature_k": {"start": 250.0, "stop": 350.0,
+                                                            "num": 400_000}}))
+    with pytest.raises(ConfigError, match=r"num = 5000000"):
+        spec_from_dict(_spec({"device.read.temperature_k": {"start": 250.0, "stop": 350.0,
+                                                            "num": 5_000_000}}))
+    assert time.perf_counter() - t0 < 10

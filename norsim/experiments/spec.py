@@ -60,6 +60,11 @@ _TABLES = {
     "options": None,
 }
 MAX_POINTS = 10_000_000
+#: values of one range axis at most (more could never fit MAX_TASK_BYTES anyway)
+MAX_AXIS_VALUES = 1_000_000
+#: the task list keeps every run's configuration text: refuse a sweep whose list would not
+#: fit in this many bytes before building it
+MAX_TASK_BYTES = 1 << 30
 
 
 # --------------------------------------------------------------------------- fields ----
@@ -119,8 +124,8 @@ def _expand_range(where: str, table: dict) -> list:
         raise ConfigError(where, table, "exactly one of num (points, stop included) or step")
     if "num" in table:
         num = table["num"]
-        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_POINTS:
-            raise ConfigError(f"{where}.num", num, f"a whole number in [1, {MAX_POINTS}]")
+        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_AXIS_VALUES:
+            raise ConfigError(f"{where}.num", num, f"a whole number in [1, {MAX_AXIS_VALUES}]")
         if scale == "log":
             if start <= 0 or stop <= 0:
                 raise ConfigError(where, table, "start > 0 and stop > 0 for scale = 'log'")
@@ -136,8 +141,9 @@ def _expand_range(where: str, table: dict) -> list:
             raise ConfigError(f"{where}.step", step, "a finite non-zero number with the sign "
                                                      "of stop - start")
         count = int(math.floor((stop - start) / step * (1 + 1e-12) + 1e-9)) + 1
-        if count > MAX_POINTS:
-            raise ConfigError(f"{where}.step", step, f"a step giving at most {MAX_POINTS} values")
+        if count > MAX_AXIS_VALUES:
+            raise ConfigError(f"{where}.step", step,
+                              f"a step giving at most {MAX_AXIS_VALUES} values")
         vals = start + step * np.arange(count)
     out = [float(v) for v in vals]
     if all(isinstance(table[k], int) for k in ("start", "stop")) and \
@@ -224,9 +230,20 @@ class SweepSpec:
         seed = int(ss.generate_state(1, np.uint64)[0]) >> 1  # SimConfig.seed is < 2**63
         return seed, key
 
+    def check_size(self) -> None:
+        """Refuse a sweep whose task list (one configuration text per run) would not fit in
+        MAX_TASK_BYTES, before anything is built."""
+        n_runs = self.n_points * self.seed_count
+        per_run = len(self.base.to_toml()) + 200
+        if n_runs * per_run > MAX_TASK_BYTES:
+            raise ConfigError("axes", f"{self.n_points} points x {self.seed_count} seeds",
+                              f"at most {MAX_TASK_BYTES // per_run} runs in one sweep (each "
+                              f"keeps its {per_run}-byte configuration; split the sweep)")
+
     def tasks(self) -> list[PointTask]:
         """Every (point, replicate) with its full validated configuration."""
         out = []
+        self.check_size()
         for index, assignment in enumerate(self.grid()):
             # one TOML text per grid point; replicates differ only in the top-level seed line
             text = dataclasses.replace(_apply(self.base, assignment), seed=0).to_toml()
@@ -417,6 +434,7 @@ def spec_from_dict(data: dict, base_dir: Path | None = None, source: str = "") -
     if spec.n_points * count > MAX_POINTS:
         raise ConfigError("axes", f"{spec.n_points} points x {count} seeds",
                           f"at most {MAX_POINTS} runs in one sweep")
+    spec.check_size()
     # every axis value must give a valid configuration: check each value on its own (cheap,
     # names the culprit) -- cross-field consistency is checked when the tasks are built
     for a in axes:
