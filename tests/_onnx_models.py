@@ -14,7 +14,7 @@ def all_ops_model(seed: int = 0, signed_input: bool = True):
     clip, max/avg pooling, residual add, global average pooling, raw linear output."""
     rng = np.random.default_rng(seed)
     inp = Input("input", shape=(3, 12, 12), bits=4 if signed_input else 8,
-                signed=signed_input, scale=1 / 17)
+                signed=signed_input, scale=1 / 17 if signed_input else 1 / 255)
     imgs = rng.integers(0, 256, (16, 12, 12, 3), dtype=np.uint8)
     b = RandomModelBuilder(rng, inp, imgs, dyadic=False)
     h = b.matmul("c1", "input", 6, kernel=3, padding=1, weight_bits=8, out_bits=8,

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = [
     "norsim.cli.budget",
     "norsim.cli.warmup",
     "norsim.cli.validate_device",
+    "norsim.cli.import_model",
 ]
 
 

@@ -22,8 +22,10 @@ def load_model(spec: str):
 
         return zoo.load(spec[4:])
     path = Path(spec)
+    if path.suffix.lower() == ".onnx" and path.is_file():   # needs the onnx extra
+        return QuantModel.from_onnx(path)
     if not path.is_file():
-        raise InputError("--model", spec, "zoo:NAME or the path of an existing QuantModel .npz")
+        raise InputError("--model", spec, "zoo:NAME, a QuantModel .npz or an .onnx file")
     return QuantModel.load(path)
 
 

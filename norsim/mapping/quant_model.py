@@ -717,6 +717,13 @@ class QuantModel:
                 from None
 
     @classmethod
+    def from_onnx(cls, path, **kwargs) -> "QuantModel":
+        """Import an ONNX model (needs the ``onnx`` extra; see :mod:`norsim.onnx`)."""
+        from norsim.onnx import import_onnx
+
+        return import_onnx(path, **kwargs)
+
+    @classmethod
     def from_graph(cls, graph: dict, arrays: dict[str, np.ndarray]) -> "QuantModel":
         """Build and validate a model from a parsed JSON graph and its arrays."""
         if not isinstance(graph, dict):
