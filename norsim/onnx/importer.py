@@ -262,7 +262,6 @@ class Importer:
     # -- quantisers
     def op_QuantizeLinear(self, nd):
         x = self.val(nd, 0)
-        s = self.scalar_scale(nd, self.const(nd, 1, "y_scale"))
         zt = self.val(nd, 2)
         a = self.attrs(nd)
         dt = a.get("output_dtype", 0)
@@ -273,6 +272,11 @@ class Importer:
             z_arr = np.zeros(1)
             dt = dt or self.onnx.TensorProto.UINT8
         rng = _dtype_range(self.onnx, dt)
+        if isinstance(x, Const):   # float weights quantized in the graph: the spec's rounding
+            if rng is None or rng[0] > 8:
+                raise _fail(nd, f"weight type {dt}: expected int8/uint8/int4/uint4")
+            return self.quantize_const(nd, x, rng)
+        s = self.scalar_scale(nd, self.const(nd, 1, "y_scale"))
         if rng is None or rng[0] > 16:
             raise _fail(nd, f"output type {dt} is not an integer type of <= 16 bits")
         z = np.asarray(z_arr).reshape(-1)
@@ -280,6 +284,28 @@ class Importer:
             raise _fail(nd, "per-channel activation zero points are not representable")
         lo, hi = _qrange(*rng)
         return self.quantize(nd, x, s, int(z[0]), lo, hi, "half-even")
+
+    def quantize_const(self, nd, x: Const, rng) -> QConst:
+        """QuantizeLinear of a float initializer: ``saturate(rint(x / s) + z)`` (half to
+        even, float32 as the operator computes); DequantizeLinear then passes it on."""
+        s = np.asarray(self.const(nd, 1, "y_scale"), np.float32)
+        z = self.const(nd, 2, "y_zero_point")
+        z = np.zeros(1, np.int64) if z is None else np.asarray(z, np.int64)
+        xf = np.asarray(x.arr, np.float32)
+        axis = None
+        if s.size > 1:
+            axis = int(self.attrs(nd).get("axis", 1)) % xf.ndim
+            shape = [1] * xf.ndim
+            shape[axis] = -1
+            sb, zb = s.reshape(shape), z.reshape(shape) if z.size > 1 else z
+        else:
+            sb, zb = s.reshape(-1)[0], z.reshape(-1)[0]
+        if np.any(s <= 0) or not np.all(np.isfinite(s)):
+            raise _fail(nd, "every scale must be finite and > 0")
+        lo, hi = _qrange(*rng)
+        codes = np.clip(np.rint(xf / sb) + zb, lo, hi).astype(np.int64)
+        return QConst(codes, s.astype(np.float64).reshape(-1) if axis is not None
+                      else s.astype(np.float64), z, axis, *rng)
 
     def _zp_dtype(self, nd, i):
         name = nd.input[i]
@@ -295,6 +321,8 @@ class Importer:
         x = self.val(nd, 0)
         s = np.asarray(self.const(nd, 1, "x_scale"), np.float64)
         z = self.const(nd, 2, "x_zero_point")
+        if isinstance(x, QConst):   # DequantizeLinear(QuantizeLinear(float initializer))
+            return x
         if isinstance(x, Const):
             dt = None
             for t in self.g.initializer:
