@@ -165,3 +165,18 @@ def test_retry_rounds_reprogram_failed_cells_and_count_their_cost():
     r = _program(dev.with_overrides(["programming.retry_rounds=2"]), i_t, seed=4, variation=var)
     assert np.all(r.failed[var.stuck != 0])
     assert r.report()["failed_stuck"] == int(np.count_nonzero(var.stuck))
+
+
+def test_absolute_tolerance_floor_applies_to_tiny_targets_only():
+    """Noiseless: an off-level target (10 pA) with a 1 pA floor ends within 1 pA; a 70 nA
+    target keeps its 1% window."""
+    dev = DEV.with_overrides(["programming.verify_rtn=false", "noise.shot_thermal=false",
+                              "noise.flicker_kf=0.0", "programming.tune_adaptive=true",
+                              "programming.tune_tolerance_abs_a=1e-12",
+                              "programming.dv_per_electron_v=0.0005"])
+    i_t = np.concatenate([np.full(500, 1e-11), np.full(500, 7e-8)])
+    r = _program(dev, i_t, seed=2)
+    err = np.abs(read_current(_model(dev), dev, r.vth) - i_t)
+    assert r.n_failed == 0
+    assert np.all(err[:500] <= 1.01e-12) and np.any(err[:500] > 1e-13)  # floor used
+    assert np.all(err[500:] <= 1.01 * 0.01 * 7e-8)

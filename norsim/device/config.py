@@ -129,6 +129,11 @@ class ProgrammingConfig(ConfigBase):
     tune_tolerance_rel: float = param(0.01, "Fine tuning stops when the verify read is within "
                                       "this relative distance of the target current.", lo=0.0,
                                       hi=1.0, lo_open=True)
+    tune_tolerance_abs_a: float = param(0.0, "Absolute floor of the tuning tolerance: a cell "
+                                        "is in tolerance within max(tune_tolerance_rel x target, "
+                                        "this) of its target current (off cells' pA targets sit "
+                                        "below a verify's shot noise).", unit="A", lo=0.0,
+                                        hi=1.0e-6)
     tune_max_pulses: int = param(50, "Fine-tuning pulses per cell at most; a cell still "
                                  "outside tolerance at the final verify is flagged failed.",
                                  lo=0, hi=100000)

@@ -895,7 +895,8 @@ def _program_once(rng: np.random.Generator, model: CellModel, device: DeviceConf
     else:
         sig_i = read_noise_sigma_a(i_target, *noise_args)
     sig_v = sig_i / g
-    tol_v = device.programming.tune_tolerance_rel * i_target / g
+    p_cfg = device.programming
+    tol_v = np.maximum(p_cfg.tune_tolerance_rel * i_target, p_cfg.tune_tolerance_abs_a) / g
     # erase, soft-program
     if vth_erased is None:
         vth0 = erase(rng, shape, device, var)
