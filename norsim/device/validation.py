@@ -134,7 +134,8 @@ def row_subthreshold_swing(cfg: SimConfig, out: Path | None, quick: bool) -> lis
 
 
 def _tuning_curve(cfg: SimConfig, ks, n_cells: int, seed: int):
-    dev = cfg.device.with_overrides(["programming.tune_tolerance_rel=1e-6"])
+    dev = cfg.device.with_overrides(["programming.tune_tolerance_rel=1e-6",
+                                     "programming.tune_tolerance_abs_a=0.0"])  # never stop
     m = cell_model(dev.cell, dev.read.temperature_k)
     rng = np.random.default_rng(seed)
     i_t = 10.0 ** rng.uniform(-10.0, -6.0, n_cells)  # 4 decades (DRC 2016)
