@@ -87,3 +87,33 @@ def test_read_raw_ascii_and_truncated(tmp_path):
     q.write_text("Title: t\nNo. Variables: 2\n")
     with pytest.raises(Exception, match="header"):
         read_raw(q)
+
+
+@pytest.mark.parametrize("n,scale,temp_k,cell_type", [
+    (64, 50.0, 300.0, "split_gate"),          # the issue's first diverging case
+    (48, 100.0, 358.15, "split_gate"),        # envelope corner: x100 wires, hot
+    (48, 100.0, 233.15, "stacked_gate")])     # envelope corner: x100 wires, cold, stacked
+def test_heavy_ir_drop_converges_and_matches_ngspice(n, scale, temp_k, cell_type):
+    """All rows on, stress currents (0.3-1 uA) and wires x50-x100: the fixed-point sweeps
+    diverge, the damped Newton fallback converges, and ngspice agrees to 1e-9 of the largest
+    column current and of the IR effect."""
+    import numpy as np
+
+    from norsim.array.circuit import CircuitSolver
+    from norsim.array.spice import check_setup, run_ngspice, write_netlist
+    _need_ngspice()
+    cfg = load_preset("nor40").with_overrides(
+        [f"device.cell.cell_type='{cell_type}'", f"device.read.temperature_k={temp_k}"])
+    vth, _, wires, model = check_setup(cfg, n, n, seed=13, stress=True)
+    split = cell_type == "split_gate"
+    wl = np.full(n, cfg.device.read.v_select_on_v if split else cfg.device.read.v_cg_read_v)
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(scale))
+    res = solver.solve(wl[None, :])
+    assert solver.last_stats["reference_vectors"] == 1        # the kernel handed it on
+    spice = write_netlist(solver, wl)
+    vals = run_ngspice(spice.netlist).values
+    i_sp = np.array([vals[f"i({m})"] for m in spice.column_sources])
+    i_ns, i_id = res.column_currents[0], res.ideal_column_currents[0]
+    assert np.abs(i_sp - i_id).max() > 0.2 * np.abs(i_sp).max()     # a heavy IR effect
+    assert np.abs(i_ns - i_sp).max() <= 1e-9 * np.abs(i_sp).max()
+    assert np.abs((i_ns - i_id) - (i_sp - i_id)).max() <= 1e-9 * np.abs(i_sp - i_id).max()

@@ -478,7 +478,7 @@ class CircuitSolver:
         self.last_stats = None
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and raised
             if method == "reference" or self.wires.anderson_depth > 0:
-                return self._solve_reference(wl)
+                return self._solve_robust(wl)
             return self._solve_fused(wl)
 
     def _level_tables(self, wl):
@@ -557,7 +557,7 @@ class CircuitSolver:
         inner = int(sweeps[status == 0].max()) if np.any(status == 0) else 0
         bad = np.flatnonzero(status != 0)
         if bad.size:  # vectors the kernel could not certify: the reference iteration
-            ref = self._solve_reference(np.ascontiguousarray(wl[bad]), index=bad)
+            ref = self._solve_robust(np.ascontiguousarray(wl[bad]), index=bad)
             i_c[bad], u[bad], v_d[bad] = ref.cell_currents, ref.bl_drop, ref.bl_node_v
             v[bad], v_s[bad] = ref.sl_drop, ref.sl_node_v
             col[bad] = ref.column_currents
@@ -655,6 +655,117 @@ class CircuitSolver:
                              cell_currents=bt(i_fin), bl_node_v=bt(self.v_bl - u),
                              sl_node_v=bt(self.v_sl + v[lr]), bl_drop=bt(u), sl_drop=bt(v[lr]),
                              iterations=iterations, inner_iterations=inner_total)
+
+    def _solve_robust(self, wl, index=None) -> CircuitResult:
+        """The reference iteration; where it fails (the local-model sweeps diverge or stall
+        when the IR drop is a large fraction of the bias), each vector of the batch is solved
+        by the globally convergent damped Newton method (:meth:`_solve_newton`)."""
+        try:
+            return self._solve_reference(wl, index=index)
+        except ConvergenceError:
+            parts = [self._solve_newton(wl[b], b if index is None else int(index[b]))
+                     for b in range(wl.shape[0])]
+        stack = lambda name: np.stack([getattr(p, name)[0] for p in parts])  # noqa: E731
+        return CircuitResult(
+            column_currents=stack("column_currents"),
+            ideal_column_currents=stack("ideal_column_currents"),
+            cell_currents=stack("cell_currents"), bl_node_v=stack("bl_node_v"),
+            sl_node_v=stack("sl_node_v"), bl_drop=stack("bl_drop"), sl_drop=stack("sl_drop"),
+            iterations=np.array([p.iterations[0] for p in parts], dtype=np.int64),
+            inner_iterations=max(p.inner_iterations for p in parts))
+
+    def _node_maps(self):
+        """Each cell's bit-line and source-line node index in the order of ``g_bl`` / ``g_sl``
+        (chain order), (R, C) each, and the number of source-line nodes."""
+        net = self.network
+        r, c = self.rows, self.cols
+        rr, cc = np.meshgrid(np.arange(r), np.arange(c), indexing="ij")
+        bl = cc * r + rr
+        if net.layout == "cols":
+            sl = cc * r + rr
+        else:
+            sl = net.sl_line_of_row[rr] * c + cc
+        return bl, sl, net.g_sl.shape[0]
+
+    def _solve_newton(self, wl_row, name) -> CircuitResult:
+        """One vector by damped Newton on the full nodal equations (sparse LU per step).
+
+        Unknowns: bit-line drops ``u`` and source-line rises ``v`` (chain order). Residuals
+        ``F = [G_bl u - i(u, v); G_sl v - S i(u, v)]`` (A), Jacobian from the cells' exact
+        dI/dV_D and dI/dV_S. Each step is halved until the residual norm falls (Armijo); a
+        passive wire network with cells whose current rises with V_DS has one operating
+        point, which this reaches from the nominal bias. Stops as the reference path does:
+        a full step delta with delta^2 / U_T <= solver_tol_v (the next step's size).
+        """
+        w, net = self.wires, self.network
+        r, c = self.rows, self.cols
+        tol, u_t = w.solver_tol_v, self.model.fg.u_t
+        bl, sl, n_sl = self._node_maps()
+        n_bl = r * c
+        blf, slf = bl.ravel(), sl.ravel()
+        s_sum = sp.csr_matrix((np.ones(n_bl), (slf, np.arange(n_bl))), shape=(n_sl, n_bl))
+        g_bl, g_sl = net.g_bl.tocsr(), net.g_sl.tocsr()
+        wl_col = np.asarray(wl_row, dtype=np.float64)[:, None]
+        cells = np.arange(n_bl)
+
+        def flat(a):                 # (R, C) cell values in bit-line chain order
+            out = np.empty(n_bl)
+            out[blf] = a.ravel()
+            return out
+
+        def evaluate(x, x0):
+            u_cell = x[:n_bl][blf].reshape(r, c)
+            v_cell = x[n_bl:][slf].reshape(r, c)
+            i, gd, gs, xi, _, _ = self._iv(wl_col, self.v_bl - u_cell, self.v_sl + v_cell, x0)
+            i = np.broadcast_to(i, (r, c))
+            res = np.concatenate([g_bl @ x[:n_bl] - flat(i), g_sl @ x[n_bl:] - s_sum @ i.ravel()])
+            return res, i, gd, gs, xi
+
+        x = np.zeros(n_bl + n_sl)
+        res, i, gd, gs, xi = evaluate(x, None)
+        i_nominal = np.array(i)
+        norm = float(np.linalg.norm(res))
+        steps = 0
+        for steps in range(1, w.solver_max_iter + 1):
+            gdf = np.broadcast_to(gd, (r, c)).ravel()
+            gsf = np.broadcast_to(gs, (r, c)).ravel()
+            # J = [[G_bl + diag(gd), -gs (bl, sl)], [+gd (sl, bl), G_sl - S diag(gs)]]
+            rows_ = np.concatenate([blf, blf, n_bl + slf, n_bl + slf])
+            cols_ = np.concatenate([blf, n_bl + slf, blf, n_bl + slf])
+            vals = np.concatenate([gdf, -gsf, gdf, -gsf])
+            jac = sp.bmat([[g_bl, None], [None, g_sl]], format="csc") + \
+                sp.csc_matrix((vals, (rows_, cols_)), shape=(n_bl + n_sl, n_bl + n_sl))
+            dx = -splu(jac).solve(res)
+            t = 1.0
+            while True:
+                x_try = x + t * dx
+                trial = evaluate(x_try, xi)
+                n_try = float(np.linalg.norm(trial[0]))
+                if np.isfinite(n_try) and (n_try <= (1.0 - 1e-4 * t) * norm or t < 1e-8):
+                    break
+                t *= 0.5
+            delta = float(np.abs(t * dx).max())
+            x = x_try
+            res, i, gd, gs, xi = trial
+            norm = n_try
+            if t == 1.0 and delta * delta / u_t <= tol:
+                break
+        else:
+            raise ConvergenceError(
+                f"circuit solve did not converge in {w.solver_max_iter} Newton steps "
+                f"(array.wires.solver_max_iter): vector {name} still moves {delta:.3g} V per "
+                f"step (tolerance {tol:g} V) in the damped Newton fallback; raise "
+                "solver_max_iter")
+        u_cell = x[:n_bl][blf].reshape(r, c)
+        v_cell = x[n_bl:][slf].reshape(r, c)
+        b = lambda a: np.asarray(a)[None]  # noqa: E731
+        i = np.array(i)
+        return CircuitResult(column_currents=b(i.sum(axis=0)),
+                             ideal_column_currents=b(i_nominal.sum(axis=0)),
+                             cell_currents=b(i), bl_node_v=b(self.v_bl - u_cell),
+                             sl_node_v=b(self.v_sl + v_cell), bl_drop=b(u_cell),
+                             sl_drop=b(v_cell), iterations=np.array([steps]),
+                             inner_iterations=0)
 
     # --------------------------------------------------------------- IR-drop split ----
     def ir_drop_map(self, wl_voltages_batch, result: CircuitResult | None = None) -> IrDropMap:
