@@ -48,4 +48,10 @@ def run(args: argparse.Namespace) -> int:
     n_mm = sum(nd.OP in ("conv2d", "linear") for nd in model.order())
     print(f"wrote {args.out}: {len(model.nodes)} nodes ({n_mm} conv2d/linear), input "
           f"{list(model.input.shape)}, output {model.output!r}")
+    notes = model.metadata.get("float_bias_rounding_output_steps") or {}
+    if notes:
+        worst = max(notes, key=notes.get)
+        print(f"note: float biases rounded to the accumulator scale (the format's int32 bias): "
+              f"at most {notes[worst]:.3g} output steps ({worst}); quantize biases to int32 "
+              f"at s_x * s_w for an exact import")
     return 0

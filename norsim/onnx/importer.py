@@ -139,6 +139,8 @@ class Importer:
         self.names: set[str] = set()
         self.input_shape = input_shape
         self.has_input_node = False
+        self.bias_rounding: dict = {}
+        self.notes: dict[str, float] = {}
 
     # ----------------------------------------------------------------- helpers
     def name(self, nd, fallback: str) -> str:
@@ -202,7 +204,8 @@ class Importer:
                                   f"{len(self.g.output)}")
         out = self.finish(self.g.output[0].name)
         model = QuantModel(self.nodes, out, name=self.g.name or "onnx-import",
-                           metadata={"source": "onnx", "onnx_file": Path(self.where).name})
+                           metadata={"source": "onnx", "onnx_file": Path(self.where).name,
+                                     "float_bias_rounding_output_steps": self.notes})
         try:
             return model.validate()
         except FileFormatError as exc:
@@ -216,6 +219,7 @@ class Importer:
             raise FileFormatError(f"{self.where}: input {vi.name!r} has element type "
                                   f"{tt.elem_type}: expected float (pixel / 255)")
         dims = list(tt.shape.dim) if tt.HasField("shape") else []
+        self.batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else -1
         if self.input_shape is not None:
             return tuple(int(d) for d in self.input_shape)
         if len(dims) != 4:
@@ -360,8 +364,9 @@ class Importer:
         mode = a.get("rounding_mode", "ROUND")
         mode = mode.decode() if isinstance(mode, bytes) else mode
         bw = np.asarray(self.const(nd, 3, "bit_width"), np.float64).reshape(-1)
-        if bw.size != 1 or bw[0] != int(bw[0]) or not 2 <= bw[0] <= 16:
-            raise _fail(nd, f"bit_width = {bw.tolist()}: expected one integer in 2..16")
+        top = 32 if isinstance(self.val(nd, 0), Const) else 16   # int32 biases
+        if bw.size != 1 or bw[0] != int(bw[0]) or not 2 <= bw[0] <= top:
+            raise _fail(nd, f"bit_width = {bw.tolist()}: expected one integer in 2..{top}")
         bits = int(bw[0])
         s = np.asarray(self.const(nd, 1, "scale"), np.float64)
         z = np.asarray(self.const(nd, 2, "zeropt"), np.float64)
@@ -472,10 +477,16 @@ class Importer:
         w, zp, s_w, bias = self.weights(p)
         kw = dict(weight=w, bias=bias, weight_scale=s_w, weight_zero_point=zp,
                   weight_bits=d["wbits"])
+        resid, acc_scale = self.bias_rounding.pop(d["name"])
         if out is None:
             kw.update(requantize=False, out_bits=8, out_signed=True, out_scale=1.0)
+            steps = float(resid.max(initial=0.0))
         else:
             bits, signed, s_y = out
+            steps = float((resid * acc_scale / s_y).max(initial=0.0))
+        if steps > 0:   # reported in the model's metadata and by `norsim import`
+            self.notes[d["name"]] = steps
+        if out is not None:
             m, n = quantize_multipliers(x.scale * s_w / s_y)
             kw.update(multiplier=m.astype(np.int32), shift=n.astype(np.int32), out_bits=bits,
                       out_signed=signed, out_scale=float(s_y), requantize=True)
@@ -538,6 +549,9 @@ class Importer:
             bias_codes = np.rint(w_real_bias / acc_scale).astype(np.int64)
         elif np.any(w_real_bias):
             bias_codes = bias_codes + np.rint(w_real_bias / acc_scale).astype(np.int64)
+        # what rounding a float bias to the accumulator scale left out, in accumulator steps
+        resid = np.abs(w_real_bias / acc_scale - np.rint(w_real_bias / acc_scale))
+        self.bias_rounding[d["name"]] = (resid, acc_scale)
         lo_w = -(1 << (bits - 1))
         hi_w = (1 << (bits - 1)) - 1
         if codes.min(initial=0) < lo_w or codes.max(initial=0) > hi_w:
@@ -768,10 +782,10 @@ class Importer:
 
     def op_Reshape(self, nd):
         shape = np.asarray(self.const(nd, 1, "shape")).reshape(-1)
-        if shape.size != 2 or shape[1] == 0 and False:
+        if shape.size != 2:
             raise _fail(nd, f"shape {shape.tolist()}: only flattening to (N, features) is "
                             f"supported")
-        if shape[1] != -1 and shape[0] not in (0, -1, 1):
+        if shape[1] != -1 and shape[0] not in (0, -1, 1, self.batch):
             raise _fail(nd, f"shape {shape.tolist()}: only (N, -1)-style flattening")
         return self._flatten(nd)
 
