@@ -79,7 +79,9 @@ def _attach_cost(res: dict, chip, cfg) -> None:
 def run(args: argparse.Namespace) -> int:
     from norsim.cli.run import load_eval_data, load_model
     from norsim.cost.report import format_summary
+    from norsim.mapping import preflight
     from norsim.mapping.evaluate import evaluate_jobs, jsonable, reference_correct, summarize
+    from norsim.outputs import check_output_dir
     from norsim.progress import Progress
     from norsim.scenarios import scenarios
     from norsim.warmup import warm_kernels
@@ -93,11 +95,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--limit", n_images, "a positive number of images")
     workers = _workers(args.workers)
     t0, c0 = time.perf_counter(), _cpu_seconds()
+    out = check_output_dir("--out", args.out)
     cfg = config_from_args(args)
     model = load_model(args.model)
+    for sc in scenarios(cfg):             # every row's model placement, before any work
+        preflight.check_job(model, sc.cfg)
     x, y, x_cal = load_eval_data("mnist", n_images)
     x_cal = x_cal[:max(cfg.mapping.calibration_images, cfg.compensation.recalibration_images)]
-    out = Path(args.out)
+    preflight.check_job(model, cfg, x, x_cal)
     out.mkdir(parents=True, exist_ok=True)
     quiet = False if args.no_progress else None
     say = (lambda s: None) if args.no_progress else \
@@ -221,16 +226,18 @@ def format_table(rows, n_images: int, model_name: str, config: str = "nor40") ->
 
 
 def plot_rows(rows, path: Path, n_images: int) -> None:
-    """Accuracy per setting with its 95 % interval over chips (reference: Wilson-free bar)."""
+    """Accuracy per setting with the 95 % t-interval over chips of its difference to the
+    reference (the given-chips interval for one-chip rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from norsim import figstyle
+
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     labels = [r[0] for r in rows]
     acc = [100 * r[1] for r in rows]
-    ref = rows[0][1]
     lo_err, hi_err = [], []
     for r in rows:
         iv = r[4] if r[4] is not None else r[6]
@@ -245,12 +252,10 @@ def plot_rows(rows, path: Path, n_images: int) -> None:
             color=[colors[i % len(colors)] for i in range(len(rows))])
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
-    ax.set_xlim(max(0.0, min(acc) - 5), 100)
+    ax.set_xlim(max(0.0, min(a - lo for a, lo in zip(acc, lo_err)) - 5), 100)
     ax.set_xlabel("top-1 accuracy (%)")
-    ax.set_title(f"MNIST, {n_images} test images; error bars: 95 % t-interval of the "
-                 "difference to the reference over chips", fontsize=8)
+    figstyle.fit_title(ax, f"MNIST, {n_images} test images; error bars: 95 % interval of the "
+                       "difference to the reference, chips as replicates (t)", fontsize=9)
     for i, a in enumerate(acc):
         ax.text(a, i, f" {a:.2f}", va="center", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figstyle.save(fig, path)

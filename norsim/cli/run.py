@@ -100,11 +100,18 @@ def format_report(rep: dict, label: str = "analog chip") -> str:
 def run(args: argparse.Namespace) -> int:
     from norsim.mapping.evaluate import evaluate, jsonable
 
-    cfg = config_from_args(args)
-    model = load_model(args.model)
-    x, y, x_cal = load_eval_data(args.data, args.limit, args.data_dir)
+    from norsim.mapping import preflight
+    from norsim.outputs import check_output_file
+
     if args.seeds < 1:
         raise InputError("--seeds", args.seeds, "at least 1")
+    if args.json_out:
+        check_output_file("--json", args.json_out)
+    cfg = config_from_args(args)
+    model = load_model(args.model)
+    preflight.check_job(model, cfg)
+    x, y, x_cal = load_eval_data(args.data, args.limit, args.data_dir)
+    preflight.check_job(model, cfg, x, x_cal)
     from norsim.progress import Progress
     from norsim.warmup import warm_kernels
 

@@ -105,7 +105,10 @@ def evaluate(model: QuantModel, cfg: SimConfig, images, labels, calib_images, *,
              on_chip=None) -> dict:
     """Integer reference vs analog chip over several chip instances (seeds); see
     :func:`summarize` for the report. ``on_chip(result)`` is called after each instance."""
+    from norsim.mapping import preflight
+
     labels = _check_labels(images, labels)
+    preflight.check_job(model, cfg, images, calib_images)
     ref_correct = reference_correct(model, images, labels)
     chips = []
     for s in seeds:
@@ -158,8 +161,17 @@ def evaluate_jobs(model: QuantModel, groups, images, labels, calib_images, *,
     where the chip lives, before the chip is dropped (e.g. its cost); ``on_done(key,
     result)`` runs here as each group ends. Returns {key: result}; the results depend on
     neither ``workers`` nor the grouping."""
+    from norsim.mapping import preflight
+
     labels = _check_labels(images, labels)
     groups = [list(g) for g in groups]
+    seen = set()
+    for g in groups:                      # every distinct configuration, before any work
+        for _, cfg in g:
+            k = repr(dataclasses.replace(cfg, seed=0))
+            if k not in seen:
+                seen.add(k)
+                preflight.check_job(model, cfg, images, calib_images)
     out: dict = {}
 
     def done(items):
