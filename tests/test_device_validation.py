@@ -57,3 +57,17 @@ def test_cli_prints_table_and_writes_figures(tmp_path):
     assert len(figs) >= 6 and all(f.endswith(".png") for f in figs)
     assert r.returncode == int(any(row["status"] == "FAIL" for row in data["rows"]))
     assert np.isfinite(data["tolerances"]["factor"])
+
+
+def test_figures_pass_the_figure_audit(tmp_path):
+    from norsim.device import validation
+
+    validation.FIGURE_PROBLEMS.clear()
+    cfg = load_preset("nor40")
+    validation.row_subthreshold_swing(cfg, tmp_path, True)
+    validation.row_granularity(cfg, tmp_path, True, 0)
+    validation.row_cost(cfg, tmp_path, True, 0)
+    validation.row_retention(cfg, tmp_path, True, 0)
+    validation.row_vmm(cfg, tmp_path, True, 0)
+    assert len(validation.FIGURE_PROBLEMS) == 5
+    assert not any(validation.FIGURE_PROBLEMS.values()), validation.FIGURE_PROBLEMS

@@ -72,6 +72,9 @@ def paper_cell(cfg: SimConfig, area_um2: float) -> SimConfig:
     return dataclasses.replace(cfg, device=dataclasses.replace(dev, programming=prog, noise=noise))
 
 
+FIGURE_PROBLEMS: dict[str, list[str]] = {}  # figstyle.audit of each figure written
+
+
 def _within_factor(sim: float, pub: float, f: float) -> bool:
     return pub / f <= sim <= pub * f
 
@@ -84,13 +87,13 @@ def _fig(out: Path | None, name: str, draw) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from norsim import figstyle
+
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     draw(ax)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / f"{name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    FIGURE_PROBLEMS[name] = figstyle.audit(fig)  # units on every numeric axis
+    path = figstyle.save(fig, out / f"{name}.png", dpi=110)
     return str(path)
 
 
@@ -160,7 +163,7 @@ def row_tuning(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list
         ax.semilogy(ks, paper * 100, "o-", label="simulated, 180 nm-area cell")
         ax.semilogy(ks, ours * 100, "s-", label="simulated, nor40 cell")
         ax.semilogy([10, 35], [3.0, 0.3], "k*", ms=12, label="DRC 2016 (abstract)")
-        ax.set_xlabel("tuning pulses after ISPP")
+        ax.set_xlabel("tuning pulses after ISPP (count)")
         ax.set_ylabel("mean |I / I_target - 1| (%)")
         ax.legend(fontsize=8)
     fig = _fig(out, "row2_tuning_precision", draw)
@@ -215,9 +218,11 @@ def row_vmm(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[Ro
     ok = _within_factor(sim, pub, f)
 
     def draw(ax):
-        ax.bar(["55 nm-area cell", "nor40 cell"], [sim * 100, np.mean(ours) * 100],
+        ax.bar([f"{AREA_55NM_UM2:g} (55 nm chip)", f"{cfg.cost.tech.cell_area_um2:g} (nor40)"],
+               [sim * 100, np.mean(ours) * 100],
                yerr=[np.std(paper) * 100, np.std(ours) * 100], capsize=4)
         ax.axhline(2.0, color="k", ls="--", label="arXiv:1611.03379: ~2%")
+        ax.set_xlabel("simulated cell area (um^2)")
         ax.set_ylabel("rms output error (% of full scale)")
         ax.legend()
     fig = _fig(out, "row3_vmm_precision", draw)
@@ -320,7 +325,8 @@ def row_granularity(cfg: SimConfig, out: Path | None, quick: bool, seed: int) ->
     def draw(ax):
         ax.bar(["pulse 2 (small packet)", f"pulses {k0}-{k1} (large)"], [fano_small, fano_large])
         ax.axhline(1.0, color="k", ls="--", label="Poisson")
-        ax.set_ylabel("Fano factor var(dV_th) / (dV_e mean dV_th)")
+        ax.set_xlabel("charge packet (ISPP pulses)")
+        ax.set_ylabel("Fano factor var(dV) / (dV_e mean dV) (1)")
         ax.legend()
     fig = _fig(out, "row5_granularity", draw)
     return [Row("injection statistics", "Monzio Compagnoni et al., IEEE TED 55(10) 2008; IRPS 2009 "
@@ -344,8 +350,8 @@ def row_cost(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[R
 
     def draw(ax):
         ax.hist(r.pulses.ravel(), bins=40)
-        ax.set_xlabel("program pulses per cell (ISPP + tuning)")
-        ax.set_ylabel("cells")
+        ax.set_xlabel("program pulses per cell, ISPP + tuning (count)")
+        ax.set_ylabel("cells (count)")
     fig = _fig(out, "row6_pulses_per_cell", draw)
     return [Row("pulses, time, energy per tuned cell", "DRC 2016 (35 pulses for ~0.3%); energy: none "
                 "published (SST: small pump)", f"nor40, {n} cells, 8 levels, erase included",
