@@ -332,7 +332,7 @@ def test_certified_error_bounds_the_true_distance(scale, layout):
     bl, sl = net.bl_chain, net.sl_chain
     ing = _anchor_ingredients(ia, la, lb, lr, bl[0], bl[1], bl[2], sl[0], sl[1], sl[2],
                               net.sl_along_rows, np.empty((rows, cols)), np.empty((rows, cols)),
-                              np.empty((lines, cols)), np.empty((lines, cols)))
+                              np.empty((lines, cols)), np.empty((lines, cols)), net.strap)
 
     def sweep(u, v):
         i = ia * np.exp(np.minimum(la * (0.0 - u) + lb * (v[lr] - 0.0), 50.0))

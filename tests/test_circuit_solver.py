@@ -59,7 +59,7 @@ def test_uniformly_loaded_bit_line_matches_closed_form():
                                    "device.read.v_bl_read_v": 1.5})
     rows, cols = 40, 3
     wires = cfg.array.wires.replace(r_bl_segment_ohm=2.0, r_sl_segment_ohm=1e-9, r_strap_ohm=0.0,
-                                    r_bl_terminal_ohm=0.0, clamp_gm_s=1e6)
+                                    r_bl_terminal_ohm=0.0, clamp_gm_s=1e6, strap_model="ideal")
     model = cell_model(cfg.device.cell, cfg.device.read.temperature_k)
     vth = np.full((rows, cols), 0.9)
     wl = np.full((1, rows), cfg.device.read.v_cg_read_v)
@@ -76,7 +76,8 @@ def test_uniformly_loaded_bit_line_matches_closed_form():
 def test_uniformly_loaded_source_line_matches_closed_form(layout, shared):
     cfg = _cfg()
     wires = cfg.array.wires.replace(sl_layout=layout, sl_pair_shared=shared, r_sl_segment_ohm=3.0,
-                                    r_strap_ohm=0.0, r_sl_driver_ohm=0.0, strap_pitch_cols=1000)
+                                    r_strap_ohm=0.0, r_sl_driver_ohm=0.0, strap_pitch_cols=1000,
+                                    strap_model="ideal")
     rows, cols = 10, 24
     net = wire_network(rows, cols, wires, 1000.0)
     i = 7e-8
@@ -114,7 +115,7 @@ def _dense_reference_rise(rows, cols, w, i):
 def test_strapped_source_lines_match_dense_nodal_analysis():
     cfg = _cfg()
     w = cfg.array.wires.replace(r_strap_ohm=4.0, strap_pitch_cols=8, sl_pair_shared=False,
-                                r_sl_segment_ohm=1.5)
+                                r_sl_segment_ohm=1.5, strap_model="ideal")
     rows, cols = 3, 21  # taps at columns 0, 8, 16 and 20
     net = wire_network(rows, cols, w, 1000.0)
     i = np.random.default_rng(8).uniform(0, 1e-6, (rows, cols))
@@ -156,7 +157,7 @@ def test_ir_drop_map_parts_sum_and_separate():
     np.testing.assert_allclose(m.bl_part_a + m.sl_part_a, m.cell_error_a, rtol=1e-9, atol=1e-22)
     assert np.all(m.bl_part_a[m.ideal_cell_currents > 1e-9] < 0)
     # no source-line resistance -> no source-line part
-    w = cfg.array.wires.replace(r_sl_segment_ohm=1e-9, r_strap_ohm=0.0)
+    w = cfg.array.wires.replace(r_sl_segment_ohm=1e-9, r_strap_ohm=0.0, strap_model="ideal")
     m2 = ir_drop_map(vth, wl, cfg, model, wires=w)
     assert np.abs(m2.sl_part_a).max() < 1e-8 * np.abs(m2.bl_part_a).max()
 
@@ -328,7 +329,7 @@ def test_heavy_ir_drop_solution_satisfies_kcl(layout):
     """Where the sweeps diverge (stress currents, all rows on, wires x50) the solve returns
     an operating point: every cell's current is its I-V at its node voltages, and the wire
     network carries exactly those currents (bit-line and source-line KCL)."""
-    cfg = _cfg(**{"array.wires.sl_layout": layout})
+    cfg = _cfg(**{"array.wires.sl_layout": layout, "array.wires.strap_model": "ideal"})
     vth, wl, model = _tile(cfg, 64, 64, seed=1, lo=0.3e-6, hi=1e-6, p_on=1.0, batch=1)
     wires = cfg.array.wires.scaled(50.0)
     solver = CircuitSolver(vth, cfg, model, wires=wires)

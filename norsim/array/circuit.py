@@ -37,7 +37,8 @@ from norsim.array.circuit_config import WireConfig
 from norsim.array.circuit_kernels import (INTERNAL_NODE_STEP_V, FactorSolver, _solve_batch_kernel,
                                           chain_coefficients, gather_levels, local_model_lines,
                                           log_sensitivities, max_abs_diff_cols,
-                                          nominal_tables, split_gate_warm, tile_ingredients,
+                                          no_strap, nominal_tables, split_gate_warm,
+                                          strap_coefficients, strap_correct, tile_ingredients,
                                           tile_iv)
 from norsim.errors import ConvergenceError, InputError
 
@@ -94,6 +95,8 @@ class WireNetwork:
     bl_chain: tuple  # chain_coefficients of every bit line (identical chains along rows)
     sl_chain: tuple  # ... of every source line
     sl_along_rows: bool  # source-line chains run along a row (layout 'rows')
+    strap: tuple = None  # strap_coefficients of the shared straps (no_strap(): ideal taps)
+    g_sl_full: sp.csc_matrix | None = None  # g_sl with the strap nodes appended (or None)
 
     @property
     def n_nodes(self) -> int:
@@ -114,7 +117,10 @@ class WireNetwork:
         else:
             s = np.add.reduceat(i_rcb, np.arange(0, r, 2), axis=0)
         lines = s.shape[0]
-        return self.lu_sl.solve(np.ascontiguousarray(s).reshape(lines * c, b)).reshape(lines, c, b)
+        x = self.lu_sl.solve(np.ascontiguousarray(s).reshape(lines * c, b)).reshape(lines, c, b)
+        if self.sl_along_rows:
+            strap_correct(x, self.strap)
+        return x
 
     def expand_rows_t(self, line_values: np.ndarray) -> np.ndarray:
         """Per-line values (lines, C, B) to per-cell values (R, C, B)."""
@@ -168,9 +174,40 @@ def wire_network(rows: int, cols: int, wires: WireConfig, clamp_gain: float) -> 
     return _wire_network_cached(int(rows), int(cols), _wire_key(wires), float(clamp_gain))
 
 
+def _strap_matrix(g_sl, n_lines, cols, tap_cols, g_tap, g_pitch, g_pad_first, g_pad_last):
+    """``g_sl`` (line nodes ``line * C + c``, taps to ground) with the strap nodes appended:
+    strap node ``n_lines C + line J + j`` of tap ``j``; the taps go to it instead of ground;
+    each strap a chain over the lines with its pads to the supply."""
+    nj = tap_cols.size
+    n_l = n_lines * cols
+    n = n_l + n_lines * nj
+    ln, j = np.meshgrid(np.arange(n_lines), np.arange(nj), indexing="ij")
+    ln, j = ln.ravel(), j.ravel()
+    line_node = ln * cols + tap_cols[j]
+    strap_node = n_l + ln * nj + j
+    rows_, cols_, vals = [line_node, strap_node, strap_node], [strap_node, line_node,
+                                                               strap_node], \
+        [np.full(ln.size, -g_tap), np.full(ln.size, -g_tap), np.full(ln.size, g_tap)]
+    up = ln > 0
+    a, b = strap_node[up], strap_node[up] - nj
+    rows_ += [a, b, a, b]
+    cols_ += [b, a, a, b]
+    vals += [np.full(a.size, -g_pitch), np.full(a.size, -g_pitch), np.full(a.size, g_pitch),
+             np.full(a.size, g_pitch)]
+    first, last = strap_node[ln == 0], strap_node[ln == n_lines - 1]
+    rows_ += [first, last]
+    cols_ += [first, last]
+    vals += [np.full(nj, g_pad_first), np.full(nj, g_pad_last)]
+    extra = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows_), np.concatenate(cols_))),
+                          shape=(n, n))
+    base = sp.block_diag([g_sl, sp.csc_matrix((n - n_l, n - n_l))], format="csc")
+    return (base + extra).tocsc()
+
+
 @lru_cache(maxsize=32)
 def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) -> WireNetwork:
     w = WireConfig.from_dict(dict(key))
+    strap, g_sl_full = no_strap(), None
     r_clamp = 0.0 if np.isinf(clamp_gain) else w.r_clamp_out_ohm(clamp_gain)
     g_term = np.zeros(rows)
     g_term[0] = 1.0 / (w.r_bl_segment_ohm + w.r_bl_terminal_ohm + r_clamp)
@@ -190,16 +227,25 @@ def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) ->
         taps = np.zeros(cols)
         tap = (np.arange(cols) % w.strap_pitch_cols == 0)
         tap[-1] = True
-        taps[tap] = 1.0 / (w.r_sl_segment_ohm + w.r_strap_ohm)
+        g_tap = 1.0 / (w.r_sl_segment_ohm + w.r_strap_ohm)
+        taps[tap] = g_tap
         g_sl = _chain_matrix(n_lines, cols, 1.0 / w.r_sl_segment_ohm, taps)
         sl_chain = chain_coefficients(1.0 / w.r_sl_segment_ohm, taps)
         sl_order = None  # row lines are already chains in node order
+        if w.strap_model == "network":
+            tap_cols = np.flatnonzero(tap)
+            g_pad = 1.0 / w.r_strap_pad_ohm
+            g_last = g_pad if w.strap_pads == "both" else 0.0
+            strap = strap_coefficients(sl_chain, tap_cols, g_tap, n_lines,
+                                       1.0 / w.r_strap_pitch_ohm, g_pad, g_last)
+            g_sl_full = _strap_matrix(g_sl, n_lines, cols, tap_cols, g_tap,
+                                      1.0 / w.r_strap_pitch_ohm, g_pad, g_last)
     # chains are tridiagonal in chain order: no fill-in, O(n) solves
     lu_bl = FactorSolver(splu(g_bl, permc_spec="NATURAL"), col_chain_order)
     lu_sl = FactorSolver(splu(g_sl, permc_spec="NATURAL"), sl_order)
     return WireNetwork(rows, cols, w.sl_layout, n_lines, line_of_row, g_bl, g_sl,
                        float(g_term[0]), lu_bl, lu_sl, bl_chain, sl_chain,
-                       w.sl_layout != "cols")
+                       w.sl_layout != "cols", strap, g_sl_full)
 
 
 # ------------------------------------------------------------------------ results ----
@@ -510,7 +556,7 @@ class CircuitSolver:
         net = self.network
         lines = self.rows if net.layout == "cols" else net.n_sl_lines
         return tile_ingredients(tabs[0], tabs[1], tabs[2], net.sl_line_of_row, lines,
-                                net.bl_chain, net.sl_chain, net.sl_along_rows)
+                                net.bl_chain, net.sl_chain, net.sl_along_rows, net.strap)
 
     @staticmethod
     def _slopes(raw):
@@ -549,7 +595,7 @@ class CircuitSolver:
             net.bl_chain[0], net.bl_chain[1], float(net.bl_chain[2]),
             net.sl_chain[0], net.sl_chain[1], float(net.sl_chain[2]), bool(net.sl_along_rows),
             np.ascontiguousarray(net.sl_line_of_row, dtype=np.int64), int(lines),
-            float(w.solver_tol_v), int(w.solver_max_iter),
+            float(w.solver_tol_v), int(w.solver_max_iter), net.strap,
             *out, col, ideal, iters, sweeps, status, step)
         self.last_stats = {"sweeps": sweeps, "status": status,
                            "reference_vectors": int(np.count_nonzero(status))}
@@ -685,7 +731,8 @@ class CircuitSolver:
             sl = cc * r + rr
         else:
             sl = net.sl_line_of_row[rr] * c + cc
-        return bl, sl, net.g_sl.shape[0]
+        g = net.g_sl if net.g_sl_full is None else net.g_sl_full
+        return bl, sl, g.shape[0]
 
     def _solve_newton(self, wl_row, name) -> CircuitResult:
         """One vector by damped Newton on the full nodal equations (sparse LU per step).
@@ -704,7 +751,8 @@ class CircuitSolver:
         n_bl = r * c
         blf, slf = bl.ravel(), sl.ravel()
         s_sum = sp.csr_matrix((np.ones(n_bl), (slf, np.arange(n_bl))), shape=(n_sl, n_bl))
-        g_bl, g_sl = net.g_bl.tocsr(), net.g_sl.tocsr()
+        g_bl = net.g_bl.tocsr()
+        g_sl = (net.g_sl if net.g_sl_full is None else net.g_sl_full).tocsr()
         wl_col = np.asarray(wl_row, dtype=np.float64)[:, None]
         cells = np.arange(n_bl)
 

@@ -3,7 +3,9 @@
 The default layout follows DESIGN.md "The array, physically": bit lines along columns, held
 by a clamp at the row-0 edge of the array; source lines along rows, one shared by each pair
 of rows, tied to the grounded source-line straps every ``strap_pitch_cols`` columns (and at
-the last column). The alternative ``sl_layout = "cols"`` runs one source line along each
+the last column). Each strap is a vertical metal line shared by every source line it taps
+(``strap_model = "network"``: ``r_strap_pitch_ohm`` per source-line pitch, grounded through
+``r_strap_pad_ohm`` at one or both array edges). The alternative ``sl_layout = "cols"`` runs one source line along each
 column, driven from the row-0 edge like the bit line.
 
 The clamp with finite gain is a regulated cascode: an amplifier of DC gain A
@@ -40,8 +42,26 @@ class WireConfig(ConfigBase):
                                   "strap taps columns 0, N, 2N, ... and the last column.",
                                   lo=1, hi=65536)
     r_strap_ohm: float = param(5.0, "Resistance from a strap tap of a source line to the "
-                                "source-line supply (contact plus the strap's share of metal).",
+                                "strap (contact and via stack); with strap_model 'ideal' the "
+                                "strap is ideal ground and this includes its share of metal.",
                                 unit="Ohm", lo=0.0, hi=1e9)
+    strap_model: str = param("network", "Source-line straps (layout 'rows'): 'network' (each "
+                             "strap is a vertical metal line with r_strap_pitch_ohm per "
+                             "source-line pitch, shared by every source line it taps, grounded "
+                             "through r_strap_pad_ohm at strap_pads; the default) or 'ideal' "
+                             "(every tap to its own ideal ground through r_strap_ohm: the "
+                             "pre-issue-19 model, optimistic).", choices=("network", "ideal"))
+    r_strap_pitch_ohm: float = param(0.5, "Strap metal resistance per source-line pitch (two "
+                                     "rows when sl_pair_shared, one row otherwise) along a "
+                                     "vertical strap (strap_model 'network').", unit="Ohm",
+                                     lo=0.0, hi=1e6, lo_open=True)
+    r_strap_pad_ohm: float = param(2.0, "Resistance from each grounded end of a strap (its pad: "
+                                   "via stack and share of the ground bus at the array edge) "
+                                   "to the source-line supply (strap_model 'network').",
+                                   unit="Ohm", lo=0.0, hi=1e9, lo_open=True)
+    strap_pads: str = param("both", "Ends of each strap tied to the source-line supply "
+                            "(strap_model 'network'): 'both' (row-0 and last-row edges) or "
+                            "'one' (row-0 edge only).", choices=("both", "one"))
     r_sl_driver_ohm: float = param(50.0, "Output resistance of the source-line driver at the "
                                    "row-0 edge (layout 'cols' only).", unit="Ohm", lo=0.0, hi=1e9)
     r_bl_terminal_ohm: float = param(200.0, "Series resistance between a bit line and its clamp "
@@ -67,6 +87,8 @@ class WireConfig(ConfigBase):
         return self.replace(r_bl_segment_ohm=self.r_bl_segment_ohm * factor,
                             r_sl_segment_ohm=self.r_sl_segment_ohm * factor,
                             r_strap_ohm=self.r_strap_ohm * factor,
+                            r_strap_pitch_ohm=self.r_strap_pitch_ohm * factor,
+                            r_strap_pad_ohm=self.r_strap_pad_ohm * factor,
                             r_sl_driver_ohm=self.r_sl_driver_ohm * factor,
                             r_bl_terminal_ohm=self.r_bl_terminal_ohm * factor,
                             clamp_gm_s=self.clamp_gm_s / factor)

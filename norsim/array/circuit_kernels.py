@@ -607,11 +607,103 @@ def solve_chains_reference(b: np.ndarray, g_seg: float, g_end: np.ndarray, axis:
     return np.linalg.solve(t, b) if axis == 0 else np.linalg.solve(t, b.T).T
 
 
+# ------------------------------------------------------- shared strap network ----
+def strap_coefficients(sl_chain, taps, g_tap: float, n_lines: int, g_pitch: float,
+                       g_pad_first: float, g_pad_last: float):
+    """Modal coefficients of the vertical straps shared by the source-line chains.
+
+    Source line ``l`` is a chain (``sl_chain``, tap conductance ``g_tap`` at the columns
+    ``taps`` in its diagonal) whose tap ``j`` joins strap node ``y[l, j]``; strap ``j`` is a
+    chain over the lines (conductance ``g_pitch`` per pitch, ``g_pad_first`` / ``g_pad_last``
+    to the supply at line 0 / line n_lines - 1). Eliminating the line nodes leaves
+    ``K y = g_tap x0[:, taps]`` with ``x0 = G_L^-1 s`` and
+    ``K = G_c (x) I + I (x) M``, ``M = g_tap I - g_tap^2 Z[taps]``, ``Z = G_L^-1 e_taps``
+    (one chain's, the same for every line); then ``x = x0 + g_tap Z y``. With
+    ``M = Q diag(mu) Q^T`` each mode is one tridiagonal chain ``G_c + mu_m I`` over the lines.
+
+    Returns (taps, qg = g_tap Q (J, J), wz = g_tap Z Q (C, J), inv_den (J, lines),
+    cp (J, lines), off) for :func:`_strap_correct`.
+    """
+    inv_den0, cp0, off0 = sl_chain
+    cols = inv_den0.size
+    taps = np.ascontiguousarray(taps, dtype=np.int64)
+    e = np.zeros((cols, taps.size))
+    e[taps, np.arange(taps.size)] = 1.0
+    z = solve_chains(e, sl_chain, axis=0)
+    m = g_tap * np.eye(taps.size) - g_tap * g_tap * z[taps]
+    mu, q = np.linalg.eigh(0.5 * (m + m.T))
+    mu = np.maximum(mu, 0.0)  # M is positive semidefinite (round-off below zero)
+    g_end = np.zeros(n_lines)
+    g_end[0] += g_pad_first
+    g_end[-1] += g_pad_last
+    inv_den = np.empty((taps.size, n_lines))
+    cp = np.empty((taps.size, n_lines))
+    for j in range(taps.size):
+        inv_den[j], cp[j], off = chain_coefficients(g_pitch, g_end + mu[j])
+    return (taps, np.ascontiguousarray(g_tap * q), np.ascontiguousarray(g_tap * z @ q),
+            inv_den, cp, float(off))
+
+
+def no_strap():
+    """Placeholder strap coefficients (no strap network: taps to ideal ground)."""
+    return (np.zeros(0, dtype=np.int64), np.zeros((0, 0)), np.zeros((1, 0)),
+            np.zeros((0, 1)), np.zeros((0, 1)), 0.0)
+
+
+@numba.njit(cache=True)
+def _strap_correct(x, taps, qg, wz, inv_den, cp, off):
+    """x (lines, C) = G_L^-1 s in place -> the line-node solution with the straps shared
+    (see :func:`strap_coefficients`); a no-op without taps."""
+    lines, cols = x.shape
+    nj = taps.size
+    if nj == 0:
+        return
+    y = np.zeros((lines, nj))
+    for ln in range(lines):
+        for j in range(nj):
+            xv = x[ln, taps[j]]
+            for m in range(nj):
+                y[ln, m] += xv * qg[j, m]
+    for m in range(nj):  # one chain over the lines per mode
+        y[0, m] *= inv_den[m, 0]
+        for ln in range(1, lines):
+            y[ln, m] = (y[ln, m] - off * y[ln - 1, m]) * inv_den[m, ln]
+        for ln in range(lines - 2, -1, -1):
+            y[ln, m] -= cp[m, ln] * y[ln + 1, m]
+    for ln in range(lines):
+        for c in range(cols):
+            acc = 0.0
+            for m in range(nj):
+                acc += y[ln, m] * wz[c, m]
+            x[ln, c] += acc
+
+
+@numba.njit(cache=True)
+def _strap_correct_batch(x, taps, qg, wz, inv_den, cp, off):
+    """:func:`_strap_correct` for each batch column of x (lines, C, B)."""
+    for b in range(x.shape[2]):
+        xb = np.ascontiguousarray(x[:, :, b])
+        _strap_correct(xb, taps, qg, wz, inv_den, cp, off)
+        x[:, :, b] = xb
+
+
+def strap_correct(x: np.ndarray, strap) -> np.ndarray:
+    """Apply the shared straps to line solutions x (lines, C) or (lines, C, B) in place."""
+    if strap[0].size == 0:
+        return x
+    if x.ndim == 2:
+        _strap_correct(x, *strap)
+    else:
+        _strap_correct_batch(x, *strap)
+    return x
+
+
 # -------------------------------------------------- per-vector Newton (fused) ----
 @numba.njit(cache=True)
-def _solve_sl(s, inv_den, cp, off, along_rows, out):
+def _solve_sl(s, inv_den, cp, off, along_rows, out, strap):
     if along_rows:
         _chains_axis1(s, inv_den, cp, off, out)
+        _strap_correct(out, strap[0], strap[1], strap[2], strap[3], strap[4], strap[5])
     else:
         _chains_axis0(s, inv_den, cp, off, out)
 
@@ -846,7 +938,7 @@ def _model_currents(mode, ia, la, lb, ua, u, v, va, line_of_row, im, s):
 
 @numba.njit(cache=True)
 def _anchor_ingredients(ia, la, lb, line_of_row, bl_inv_den, bl_cp, bl_off, sl_inv_den, sl_cp,
-                        sl_off, sl_along_rows, wa, wb, swa, swb):
+                        sl_off, sl_along_rows, wa, wb, swa, swb, strap):
     """(A_u, B_u, A_v, B_v, amax, bmax) of :func:`certified_error` for one anchor (R, C):
     w_a = |a| I_k, w_b = |b| I_k (|dI/dV_D|, |dI/dV_S| for I_k <= 0) through the chains."""
     rows, cols = ia.shape
@@ -871,12 +963,13 @@ def _anchor_ingredients(ia, la, lb, line_of_row, bl_inv_den, bl_cp, bl_off, sl_i
             swb[ln, c] += bb
     _chains_axis0(wa, bl_inv_den, bl_cp, bl_off, wa)
     _chains_axis0(wb, bl_inv_den, bl_cp, bl_off, wb)
-    _solve_sl(swa, sl_inv_den, sl_cp, sl_off, sl_along_rows, swa)
-    _solve_sl(swb, sl_inv_den, sl_cp, sl_off, sl_along_rows, swb)
+    _solve_sl(swa, sl_inv_den, sl_cp, sl_off, sl_along_rows, swa, strap)
+    _solve_sl(swb, sl_inv_den, sl_cp, sl_off, sl_along_rows, swb, strap)
     return wa.max(), wb.max(), swa.max(), swb.max(), amax, bmax
 
 
-def tile_ingredients(t_i, t_a, t_b, line_of_row, n_lines, bl_chain, sl_chain, sl_along_rows):
+def tile_ingredients(t_i, t_a, t_b, line_of_row, n_lines, bl_chain, sl_chain, sl_along_rows,
+                     strap=None):
     """Contraction ingredients valid for every vector of a level set: per cell the largest
     w_a, w_b over the levels (L, R, C tables), pushed through the chains.
 
@@ -896,7 +989,7 @@ def tile_ingredients(t_i, t_a, t_b, line_of_row, n_lines, bl_chain, sl_chain, sl
     au, bu, av, bv, _, _ = _anchor_ingredients(
         ones, np.ascontiguousarray(wa), np.ascontiguousarray(wb), lr, bl_chain[0], bl_chain[1],
         float(bl_chain[2]), sl_chain[0], sl_chain[1], float(sl_chain[2]), bool(sl_along_rows),
-        *s)
+        *s, no_strap() if strap is None else strap)
     return au, bu, av, bv, amax, bmax, np.ascontiguousarray(wa), np.ascontiguousarray(wb)
 
 
@@ -905,7 +998,7 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
                         wb_max, vth, n_map, beta_map, eta_map, v_cg, v_bl, v_sl,
                         alpha_g, u_t, sel_vth, sel_n, sel_beta, sel_eta, model_max_iter,
                         newton_dx, bl_inv_den, bl_cp, bl_off, sl_inv_den, sl_cp, sl_off,
-                        sl_along_rows, line_of_row, n_lines, tol, max_iter,
+                        sl_along_rows, line_of_row, n_lines, tol, max_iter, strap,
                         out_i, out_u, out_vd, out_v, out_vs, out_col, out_ideal,
                         out_iter, out_sweeps, out_status, out_step):
     """Circuit-mode Newton iteration of every vector of a batch, one vector at a time.
@@ -986,7 +1079,7 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
                 mode = 0 if at_anchor else _exp_mode(amax * dist_u + bmax * dist_v)
                 _model_currents(mode, ia, la, lb, ua, u, v, va, line_of_row, im, s)
                 _chains_axis0(im, bl_inv_den, bl_cp, bl_off, gu)
-                _solve_sl(s, sl_inv_den, sl_cp, sl_off, sl_along_rows, gv)
+                _solve_sl(s, sl_inv_den, sl_cp, sl_off, sl_along_rows, gv, strap)
                 sweeps += 1
                 du = 0.0
                 dist_u = 0.0
@@ -1026,7 +1119,7 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
                     if err > tol_in and not exact_ing and not (rho * err <= tol_in):
                         au, bu, av, bv, amax, bmax = _anchor_ingredients(
                             ia, la, lb, line_of_row, bl_inv_den, bl_cp, bl_off, sl_inv_den,
-                            sl_cp, sl_off, sl_along_rows, wa, wb, swa, swb)
+                            sl_cp, sl_off, sl_along_rows, wa, wb, swa, swb, strap)
                         exact_ing = True
                         q = 1.0
                         if not (certified_error(au, bu, av, bv, 1.0, 1.0, 0.0, 0.0, 0.0,

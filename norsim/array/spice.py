@@ -1,7 +1,7 @@
 """ngspice cross-check of circuit mode: export the same array as a netlist, run, compare.
 
 The netlist is written from the same configuration the circuit solver uses: wire segments,
-straps, drivers and column-select switches as resistors; the finite-gain clamp as a voltage-
+straps (taps, the shared vertical strap lines and their pads), drivers and column-select switches as resistors; the finite-gain clamp as a voltage-
 controlled voltage source (the amplifier, gain A) driving a voltage-controlled current source
 (the clamp transistor, gm), so the clamped node follows V_ref A/(1+A) - I/(gm(1+A)) by the
 circuit's own equations; a 0 V source per column measures the column current. Each cell is a
@@ -106,11 +106,21 @@ def write_netlist(solver: CircuitSolver, wl_vector) -> SpiceArray:
         sl_nodes = [[f"s{r}_{c}" for c in range(c_)] for r in range(r_)]
     else:
         line_of_row = solver.network.sl_line_of_row
-        for ln in range(solver.network.n_sl_lines):
+        n_lines = solver.network.n_sl_lines
+        shared = w.strap_model == "network"  # vertical straps shared by the source lines
+        for ln in range(n_lines):
             for c in range(c_):
                 if c % w.strap_pitch_cols == 0 or c == c_ - 1:
-                    lines.append(f"Rtap{ln}_{c} vsl s{ln}_{c} "
+                    to = f"st{ln}_{c}" if shared else "vsl"
+                    lines.append(f"Rtap{ln}_{c} {to} s{ln}_{c} "
                                  f"{_f(w.r_sl_segment_ohm + w.r_strap_ohm)}")
+                    if shared and ln > 0:
+                        lines.append(f"Rstp{ln}_{c} st{ln - 1}_{c} st{ln}_{c} "
+                                     f"{_f(w.r_strap_pitch_ohm)}")
+                    if shared and ln == 0:
+                        lines.append(f"Rpad0_{c} vsl st0_{c} {_f(w.r_strap_pad_ohm)}")
+                    if shared and ln == n_lines - 1 and w.strap_pads == "both":
+                        lines.append(f"Rpad1_{c} vsl st{ln}_{c} {_f(w.r_strap_pad_ohm)}")
                 if c > 0:
                     lines.append(f"Rs{ln}_{c} s{ln}_{c - 1} s{ln}_{c} {_f(w.r_sl_segment_ohm)}")
         sl_nodes = [[f"s{line_of_row[r]}_{c}" for c in range(c_)] for r in range(r_)]
