@@ -59,8 +59,11 @@ def import_integer_graph(model, meta: str, where: str) -> QuantModel:
     except FileFormatError as exc:
         raise FileFormatError(f"{where}: {exc}") from None
     again = build_integer_graph(qm)
-    mine = [(n.op_type, list(n.input), list(n.output)) for n in model.graph.node]
-    theirs = [(n.op_type, list(n.input), list(n.output)) for n in again.graph.node]
+    def sig(g):
+        return [(n.op_type, n.domain, list(n.input), list(n.output),
+                 sorted(a.SerializeToString() for a in n.attribute)) for n in g.node]
+
+    mine, theirs = sig(model.graph), sig(again.graph)
     if mine != theirs or any(
             not np.array_equal(to_array(t, where), arr(t.name)) for t in again.graph.initializer):
         raise FileFormatError(f"{where}: the integer graph differs from what its "
