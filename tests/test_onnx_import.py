@@ -176,7 +176,7 @@ def test_qlinear_graph_imports_within_one_step(zp, dtype, want):
           f"max {steps.max():.0f} step")
     # ONNX Runtime requantises with a float32 multiplier (24 bits) and propagates its own
     # roundings through three layers of random weights; the format's is 31-bit fixed point
-    assert steps.max() <= 1 and np.mean(steps == 0) >= 0.75
+    assert steps.max() <= 1 and np.mean(steps == 0) >= 0.99
 
 
 def test_asymmetric_zero_point_that_the_format_cannot_hold_is_refused():
