@@ -93,11 +93,13 @@ def test_ispp_placement_on_the_device_layer_and_retention_direction():
     assert 0.0 <= fresh["level_error_rate"] <= 1.0 and fresh["program_pulses_mean"] > 1
     assert 0.0 <= fresh["program_failed_fraction"] < 0.5
     assert 0.0 < fresh["vth_placement_sigma_v"] < 0.5
-    # charge loss lowers V_th: a long hot bake makes every cell read more current
+    # charge loss lowers V_th of cells programmed above the neutral V_th (every level here):
+    # a long hot bake makes them read more current (by ~0.06 level units under the issue-16
+    # law, 3e-4 V/decade per V above neutral; the old law's 5 mV/decade moved it ~1 unit)
     baked = evaluate(_point({"mapping.retention_time_s": 3.0e8,
                              "mapping.retention_temperature_k": 400.0}, cells=100,
                             placement="ispp"))
-    assert baked["current_bias_units"] > fresh["current_bias_units"] + 0.1
+    assert baked["current_bias_units"] > fresh["current_bias_units"] + 0.02
     # the placement itself does not depend on the bake (same seed, same draws before it)
     assert baked["vth_placement_sigma_v"] == fresh["vth_placement_sigma_v"]
 
