@@ -66,6 +66,19 @@ def _iv(iv) -> str:
     return f"{100 * iv[0]:+.2f} to {100 * iv[1]:+.2f}"
 
 
+def _programming_line(rep: dict) -> str:
+    """Program-and-verify outcome per chip: cells flagged, columns repaired, cells left."""
+    per_chip = []
+    for inst in rep["instances"]:
+        rows = inst["layers"]
+        per_chip.append((sum(r.get("failed_cells_before_repair", 0) for r in rows),
+                         sum(r.get("repaired_columns", 0) for r in rows),
+                         sum(r.get("failed_cells", 0) for r in rows)))
+    parts = "; ".join(f"{f} flagged, {c} columns repaired, {left} left" for f, c, left in per_chip)
+    return f"programming       : {parts} (per chip; flagged = outside the verify tolerance " \
+           "when the pulse budget ran out, or stuck)"
+
+
 def format_report(rep: dict, label: str = "analog chip") -> str:
     ref, chip, diff = rep["reference"], rep["chip"], rep["difference"]
     lo, hi = ref["test_interval_95"]
@@ -84,6 +97,7 @@ def format_report(rep: dict, label: str = "analog chip") -> str:
         f"{label:<18}: {100 * chip['accuracy_mean']:6.2f} %   ({chip_note})",
         f"difference        : {100 * diff['mean']:+6.2f} pts ({intervals}; "
         f"McNemar p per chip {', '.join(f'{p:.3g}' for p in diff['mcnemar_p_per_seed'])})",
+        _programming_line(rep),
         "",
         f"{'layer':<10} {'op':<7} {'matrix':>10} {'bits x/w':>8} {'where':>8} {'tiles':>5} "
         f"{'util %':>7} {'SNR dB':>7}",

@@ -410,7 +410,7 @@ def screen_cells(chip, state: CompensationState, rng: np.random.Generator) -> Co
         arr.current_scale = scale
         set_read_voltage(arr, arr.cfg.device.read.v_cg_read_v)
         pg = arr.cfg.device.programming
-        per_cell_t = pg.tune_max_pulses * (pg.pulse_width_s + pg.verify_time_s)
+        per_cell_t = pg.tune_max_pulses * (pg.pulse_width_s + pg.verify_reads * pg.verify_time_s)
         cost.program_time_s += rows.size * per_cell_t
         cost.program_energy_j += (rows.size * pg.tune_max_pulses * pg.pulse_width_s
                                   * pg.program_current_a * pg.program_voltage_v / pg.pump_efficiency)

@@ -47,6 +47,7 @@ class Tile:
     variation: object = None    # CellVariation of the programmed cells (None: nominal)
     ir_drop_error_rel: float | None = None  # surrogate vs circuit mode on sampled vectors
     failed_cells: int = 0       # cells that failed verify and were not repaired
+    failed_before_repair: int = 0  # cells flagged by program-and-verify before column repair
     repaired_columns: int = 0   # columns replaced by spares
 
     @property
@@ -83,6 +84,7 @@ class MappedLayer:
             "tiles": len(self.tiles),
             "utilisation": float(np.mean(util)) if util else 0.0,
             "failed_cells": int(sum(t.failed_cells for t in self.tiles)),
+            "failed_cells_before_repair": int(sum(t.failed_before_repair for t in self.tiles)),
             "repaired_columns": int(sum(t.repaired_columns for t in self.tiles)),
             "ir_drop_error_rel": max((t.ir_drop_error_rel for t in self.tiles
                                       if t.ir_drop_error_rel is not None), default=None),
@@ -138,7 +140,7 @@ def layer_config(cfg: SimConfig, node: Conv2d | Linear, in_bits: int) -> SimConf
 
 def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> tuple:
     """ISPP program-and-verify of one tile's cells with column repair: (V_th, program time,
-    energy, failed-cell mask, repaired columns, variation)."""
+    energy, failed-cell mask, repaired columns, variation, cells flagged before repair)."""
     from norsim.device.iv import cell_model
     from norsim.device.programming import program
     from norsim.device.variation import draw_variation
@@ -158,8 +160,14 @@ def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator
     time_s, energy_j = float(result.program_time_s), float(result.energy_j)
     failed = result.failed.copy()
     # column repair: a physical column with a failed cell is replaced by a spare column
-    # (fresh cells, programmed the same way), as many as the tile has spares
-    bad_cols = np.flatnonzero(failed.any(axis=0))[:mcfg.spare_columns]
+    # (fresh cells, programmed the same way), as many as the tile has spares; columns with a
+    # stuck cell (far from any level) first, near-miss columns after them
+    failed_before = int(failed.sum())
+    cand = np.flatnonzero(failed.any(axis=0))
+    if result.stuck is not None and cand.size:
+        stuck_col = (np.asarray(result.stuck).reshape(failed.shape)[:, cand] != 0).any(axis=0)
+        cand = cand[np.argsort(~stuck_col, kind="stable")]
+    bad_cols = cand[:mcfg.spare_columns]
     for col in bad_cols:
         spare_var = draw_variation(rng, (i_target.shape[0],), dev.variation, dev.cell)
         spare = program(rng, prog_model, prog_dev, i_target[:, col], variation=spare_var)
@@ -169,7 +177,7 @@ def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator
             getattr(variation, field_name)[:, col] = getattr(spare_var, field_name)
         time_s += float(spare.program_time_s)
         energy_j += float(spare.energy_j)
-    return vth, time_s, energy_j, failed, bad_cols, variation
+    return vth, time_s, energy_j, failed, bad_cols, variation, failed_before
 
 
 def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> Tile:
@@ -186,7 +194,7 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     if programmed is None:
         programmed = _program_cells(w_block, cfg, rng)
         program_cache.store(ck, programmed, rng)
-    vth, time_s, energy_j, failed, bad_cols, variation = programmed
+    vth, time_s, energy_j, failed, bad_cols, variation, failed_before = programmed
     if mcfg.retention_time_s > 0:
         vth = bake(rng, vth, mcfg.retention_time_s, mcfg.retention_temperature_k,
                    dev.retention, dev.cell)
@@ -202,7 +210,7 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     arr = NorArray.from_weights(w_block, cfg, rng, vth_map=vth, current_scale=scale)
     return Tile(arr, 0, 0, 0, 0, program_time_s=time_s, program_energy_j=energy_j,
                 variation=variation, failed_cells=int(failed.sum()),
-                repaired_columns=int(bad_cols.size))
+                failed_before_repair=failed_before, repaired_columns=int(bad_cols.size))
 
 
 def _col_block(cfg: SimConfig) -> int:
