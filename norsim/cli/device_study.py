@@ -10,7 +10,8 @@ Outputs in ``--out``:
   level_summary.csv                    per level: means, spreads; overlap with the next level
                                        (best single threshold) and misreads at the fixed
                                        mid-current threshold, after programming and bake
-  programming.csv                      pulses, program time, energy, failed cells
+  programming.csv                      the programming report: cells, failures by cause (stuck,
+                                       unconverged), pulses, verifies, time, energy
 """
 
 from __future__ import annotations
@@ -173,12 +174,9 @@ def levels_study(cfg, out: Path, plt, cells_per_level: int, bake_s: float, bake_
                 "i_mean_programmed_a", "i_std_programmed_a", "i_mean_baked_a", "i_std_baked_a",
                 "overlap_next_programmed", "overlap_next_baked", "misread_next_programmed",
                 "misread_next_baked", "failed_cells"], summary)
-    _write_csv(out / "programming.csv",
-               ["cells", "pulses_mean", "pulses_max", "verifies_mean", "program_time_s",
-                "energy_j", "failed_cells", "bake_time_s", "bake_temperature_k"],
-               [[level.size, float(res.pulses.mean()), int(res.pulses.max()),
-                 float(res.verifies.mean()), res.program_time_s, res.energy_j,
-                 int(res.failed.sum()), bake_s, bake_t]])
+    report = res.report()               # the programming report, failures by cause
+    _write_csv(out / "programming.csv", list(report) + ["bake_time_s", "bake_temperature_k"],
+               [list(report.values()) + [bake_s, bake_t]])
     # figures
     from norsim import figstyle
 
