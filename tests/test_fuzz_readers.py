@@ -261,9 +261,7 @@ def test_embedded_copy_damaged(tmp_path, monkeypatch, ops):
 # ------------------------------------------------------------------ measured maps ----
 @pytest.mark.parametrize("suffix", [
     ".csv",
-    pytest.param(".npy", marks=pytest.mark.xfail(
-        strict=True, reason="device/measured.py reads .npy with np.load: a damaged header "
-                            "raises SyntaxError/EOFError (fix: norsim.safeio.load_npy)")),
+    ".npy",
 ])
 @FUZZ
 @given(ops=MUTATIONS)

@@ -51,7 +51,8 @@ def read_map_file(path: str | Path) -> np.ndarray:
         raise FileFormatError(f"measured map {path}: not a readable file")
     try:
         if path.suffix.lower() == ".npy":
-            data = np.load(path, allow_pickle=False)
+            from norsim.safeio import load_npy   # header checked against the file, no pickle
+            data = load_npy(path, "measured map")
         else:
             text = path.read_text()
             delim = "," if "," in text else None
