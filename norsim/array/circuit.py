@@ -40,7 +40,7 @@ from norsim.array.circuit_kernels import (INTERNAL_NODE_STEP_V, FactorSolver, _s
                                           no_strap, nominal_tables, split_gate_warm,
                                           strap_coefficients, strap_correct, tile_ingredients,
                                           tile_iv)
-from norsim.errors import ConvergenceError, InputError
+from norsim.errors import ConfigError, ConvergenceError, InputError
 
 __all__ = ["WireNetwork", "CircuitSolver", "CircuitResult", "IrDropMap", "solve_tile",
            "ir_drop_map", "wire_network", "clamp_voltage", "clamp_gain_of"]
@@ -345,6 +345,15 @@ class CircuitSolver:
         self.wires = (cfg.array.wires if wires is None else wires)
         self.wires.validate("array.wires.")
         read = cfg.device.read
+        for f in ("v_cg_read_v", "v_bl_read_v", "v_sl_read_v", "temperature_k"):
+            v = getattr(read, f)
+            if not np.isfinite(v):
+                raise ConfigError(f"device.read.{f}", v, "a finite value")
+        array_cols = getattr(cfg.array, "cols", None)
+        if (self.wires.sl_layout == "rows" and array_cols is not None
+                and self.wires.strap_pitch_cols > array_cols):
+            raise ConfigError("array.wires.strap_pitch_cols", self.wires.strap_pitch_cols,
+                              f"at most the array's {array_cols} columns (array.cols)")
         self.model = model if model is not None else cell_model(cfg.device.cell, read.temperature_k)
         self.v_cg = float(read.v_cg_read_v)
         self.v_bl = clamp_voltage(cfg)  # the clamp's open-circuit voltage

@@ -281,6 +281,7 @@ def spice_check(cfg, rows: int, cols: int, seed: int, *, stress: bool = False,
     return {
         "rows": int(rows), "cols": int(cols), "seed": int(seed), "stress": bool(stress),
         "cell_type": model.cell_type, "sl_layout": wires.sl_layout,
+        "strap_model": wires.strap_model, "strap_pads": wires.strap_pads,
         "max_column_current_a": float(scale),
         "max_column_error_rel": float(np.abs(i_ns - i_sp).max() / scale),
         "max_node_error_v": float(node_err),
