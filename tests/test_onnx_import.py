@@ -314,3 +314,94 @@ def test_declared_size_mismatch_is_refused():
             t.dims[0] = 1000   # claims 9000 values, holds 18
     with pytest.raises(FileFormatError, match="raw_data holds 18 bytes"):
         import_onnx(m)
+
+
+# --------------------------------------------------------------------------- ONNX Runtime PTQ
+
+
+def _ort_quantized(tmp_path, symmetric):
+    torch = pytest.importorskip("torch")
+    qz = pytest.importorskip("onnxruntime.quantization")
+    import logging
+    import warnings
+
+    from norsim.data import load_dataset
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 7 * 7, 10)).eval()
+    f32 = tmp_path / "f32.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, 1, 28, 28),), str(f32), dynamo=False,
+                          opset_version=13, input_names=["x"], dynamic_axes={"x": {0: "N"}})
+    calib = load_dataset("mnist", "calib").x[:64, None]
+
+    class Reader(qz.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": (calib[i:i + 16] / 255.0).astype(np.float32)}
+                            for i in range(0, 64, 16)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    out = tmp_path / "q.onnx"
+    logging.getLogger().setLevel(logging.ERROR)
+    qz.quantize_static(str(f32), str(out), Reader(), quant_format=qz.QuantFormat.QDQ,
+                       per_channel=True, activation_type=qz.QuantType.QUInt8,
+                       weight_type=qz.QuantType.QInt8,
+                       extra_options={"ActivationSymmetric": symmetric, "TensorQuantOverrides": {
+                           "x": [{"scale": np.array(1 / 255, np.float32),
+                                  "zero_point": np.array(0, np.uint8)}]}})
+    return out
+
+
+def test_onnxruntime_quantize_static_symmetric_imports_within_one_step(tmp_path):
+    from norsim.data import load_dataset
+
+    path = _ort_quantized(tmp_path, symmetric=True)
+    model = import_onnx(path)
+    assert [n.OP for n in model.order()] == ["input", "conv2d", "relu", "maxpool2d", "conv2d",
+                                             "relu", "maxpool2d", "flatten", "linear"]
+    fc = model.node(model.output)
+    assert (fc.out_bits, fc.out_signed) == (8, True)   # uint8 zero point 128 -> int8 codes
+    x = load_dataset("mnist", "test").x[:1000]
+    y_ort = run_ort(onnx.load(str(path)), {"x": (x[:, None] / 255.0).astype(np.float32)})
+    codes = ref.run_reference(model, ref.input_codes(model, x))
+    steps = np.abs(np.rint(y_ort / np.float32(fc.out_scale)) - codes)
+    print(f"\nONNX Runtime quantize_static (symmetric uint8, zero point 128), 1000 MNIST "
+          f"images: output codes equal {100 * np.mean(steps == 0):.2f} %, max "
+          f"{steps.max():.0f} step")
+    assert steps.max() <= 1 and np.mean(steps == 0) >= 0.95
+
+
+def test_onnxruntime_quantize_static_default_asymmetric_is_refused(tmp_path):
+    path = _ort_quantized(tmp_path, symmetric=False)
+    with pytest.raises(FileFormatError, match=r"\(QuantizeLinear\): output codes of .* "
+                                              r"zero point") as e:
+        import_onnx(path)
+    _one_line(e)
+
+
+def test_batchnorm_after_a_quantized_conv_is_folded():
+    from onnx import helper as h
+
+    m = _qdq_conv()
+    rng = np.random.default_rng(0)
+    bn = {"g": np.array([1.5, -0.7], np.float32), "b": np.array([0.2, -0.1], np.float32),
+          "mu": rng.normal(0, 0.1, 2).astype(np.float32),
+          "var": np.array([0.5, 2.0], np.float32)}
+    m.graph.initializer.extend([_init(k, v) for k, v in bn.items()])
+    conv = m.graph.node[3]
+    conv.output[0] = "c0"
+    m.graph.node.insert(4, h.make_node("BatchNormalization", ["c0", "g", "b", "mu", "var"],
+                                       ["c"], name="bn"))
+    model = import_onnx(m)
+    assert [n.OP for n in model.order()] == ["input", "conv2d"]
+    x = np.random.default_rng(1).integers(0, 256, (64, 1, 8, 8), dtype=np.uint8)
+    y_ort = run_ort(m, {"x": (x / 255.0).astype(np.float32)})
+    codes = ref.run_reference(model, ref.input_codes(model, x))
+    steps = np.abs(np.rint(y_ort / np.float32(0.1)) - codes)
+    assert steps.max() <= 1 and np.mean(steps == 0) >= 0.95
