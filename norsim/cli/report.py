@@ -53,10 +53,17 @@ def calibration_batch(model, n: int, n_cal: int, data_dir: str | None, rng: np.r
     return x[:n_cal], x[n_cal:], "seeded random images (no data set given, none available)"
 
 
+def produced_by(args: argparse.Namespace) -> str:
+    """Where the configuration came from: preset or file, and the options set on top."""
+    base = f"config file {args.config}" if getattr(args, "config", None) else \
+        f"preset {getattr(args, 'preset', 'nor40')}"
+    sets = list(getattr(args, "overrides", []) or [])
+    return base + (", options " + " ".join(sets) if sets else ", no options changed")
+
+
 def run(args: argparse.Namespace) -> int:
     from norsim.cli.run import load_eval_data, load_model
-    from norsim.cost.report import cost_of_chip, format_report, plot_energy
-    from norsim.mapping import engine, mapper
+    from norsim.cost.report import cost_of_chip, format_report, plot_energy, run_for_cost
 
     from norsim.outputs import check_output_file
 
@@ -82,12 +89,11 @@ def run(args: argparse.Namespace) -> int:
                                              args.data_dir, cfg.rng(_STREAM_SYNTHETIC))
         y = None
     check_job(model, cfg, x, x_cal)
-    chip = mapper.map_model(model, cfg)
-    engine.calibrate(chip, x_cal)
-    result = engine.run(chip, x)
+    chip, result = run_for_cost(model, cfg, x, x_cal)
     if y is not None:
         accuracy = float(np.mean(result.predictions == np.asarray(y)))
     rep = cost_of_chip(chip, len(x), cfg, source)
+    print(f"model {args.model}; {produced_by(args)}")
     if accuracy is not None:
         print(f"accuracy on {len(x)} {source}: {100 * accuracy:.2f} %\n")
     print(format_report(rep))
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         out = rep.as_dict()
         out["accuracy"] = accuracy
         out["model_spec"] = args.model
+        out["produced_by"] = produced_by(args)
         out["config"] = cfg.to_dict()
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(out, indent=1, default=float))

@@ -51,9 +51,11 @@ class TechConfig(ConfigBase):
                                    lo_open=True)
     adc_walden_fom_j: float = param(5e-15, "Walden figure of merit: energy per conversion "
                                     "step, E = FoM 2^bits.", unit="J", lo=0.0, hi=1e-9)
-    adc_area_base_um2: float = param(600.0, "ADC area independent of resolution.",
-                                     unit="um^2", lo=0.0, hi=1e7)
-    adc_area_per_level_um2: float = param(20.0, "ADC area per quantisation level (the "
+    adc_area_base_um2: float = param(470.0, "ADC area independent of resolution (comparator, "
+                                     "SAR logic); with the per-level term fitted to published "
+                                     "compact/CIM column ADCs scaled to 40 nm "
+                                     "(docs/cost-model.md).", unit="um^2", lo=0.0, hi=1e7)
+    adc_area_per_level_um2: float = param(1.76, "ADC area per quantisation level (the "
                                           "capacitor DAC grows as 2^bits).", unit="um^2",
                                           lo=0.0, hi=1e6)
     e_add_per_bit_j: float = param(3.5e-15, "Adder / accumulator energy per bit of width.",
@@ -98,7 +100,10 @@ class CostConfig(ConfigBase):
     node: str = param("40nm", "Technology node preset (norsim.cost.technology.NODE_PRESETS); "
                       "cost.tech fields that differ from their 40 nm defaults override it.",
                       choices=("40nm", "55nm", "28nm"))
-    adc_model: str = param("sar_neurosim", "ADC energy per conversion: 'sar_neurosim' "
-                           "(E = (a bits + b)(bits + 1) t_bit) or 'walden' (E = FoM 2^bits).",
-                           choices=("sar_neurosim", "walden"))
+    adc_model: str = param("survey", "ADC energy per conversion: 'survey' (the ADC survey's "
+                           "Walden-FoM envelope vs rate, E = F (1 + f/f_c) 2^bits, "
+                           "norsim.cost.adc_survey), 'survey_median' (the survey's median "
+                           "curve), 'sar_neurosim' (E = (a bits + b)(bits + 1) t_bit) or "
+                           "'walden' (E = FoM 2^bits).",
+                           choices=("survey", "survey_median", "sar_neurosim", "walden"))
     tech: TechConfig = section(TechConfig, "Technology parameters (40 nm-class values).")

@@ -115,6 +115,24 @@ class ChipActivity:
     images: int
     source: str            # which images the events were counted on
     layers: list[LayerActivity]
+    configuration: str = ""  # first/last layer analog or digital, compensation on/off
+
+
+def describe_configuration(cfg, layers: list[LayerActivity] | None = None, chip=None) -> str:
+    """The configuration a cost figure depends on, in words: where the first and last
+    conv/linear layers ran (from ``layers`` when given, else ``cfg.mapping``) and whether
+    compensation ran on the chip (``chip.compensation`` set by norsim.compensation) or is
+    only enabled in ``cfg``."""
+    if layers:
+        first = "analog" if layers[0].analog else "digital"
+        last = "analog" if layers[-1].analog else "digital"
+    else:
+        first, last = cfg.mapping.first_layer, cfg.mapping.last_layer
+    enabled = bool(cfg.compensation.enabled)
+    ran = chip is None or getattr(chip, "compensation", None) is not None
+    comp = ("on" if ran else "off (enabled in the configuration, not run on this chip)") \
+        if enabled else "off"
+    return f"first layer {first}, last layer {last}, compensation {comp}"
 
 
 def _layer_out_spec(model, node):
@@ -167,7 +185,8 @@ def collect(chip, images: int, source: str = "evaluation images") -> ChipActivit
                                  f"{la.vectors} ({images} images): reset the events after "
                                  f"calibration (engine.calibrate does) and run exactly those images")
         layers.append(la)
-    return ChipActivity(chip.model.name, int(images), source, layers)
+    return ChipActivity(chip.model.name, int(images), source, layers,
+                        describe_configuration(chip.cfg, layers, chip))
 
 
 # ---------------------------------------------------------------------------- estimate ----
@@ -209,6 +228,9 @@ class CostReport:
     adc_model: str
     layers: list[LayerCost]
     digital_area_mm2: float = 0.0
+    configuration: str = ""
+    #: (low-cost corner, high-cost corner) reports when made by :func:`estimate_range`
+    bounds: tuple | None = None
 
     # totals (per image)
     @property
@@ -267,10 +289,28 @@ class CostReport:
             tot += lc.tiles
         return used / tot if tot else 0.0
 
+    def totals(self) -> dict:
+        """The headline figures (per image) by name."""
+        return {"energy_per_image_j": self.energy_per_image_j,
+                "latency_single_image_s": self.latency_single_s,
+                "fps_pipelined": self.fps_pipelined, "area_mm2": self.area_mm2,
+                "power_w": self.power_w, "tops": self.tops, "tops_per_w": self.tops_per_w,
+                "tops_per_mm2": self.tops_per_mm2}
+
+    def ranges(self) -> dict | None:
+        """figure -> (lowest, highest) over the two source corners and the nominal value."""
+        if self.bounds is None:
+            return None
+        vals = [self.totals()] + [b.totals() for b in self.bounds]
+        return {k: (min(v[k] for v in vals), max(v[k] for v in vals)) for k in vals[0]}
+
     def as_dict(self) -> dict:
+        rng = self.ranges()
         return {
             "model": self.model_name, "images": self.images, "events_from": self.source,
             "node": self.node, "adc_model": self.adc_model,
+            "configuration": self.configuration,
+            "range": None if rng is None else {k: list(v) for k, v in rng.items()},
             "ops_per_mac": OPS_PER_MAC,
             "layers": [lc.as_dict() for lc in self.layers],
             "total": {
@@ -320,6 +360,13 @@ def tile_timing(t: TileActivity, el: Electrical, tech: TechConfig) -> tuple[floa
     return interval, latency + 1.0 / tech.f_clk_hz
 
 
+def _adc_e(bits: int, tech: TechConfig, adc_model: str) -> float:
+    """One conversion; ``adc_model`` 'low' / 'high': the lowest / highest ADC source."""
+    if adc_model in tech_mod.CORNERS:
+        return tech_mod.adc_energy_bounds_j(bits, tech)[0 if adc_model == "low" else 1]
+    return tech_mod.adc_energy_j(bits, tech, adc_model)
+
+
 def _tile_energy(t: TileActivity, el: Electrical, tech: TechConfig, adc_model: str) -> dict:
     """Energy (J, over all counted multiplies) of one tile by component."""
     seg_wire = tech.c_wire_f_per_m * tech.cell_pitch_m
@@ -340,8 +387,7 @@ def _tile_energy(t: TileActivity, el: Electrical, tech: TechConfig, adc_model: s
         "wordline": 0.5 * t.wl_toggles * c_wl * el.v_wl_swing_v ** 2,
         "wl_driver": t.wl_pulses * tech.e_wl_driver_j,
         "sense": conversions * tech.e_sense_j,
-        "adc": float(sum(n * tech_mod.adc_energy_j(b, tech, adc_model)
-                         for b, n in t.adc_conversions.items())),
+        "adc": float(sum(n * _adc_e(b, tech, adc_model) for b, n in t.adc_conversions.items())),
         "shift_add": float(sum(n * w * tech.e_add_per_bit_j for w, n in t.shift_add_ops.items())),
         "buffer": t.buffer_bits * tech.e_buffer_per_bit_j,
     }
@@ -364,9 +410,22 @@ def tile_area_um2(t: TileActivity, el: Electrical, tech: TechConfig) -> float:
             + (t.rows * t.in_bits + t.cols * acc_w) * tech.sram_area_per_bit_um2)
 
 
-def estimate(activity: ChipActivity, cost: CostConfig) -> CostReport:
-    """Energy, latency and area per image of every layer and the chip."""
+def estimate_range(activity: ChipActivity, cost: CostConfig) -> CostReport:
+    """:func:`estimate` with ``bounds``: the same events priced with every component at its
+    lowest- and highest-cost source (``technology.SPREAD``, ADC: survey envelope, survey
+    median, NeuroSim SAR)."""
+    rep = estimate(activity, cost)
+    rep.bounds = (estimate(activity, cost, corner="low"), estimate(activity, cost, corner="high"))
+    return rep
+
+
+def estimate(activity: ChipActivity, cost: CostConfig, corner: str | None = None) -> CostReport:
+    """Energy, latency and area per image of every layer and the chip; ``corner`` 'low' /
+    'high' prices every component at its lowest / highest source instead."""
     tech = tech_mod.effective_tech(cost)
+    adc_model = cost.adc_model
+    if corner is not None:
+        tech, adc_model = tech_mod.corner_tech(tech, corner), corner
     n = activity.images
     layers = []
     any_digital = False
@@ -378,7 +437,7 @@ def estimate(activity: ChipActivity, cost: CostConfig) -> CostReport:
             interval = latency = 0.0
             area = 0.0
             for t in la.tiles:  # a layer's tiles work in parallel on the same vectors
-                for c, v in _tile_energy(t, el, tech, cost.adc_model).items():
+                for c, v in _tile_energy(t, el, tech, adc_model).items():
                     e[c] += v / n
                 ii, lat = tile_timing(t, el, tech)
                 interval, latency = max(interval, ii), max(latency, lat)
@@ -403,5 +462,6 @@ def estimate(activity: ChipActivity, cost: CostConfig) -> CostReport:
         layers.append(LayerCost(la.name, la.op, where, la.macs / n, e, latency, area * 1e-6,
                                 len(la.tiles), util, prog_t, prog_e))
     dig_area = (tech.digital_macs_per_cycle * tech.digital_mac_area_um2 * 1e-6) if any_digital else 0.0
-    return CostReport(activity.model_name, n, activity.source, cost.node, cost.adc_model, layers,
-                      digital_area_mm2=dig_area)
+    return CostReport(activity.model_name, n, activity.source, cost.node,
+                      cost.adc_model if corner is None else f"{corner} corner", layers,
+                      digital_area_mm2=dig_area, configuration=activity.configuration)

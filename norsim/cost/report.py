@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from norsim.cost.model import COMPONENTS, OPS_PER_MAC, CostReport, collect, estimate
+from norsim.cost.model import COMPONENTS, OPS_PER_MAC, CostReport, collect, estimate_range
 
 
 def _eng(v: float, unit: str) -> str:
@@ -21,9 +21,25 @@ def _eng(v: float, unit: str) -> str:
 
 
 def cost_of_chip(chip, images: int, cfg=None, source: str = "evaluation images") -> CostReport:
-    """Cost of a chip that has run ``images`` images after calibration."""
+    """Cost of a chip that has run ``images`` images after calibration, with the range over
+    the component sources (``CostReport.bounds``)."""
     cfg = cfg or chip.cfg
-    return estimate(collect(chip, images, source), cfg.cost)
+    return estimate_range(collect(chip, images, source), cfg.cost)
+
+
+def run_for_cost(model, cfg, x, x_cal):
+    """The chip whose events ``norsim report`` and the seed table price: mapped, calibrated
+    on ``x_cal``, compensated when ``cfg.compensation.enabled`` (norsim.compensation's
+    ``prepare_chip``), events reset, then run on ``x``. One function, so that both agree for
+    the same configuration (tests/test_cost_consistency.py)."""
+    from norsim.compensation.core import prepare_chip
+    from norsim.mapping import engine
+
+    chip = prepare_chip(model, cfg, x_cal)
+    for t in chip.tiles():  # count the evaluation images only (not compensation's probes)
+        t.array.events.reset()
+    result = engine.run(chip, x)
+    return chip, result
 
 
 def cost_from_evaluation(rep: dict, cfg) -> CostReport:
@@ -44,7 +60,7 @@ def format_report(rep: CostReport) -> str:
     head = (f"cost model: node {rep.node}, ADC model {rep.adc_model}; events counted on "
             f"{rep.images} {rep.source}, normalised per image; "
             f"TOPS count {OPS_PER_MAC} operations per MAC")
-    lines = [head, "",
+    lines = [head, f"configuration: {rep.configuration or 'not recorded'}", "",
              "energy per image by component (J):",
              f"{'layer':<10} {'where':>7} " + " ".join(f"{c:>10}" for c in comps) + f" {'total':>10}"]
     for lc in d["layers"]:
@@ -60,30 +76,56 @@ def format_report(rep: CostReport) -> str:
         lines.append(f"{lc['layer']:<10} {lc['macs_per_image']:>10.4g} {_eng(lc['energy_total_j'], 'J'):>10} "
                      f"{_eng(lc['latency_s'], 's'):>10} {lc['area_mm2']:>7.3f} mm2 {lc['tiles']:>5} "
                      f"{100 * lc['utilisation']:>6.1f} {'-' if tw is None else f'{tw:.3g}':>7}")
+    rng = rep.ranges()
+
+    def r(key: str, fmt) -> str:
+        """' [lo - hi]' over the component sources, when the report has a range."""
+        if rng is None:
+            return ""
+        lo, hi = rng[key]
+        return f" [{fmt(lo)} - {fmt(hi)}]"
+
+    def num(v):
+        return f"{v:.4g}"
+
     lines += [
         "",
-        f"energy per image      : {_eng(t['energy_per_image_j'], 'J')}",
-        f"single-image latency  : {_eng(t['latency_single_image_s'], 's')} (layers in sequence)",
-        f"pipelined throughput  : {t['fps_pipelined']:.4g} frames/s (one image per slowest layer)",
-        f"power at that rate    : {_eng(t['power_w'], 'W')}",
-        f"area                  : {t['area_mm2']:.4g} mm2 (digital engine {t['digital_area_mm2']:.3g} mm2)",
-        f"efficiency            : {t['tops_per_w']:.4g} TOPS/W, {t['tops_per_mm2']:.4g} TOPS/mm2, "
-        f"{t['tops']:.4g} TOPS ({OPS_PER_MAC} ops per MAC)",
+        f"energy per image      : {_eng(t['energy_per_image_j'], 'J')}"
+        f"{r('energy_per_image_j', lambda v: _eng(v, 'J'))}",
+        f"single-image latency  : {_eng(t['latency_single_image_s'], 's')}"
+        f"{r('latency_single_image_s', lambda v: _eng(v, 's'))} (layers in sequence)",
+        f"pipelined throughput  : {t['fps_pipelined']:.4g}{r('fps_pipelined', num)} frames/s "
+        f"(one image per slowest layer)",
+        f"power at that rate    : {_eng(t['power_w'], 'W')}{r('power_w', lambda v: _eng(v, 'W'))}",
+        f"area                  : {t['area_mm2']:.4g}{r('area_mm2', num)} mm2 (digital engine "
+        f"{t['digital_area_mm2']:.3g} mm2)",
+        f"efficiency            : {t['tops_per_w']:.4g}{r('tops_per_w', num)} TOPS/W, "
+        f"{t['tops_per_mm2']:.4g}{r('tops_per_mm2', num)} TOPS/mm2, "
+        f"{t['tops']:.4g}{r('tops', num)} TOPS ({OPS_PER_MAC} ops per MAC)",
         f"array utilisation     : {100 * t['utilisation']:.1f} %",
         f"programming (separate): {_eng(d['programming']['time_s'], 's')}, "
         f"{_eng(d['programming']['energy_j'], 'J')}"
         + ("" if d["programming"]["energy_j"] > 0 else " (not simulated: mapping.programming = 'ideal')"),
     ]
+    if rng is not None:
+        lines.append("[lo - hi]: the same events with every component at its lowest / highest "
+                     "source (docs/cost-model.md, 'Ranges'): bounds, not a confidence interval")
     return "\n".join(lines)
 
 
 def format_summary(rows: list[tuple[str, CostReport]]) -> str:
     """One markdown row per setting: energy/image, latency, fps, TOPS/W, area."""
     lines = ["| setting | energy / image | latency (1 image) | frames/s (pipelined) | "
-             "TOPS/W (2 ops/MAC) | area mm2 |", "|---|---|---|---|---|---|"]
+             "TOPS/W (2 ops/MAC) | area mm2 | configuration |", "|---|---|---|---|---|---|---|"]
     for label, r in rows:
-        lines.append(f"| {label} | {_eng(r.energy_per_image_j, 'J')} | {_eng(r.latency_single_s, 's')} | "
-                     f"{r.fps_pipelined:.4g} | {r.tops_per_w:.3g} | {r.area_mm2:.3g} |")
+        rng = r.ranges()
+        e = _eng(r.energy_per_image_j, 'J')
+        if rng is not None:
+            lo, hi = rng["energy_per_image_j"]
+            e += f" [{_eng(lo, 'J')} - {_eng(hi, 'J')}]"
+        lines.append(f"| {label} | {e} | {_eng(r.latency_single_s, 's')} | "
+                     f"{r.fps_pipelined:.4g} | {r.tops_per_w:.3g} | {r.area_mm2:.3g} | "
+                     f"{r.configuration or '-'} |")
     return "\n".join(lines)
 
 

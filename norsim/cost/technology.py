@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from norsim.cost import adc_survey
 from norsim.cost.config import CostConfig, TechConfig
 from norsim.errors import ConfigError
 
@@ -62,13 +63,27 @@ def effective_tech(cost: CostConfig) -> TechConfig:
     return dataclasses.replace(preset, **changed)
 
 
+ADC_MODELS = ("survey", "survey_median", "sar_neurosim", "walden")
+
+
 def adc_energy_j(bits: int, tech: TechConfig, model: str) -> float:
-    """Energy of one conversion at ``bits`` resolution."""
+    """Energy of one conversion at ``bits`` resolution (``survey*``: at the conversion rate
+    1 / ((bits + 1) t_bit) of :func:`adc_time_s`)."""
+    if model in ("survey", "survey_median"):
+        curve = "envelope" if model == "survey" else "median"
+        return adc_survey.energy_j(bits, 1.0 / adc_time_s(bits, tech), curve)
     if model == "sar_neurosim":
         return (tech.adc_sar_a_w_per_bit * bits + tech.adc_sar_b_w) * (bits + 1) * tech.t_adc_per_bit_s
     if model == "walden":
         return tech.adc_walden_fom_j * 2.0 ** bits
-    raise ConfigError("cost.adc_model", model, "'sar_neurosim' or 'walden'")
+    raise ConfigError("cost.adc_model", model, "one of " + ", ".join(ADC_MODELS))
+
+
+def adc_energy_bounds_j(bits: int, tech: TechConfig) -> tuple[float, float]:
+    """(lowest, highest) energy of one conversion over the ADC sources: the survey envelope,
+    the survey median and the NeuroSim SAR model (the range ``norsim report`` prints)."""
+    e = [adc_energy_j(bits, tech, m) for m in ("survey", "survey_median", "sar_neurosim")]
+    return min(e), max(e)
 
 
 def adc_time_s(bits: int, tech: TechConfig) -> float:
@@ -89,3 +104,45 @@ def elmore_tau_s(r_source_ohm: float, r_segment_ohm: float, c_segment_f: float, 
 def settle_taus(bits: int) -> float:
     """Time constants to settle within half an LSB of a ``bits`` converter: ln(2^(bits+1))."""
     return (bits + 1) * math.log(2.0)
+
+
+#: Spread of the component sources, as multipliers of the effective technology value:
+#: field -> (at the low-cost corner, at the high-cost corner, source of the spread).
+#: ``norsim report`` prints every figure between the two corners (every component at its
+#: lowest / highest source at once: bounds, not a confidence interval). The ADC energy's
+#: corners are the lowest / highest of the survey envelope, the survey median and the
+#: NeuroSim SAR model (:func:`adc_energy_bounds_j`). Sources in docs/cost-model.md.
+SPREAD: dict[str, tuple[float, float, str]] = {
+    "e_sense_j": (0.5, 2.5, "[R] 5.3: 10-50 fJ per column sense at 40 nm"),
+    "e_wl_driver_j": (0.5, 2.0, "[E] factor 2 either way"),
+    "e_add_per_bit_j": (0.89, 1.07, "Horowitz ISSCC 2014: 32-bit add 0.1 pJ (3.1 fJ/bit) to "
+                                    "8-bit add 0.03 pJ (3.75 fJ/bit)"),
+    "e_buffer_per_bit_j": (0.5, 2.0, "Horowitz ISSCC 2014: 64-bit read of a 32 kB SRAM 20 pJ "
+                                     "(0.31 pJ/bit, 2x); smaller buffers [E] 0.5x"),
+    "e_move_per_bit_j": (0.5, 2.0, "[E] 0.5-2 mm of wire"),
+    "e_digital_mac_j": (0.5, 2.3, "Horowitz ISSCC 2014: 8-bit multiply 0.2 pJ + 8-bit add "
+                                  "0.03 pJ = 0.23 pJ (2.3x); 4-bit operands [E] 0.5x"),
+    "c_gate_f": (0.9, 1.57, "[R] 5.3: C_WL 0.2-0.3 fF per cell, less 0.064 fF of wire"),
+    "c_drain_f": (0.5, 2.0, "[E] factor 2 either way"),
+    "t_adc_per_bit_s": (0.5, 2.0, "[E] factor 2 around NeuroSim's 1 ns per bit"),
+    "adc_area_base_um2": (0.39, 2.55, "published compact / CIM ADCs at 8 bits scaled to 40 nm: "
+                                      "Fan et al. ISCAS 2022 360 um^2 to Kull et al. ISSCC "
+                                      "2013 2,340 um^2 around the fitted 920 um^2"),
+    "adc_area_per_level_um2": (0.39, 2.55, "as adc_area_base_um2"),
+    "sense_area_um2": (0.5, 2.0, "[E] factor 2 either way"),
+    "cap_density_f_per_um2": (2.0, 0.5, "MIM 1 fF/um^2 to stacked MIM/MOM 4 fF/um^2 [E]"),
+    "wl_driver_area_um2": (0.5, 2.0, "[E] factor 2 either way"),
+    "adder_area_per_bit_um2": (0.5, 2.0, "[E] factor 2 either way"),
+    "sram_area_per_bit_um2": (0.5, 2.0, "[E] factor 2 either way"),
+    "digital_mac_area_um2": (0.5, 2.0, "[E] factor 2 either way"),
+}
+
+CORNERS = ("low", "high")
+
+
+def corner_tech(tech: TechConfig, corner: str) -> TechConfig:
+    """``tech`` with every :data:`SPREAD` field at its ``'low'``- or ``'high'``-cost source."""
+    if corner not in CORNERS:
+        raise ConfigError("corner", corner, "'low' or 'high'")
+    k = 0 if corner == "low" else 1
+    return dataclasses.replace(tech, **{f: getattr(tech, f) * s[k] for f, s in SPREAD.items()})
