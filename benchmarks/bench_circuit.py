@@ -18,6 +18,18 @@ child (``ngspice_cpu_seconds_128``: parsing and analysis, from getrusage) are re
 with their ratio ``cpu_speedup_vs_ngspice_128``. ``reference_path_vectors_N`` counts the
 vectors the per-vector kernel handed to the reference iteration (0 when every vector was
 certified by the kernel).
+
+The preset's ground network is the shared-strap model (``strap_model = "network"``, issue
+19). Stress (``*_128_stress``): the same 128 x 128 tile and cell currents with every wire
+resistance x 50, so the IR drop moves column currents by more than 20 %, a batch of
+``STRESS_BATCH`` vectors; ngspice solves its vector 0 (``ir_delta_error_rel_128_stress``:
+the IR effect against ngspice's). 256 x 256 and 512 x 512 (preset wires, batch of
+``BIG_BATCH``) are timed without ngspice (hours per vector at 512). ``envelope_512_*``: the
+envelope's corner (512 x 512, 0.3-1 uA cells, every row on, wires x 100, 358.15 K) solved
+once, with the largest KCL residual of the answer (each cell's exact I-V at the returned
+node voltages against its current, relative to the largest cell current).
+``ir_resnet18_s_per_image`` is null: the network-scale IR surrogate (issue 19, point 4) is
+not built yet.
 """
 
 from __future__ import annotations
@@ -40,6 +52,9 @@ from norsim.array.surrogate import IrDropSurrogate  # noqa: E402
 from norsim.config.presets import load_preset  # noqa: E402
 
 BATCH = 64
+STRESS_BATCH = 16
+STRESS_SCALE = 50.0
+BIG_BATCH = 16
 SEED = 1
 REPEATS = 3  # median of: the machine may be shared
 
@@ -70,11 +85,60 @@ def _time_circuit(cfg, n):
             float(np.median(cpu)) / BATCH, solver, res, wl, vth, wires, model)
 
 
+def _time_batch(cfg, n, wires_scale, batch):
+    vth, wl0, wires, model = check_setup(cfg, n, n, SEED)
+    wires = cfg.array.wires.scaled(wires_scale)
+    wl = _batch(cfg, n, wl0)[:batch]
+    solver = CircuitSolver(vth, cfg, model, wires=wires)
+    solver.solve(wl[:1])  # tables and network built outside the timing
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = solver.solve(wl)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return wall / batch, cpu / batch, solver, res, wl
+
+
+def _envelope_corner(n=512, scale=100.0, temp_k=358.15):
+    cfg = load_preset("nor40").with_overrides([f"device.read.temperature_k={temp_k}"])
+    vth, _, _, model = check_setup(cfg, n, n, SEED, stress=True)
+    wl = np.full((1, n), cfg.device.read.v_select_on_v)
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(scale))
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = solver.solve(wl)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    i_chk = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, res.bl_node_v,
+                          res.sl_node_v, vth)
+    kcl = float(np.abs(i_chk - res.cell_currents).max() / np.abs(res.cell_currents).max())
+    return {"envelope_512_seconds": wall, "envelope_512_cpu_seconds": cpu,
+            "envelope_512_newton_iterations": int(res.iterations.max()),
+            "envelope_512_ir_effect": float(1 - res.column_currents.sum()
+                                            / res.ideal_column_currents.sum()),
+            "envelope_512_kcl_residual_rel": kcl}
+
+
+def _ngspice_compare(solver, res, wl0):
+    net = write_netlist(solver, wl0)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = run_ngspice(net.netlist)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ng_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    i_sp = np.array([run.values[f"i({c})"] for c in net.column_sources])
+    i_ns, i_id = res.column_currents[0], res.ideal_column_currents[0]
+    d_sp = i_sp - i_id
+    return run, ng_cpu, {
+        "max_column_error_rel": float(np.abs(i_ns - i_sp).max() / np.abs(i_sp).max()),
+        "ir_delta_error_rel": float(np.abs((i_ns - i_id) - d_sp).max() / np.abs(d_sp).max()),
+        "ir_effect_ngspice": float(np.abs(d_sp).max() / np.abs(i_sp).max())}
+
+
 def main() -> int:
     cfg = load_preset("nor40")
     # compile the numba kernels outside the timings
     _time_circuit(cfg, 8)
-    out = {"batch": BATCH, "cell_type": cfg.device.cell.cell_type}
+    out = {"batch": BATCH, "cell_type": cfg.device.cell.cell_type,
+           "strap_model": cfg.array.wires.strap_model,
+           "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+           "numba_num_threads": int(__import__("numba").config.NUMBA_NUM_THREADS),
+           "cpu_count": os.cpu_count()}
     for n in (64, 128):
         spv, steady, cpu, solver, res, wl, vth, wires, model = _time_circuit(cfg, n)
         out[f"seconds_per_vector_{n}"] = spv
@@ -116,7 +180,35 @@ def main() -> int:
                                                 / out["steady_seconds_per_vector_128"])
         out["surrogate_speedup_vs_ngspice_128"] = (run.analysis_seconds
                                                    / out["surrogate_seconds_per_vector_128"])
-    else:
+    # stress: IR effect > 20 % (wires x 50), a batch
+    spv, cpu, solver_s, res_s, wl_s = _time_batch(cfg, 128, STRESS_SCALE, STRESS_BATCH)
+    out["stress_batch"] = STRESS_BATCH
+    out["stress_wire_scale"] = STRESS_SCALE
+    out["seconds_per_vector_128_stress"] = spv
+    out["cpu_seconds_per_vector_128_stress"] = cpu
+    out["reference_path_vectors_128_stress"] = int(solver_s.last_stats["reference_vectors"])
+    out["ir_effect_128_stress"] = float(
+        np.abs(res_s.column_currents - res_s.ideal_column_currents).max()
+        / res_s.column_currents.max())
+    out["speedup_vs_ngspice_128_stress"] = None
+    if shutil.which(os.environ.get("NORSIM_NGSPICE", "ngspice")):
+        run_s, ng_cpu_s, cmp_s = _ngspice_compare(solver_s, res_s, wl_s[0])
+        out["ngspice_seconds_128_stress"] = run_s.analysis_seconds
+        out["ngspice_cpu_seconds_128_stress"] = ng_cpu_s
+        out["speedup_vs_ngspice_128_stress"] = run_s.analysis_seconds / spv
+        out["cpu_speedup_vs_ngspice_128_stress"] = ng_cpu_s / cpu
+        out.update({f"{k}_128_stress": v for k, v in cmp_s.items()})
+    for n in (256, 512):
+        spv, cpu, solver_n, res_n, _ = _time_batch(cfg, n, 1.0, BIG_BATCH)
+        out[f"steady_seconds_per_vector_{n}"] = spv
+        out[f"steady_cpu_seconds_per_vector_{n}"] = cpu
+        out[f"reference_path_vectors_{n}"] = int(solver_n.last_stats["reference_vectors"])
+        out[f"ir_drop_error_rel_{n}"] = float(
+            np.abs(res_n.column_currents - res_n.ideal_column_currents).max()
+            / res_n.column_currents.max())
+    out.update(_envelope_corner())
+    out["ir_resnet18_s_per_image"] = None  # issue 19 point 4: not built
+    if out["speedup_vs_ngspice_128"] is None:
         print("ngspice not found: ngspice keys are null", file=sys.stderr)
     print(json.dumps(out))
     return 0
