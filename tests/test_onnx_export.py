@@ -58,3 +58,18 @@ def test_an_injected_off_by_one_is_caught():
     model.node("c2").bias[0] += 1
     assert not np.array_equal(run_ort(proto, {"pixels": x}),
                               ref.run_reference(model, ref.input_codes(model, x)))
+
+
+def test_wide_activations_into_a_conv_are_refused_in_one_line():
+    from norsim.errors import InputError
+    from norsim.mapping.quant_model import Conv2d, Input, QuantModel
+
+    w = np.ones((2, 1, 3, 3))
+    m = QuantModel([Input("input", [], shape=(1, 6, 6)),
+                    Conv2d.from_float("c1", ["input"], w, None, 0.1, 1 / 255, 0.01,
+                                      weight_bits=4, out_bits=12, out_signed=False),
+                    Conv2d.from_float("c2", ["c1"], w[:, :1].repeat(2, 1), None, 0.1, 0.01, 1.0,
+                                      requantize=False)], "c2").validate()
+    with pytest.raises(InputError, match="c2.*12-bit codes") as e:
+        export_integer(m)
+    assert "\n" not in str(e.value)

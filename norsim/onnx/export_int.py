@@ -7,8 +7,10 @@ codes (output ``codes``): exactly :func:`norsim.mapping.reference.run_reference`
 * input: ``BitShift`` (uint8, right, when ``bits < 8``), ``Cast`` int32, ``Sub`` the offset
   of a signed input;
 * conv2d / linear: ``ConvInteger`` / ``MatMulInteger`` on uint8 codes (signed codes travel
-  as ``code + 128`` with zero point 128, so padding is real zero), int8 weights with the
-  per-channel weight zero point, ``Add`` int32 bias; then the requantisation of
+  as ``code + 128`` with zero point 128, so padding is real zero), int8 weights, per-channel
+  weight zero points as the correction term ``-z[o] * window sum`` (a second ConvInteger /
+  MatMulInteger with ones: ONNX Runtime takes only a scalar ``w_zero_point``), ``Add`` int32
+  bias; then the requantisation of
   docs/model-format.md section 3 in int64: ``p = t * m + 2^(n-1)``,
   ``y = (p - Mod(p, 2^n)) / 2^n`` (``Mod`` with ``fmod = 0`` takes the divisor's sign, so
   this is the flooring shift), ``Max``/``Min`` clamp, ``Cast`` int32;
@@ -86,7 +88,7 @@ def _requant(b: _Builder, t32: str, m, n, lo, hi, shape, pre) -> str:
 
 def _to_uint8(b: _Builder, x: str, spec, pre: str) -> tuple[str, str | None]:
     """int32 codes -> (uint8 tensor, zero-point initializer or None)."""
-    if spec.bits > 8 or (spec.signed and spec.bits > 8):
+    if spec.bits > 8:
         raise InputError(f"node {pre!r} input", f"{spec.bits}-bit codes",
                          "at most 8-bit codes into conv2d/linear for the ONNX integer export")
     if not spec.signed:

@@ -116,9 +116,6 @@ def _qrange(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
     return 0, (1 << bits) - 1 - (1 if narrow else 0)
 
 
-_DTYPE_BITS = {}
-
-
 def _dtype_range(onnx, dt: int):
     tp = onnx.TensorProto
     table = {tp.INT8: (8, True), tp.UINT8: (8, False), tp.INT16: (16, True),
