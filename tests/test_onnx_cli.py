@@ -28,6 +28,13 @@ def test_import_without_the_extra_says_which_extra_in_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "norsim[onnx]" in lines[0] and "norsim import: error" in lines[0]
+    (tmp_path / "m.onnx").write_bytes(b"not read")
+    code = ("import sys; sys.modules['onnx'] = None; from norsim.cli.main import main; "
+            f"sys.exit(main(['run', '--model', {str(tmp_path / 'm.onnx')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "norsim[onnx]" in lines[0], r.stderr
 
 
 def test_cli_export_import_and_run_an_onnx_model(tmp_path):
