@@ -75,24 +75,37 @@ def aggregate(rows: list[dict]) -> dict:
     return out
 
 
+def cost_options(sets: list[str]) -> tuple[str, list[str]]:
+    """(preset, options) of the cost columns: the spec's base, ``sets`` and the root seed --
+    exactly what ``norsim report --preset P --set ...`` needs to reproduce them."""
+    spec = tomllib.loads(SPEC.read_text())
+    return spec["base"]["preset"], (list(spec["base"].get("set", [])) + list(sets)
+                                    + [f"seed={spec['seeds']['root']}"])
+
+
 def cost_per_image(model_ref: str, data: str, images: int, sets: list[str]) -> dict:
-    """Energy and latency per image on one fresh chip (seed = the spec's root seed)."""
+    """Energy and latency per image on one fresh chip (seed = the spec's root seed), by the
+    same function as ``norsim report`` (norsim.cost.report.run_for_cost): the two agree for
+    the same configuration (tests/test_cost_consistency.py)."""
     from norsim.cli.run import load_eval_data, load_model
     from norsim.config.presets import load_preset
-    from norsim.cost.report import cost_of_chip
-    from norsim.mapping import engine, mapper
+    from norsim.cost.report import cost_of_chip, run_for_cost
 
-    spec = tomllib.loads(SPEC.read_text())
-    cfg = load_preset(spec["base"]["preset"]).with_overrides(
-        list(spec["base"].get("set", [])) + list(sets) + [f"seed={spec['seeds']['root']}"])
+    preset, options = cost_options(sets)
+    cfg = load_preset(preset).with_overrides(options)
     model = load_model(model_ref)
     x, _, x_cal = load_eval_data(data, images)
-    chip = mapper.map_model(model, cfg)
-    engine.calibrate(chip, x_cal[:cfg.mapping.calibration_images])
-    engine.run(chip, x)
+    chip, _ = run_for_cost(model, cfg, x, x_cal[:cfg.mapping.calibration_images])
     rep = cost_of_chip(chip, len(x), cfg, f"{data} test images")
+    rng = rep.ranges()
     return {"energy_per_image_j": rep.energy_per_image_j,
-            "latency_per_image_s": rep.latency_single_s, "images": len(x), "node": rep.node}
+            "latency_per_image_s": rep.latency_single_s, "images": len(x), "node": rep.node,
+            "adc_model": rep.adc_model, "configuration": rep.configuration,
+            "energy_range_j": list(rng["energy_per_image_j"]),
+            "latency_range_s": list(rng["latency_single_image_s"]),
+            "preset": preset, "options": options,
+            "reproduce": (f"norsim report --model {model_ref} --data {data} --limit {len(x)} "
+                          f"--preset {preset} " + " ".join(f"--set {o}" for o in options))}
 
 
 def _pct(v, nd=2) -> str:
@@ -128,6 +141,25 @@ def format_table(rows: list[dict]) -> str:
             f"| {'-' if e is None else f'{e * 1e9:.3g} nJ'} "
             f"| {'-' if t is None else f'{t * 1e6:.3g} µs'} | {r['seed']} |")
     return "\n".join(lines)
+
+
+def cost_note(rows: list[dict], sets: list[str]) -> str:
+    """The configuration of the energy/latency columns, stated with the table."""
+    costs = [r["cost"] for r in rows if r.get("cost")]
+    preset, options = cost_options(sets)
+    confs = sorted({c.get("configuration", "not recorded (rerun the cost)") for c in costs})
+    models = sorted({c.get("adc_model", "?") for c in costs})
+    imgs = sorted({c.get("images") for c in costs})
+    ranges = "; ".join(
+        f"{r['name']} {c['energy_range_j'][0] * 1e9:.3g}-{c['energy_range_j'][1] * 1e9:.3g} nJ"
+        for r in rows if (c := r.get("cost")) and c.get("energy_range_j"))
+    return (f"Energy/latency: `norsim report`'s computation (norsim.cost.report.run_for_cost) "
+            f"on one fresh chip, {', '.join(map(str, imgs)) or '-'} test images; "
+            f"configuration: {' / '.join(confs) or '-'}; preset {preset} with "
+            f"{' '.join(options)}; ADC model {', '.join(models) or '-'}"
+            + (f"; range over component sources: {ranges}" if ranges else "")
+            + ". `norsim report` on the bare preset differs (nor40 runs the first layer "
+              "digitally): pass the same --set options to reproduce these columns.")
 
 
 def gpu_rows(done: set[str]) -> list[dict]:
@@ -168,7 +200,8 @@ def build(models: list[str], images: int, seeds: int | None, sets: list[str], wo
                 settle(db)
         on = aggregate(flat_rows(db)[0]) if db.is_file() else {}
         cpath = out_dir / f"{name}-cost.json"
-        if run and not cpath.is_file():
+        stale = cpath.is_file() and "configuration" not in json.loads(cpath.read_text())
+        if run and (stale or not cpath.is_file()):
             cpath.write_text(json.dumps(cost_per_image(ref, data, cost_images, sets),
                                         indent=1) + "\n")
         cost = json.loads(cpath.read_text()) if cpath.is_file() else None
@@ -239,7 +272,7 @@ def main(argv=None) -> int:
     note = (f"\nOn-array: mean ± chip-to-chip SD over the chips, first {a.images or 'all'} "
             f"test images; `nor40` preset; 10 y at 85 °C = mapping.retention_time_s 3.156e8 at "
             f"358 K; comp. = norsim.compensation (per-column trims, adaptive read voltage, "
-            f"activation re-calibration). Energy/latency: cost model on one fresh chip.")
+            f"activation re-calibration). " + cost_note(table["rows"], a.set))
     print(md + "\n" + note)
     if a.json:
         Path(a.json).write_text(json.dumps(table, indent=1, default=float) + "\n")
