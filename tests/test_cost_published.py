@@ -1,4 +1,4 @@
-"""Published NOR-flash CIM designs: predictions pinned within a factor of 2."""
+"""Published NOR-flash CIM designs: predictions within 25 % or explained (issue 23)."""
 
 import dataclasses
 
@@ -22,9 +22,51 @@ def test_at_least_three_designs_two_figures_each(table):
 
 @pytest.mark.parametrize("key", sorted(pub.DESIGNS))
 @pytest.mark.parametrize("role", ["headline", "second"])
-def test_prediction_within_factor_two(table, key, role):
+def test_prediction_within_25_percent_or_explained(table, key, role):
+    """Every figure within 25 % of the paper, unless the design explains that figure (at
+    most one per design) -- then still within a factor of 2 -- or the design is provisional
+    (tested by its own bracket below)."""
     row = next(r for r in table if r["design"] == key and r["role"] == role)
-    assert 0.5 <= row["ratio"] <= 2.0, row
+    d = pub.DESIGNS[key]
+    if d.provisional:
+        return
+    if row["explained"]:
+        assert 0.5 <= row["ratio"] <= 2.0, row
+    else:
+        assert abs(row["ratio"] - 1.0) <= pub.TOLERANCE, row
+
+
+def test_at_most_one_explained_row_and_evidence_labelled():
+    assert len(pub.DESIGNS) >= 4
+    for key, d in pub.DESIGNS.items():
+        assert len(d.explained) <= 1, key
+        assert set(d.explained) <= {d.headline.metric, d.second.metric}, key
+        assert d.evidence, key
+    non_provisional = [k for k, d in pub.DESIGNS.items() if not d.provisional]
+    assert len(non_provisional) >= 3
+
+
+def test_model_choices_are_the_cost_defaults_not_fits():
+    """The overrides every design gets are the CostConfig / TechConfig defaults."""
+    from norsim.cost.config import CostConfig
+
+    c = CostConfig()
+    assert pub._MODEL["cost.adc_model"] == c.adc_model
+    assert pub._MODEL["cost.tech.adc_area_base_um2"] == c.tech.adc_area_base_um2
+    assert pub._MODEL["cost.tech.adc_area_per_level_um2"] == c.tech.adc_area_per_level_um2
+
+
+def test_zhang2021_bracketed_by_the_unspecified_readout(table):
+    """The provisional design's claim: with nor40's bit-serial inputs the model is below both
+    published figures, with one conversion per MVM (inputs combined in analog before the
+    ADC) above both."""
+    d = pub.DESIGNS["zhang2021"]
+    assert d.provisional
+    low = {r["metric"]: r["ratio"] for r in table if r["design"] == "zhang2021"}
+    one = pub.predict(dataclasses.replace(d, overrides={
+        **d.overrides, "array.encoding.input_scheme": "multi_level"}))
+    for f in (d.headline, d.second):
+        assert low[f.metric] < 1.0 < one[f.metric] / f.value, f.metric
 
 
 def test_fits_target_the_headline_only(table):
@@ -47,7 +89,7 @@ def test_only_disclosed_fields_leave_nor40():
     nor40 = load_preset("nor40")
     for key, d in pub.DESIGNS.items():
         cfg = pub.design_config(d)
-        allowed = set(d.overrides) | set(pub._QUIET)
+        allowed = set(d.overrides) | set(pub._QUIET) | set(pub._MODEL)
         for name in base:
             a, b = nor40, cfg
             for part in name.split("."):

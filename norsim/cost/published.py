@@ -10,7 +10,9 @@ range, random input codes over the full input range, seeded) run through
 :class:`~norsim.array.nor_array.NorArray`: its own event counts feed
 :func:`norsim.cost.model.estimate`-style formulas, and the chip figures scale the tile by the
 number of tiles that run at once. Results are tabulated in docs/validation.md ("Cost model vs
-published chips") and pinned within a factor of 2 by tests/test_cost_published.py.
+published chips") and pinned by tests/test_cost_published.py: every figure within 25 % of the
+paper, or listed in the design's ``explained`` (at most one per design, with what the paper
+leaves unspecified), or the design is marked ``provisional`` with the reason.
 """
 
 from __future__ import annotations
@@ -62,12 +64,24 @@ class Design:
     second: Figure
     fitted: dict = field(default_factory=dict)   # field -> why / to what
     notes: str = ""
+    evidence: str = ""         # silicon / post-layout simulation / simulation / vendor claim
+    explained: dict = field(default_factory=dict)  # metric -> why it may miss 25 %
+    provisional: str = ""      # why the design does not meet the 25 % criterion yet
 
 
 #: nor40 fields the cost-model workload turns off: noise changes no event count but costs time
 _QUIET = {"array.noise.shot_enabled": False, "array.noise.rtn_enabled": False,
           "array.noise.ktc_enabled": False, "array.adc.range_mode": "physical",
           "mapping.programming": "ideal"}
+
+#: Cost-model choices of issue 23 applied to every design: the ADC survey's envelope and the
+#: ADC area fitted to published converters (the CostConfig / TechConfig defaults). The nor40
+#: preset still pins the previous values until its [cost] section is updated; once it is,
+#: these overrides change nothing.
+_MODEL = {"cost.adc_model": "survey", "cost.tech.adc_area_base_um2": 470.0,
+          "cost.tech.adc_area_per_level_um2": 1.76}
+
+TOLERANCE = 0.25  # |predicted / published - 1| for every figure not explained
 
 DESIGNS: dict[str, Design] = {
     "mahmoodi2018": Design(
@@ -79,7 +93,7 @@ DESIGNS: dict[str, Design] = {
                    "array.encoding.subtraction": "analog", "array.adc.bits": 5,
                    "array.adc.columns_per_adc": 1, "device.read.t_read_s": 2.5e-9,
                    "cost.tech.t_adc_per_bit_s": 2.5e-9 / 6},
-        n_tiles=1, active_tiles=1, scope=MACRO,
+        n_tiles=1, active_tiles=1, scope=MACRO, evidence="post-layout simulation",
         headline=Figure("tops_per_w", 1680.0, "TOPS/W", "simulated",
                         "1.68 POps/J (post-layout)"),
         second=Figure("tops_per_mm2", 39.45, "TOPS/mm^2", "simulated",
@@ -89,14 +103,14 @@ DESIGNS: dict[str, Design] = {
               "into the gate-coupled current-mode front end (input_scheme 'current_mirror', one "
               "cycle), 400 MHz operation (2.5 ns read and 2.5 ns per conversion, one ADC per "
               "output column). The paper's ADC is current-mode algorithmic; energy uses the "
-              "NeuroSim SAR model at the 55 nm preset (undisclosed). Macro scope: no buffers."),
+              "ADC survey's envelope at the 400 MHz conversion rate. Macro scope: no buffers."),
     "jin55nm": Design(
         name="Jin et al.: 55 nm 8-Mb embedded-NOR CIM SoC",
         source="synapsesocial.com listing of the paper's abstract; research notes 4.5",
         overrides={"cost.node": "55nm", "array.encoding.weight_bits": 8,
                    "array.encoding.weight_scheme": "bit_sliced",
                    "array.encoding.bits_per_cell": 3, "array.encoding.input_bits": 8},
-        n_tiles=128, active_tiles=6.0, scope=SYSTEM,
+        n_tiles=128, active_tiles=6.0, scope=SYSTEM, evidence="silicon",
         headline=Figure("tops", 0.16, "TOPS", "measured", "0.16 TOPS (at 21.4 mW)"),
         second=Figure("tops_per_w", 7.48, "TOPS/W", "measured", "7.48 TOPS/W (whole SoC)"),
         fitted={"active_tiles": "tiles computing at once, fitted to the 0.16 TOPS throughput "
@@ -114,17 +128,38 @@ DESIGNS: dict[str, Design] = {
                    "array.encoding.weight_bits": 8, "array.encoding.input_bits": 8,
                    "device.levels.i_unit_a": 7.0e-8 / 127,
                    "device.read.t_read_s": 7.3e-7},
-        n_tiles=76, active_tiles=76, scope=SYSTEM,
+        n_tiles=76, active_tiles=76, scope=SYSTEM, evidence="vendor claim (silicon product)",
         headline=Figure("tops", 26.0, "TOPS", "vendor claim", "26 TOPS (INT8)"),
         second=Figure("power_w", 3.5, "W", "vendor claim", "3-4 W", lo=3.0, hi=4.0),
         fitted={"device.read.t_read_s": "read (integration) time per input bit, fitted to "
                                         "26 TOPS with all 76 tiles computing"},
+        explained={"power_w": "the vendor's 3-4 W is the whole M1076 (PCIe, RISC-V and SIMD "
+                              "cores, NoC, SRAM, I/O); the model covers the 76 analog tiles "
+                              "and their buffers only, so it must come out lower"},
         notes="Disclosed and configured: 40 nm, 76 tiles of ~1.05 M 8-bit weights (1024 x "
               "1024 weights, one cell per weight magnitude on a differential pair: 2048 "
               "physical columns), 8-bit inputs, ADCs on outputs (resolution undisclosed: "
               "nor40 6 bits). Cell current range kept at nor40's (top level 70 nA), so "
               "device.levels.i_unit_a = 70 nA / 127 (derived, not fitted). System scope "
               "covers tile buffers; PCIe, the RISC-V/SIMD cores and the NoC are not modelled."),
+    "zhang2021": Design(
+        name="Zhang et al., ISCAS 2021: 40 nm 1 Mb MLC NOR-flash CIM, 8-bit SAR ADC",
+        source="doi:10.1109/ISCAS51556.2021.9401600 (abstract only)",
+        overrides={"cost.node": "40nm", "array.encoding.weight_bits": 4,
+                   "array.encoding.input_bits": 4, "array.adc.bits": 8},
+        n_tiles=8, active_tiles=8, scope=MACRO, evidence="simulation (ISCAS paper; "
+                                                         "silicon not stated in the abstract)",
+        headline=Figure("tops_per_w", 35.6, "TOPS/W", "simulated", "35.6 TOPS/W (4-bit MAC)"),
+        second=Figure("tops", 3.277, "TOPS", "simulated", "peak 3.277 TOPS"),
+        provisional="the abstract leaves the array size, the ADC sharing and what the analog "
+                    "shift amplifier (AS-Amp) combines before the 8-bit ADC unspecified; with "
+                    "nor40's bit-serial inputs (one conversion per input bit) the model gives "
+                    "0.55x TOPS/W and 0.40x TOPS, with one conversion per MVM (inputs shifted "
+                    "and added in analog) 2.35x and 1.59x: the paper's figures lie between",
+        notes="Disclosed and configured: 40 nm, 1 Mb of 2-bit MLC cells (512 k cells = 8 "
+              "nor40 arrays of 256 x 256), 4-bit weights and inputs, 8-bit SAR ADC. Not "
+              "disclosed (nor40 kept): array size, bit-serial inputs, 8 columns per ADC, the "
+              "AS-Amp's role. Macro scope: no buffers."),
 }
 
 
@@ -132,7 +167,7 @@ def design_config(design: Design):
     """The nor40 preset with the design's disclosed (and fitted) fields."""
     from norsim.config.presets import load_preset
 
-    return load_preset("nor40").with_overrides({**_QUIET, **design.overrides})
+    return load_preset("nor40").with_overrides({**_QUIET, **_MODEL, **design.overrides})
 
 
 def tile_workload(cfg, rng: np.random.Generator, vectors: int = 8):
@@ -180,11 +215,15 @@ def validation_table(designs: dict[str, Design] | None = None) -> list[dict]:
     for key, d in (designs or DESIGNS).items():
         p = predict(d)
         for role, f in (("headline", d.headline), ("second", d.second)):
+            ratio = f.ratio(p[f.metric])
             rows.append({"design": key, "role": role, "metric": f.metric, "published": f.value,
                          "unit": f.unit, "tag": f.tag, "predicted": p[f.metric],
-                         "ratio": f.ratio(p[f.metric]),
-                         "ratio_to_value": p[f.metric] / f.value,
-                         "fitted": role == "headline" and bool(d.fitted)})
+                         "ratio": ratio, "ratio_to_value": p[f.metric] / f.value,
+                         "fitted": role == "headline" and bool(d.fitted),
+                         "evidence": d.evidence,
+                         "within_tolerance": abs(ratio - 1.0) <= TOLERANCE,
+                         "explained": d.explained.get(f.metric, ""),
+                         "provisional": d.provisional})
     return rows
 
 
