@@ -114,6 +114,7 @@ def test_two_level_interval_coverage_over_chip_populations():
         hits_t += out["t_over_chips"][0] <= -true_drop <= out["t_over_chips"][1]
     assert 0.90 <= hits_t / trials <= 0.99
     assert 0.85 <= hits_two / trials <= hits_t / trials
+    # (the hull of the two, over_chips, covers at least as often as the t-interval)
     assert hits_cond / trials < hits_two / trials - 0.15
 
 
@@ -122,3 +123,26 @@ def test_paired_intervals_bad_shape():
     with pytest.raises(InputError, match="chip_correct"):
         paired_intervals(np.ones(5, bool), np.ones((2, 4), bool), np.random.default_rng(0),
                          np.random.default_rng(1))
+
+
+def test_t_interval_ignores_image_sampling_the_two_level_bootstrap_does_not():
+    """Chips that agree (each image is hard or easy for the configuration, a little
+    chip-specific noise): the t-interval over chips covers the configuration's drop on the
+    image population rarely, the two-level bootstrap about 95 % of the time; the hull of the
+    two (``over_chips``) covers in both regimes."""
+    from norsim.stats import paired_intervals
+    rng = np.random.default_rng(12)
+    n, k, drop, flip_p = 500, 6, 0.01, 0.001
+    truth = -(drop + flip_p * (1 - 2 * drop))
+    hits = {"two_level": 0, "t_over_chips": 0, "over_chips": 0}
+    trials = 150
+    for t in range(trials):
+        fragile = rng.random(n) < drop
+        chips = np.repeat(~fragile[None, :], k, axis=0) ^ (rng.random((k, n)) < flip_p)
+        out = paired_intervals(np.ones(n, bool), chips, np.random.default_rng(t),
+                               np.random.default_rng(t + 1), n_boot=400)
+        for key in hits:
+            hits[key] += out[key][0] <= truth <= out[key][1]
+    assert hits["t_over_chips"] / trials < 0.5
+    assert 0.90 <= hits["two_level"] / trials <= 0.99
+    assert hits["over_chips"] >= hits["two_level"]

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     table_rows, reports, costs = [], {}, []
     table_rows.append(("integer reference", float(ref_correct.mean()), None, None, None, None,
-                       None, 1))
+                       None, None, 1))
     for sc in rows:
         chips = [results[(sc.key, s)] for s in ([cfg.seed] if sc.one_chip else seeds)]
         rep = summarize(ref_correct, chips, sc.cfg)
@@ -154,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
         many = len(chips) > 1
         table_rows.append((sc.label, ch["accuracy_mean"],
                            None if ch["chip_to_chip"] is None else ch["chip_to_chip"]["std"],
-                           d["mean"], d["t_over_chips_95"] if many else None,
+                           d["mean"], d["over_chips_95"] if many else None,
+                           d["t_over_chips_95"] if many else None,
                            d["two_level_bootstrap_95"] if many else None,
                            d["paired_bootstrap_95"], len(chips)))
     seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
@@ -171,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model, "images": int(len(y)), "chips": n_chips, "workers": workers,
         "seconds": seconds, "rows": [
             {"setting": r[0], "accuracy": r[1], "chip_to_chip_std": r[2], "difference": r[3],
-             "interval_95_over_chips_t": r[4], "interval_95_over_chips_two_level": r[5],
-             "interval_95_given_chips": r[6], "chips": r[7]}
+             "interval_95_over_chips": r[4], "interval_95_over_chips_t": r[5],
+             "interval_95_over_chips_two_level": r[6], "interval_95_given_chips": r[7],
+             "chips": r[8]}
             for r in table_rows],
         "reports": reports}, indent=1))
     plot_rows(table_rows, out / "accuracy.png", len(y))
@@ -201,27 +203,28 @@ def format_table(rows, n_images: int, model_name: str, config: str = "nor40") ->
     lines = [f"MNIST test images: {n_images}; model: {model_name}; arrays: {config}",
              "",
              "| setting | top-1 % | chip-to-chip sd (pts) | vs reference (pts) | "
-             "95% over chips (t) | 95% over chips (two-level bootstrap) | "
+             "95% over chips | t over chips | two-level bootstrap | "
              "95% given these chips | chips |",
-             "|---|---|---|---|---|---|---|---|"]
-    for label, acc, sd, diff, ci_t, ci_two, ci_given, n in rows:
+             "|---|---|---|---|---|---|---|---|---|"]
+    for label, acc, sd, diff, ci_hull, ci_t, ci_two, ci_given, n in rows:
         if diff is None:
             verdict = ""
         elif diff == 0 and ci_given is not None and ci_given[0] == 0 and ci_given[1] == 0:
             verdict = " (identical on every image)"
         else:
-            iv = ci_t if ci_t is not None else ci_given
+            iv = ci_hull if ci_hull is not None else ci_given
             verdict = "" if (iv[0] > 0 or iv[1] < 0) else " (not resolved at this size)"
         lines.append(
             f"| {label} | {100 * acc:.2f} | {'-' if sd is None else f'{100 * sd:.2f}'} | "
-            f"{'-' if diff is None else _pts(diff) + verdict} | {_iv(ci_t)} | {_iv(ci_two)} | "
-            f"{_iv(ci_given)} | {n} |")
-    lines += ["", "Intervals of the difference to the reference. Over chips: the chips are "
-              "replicates of the configuration (t: t-interval of the per-chip differences; "
-              "two-level bootstrap: chips, then images, 1,000 replicates; it runs narrow with "
-              "few chips). Given these chips: paired bootstrap over images, these chips "
-              "fixed. A row is resolved when the t-interval excludes 0. One-chip rows have "
-              "no chip spread."]
+            f"{'-' if diff is None else _pts(diff) + verdict} | {_iv(ci_hull)} | {_iv(ci_t)} | "
+            f"{_iv(ci_two)} | {_iv(ci_given)} | {n} |")
+    lines += ["", "Intervals of the difference to the reference (points). Over chips: the "
+              "chips are replicates of the configuration; the interval is the hull of a "
+              "t-interval over the per-chip differences (it holds the images fixed) and a "
+              "two-level bootstrap (chips, then images, 1,000 replicates; narrow with few "
+              "chips). Given these chips: paired bootstrap over images, these chips fixed. A "
+              "row is resolved when the over-chips interval excludes 0. One-chip rows have no "
+              "chip spread."]
     return "\n".join(lines)
 
 
@@ -240,7 +243,7 @@ def plot_rows(rows, path: Path, n_images: int) -> None:
     acc = [100 * r[1] for r in rows]
     lo_err, hi_err = [], []
     for r in rows:
-        iv = r[4] if r[4] is not None else r[6]
+        iv = r[4] if r[4] is not None else r[7]
         if iv is None or r[3] is None:
             lo_err.append(0.0)
             hi_err.append(0.0)
@@ -255,7 +258,7 @@ def plot_rows(rows, path: Path, n_images: int) -> None:
     ax.set_xlim(max(0.0, min(a - lo for a, lo in zip(acc, lo_err)) - 5), 100)
     ax.set_xlabel("top-1 accuracy (%)")
     figstyle.fit_title(ax, f"MNIST, {n_images} test images; error bars: 95 % interval of the "
-                       "difference to the reference, chips as replicates (t)", fontsize=9)
+                       "difference to the reference, chips as replicates", fontsize=9)
     for i, a in enumerate(acc):
         ax.text(a, i, f" {a:.2f}", va="center", fontsize=8)
     figstyle.save(fig, path)

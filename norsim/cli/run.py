@@ -45,7 +45,7 @@ def load_eval_data(name: str, limit: int | None, data_dir: str | None = None):
 
 def add_model_data_args(p: argparse.ArgumentParser, default_model: str | None = None) -> None:
     p.add_argument("--model", default=default_model, required=default_model is None,
-                   help="zoo:NAME or a QuantModel .npz file")
+                   help="zoo:NAME, a QuantModel .npz or an .onnx file")
     p.add_argument("--data", default="mnist",
                    help="'mnist' (embedded), 'mnist-full', 'cifar10' (under $NORSIM_DATA) or a directory")
     p.add_argument("--data-dir", default=None, help="root of the larger data sets (default $NORSIM_DATA)")
@@ -88,9 +88,9 @@ def format_report(rep: dict, label: str = "analog chip") -> str:
                  f"chip-to-chip sd {100 * spread['std']:.2f} pts over {spread['n']} chips")
     intervals = f"95% given these chips {_iv(diff['paired_bootstrap_95'])}"
     if n_chips > 1:
-        intervals = (f"95% chips as replicates {_iv(diff['two_level_bootstrap_95'])} "
-                     f"(two-level bootstrap), t over chips {_iv(diff['t_over_chips_95'])}; "
-                     + intervals)
+        intervals = (f"95% over chips {_iv(diff['over_chips_95'])} (hull of two-level "
+                     f"bootstrap {_iv(diff['two_level_bootstrap_95'])} and t over chips "
+                     f"{_iv(diff['t_over_chips_95'])}); " + intervals)
     lines = [
         f"images: {rep['images']}",
         f"integer reference : {100 * ref['accuracy']:6.2f} %   (test-set 95% interval {100 * lo:.2f}-{100 * hi:.2f})",

@@ -94,6 +94,7 @@ def summarize(ref_correct: np.ndarray, chips: list[dict], cfg: SimConfig) -> dic
         },
         "difference": {"mean": iv["mean"], "paired_bootstrap_95": iv["conditional"],
                        "two_level_bootstrap_95": iv["two_level"],
+                       "over_chips_95": iv["over_chips"],
                        "t_over_chips_95": iv["t_over_chips"], "per_chip": iv["per_chip"],
                        "mcnemar_p_per_seed": [c["paired_vs_reference"]["mcnemar_p"] for c in chips]},
         "instances": chips,
