@@ -150,3 +150,34 @@ def test_strap_pitch_beyond_the_array_and_nan_biases_are_errors():
     solver = CircuitSolver(np.full((4, 4), 1.0), cfg)
     with pytest.raises(InputError, match="wl_voltages_batch"):
         solver.solve(np.array([[1.0, np.nan, 1.0, 1.0]]))
+
+
+def test_thomas_varying_equals_dense_solve():
+    from norsim.array.circuit_kernels import thomas_varying, thomas_varying_reference
+
+    rng = np.random.default_rng(2)
+    diag = rng.uniform(2.1, 3.0, (9, 7))
+    rhs = rng.normal(size=(9, 7))
+    out = np.empty_like(rhs)
+    thomas_varying(diag, -1.0, rhs, out)
+    np.testing.assert_allclose(out, thomas_varying_reference(diag, -1.0, rhs), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell_type,layout", [("split_gate", "rows"), ("stacked_gate", "rows"),
+                                              ("split_gate", "cols")])
+def test_newton_krylov_equals_sparse_lu_newton_on_heavy_ir(cell_type, layout):
+    """The batched Newton-Krylov path (matrix-free GMRES, line-chain preconditioner, the
+    kernel's exact cell evaluation) reaches the sparse-LU Newton's operating point where the
+    sweeps diverge (every row on, 0.3-1 uA cells, wires x50)."""
+    cfg = load_preset("nor40").with_overrides([f"device.cell.cell_type='{cell_type}'",
+                                               f"array.wires.sl_layout='{layout}'"])
+    vth, wl, model = _tile(cfg, 32, 32, seed=7, lo=0.3e-6, hi=1e-6, p_on=0.7, batch=3)
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(50.0))
+    res, ok = solver._solve_newton_krylov(wl)
+    assert ok.all()
+    for b in range(wl.shape[0]):
+        nw = solver._solve_newton(wl[b], b)
+        np.testing.assert_allclose(res.column_currents[b], nw.column_currents[0], rtol=1e-9)
+        np.testing.assert_allclose(res.sl_drop[b], nw.sl_drop[0], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(res.bl_drop[b], nw.bl_drop[0], rtol=0, atol=1e-10)
+    assert 1 - res.column_currents[0].sum() / res.ideal_column_currents[0].sum() > 0.2

@@ -1180,3 +1180,80 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
                 out_vd[k, r, c] = v_bl - u[r, c]
                 out_v[k, r, c] = v[ln, c]
                 out_vs[k, r, c] = v_sl + v[ln, c]
+
+
+# ------------------------------------------- Newton-Krylov preconditioner (stress) ----
+@numba.njit(cache=True)
+def thomas_varying(diag, off, rhs, out):
+    """Solve independent tridiagonal chains along axis 0 of (L, M) arrays: chain j has
+    diagonal ``diag[:, j]`` and constant off-diagonal ``off``; ``out`` may be ``rhs``.
+    The chains are swept together (inner loop over j, in memory order).
+    (Twin: :func:`thomas_varying_reference`.)"""
+    n, m = diag.shape
+    cp = np.empty((n, m))
+    for j in range(m):
+        den = diag[0, j]
+        cp[0, j] = off / den
+        out[0, j] = rhs[0, j] / den
+    for k in range(1, n):
+        for j in range(m):
+            den = diag[k, j] - off * cp[k - 1, j]
+            cp[k, j] = off / den
+            out[k, j] = (rhs[k, j] - off * out[k - 1, j]) / den
+    for k in range(n - 2, -1, -1):
+        for j in range(m):
+            out[k, j] -= cp[k, j] * out[k + 1, j]
+
+
+def thomas_varying_reference(diag, off, rhs):
+    """Dense twin of :func:`thomas_varying`."""
+    n, m = diag.shape
+    out = np.empty((n, m))
+    for j in range(m):
+        t = np.diag(diag[:, j]) + off * (np.eye(n, k=1) + np.eye(n, k=-1))
+        out[:, j] = np.linalg.solve(t, rhs[:, j])
+    return out
+
+
+@numba.njit(cache=True)
+def eval_batch(split, wl, v_cg, v_bl, v_sl, u, v, ua, va, vth, n, beta, eta, alpha_g, u_t,
+               sel_vth, sel_n, sel_beta, sel_eta, max_iter, newton_dx, xa, xda, xsa,
+               out_i, out_gd, out_gs):
+    """Exact cell evaluation of a batch at drops u, v (per cell, (R, C, B)) by
+    :func:`_exact_row` (split-gate internal node predicted from the anchor ua, va, xa, xda,
+    xsa, which it overwrites with the new point's); out_i, out_gd, out_gs (R, C, B)."""
+    rows, cols, nb = u.shape
+    ur = np.empty(cols)
+    vr = np.empty(cols)
+    uar = np.empty(cols)
+    var = np.empty(cols)
+    ia = np.empty(cols)
+    la = np.empty(cols)
+    lb = np.empty(cols)
+    xr = np.empty(cols)
+    xdr = np.empty(cols)
+    xsr = np.empty(cols)
+    ones = np.ones(cols)
+    buf = np.empty((10, cols))
+    for b in range(nb):
+        for r in range(rows):
+            for c in range(cols):
+                ur[c] = u[r, c, b]
+                vr[c] = v[r, c, b]
+                uar[c] = ua[r, c, b]
+                var[c] = va[r, c, b]
+                xr[c] = xa[r, c, b]
+                xdr[c] = xda[r, c, b]
+                xsr[c] = xsa[r, c, b]
+            _exact_row(split, wl[b, r], v_cg, v_bl, v_sl, ur, vr, uar, var, vth[r], n[r],
+                       beta[r], eta[r], alpha_g, u_t, sel_vth, sel_n, sel_beta, sel_eta,
+                       max_iter, newton_dx, ones, ones, ia, la, lb, xr, xdr, xsr, buf)
+            for c in range(cols):
+                i1 = ia[c]
+                pos = i1 > 0.0
+                out_i[r, c, b] = i1
+                out_gd[r, c, b] = la[c] * i1 if pos else la[c]
+                out_gs[r, c, b] = lb[c] * i1 if pos else lb[c]
+                xa[r, c, b] = xr[c]
+                xda[r, c, b] = xdr[c]
+                xsa[r, c, b] = xsr[c]
