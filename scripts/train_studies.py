@@ -113,28 +113,20 @@ def summary(base: Path) -> dict:
         f = p / "summary.json"
         return json.loads(f.read_text()) if f.is_file() else None
 
-    res = {}
-    jl = [load(base / "jpeg" / f"lossless-s{s}") for s in SEEDS]
-    jj = [load(base / "jpeg" / f"jpeg-s{s}") for s in SEEDS]
-    done = [(a, b) for a, b in zip(jl, jj) if a and b]
-    res["jpeg"] = {
-        "what": "VGG-small float, 4,000 training images, lossless vs JPEG copies; test acc on "
-                "the exact 10,000 test images; difference = JPEG - lossless",
-        "epochs": JPEG_EPOCHS,
-        "lossless_acc": [a["float_test_acc"] for a, _ in done],
-        "jpeg_acc": [b["float_test_acc"] for _, b in done],
-        "difference": _paired([a["float_test_acc"] for a, _ in done],
-                              [b["float_test_acc"] for _, b in done])}
-    bf = [load(base / "bf16" / f"float32-s{s}") for s in SEEDS]
-    bb = [load(base / "bf16" / f"bf16-s{s}") for s in SEEDS]
-    done = [(a, b) for a, b in zip(bf, bb) if a and b]
-    res["bf16"] = {
-        "what": "cnn-cifar10-4b recipe, float32 vs bf16 float phase; final 4-bit (QAT) test "
-                "accuracy; difference = bf16 - float32",
-        "float32_qat_acc": [a["qat_test_acc"] for a, _ in done],
-        "bf16_qat_acc": [b["qat_test_acc"] for _, b in done],
-        "difference": _paired([a["qat_test_acc"] for a, _ in done],
-                              [b["qat_test_acc"] for _, b in done])}
+    def paired(study: str, a: str, b: str, key: str) -> dict:
+        runs = [(load(base / study / f"{a}-s{s}"), load(base / study / f"{b}-s{s}"))
+                for s in SEEDS]
+        done = [(ra, rb) for ra, rb in runs if ra and rb]
+        acc_a, acc_b = [ra[key] for ra, _ in done], [rb[key] for _, rb in done]
+        return {f"{a}_{key}": acc_a, f"{b}_{key}": acc_b, "difference": _paired(acc_a, acc_b)}
+
+    res = {"jpeg": {"what": "VGG-small float, 4,000 training images, lossless vs JPEG copies; "
+                            "test acc on the exact 10,000 test images; difference = JPEG - "
+                            "lossless", "epochs": JPEG_EPOCHS}
+           | paired("jpeg", "lossless", "jpeg", "float_test_acc"),
+           "bf16": {"what": "cnn-cifar10-4b recipe, float32 vs bf16 float phase; final 4-bit "
+                            "(QAT) test accuracy; difference = bf16 - float32"}
+           | paired("bf16", "float32", "bf16", "qat_test_acc")}
     OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
     OUT_JSON.write_text(json.dumps(res, indent=1) + "\n")
     return res

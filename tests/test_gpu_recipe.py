@@ -248,3 +248,29 @@ def test_phase_killed_and_resumed_is_bit_identical(tmp_path, phase):
     other = dataclasses.replace(r, lr_float=0.1, lr_qat=1e-3)
     with pytest.raises(InputError, match="phase checkpoint"):
         gr.run_phase(fresh(), data, other, phase, log, ckpt=ck)
+
+
+def test_a_fresh_machine_resumes_from_the_committed_float_milestone(tmp_path):
+    """The campaign copies each finished float phase to the milestone folder (committed); a
+    run in an empty run folder elsewhere loads it instead of training the float phase, and
+    ends with the same 4-bit model as the run that trained it."""
+    _fake_cifar(tmp_path / "cache" / "part1")
+    data_np = gr.load_cifar([tmp_path / "cache"], train_files=2)
+    r = gr.Recipe(arch="alexnet-bn", width=0.0625, batch_size=16, float_epochs=1,
+                  qat_epochs=1, max_steps=2, export_check_images=8, calib_size=8).validate()
+    ms = tmp_path / "milestones"
+    torch.set_num_threads(1)
+    a = gr.run_all([r], data_np, tmp_path / "a", tmp_path / "zoo_a", "cmd", device="cpu",
+                   echo=lambda s: None, milestone_dir=ms)
+    assert (ms / r.entry_name / "float_fp16.npz").is_file()
+    assert not (ms / r.entry_name / "qat_fp16.npz").exists()      # the zoo entry is that one
+    b = gr.run_all([r], data_np, tmp_path / "b", tmp_path / "zoo_b", "cmd", device="cpu",
+                   echo=lambda s: None, milestone_dir=ms)
+    log = [json.loads(s) for s in (tmp_path / "b" / r.entry_name / "log.jsonl").read_text()
+           .splitlines()]
+    events = [e["event"] for e in log]
+    assert "float_resumed" in events and "float_start" not in events
+    assert a["models"][r.entry_name] == b["models"][r.entry_name]
+    qa = (tmp_path / "zoo_a" / r.entry_name / "model.npz").read_bytes()
+    qb = (tmp_path / "zoo_b" / r.entry_name / "model.npz").read_bytes()
+    assert qa == qb

@@ -541,6 +541,18 @@ def _publish(path: Path, milestone_dir: Path | None, entry: str) -> None:
     tmp.replace(d / path.name)
 
 
+def _phase_or_milestone(model, data, r: Recipe, phase: str, log: Log, run_dir: Path,
+                        milestone_dir: Path | None) -> tuple[dict, Path]:
+    """Load the phase's end state where it exists (run folder or milestone), else run the
+    phase (resuming its mid-phase checkpoint); returns (statistics, end-state path)."""
+    ck = _milestone(run_dir, milestone_dir, r.entry_name, f"{phase}_fp16.npz")
+    if ck.is_file():
+        load_state_fp16(model, ck)
+        log(f"{phase}_resumed", path=ck.name)
+        return {"resumed_from": ck.name}, ck
+    return run_phase(model, data, r, phase, log, ckpt=run_dir / f"{phase}_phase.pt"), ck
+
+
 def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
               echo=print, tar_dir: Path | None = None,
               milestone_dir: Path | None = None) -> dict:
@@ -563,13 +575,9 @@ def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
     model = model.to(dev)
     if use_channels_last(r, dev):
         model = model.to(memory_format=torch.channels_last)
-    ck_float = _milestone(run_dir, milestone_dir, r.entry_name, "float_fp16.npz")
-    if ck_float.is_file():
-        load_state_fp16(model, ck_float)
-        st_float = {"resumed_from": ck_float.name}
-        log("float_resumed", path=ck_float.name)
-    else:
-        st_float = run_phase(model, data, r, "float", log, ckpt=run_dir / "float_phase.pt")
+    st_float, ck_float = _phase_or_milestone(model, data, r, "float", log, run_dir,
+                                             milestone_dir)
+    if "resumed_from" not in st_float:
         save_state_fp16(model, ck_float)
         # continue from the stored (fp16) weights, as a resumed run does
         load_state_fp16(model, ck_float)
@@ -590,13 +598,7 @@ def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
     del calib
     acc_ptq = evaluate_torch(model, data["x_test"], data["y_test"], r)
     log("fold_and_calibrate", float_test_acc=acc_float, ptq_test_acc=acc_ptq)
-    ck_qat = _milestone(run_dir, milestone_dir, r.entry_name, "qat_fp16.npz")
-    if ck_qat.is_file():
-        load_state_fp16(model, ck_qat)
-        st_qat = {"resumed_from": ck_qat.name}
-        log("qat_resumed", path=ck_qat.name)
-    else:
-        st_qat = run_phase(model, data, r, "qat", log, ckpt=run_dir / "qat_phase.pt")
+    st_qat, ck_qat = _phase_or_milestone(model, data, r, "qat", log, run_dir, milestone_dir)
     acc_fq = evaluate_torch(model, data["x_test"], data["y_test"], r)
     log("qat_done", fake_quant_test_acc=acc_fq, **st_qat)
 
