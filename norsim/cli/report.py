@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if accuracy is not None:
         print(f"accuracy on {len(x)} {source}: {100 * accuracy:.2f} %\n")
     print(format_report(rep))
-    plot_energy(rep, fig)
+    plot_energy(rep, fig, f"model {args.model}; {produced_by(args)}")
     print(f"\nenergy figure: {fig}")
     if args.json_out:
         out = rep.as_dict()

@@ -129,8 +129,9 @@ def format_summary(rows: list[tuple[str, CostReport]]) -> str:
     return "\n".join(lines)
 
 
-def plot_energy(rep: CostReport, path: str | Path) -> Path:
-    """Stacked bars: energy per image of each layer by component (and the total)."""
+def plot_energy(rep: CostReport, path: str | Path, produced_by: str = "") -> Path:
+    """Stacked bars: energy per image of each layer by component (and the total); the title
+    says the configuration, the ADC model and ``produced_by`` (preset and options)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,7 +143,7 @@ def plot_energy(rep: CostReport, path: str | Path) -> Path:
     names = [lc.name for lc in rep.layers] + ["total"]
     tot = rep.energy_by_component_j
     comps = [c for c in COMPONENTS if tot[c] > 0]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 3), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(names) + 4.5), 3.8))
     bottom = np.zeros(len(names))
     cmap = plt.get_cmap("tab20")
     for i, c in enumerate(comps):
@@ -154,7 +155,12 @@ def plot_energy(rep: CostReport, path: str | Path) -> Path:
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_xlabel("layer")
     ax.set_ylabel("energy per image (nJ)")
-    figstyle.fit_title(ax, f"{rep.model_name}: {rep.tops_per_w:.3g} TOPS/W ({rep.node}, "
-                           f"{rep.adc_model})", fontsize=9)
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    rng = rep.ranges()
+    span = "" if rng is None else \
+        f" [{rng['tops_per_w'][0]:.3g}-{rng['tops_per_w'][1]:.3g}]"
+    figstyle.fit_title(ax, f"{rep.model_name}: {rep.tops_per_w:.3g}{span} TOPS/W ({rep.node}, "
+                           f"ADC {rep.adc_model}; {rep.configuration or 'configuration not recorded'}"
+                           f"{'; ' + produced_by if produced_by else ''})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="component",
+              title_fontsize=7)
     return figstyle.save(fig, path)
