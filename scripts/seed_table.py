@@ -143,6 +143,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cost_is_stale(cached: dict, sets: list[str]) -> bool:
+    """A cached cost was made with other options or another ADC model than the preset's now
+    (or before the configuration was recorded): recompute it."""
+    from norsim.config.presets import load_preset
+
+    preset, options = cost_options(sets)
+    cfg = load_preset(preset).with_overrides(options)
+    return (cached.get("configuration") is None or cached.get("options") != options
+            or cached.get("adc_model") != cfg.cost.adc_model)
+
+
 def cost_note(rows: list[dict], sets: list[str]) -> str:
     """The configuration of the energy/latency columns, stated with the table."""
     costs = [r["cost"] for r in rows if r.get("cost")]
@@ -200,7 +211,7 @@ def build(models: list[str], images: int, seeds: int | None, sets: list[str], wo
                 settle(db)
         on = aggregate(flat_rows(db)[0]) if db.is_file() else {}
         cpath = out_dir / f"{name}-cost.json"
-        stale = cpath.is_file() and "configuration" not in json.loads(cpath.read_text())
+        stale = cpath.is_file() and cost_is_stale(json.loads(cpath.read_text()), sets)
         if run and (stale or not cpath.is_file()):
             cpath.write_text(json.dumps(cost_per_image(ref, data, cost_images, sets),
                                         indent=1) + "\n")

@@ -88,3 +88,17 @@ def test_compensation_is_run_and_stated(model_path, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert rep["configuration"].endswith("compensation on")
     assert "compensation on" in capsys.readouterr().out
+
+
+def test_cached_seed_table_cost_is_recomputed_when_its_configuration_changed():
+    st = _seed_table()
+    preset, options = st.cost_options(FAST)
+    from norsim.config.presets import load_preset
+
+    model = load_preset(preset).with_overrides(options).cost.adc_model
+    fresh = {"configuration": "first layer analog, last layer analog, compensation off",
+             "options": options, "adc_model": model}
+    assert not st.cost_is_stale(fresh, FAST)
+    assert st.cost_is_stale({**fresh, "adc_model": "walden"}, FAST)
+    assert st.cost_is_stale({**fresh, "options": options[:-1]}, FAST)
+    assert st.cost_is_stale({"energy_per_image_j": 3.1e-7}, FAST)
