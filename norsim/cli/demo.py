@@ -255,10 +255,12 @@ def plot_rows(rows, path: Path, n_images: int) -> None:
             color=[colors[i % len(colors)] for i in range(len(rows))])
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
-    ax.set_xlim(max(0.0, min(a - lo for a, lo in zip(acc, lo_err)) - 5), 100)
+    x0 = max(0.0, min(a - lo for a, lo in zip(acc, lo_err)) - 5)
+    ax.set_xlim(x0, 100)
     ax.set_xlabel("top-1 accuracy (%)")
     figstyle.fit_title(ax, f"MNIST, {n_images} test images; error bars: 95 % interval of the "
                        "difference to the reference, chips as replicates", fontsize=9)
-    for i, a in enumerate(acc):
-        ax.text(a, i, f" {a:.2f}", va="center", fontsize=8)
+    for i, a in enumerate(acc):        # inside the bar, clear of the error bars
+        ax.text(x0 + 0.01 * (100 - x0), i, f"{a:.2f} %", va="center", ha="left", fontsize=8,
+                color="white", fontweight="bold")
     figstyle.save(fig, path)
