@@ -181,3 +181,24 @@ def test_newton_krylov_equals_sparse_lu_newton_on_heavy_ir(cell_type, layout):
         np.testing.assert_allclose(res.sl_drop[b], nw.sl_drop[0], rtol=0, atol=1e-10)
         np.testing.assert_allclose(res.bl_drop[b], nw.bl_drop[0], rtol=0, atol=1e-10)
     assert 1 - res.column_currents[0].sum() / res.ideal_column_currents[0].sum() > 0.2
+
+
+@pytest.mark.parametrize("n,scale,temp_k", [(128, 20.0, 300.0), (96, 100.0, 358.15),
+                                            (96, 100.0, 233.15)])
+def test_envelope_cases_converge_to_an_operating_point(n, scale, temp_k):
+    """The issue's second diverging case (128 x 128, wires x20, every row on, 0.3-1 uA cells)
+    and x100 corners at both temperature ends: solve() returns a point where every cell
+    obeys its exact I-V and the wires carry exactly those currents (KCL)."""
+    cfg = load_preset("nor40").with_overrides([f"device.read.temperature_k={temp_k}"])
+    vth, wl, model = _tile(cfg, n, n, seed=13, lo=0.3e-6, hi=1e-6, p_on=1.0, batch=1)
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(scale))
+    res = solver.solve(wl)
+    i_check = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, res.bl_node_v,
+                            res.sl_node_v, vth)
+    np.testing.assert_allclose(res.cell_currents, i_check, rtol=1e-9, atol=1e-18)
+    net = solver.network
+    np.testing.assert_allclose(net.bl_drop(res.cell_currents), res.bl_drop, rtol=1e-8,
+                               atol=1e-12)
+    np.testing.assert_allclose(net.sl_rise(res.cell_currents), res.sl_drop, rtol=1e-8,
+                               atol=1e-12)
+    assert 1 - res.column_currents.sum() / res.ideal_column_currents.sum() > 0.2
