@@ -50,7 +50,9 @@ def test_rtn_occupancy_amplitude_and_level_dependence():
     traps = draw_rtn_traps(rng, (50000,), NOISE)
     assert traps.unit_amp.shape == (50000, NOISE.rtn_traps_per_cell)
     assert traps.occupied.mean() == pytest.approx(traps.p_occupied.mean(), abs=0.01)
-    assert traps.unit_amp.mean() == pytest.approx(1.0, rel=0.02)  # exponential, unit mean
+    # exponential, unit mean on active sites (a fraction rtn_trap_probability of them)
+    assert traps.unit_amp.mean() == pytest.approx(NOISE.rtn_trap_probability, rel=0.02)
+    assert traps.unit_amp[traps.unit_amp > 0].mean() == pytest.approx(1.0, rel=0.02)
     lt, lo, hi = np.log(traps.tau_c_s), np.log(NOISE.rtn_tau_min_s), np.log(NOISE.rtn_tau_max_s)
     assert lt.min() >= lo and lt.max() <= hi and lt.mean() == pytest.approx((lo + hi) / 2, rel=0.02)
     m = rtn_mean_amplitude(np.array([CELL.vth_erased_v, CELL.vth_max_v]), NOISE, CELL)

@@ -223,7 +223,23 @@ class NoiseConfig(ConfigBase):
     flicker_f_low_hz: float = param(1.0, "Lower frequency bound of the integrated 1/f noise "
                                      "(1 / observation time).", unit="Hz", lo=0.0, hi=1.0e9,
                                      lo_open=True)
-    rtn_traps_per_cell: int = param(2, "Two-state RTN traps per cell.", lo=0, hi=32)
+    rtn_traps_per_cell: int = param(2, "Trap sites per cell (array slots): each holds an "
+                                    "active two-state RTN trap with probability "
+                                    "rtn_trap_probability (binomial trap count).", lo=0, hi=32)
+    rtn_trap_probability: float = param(0.5, "Probability that a trap site holds an active "
+                                        "trap: a fraction 1 - (1 - p)^sites of the cells shows "
+                                        "RTN (the same at every level: the level raises the "
+                                        "amplitude, not the trap count).", lo=0.0, hi=1.0)
+    rtn_ea_capture_ev: float = param(0.4, "Activation energy of the trap capture time: "
+                                     "tau_c(T) = tau_c(T_ref) exp[(E_a / k)(1/T - 1/T_ref)].",
+                                     unit="eV", lo=0.0, hi=2.0)
+    rtn_ea_emission_ev: float = param(0.5, "Activation energy of the trap emission time "
+                                      "(as for capture); E_e != E_c moves the occupancy "
+                                      "tau_e / (tau_c + tau_e) with temperature.", unit="eV",
+                                      lo=0.0, hi=2.0)
+    rtn_t_ref_k: float = param(300.0, "Temperature at which rtn_tau_min_s / rtn_tau_max_s "
+                               "bound the (log-uniform) time constants.", unit="K", lo=1.0,
+                               hi=1000.0)
     rtn_mean_v: float = param(2.0e-3, "Mean of the exponential RTN V_th amplitude of a cell "
                               "at the erased level.", unit="V", lo=0.0, hi=0.5)
     rtn_level_gain: float = param(1.0, "Growth of the mean RTN amplitude with programmed "
@@ -266,14 +282,19 @@ class VariationConfig(ConfigBase):
                                       "(V_th = vth_max_v).", lo=0.0, hi=1.0)
 
 
+# fields of DeviceConfig removed by issue 20, with what replaced them
+_DEVICE_REMOVED = {
+    "operating_region": "no such field (removed in issue 20: no code read it) -- the operating "
+                        "region now follows from the level currents and the read bias "
+                        "(norsim.device.levels.operating_region: inversion coefficient of the top "
+                        "level); delete the line, or set device.levels.i_unit_a / device.read.*",
+}
+
+
 @dataclass
 class DeviceConfig(ConfigBase):
     """Everything about one NOR cell population."""
 
-    operating_region: str = param("subthreshold", "Operating region of weight cells during a "
-                                  "read: 'subthreshold' (10-100 nA per cell, exponential I-V) or "
-                                  "'quasi_saturation' (wider V_th spacing).",
-                                  choices=("subthreshold", "quasi_saturation"))
     cell: CellConfig = section(CellConfig, "Cell I-V parameters.")
     read: ReadBiasConfig = section(ReadBiasConfig, "Nominal read bias.")
     levels: LevelsConfig = section(LevelsConfig, "Target read currents of the weight levels.")
@@ -283,3 +304,22 @@ class DeviceConfig(ConfigBase):
     noise: NoiseConfig = section(NoiseConfig, "Read noise of the cell current.")
     variation: VariationConfig = section(VariationConfig, "Device-to-device variation and "
                                          "stuck cells.")
+
+    @property
+    def operating_region(self) -> str:
+        """Operating region of the top weight level at the read bias (derived, read-only):
+        'subthreshold' (inversion coefficient < 0.1), 'moderate_inversion' or
+        'strong_inversion' (> 10); see :func:`norsim.device.levels.operating_region`."""
+        from norsim.device.levels import operating_region
+
+        return operating_region(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, prefix: str = ""):
+        if isinstance(data, dict):
+            from norsim.errors import ConfigError
+
+            for key, why in _DEVICE_REMOVED.items():
+                if key in data:
+                    raise ConfigError(f"{prefix}{key}", data[key], why)
+        return super().from_dict(data, prefix)

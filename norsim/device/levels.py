@@ -84,3 +84,28 @@ def current_per_vth(model: CellModel, device: DeviceConfig, vth, *, h: float = 1
     """|dI/dV_th| at the read bias (central difference; I falls with V_th)."""
     return (read_current(model, device, np.asarray(vth) - h, **iv_kwargs)
             - read_current(model, device, np.asarray(vth) + h, **iv_kwargs)) / (2.0 * h)
+
+
+# EKV inversion-coefficient bounds of the regions (Enz, Krummenacher, Vittoz 1995)
+IC_WEAK_MAX = 0.1
+IC_STRONG_MIN = 10.0
+
+
+def inversion_coefficient(device: DeviceConfig, i_a=None, temperature_k: float | None = None):
+    """Inversion coefficient IC = I / I_spec of the floating-gate transistor carrying ``i_a``
+    (default: the top level's target current) at ``temperature_k`` (default the read one)."""
+    from norsim.device.iv import params_at_temperature
+
+    t = device.read.temperature_k if temperature_k is None else temperature_k
+    i = level_currents(device.levels)[-1] if i_a is None else np.asarray(i_a, dtype=np.float64)
+    return i / params_at_temperature(device.cell, t).i_spec
+
+
+def operating_region(device: DeviceConfig, temperature_k: float | None = None) -> str:
+    """Region of the top weight level at the read bias: 'subthreshold' (IC < 0.1, where
+    the exponential I-V and the subthreshold noise/temperature laws of this layer hold),
+    'moderate_inversion' (0.1-10) or 'strong_inversion' (IC > 10)."""
+    ic = float(inversion_coefficient(device, temperature_k=temperature_k))
+    if ic < IC_WEAK_MAX:
+        return "subthreshold"
+    return "moderate_inversion" if ic <= IC_STRONG_MIN else "strong_inversion"

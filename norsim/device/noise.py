@@ -6,11 +6,14 @@ White noise, bandwidth B = 1 / (2 t_read) of an integrate-for-t_read read:
 strong-inversion channel thermal noise with the inversion coefficient), with the EKV
 transconductance g_m = I / (n U_T) * 2 / (1 + sqrt(1 + 4 IC)) (floating-gate referred).
 1/f noise: S = K_f I^2 / f integrated from f_low to B: sigma^2 = K_f I^2 ln(B / f_low).
-RTN: each cell has ``rtn_traps_per_cell`` two-state traps; capture and emission times are
-log-uniform in [tau_min, tau_max], the V_th amplitude of a trap is exponential with mean
-rtn_mean_v (1 + gain (V_th - V_th,erased) / (V_th,max - V_th,erased)). An occupied trap
-raises V_th. Occupancy in equilibrium is tau_e / (tau_c + tau_e); after a time dt a trap in
-state s is occupied with probability p + (s - p) exp(-dt / tau), 1/tau = 1/tau_c + 1/tau_e.
+RTN: each cell has ``rtn_traps_per_cell`` trap sites, each holding an active two-state trap
+with probability ``rtn_trap_probability`` (an inactive site has amplitude 0); capture and
+emission times are log-uniform in [tau_min, tau_max] at rtn_t_ref_k and thermally activated,
+tau_x(T) = tau_x(T_ref) exp[(E_x / k)(1/T - 1/T_ref)] (x = capture, emission); the V_th
+amplitude of a trap is exponential with mean rtn_mean_v (1 + gain (V_th - V_th,erased) /
+(V_th,max - V_th,erased)). An occupied trap raises V_th. Occupancy in equilibrium is
+tau_e / (tau_c + tau_e); after a time dt a trap in state s is occupied with probability
+p + (s - p) exp(-dt / tau), 1/tau = 1/tau_c + 1/tau_e.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import numpy as np
 from norsim.device.config import CellConfig, NoiseConfig
 from norsim.device.iv import BOLTZMANN_J_PER_K, ELEMENTARY_CHARGE_C, CellModel
 from norsim.errors import InputError
+
+K_EV_PER_K = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
 
 
 def bandwidth_hz(t_read_s: float) -> float:
@@ -82,14 +87,39 @@ def rtn_mean_amplitude(vth, noise: NoiseConfig, cell: CellConfig) -> np.ndarray:
     return noise.rtn_mean_v * np.maximum(1.0 + noise.rtn_level_gain * frac, 0.0)
 
 
-def draw_rtn_traps(rng: np.random.Generator, shape, noise: NoiseConfig) -> RtnTraps:
-    """Draw the traps of ``shape`` cells (time constants, amplitudes, equilibrium states)."""
+def rtn_time_factor(temperature_k, ea_ev: float, t_ref_k: float):
+    """Arrhenius factor of a trap time constant: tau(T) / tau(T_ref) =
+    exp[(E_a / k)(1/T - 1/T_ref)] (longer when colder)."""
+    t = np.asarray(temperature_k, dtype=np.float64)
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise InputError("temperature_k", t.ravel()[0] if t.size else t, "a finite temperature > 0 K")
+    return np.exp(ea_ev / K_EV_PER_K * (1.0 / t - 1.0 / t_ref_k))
+
+
+def rtn_at_temperature(traps: RtnTraps, noise: NoiseConfig, from_k: float,
+                       to_k: float) -> RtnTraps:
+    """The same traps with capture / emission times moved from ``from_k`` to ``to_k``
+    (states kept; the next Markov step relaxes them to the new occupancy)."""
+    fc = rtn_time_factor(to_k, noise.rtn_ea_capture_ev, from_k)
+    fe = rtn_time_factor(to_k, noise.rtn_ea_emission_ev, from_k)
+    return RtnTraps(traps.unit_amp, traps.tau_c_s * fc, traps.tau_e_s * fe, traps.occupied)
+
+
+def draw_rtn_traps(rng: np.random.Generator, shape, noise: NoiseConfig,
+                   temperature_k: float | None = None) -> RtnTraps:
+    """Draw the traps of ``shape`` cells (time constants at ``temperature_k``, default
+    rtn_t_ref_k; amplitudes, 0 on inactive sites; equilibrium states)."""
     full = tuple(np.atleast_1d(shape)) + (noise.rtn_traps_per_cell,)
     lo, hi = np.log(noise.rtn_tau_min_s), np.log(noise.rtn_tau_max_s)
     tau_c = np.exp(rng.uniform(lo, hi, full))
     tau_e = np.exp(rng.uniform(lo, hi, full))
+    if temperature_k is not None and temperature_k != noise.rtn_t_ref_k:
+        tau_c = tau_c * rtn_time_factor(temperature_k, noise.rtn_ea_capture_ev, noise.rtn_t_ref_k)
+        tau_e = tau_e * rtn_time_factor(temperature_k, noise.rtn_ea_emission_ev, noise.rtn_t_ref_k)
     amp = rng.exponential(1.0, full)
     occ = rng.random(full) < tau_e / (tau_c + tau_e)
+    if noise.rtn_trap_probability < 1.0:  # drawn last: the draws above keep their stream
+        amp = np.where(rng.random(full) < noise.rtn_trap_probability, amp, 0.0)
     return RtnTraps(amp, tau_c, tau_e, occ)
 
 

@@ -905,7 +905,7 @@ def _program_once(rng: np.random.Generator, model: CellModel, device: DeviceConf
         vth0 = np.where(var.stuck == STUCK_ON, device.cell.vth_erased_v, vth0)
         vth0 = np.where(var.stuck == STUCK_OFF, device.cell.vth_max_v, vth0)
     vth0, soft = soft_program(rng, vth0, device, var.stuck)
-    traps = draw_rtn_traps(rng, shape, device.noise)
+    traps = draw_rtn_traps(rng, shape, device.noise, device.read.temperature_k)
     seeds = rng.integers(0, np.iinfo(np.int64).max, size=shape, dtype=np.int64).astype(np.uint64)
     law = _law(device, model)
     nt = device.noise.rtn_traps_per_cell

@@ -27,7 +27,8 @@ import numpy as np
 from norsim.config.sim import SimConfig
 from norsim.device.iv import cell_model
 from norsim.device.levels import read_current, target_current
-from norsim.device.noise import draw_rtn_traps, read_noise_sigma_a, rtn_mean_amplitude
+from norsim.device.noise import (advance_rtn, draw_rtn_traps, read_noise_sigma_a, rtn_at_temperature,
+                                 rtn_mean_amplitude, rtn_time_factor)
 from norsim.device.programming import program
 from norsim.device.retention import acceleration_factor, bake, draw_retention
 
@@ -361,6 +362,105 @@ def row_cost(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[R
                 f"failed {rep['failed']}", "-", "INFO", "", fig, rep)]
 
 
+def _rtn_swing(cfg: SimConfig, vth: np.ndarray, reads: int, seed: int) -> np.ndarray:
+    """Per-cell RTN Delta V_th: max - min of V_th over ``reads`` reads, traps advanced by
+    a log-uniform spread of waiting times (1 us - 100 s) between reads."""
+    dev = cfg.device
+    rng = np.random.default_rng(seed)
+    traps = draw_rtn_traps(rng, vth.shape, dev.noise, dev.read.temperature_k)
+    amp = rtn_mean_amplitude(vth, dev.noise, dev.cell)
+    lo, hi = np.inf * np.ones(vth.shape), -np.inf * np.ones(vth.shape)
+    for _ in range(reads):
+        d = amp * np.sum(traps.unit_amp * traps.occupied, axis=-1)
+        lo, hi = np.minimum(lo, d), np.maximum(hi, d)
+        traps = advance_rtn(traps, rng, float(10.0 ** rng.uniform(-6.0, 2.0)))
+    return hi - lo
+
+
+def row_rtn(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[Row]:
+    """RTN Delta V_th vs programmed level (Liao 2017: mean and spread grow with the level);
+    stationary occupancy and Arrhenius times against their closed forms."""
+    dev, nz = cfg.device, cfg.device.noise
+    m, i_lv, v_lv = _level_vth(cfg)
+    n = 2000 if quick else 10000
+    reads = 100 if quick else 300
+    # program levels across the V_th window as in Liao's multi-level cells (nor40's weight
+    # levels span only v_lv: a sliver of it); common random numbers across levels
+    vgrid = np.linspace(dev.cell.vth_erased_v, dev.cell.vth_max_v, 6)
+    mean, sd, frac = [], [], []
+    for v in vgrid:
+        sw = _rtn_swing(cfg, np.full(n, v), reads, seed)
+        mean.append(float(np.mean(sw)))
+        sd.append(float(np.std(sw)))
+        frac.append(float(np.mean(sw > 0)))
+    mean, sd = np.array(mean), np.array(sd)
+    grows = bool(np.all(np.diff(mean) > 0) and np.all(np.diff(sd) > 0))
+    w_lo, w_hi = (float(np.mean(_rtn_swing(cfg, np.full(n, v), reads, seed)))
+                  for v in (v_lv[0], v_lv[-1]))
+    fg = m.fg
+    rel = lambda dv: np.expm1(fg.alpha_g * dv / (fg.n * fg.u_t))  # noqa: E731 -- dI/I
+
+    # stationary occupancy of a two-state Markov chain, three temperatures
+    rng = np.random.default_rng(seed)
+    chains = 4000 if quick else 20000
+    occ_sim, occ_cf, arr_err = [], [], 0.0
+    temps = (233.15, 300.0, 358.15)
+    base = draw_rtn_traps(rng, (1,), nz)
+    tc0, te0 = 1.0e-3, 2.0e-3  # one trap at rtn_t_ref_k, copied to every chain
+    for t in temps:
+        traps = dataclasses.replace(base, unit_amp=np.ones((chains, 1)),
+                                    tau_c_s=np.full((chains, 1), tc0), tau_e_s=np.full((chains, 1), te0),
+                                    occupied=np.zeros((chains, 1), bool))
+        traps = rtn_at_temperature(traps, nz, nz.rtn_t_ref_k, t)
+        cf_c = tc0 * float(rtn_time_factor(t, nz.rtn_ea_capture_ev, nz.rtn_t_ref_k))
+        arr_err = max(arr_err, abs(float(traps.tau_c_s[0, 0]) / cf_c - 1.0))
+        acc = 0.0
+        for _ in range(60):
+            traps = advance_rtn(traps, rng, float(traps.tau_s[0, 0]) * 0.5)
+        for _ in range(40):
+            traps = advance_rtn(traps, rng, float(traps.tau_s[0, 0]) * 0.5)
+            acc += float(np.mean(traps.occupied))
+        occ_sim.append(acc / 40)
+        occ_cf.append(float(traps.p_occupied[0, 0]))
+    tol = TOLERANCES["closed_form_rel"]
+    occ_ok = all(abs(a / b - 1) <= tol for a, b in zip(occ_sim, occ_cf)) and arr_err <= 1e-12
+
+    def draw(ax):
+        ax.plot(vgrid, mean * 1e3, "o-", label="mean over cells (simulated, nor40)")
+        ax.plot(vgrid, sd * 1e3, "s--", label="standard deviation over cells")
+        ax.axvspan(v_lv[0], v_lv[-1], color="C1", alpha=0.3, label="nor40 weight levels 1-7")
+        ax.set_xlabel("programmed V_th, CG-referred (V)")
+        ax.set_ylabel("RTN Delta V_th, max - min of reads (mV)")
+        ax.set_ylim(bottom=0.0)
+        ax.legend(fontsize=8)
+    fig = _fig(out, "row7_rtn_vs_level", draw)
+    src = ("Liao et al., Chinese Physics B 26(1):018502 (2017), abstract only; exponential "
+           "amplitude in subthreshold: Compagnoni et al. (IEEE TED 2009) / core.ac.uk 6821213 "
+           "(abstracts)")
+    return [
+        Row("RTN Delta V_th vs level", src,
+            f"V_th {vgrid[0]:g} to {vgrid[-1]:g} V (6 program levels), {n} cells each, {reads} "
+            f"reads over 1 us-100 s waits, {dev.read.temperature_k:g} K",
+            "mean and spread grow with the level",
+            f"mean {mean[0] * 1e3:.2f} -> {mean[-1] * 1e3:.2f} mV, sd {sd[0] * 1e3:.2f} -> "
+            f"{sd[-1] * 1e3:.2f} mV", "both monotone in level", "CALIB" if grows else "FAIL",
+            f"calibration: the trend is rtn_level_gain (Liao 2017; magnitude not in the "
+            f"abstract, estimate); cells with RTN {np.mean(frac):.0%}; nor40 weight levels 1-7 "
+            f"(V_th {v_lv[0]:.2f}-{v_lv[-1]:.2f} V): mean swing {w_lo * 1e3:.2f} -> "
+            f"{w_hi * 1e3:.2f} mV, dI/I {rel(w_lo):.1%} -> {rel(w_hi):.1%}", fig,
+            {"vth_v": vgrid.tolist(), "mean_v": mean.tolist(), "sd_v": sd.tolist(),
+             "fraction_with_rtn": frac}),
+        Row("RTN stationary occupancy, Arrhenius times", "closed form: two-state Markov "
+            "chain p = tau_e / (tau_c + tau_e); tau(T) = tau(T_ref) exp[(E/k)(1/T - 1/T_ref)]",
+            f"{chains} chains of one trap (tau_c = 1 ms, tau_e = 2 ms at {nz.rtn_t_ref_k:g} K; "
+            f"E_c = {nz.rtn_ea_capture_ev:g} eV, E_e = {nz.rtn_ea_emission_ev:g} eV) at 233/300/358 K",
+            " / ".join(f"{p:.3f}" for p in occ_cf),
+            " / ".join(f"{p:.3f}" for p in occ_sim), f"+-{tol:.0%}; times exact",
+            "CLOSED" if occ_ok else "FAIL", f"Arrhenius rel. error {arr_err:.1e}", fig,
+            {"temps_k": list(temps), "simulated": occ_sim, "closed_form": occ_cf}),
+    ]
+
+
 def run_validation(cfg: SimConfig, out: str | Path | None = None, quick: bool = False,
                    seed: int = 0) -> list[Row]:
     """Run every row; figures into ``out`` (a folder) when given."""
@@ -374,6 +474,7 @@ def run_validation(cfg: SimConfig, out: str | Path | None = None, quick: bool = 
     rows += row_vmm(cfg, path, quick, seed)
     rows += row_retention(cfg, path, quick, seed)
     rows += row_granularity(cfg, path, quick, seed)
+    rows += row_rtn(cfg, path, quick, seed)
     rows += row_cost(cfg, path, quick, seed)
     return rows
 

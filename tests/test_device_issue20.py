@@ -1,0 +1,117 @@
+"""Issue 20 (nor40 anchored to silicon, 2 of 2): operating region, recalibrated RTN,
+per-cell temperature response, wear. Closed forms and limits only."""
+
+import numpy as np
+import pytest
+
+from norsim.config import load_preset
+from norsim.config.sim import SimConfig
+from norsim.device.config import DeviceConfig, NoiseConfig
+from norsim.device.iv import params_at_temperature
+from norsim.device.levels import inversion_coefficient, level_currents, operating_region
+from norsim.device.noise import (advance_rtn, draw_rtn_traps, rtn_at_temperature,
+                                 rtn_time_factor)
+from norsim.device.retention import K_EV_PER_K
+from norsim.errors import ConfigError
+
+NOISE = NoiseConfig()
+
+
+# ------------------------------------------------------------------ operating region -----
+def test_old_config_with_operating_region_fails_naming_the_change():
+    with pytest.raises(ConfigError, match="operating_region.*removed in issue 20"):
+        DeviceConfig.from_dict({"operating_region": "subthreshold"}, "device.")
+    text = load_preset("nor40").to_toml().replace("[device.cell]",
+                                                  "[device]\noperating_region = \"subthreshold\"\n\n[device.cell]", 1)
+    with pytest.raises(ConfigError, match="removed in issue 20"):
+        SimConfig.from_toml(text)
+
+
+def test_operating_region_follows_inversion_coefficient_of_top_level():
+    dev = load_preset("nor40").device
+    i_spec = params_at_temperature(dev.cell, dev.read.temperature_k).i_spec
+    ic = inversion_coefficient(dev)
+    assert ic == pytest.approx(level_currents(dev.levels)[-1] / i_spec, rel=1e-12)
+    assert ic < 0.1 and operating_region(dev) == dev.operating_region == "subthreshold"
+    top = (dev.levels.levels_per_cell - 1)
+    for ic_goal, region in ((0.05, "subthreshold"), (1.0, "moderate_inversion"),
+                            (50.0, "strong_inversion")):
+        d = dev.with_overrides([f"levels.i_unit_a={ic_goal * i_spec / top!r}",
+                                "levels.i_off_a=1e-15"])
+        assert operating_region(d) == region
+
+
+# ------------------------------------------------------------------------------- RTN -----
+def test_rtn_arrhenius_ratio_exact():
+    for ea in (0.0, 0.4, 0.9):
+        for t in (233.15, 300.0, 358.15):
+            assert rtn_time_factor(t, ea, 300.0) == pytest.approx(
+                np.exp(ea / K_EV_PER_K * (1 / t - 1 / 300.0)), rel=1e-14)
+    # drawn at 358 K vs at the reference: the same traps, times scaled exactly
+    cold = draw_rtn_traps(np.random.default_rng(3), (50,), NOISE)
+    hot = draw_rtn_traps(np.random.default_rng(3), (50,), NOISE, 358.15)
+    fc = rtn_time_factor(358.15, NOISE.rtn_ea_capture_ev, NOISE.rtn_t_ref_k)
+    fe = rtn_time_factor(358.15, NOISE.rtn_ea_emission_ev, NOISE.rtn_t_ref_k)
+    assert np.allclose(hot.tau_c_s / cold.tau_c_s, fc, rtol=1e-14)
+    assert np.allclose(hot.tau_e_s / cold.tau_e_s, fe, rtol=1e-14)
+    assert np.array_equal(hot.unit_amp, cold.unit_amp)
+    moved = rtn_at_temperature(cold, NOISE, NOISE.rtn_t_ref_k, 358.15)
+    assert np.allclose(moved.tau_c_s, hot.tau_c_s, rtol=1e-14)
+
+
+@pytest.mark.parametrize("temperature_k", [233.15, 300.0, 358.15])
+def test_rtn_occupancy_is_two_state_markov_stationary_distribution(temperature_k):
+    rng = np.random.default_rng(11)
+    n = 20000
+    traps = draw_rtn_traps(rng, (n,), NOISE.replace(rtn_traps_per_cell=1,
+                                                    rtn_trap_probability=1.0))
+    traps = traps.__class__(traps.unit_amp, np.full((n, 1), 1e-3), np.full((n, 1), 3e-3),
+                            np.zeros((n, 1), bool))  # all empty: far from equilibrium
+    traps = rtn_at_temperature(traps, NOISE, NOISE.rtn_t_ref_k, temperature_k)
+    tc, te = float(traps.tau_c_s[0, 0]), float(traps.tau_e_s[0, 0])
+    p = te / (tc + te)  # stationary distribution of the two-state chain
+    tau = tc * te / (tc + te)
+    traps = advance_rtn(traps, rng, 20 * tau)  # relaxed (exp(-20))
+    occ = []
+    for _ in range(20):
+        traps = advance_rtn(traps, rng, 2 * tau)
+        occ.append(traps.occupied.mean())
+    sem = np.sqrt(p * (1 - p) / n / 20)  # steps 2 tau apart: nearly independent
+    assert abs(np.mean(occ) - p) < 5 * sem + 1e-3
+    # and the one-step transition probability from an empty trap: p (1 - exp(-dt/tau))
+    empty = traps.__class__(traps.unit_amp, traps.tau_c_s, traps.tau_e_s,
+                            np.zeros((n, 1), bool))
+    step = advance_rtn(empty, rng, 0.5 * tau).occupied.mean()
+    q = p * (1 - np.exp(-0.5))
+    assert abs(step - q) < 5 * np.sqrt(q * (1 - q) / n)
+
+
+def test_rtn_occupancy_moves_with_temperature_by_the_activation_energies():
+    # E_e > E_c: emission slows faster than capture when cooling -> fuller traps when cold
+    cold = rtn_time_factor(233.15, 0.5, 300.0) / rtn_time_factor(233.15, 0.4, 300.0)
+    hot = rtn_time_factor(358.15, 0.5, 300.0) / rtn_time_factor(358.15, 0.4, 300.0)
+    assert cold > 1 > hot
+    n = NOISE.replace(rtn_ea_capture_ev=0.4, rtn_ea_emission_ev=0.4)  # equal: occupancy fixed
+    t0 = draw_rtn_traps(np.random.default_rng(1), (100,), n)
+    t1 = draw_rtn_traps(np.random.default_rng(1), (100,), n, 233.15)
+    assert np.allclose(t0.p_occupied, t1.p_occupied, rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_rtn_trap_occurrence_is_binomial(p):
+    noise = NOISE.replace(rtn_trap_probability=p, rtn_traps_per_cell=2)
+    n = 40000
+    traps = draw_rtn_traps(np.random.default_rng(5), (n,), noise)
+    with_trap = np.mean(np.any(traps.unit_amp > 0, axis=-1))
+    expect = 1 - (1 - p) ** 2
+    assert abs(with_trap - expect) <= 5 * np.sqrt(expect * (1 - expect) / n) + 1e-12
+    active = traps.unit_amp[traps.unit_amp > 0]
+    if active.size:  # the active amplitudes stay exponential(1)
+        assert np.mean(active) == pytest.approx(1.0, abs=5 / np.sqrt(active.size))
+
+
+def test_rtn_draw_keeps_stream_of_time_constants_and_states():
+    a = draw_rtn_traps(np.random.default_rng(9), (64,), NOISE.replace(rtn_trap_probability=1.0))
+    b = draw_rtn_traps(np.random.default_rng(9), (64,), NOISE.replace(rtn_trap_probability=0.5))
+    assert np.array_equal(a.tau_c_s, b.tau_c_s) and np.array_equal(a.occupied, b.occupied)
+    assert np.all((b.unit_amp == 0) | (b.unit_amp == a.unit_amp))
