@@ -321,6 +321,9 @@ ANDERSON_FALLBACK_DEPTH = 5  # Anderson history when plain sweeps stop contracti
 #: needs 2-4 where its sweeps converge; where they diverge it would spend all
 #: solver_max_iter steps: 19 s CPU on a 96 x 96 x100 case that Newton-Krylov solves in 0.05 s)
 REFERENCE_MAX_OUTER = 12
+#: sweeps per step the reference iteration gets there (Anderson mixing settles a
+#: contracting model in tens of sweeps; at 512 x 512 x100 it spent 34 s CPU failing)
+REFERENCE_MAX_SWEEPS = 60
 
 
 def _take(a, act, full):
@@ -448,7 +451,7 @@ class CircuitSolver:
         return tuple(np.moveaxis(t, -1, 0) for t in self._nominal_t(wl)[:3])
 
     # ------------------------------------------------------------------------ solve ----
-    def _inner(self, i_k, a_k, b_k, gd, gs, u_k, v_k, tol_inner):
+    def _inner(self, i_k, a_k, b_k, gd, gs, u_k, v_k, tol_inner, max_sweeps=None):
         """Solve the local-model fixed point of one Newton step (batch-last arrays; the
         source-line rises ``v`` per source-line node, (lines, C, B)).
 
@@ -477,7 +480,7 @@ class CircuitSolver:
         depth = w.anderson_depth if w.anderson_depth > 0 else ANDERSON_FALLBACK_DEPTH
         mixing = w.anderson_depth > 0
         res_prev = np.full(nb, np.inf)
-        for _ in range(w.solver_max_iter):
+        for _ in range(w.solver_max_iter if max_sweeps is None else max_sweeps):
             local_model_lines(i_k, a_k, b_k, gd, gs, x[:n_u].reshape(r, c, nb),
                               x[n_u:].reshape(lines, c, nb), u_k, v_k, lr, out=i_m)
             gx = np.empty_like(x)
@@ -628,6 +631,7 @@ class CircuitSolver:
 
     def _solve_reference(self, wl, index=None, max_outer=None) -> CircuitResult:
         w = self.wires
+        max_sweeps = None if max_outer is None else REFERENCE_MAX_SWEEPS
         max_outer = w.solver_max_iter if max_outer is None else min(max_outer,
                                                                     w.solver_max_iter)
         nb, r, c = wl.shape[0], self.rows, self.cols
@@ -664,7 +668,11 @@ class CircuitSolver:
             # step size that ends the iteration) buys nothing; later steps go to 0.1 tol
             tol_inner = 0.1 * (np.sqrt(tol * u_t) if outer == 1 else tol)
             u_new, v_new, i_m, res, sweeps = self._inner(ik, a_k, b_k, gdk, gsk, ua, va,
-                                                         tol_inner)
+                                                         tol_inner, max_sweeps)
+            if max_sweeps is not None and np.any(res > tol_inner):
+                raise ConvergenceError(
+                    f"circuit solve: the local-model sweeps did not settle in {max_sweeps} "
+                    "sweeps (loop gain above 1)")
             inner_total += sweeps
             na = act.size
             st = np.maximum(max_abs_diff_cols(u_new.reshape(-1, na), ua.reshape(-1, na)),
