@@ -115,3 +115,63 @@ def test_rtn_draw_keeps_stream_of_time_constants_and_states():
     b = draw_rtn_traps(np.random.default_rng(9), (64,), NOISE.replace(rtn_trap_probability=0.5))
     assert np.array_equal(a.tau_c_s, b.tau_c_s) and np.array_equal(a.occupied, b.occupied)
     assert np.all((b.unit_amp == 0) | (b.unit_amp == a.unit_amp))
+
+
+# ----------------------------------------------------------------------- temperature -----
+def test_n_of_t_linear_and_exact_at_reference():
+    cell = load_preset("nor40").device.cell
+    assert params_at_temperature(cell, cell.t_ref_k).n == cell.slope_factor_n
+    for t in (233.15, 358.15):
+        assert params_at_temperature(cell, t).n == pytest.approx(
+            cell.slope_factor_n * (1 + cell.n_tempco_per_k * (t - cell.t_ref_k)), rel=1e-14)
+
+
+def test_per_cell_dvth_dt_equals_a_vth_shift_in_subthreshold():
+    from norsim.device.iv import cell_model
+    from norsim.device.levels import read_current
+    from norsim.device.variation import draw_variation
+
+    dev = load_preset("nor40").device
+    var_cfg = dev.variation.replace(dvth_dt_sigma_v_per_k=2e-4, stuck_on_fraction=0.0,
+                                    stuck_off_fraction=0.0)
+    var = draw_variation(np.random.default_rng(2), (400,), var_cfg, dev.cell)
+    vth = np.full(400, 1.5)  # ~1 nA: weak inversion
+    for t in (233.15, 358.15):
+        m = cell_model(dev.cell, t)
+        kw = var.iv_kwargs(m)
+        shifted = dict(kw, beta=m.fg.beta * var.beta_factor)  # spread as an explicit V_th shift
+        i_beta = read_current(m, dev, vth, **kw)
+        i_shift = read_current(m, dev, vth + var.dvth_dt_v_per_k * (t - dev.cell.t_ref_k), **shifted)
+        assert np.allclose(i_beta, i_shift, rtol=2e-3)
+    # at the reference temperature the spread vanishes
+    m0 = cell_model(dev.cell, dev.cell.t_ref_k)
+    kw0 = var.iv_kwargs(m0)
+    assert np.array_equal(kw0["beta"], m0.fg.beta * var.beta_factor)
+    assert np.array_equal(kw0["n"], var.n)
+
+
+def test_dvth_dt_spread_keeps_the_other_draws():
+    from norsim.device.variation import draw_variation
+
+    dev = load_preset("nor40").device
+    a = draw_variation(np.random.default_rng(4), (30, 20), dev.variation.replace(dvth_dt_sigma_v_per_k=0.0), dev.cell)
+    b = draw_variation(np.random.default_rng(4), (30, 20), dev.variation, dev.cell)
+    assert a.dvth_dt_v_per_k is None and b.dvth_dt_v_per_k.shape == (30, 20)
+    for f in ("vth_offset_v", "n", "beta_factor", "dibl_eta", "stuck"):
+        assert np.array_equal(getattr(a, f), getattr(b, f))
+    assert np.std(b.dvth_dt_v_per_k) == pytest.approx(dev.variation.dvth_dt_sigma_v_per_k, rel=0.15)
+    sub = b.take((slice(0, 5), slice(0, 4)))
+    assert sub.dvth_dt_v_per_k.shape == (5, 4) and sub.t_ref_k == b.t_ref_k
+
+
+# ---------------------------------------------------------------------------- budget -----
+def test_budget_lists_issue20_effects_and_keeps_the_spread_only_in_its_row():
+    from norsim.experiments import budget as bud
+
+    full = load_preset().with_overrides({"device.read.temperature_k": 358.15})
+    assert "temperature_spread" in bud.EFFECTS and "rtn" in bud.EFFECTS
+    sp = bud.effect_config(full, "temperature_spread")
+    assert sp.device.variation.dvth_dt_sigma_v_per_k == full.device.variation.dvth_dt_sigma_v_per_k > 0
+    assert sp.device.variation.vth_sigma_v == 0 and sp.device.read.temperature_k == 358.15
+    t = bud.effect_config(full, "temperature")
+    assert t.device.variation.dvth_dt_sigma_v_per_k == 0

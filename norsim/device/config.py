@@ -32,6 +32,10 @@ class CellConfig(ConfigBase):
                            lo=1.0, hi=600.0)
     dvth_dt_v_per_k: float = param(-1.0e-3, "Temperature coefficient of the control-gate-"
                                    "referred threshold voltage.", unit="V/K", lo=-0.01, hi=0.01)
+    n_tempco_per_k: float = param(1.5e-4, "Relative temperature coefficient of the slope "
+                                  "factor: n(T) = n(T_ref) (1 + n_tempco_per_k (T - T_ref)), "
+                                  "for every cell (its own n from the D2D spread).", unit="1/K",
+                                  lo=-0.01, hi=0.01)
     mobility_exponent: float = param(1.5, "Mobility temperature exponent m: "
                                      "beta(T) = beta(T_ref) (T/T_ref)^-m.", lo=0.0, hi=3.0)
     # split-gate select transistor (ignored for stacked_gate)
@@ -270,6 +274,13 @@ class VariationConfig(ConfigBase):
     beta_sigma_rel: float = param(0.05, "D2D sigma of ln beta (log-normal).", lo=0.0, hi=1.0)
     dibl_sigma_rel: float = param(0.1, "D2D relative standard deviation of DIBL eta.",
                                   lo=0.0, hi=1.0)
+    dvth_dt_sigma_v_per_k: float = param(5.0e-5, "D2D standard deviation of the cell's V_th "
+                                         "temperature coefficient around dvth_dt_v_per_k: a "
+                                         "cell's V_th moves by its own (dvth_dt + delta) (T - "
+                                         "T_ref) (applied in the current as the equivalent "
+                                         "weak-inversion factor exp(-alpha_G delta (T - T_ref) / "
+                                         "(n U_T)) on beta; exact in subthreshold).",
+                                         unit="V/K", lo=0.0, hi=0.01)
     correlation_length_cells: float = param(0.0, "Spatial correlation length (Gaussian kernel "
                                             "sigma, in cell pitches) of the correlated part; 0 "
                                             "= uncorrelated.", unit="cells", lo=0.0, hi=1.0e4)

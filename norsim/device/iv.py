@@ -54,7 +54,8 @@ class FgParams:
 def params_at_temperature(cell: CellConfig, temperature_k: float) -> FgParams:
     u_t = thermal_voltage(temperature_k)
     beta = cell.beta_a_per_v2 * (temperature_k / cell.t_ref_k) ** (-cell.mobility_exponent)
-    return FgParams(n=cell.slope_factor_n, alpha_g=cell.alpha_g, dibl_eta=cell.dibl_eta,
+    n = max(cell.slope_factor_n * (1.0 + cell.n_tempco_per_k * (temperature_k - cell.t_ref_k)), 1.0)
+    return FgParams(n=n, alpha_g=cell.alpha_g, dibl_eta=cell.dibl_eta,
                     beta=beta, u_t=u_t, dvth=cell.dvth_dt_v_per_k * (temperature_k - cell.t_ref_k))
 
 

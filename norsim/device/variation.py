@@ -16,29 +16,47 @@ import numpy as np
 from scipy import ndimage
 
 from norsim.device.config import CellConfig, VariationConfig
-from norsim.device.iv import CellModel
+from norsim.device.iv import BOLTZMANN_J_PER_K, ELEMENTARY_CHARGE_C, CellModel
 from norsim.errors import InputError
 
 STUCK_NONE, STUCK_ON, STUCK_OFF = 0, 1, 2
+K_V_PER_K = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C  # U_T / T
 
 
 @dataclass
 class CellVariation:
-    """Per-cell device parameters of a population (arrays of the population's shape)."""
+    """Per-cell device parameters of a population (arrays of the population's shape).
+
+    ``n`` is each cell's slope factor at ``t_ref_k``; at another temperature it is scaled by
+    1 + ``n_tempco_per_k`` (T - t_ref_k). ``dvth_dt_v_per_k`` (None: 0) is each cell's
+    deviation from the nominal V_th temperature coefficient: its V_th shift delta (T - t_ref_k)
+    enters the current as the weak-inversion factor exp(-alpha_G delta (T - t_ref_k) / (n U_T))
+    on beta (exact in subthreshold, where I ~ I_S exp(alpha_G (V_cg - V_th) / (n U_T)))."""
 
     vth_offset_v: np.ndarray
     n: np.ndarray
     beta_factor: np.ndarray
     dibl_eta: np.ndarray
     stuck: np.ndarray  # int8: STUCK_NONE / STUCK_ON / STUCK_OFF
+    dvth_dt_v_per_k: np.ndarray | None = None
+    t_ref_k: float = 300.0
+    n_tempco_per_k: float = 0.0
 
     def iv_kwargs(self, model: CellModel) -> dict:
         """Per-cell keyword arguments of :meth:`CellModel.current` at the model's temperature."""
-        return {"n": self.n, "beta": model.fg.beta * self.beta_factor, "dibl_eta": self.dibl_eta}
+        dt = model.fg.u_t / K_V_PER_K - self.t_ref_k
+        n = self.n if dt == 0.0 or self.n_tempco_per_k == 0.0 else \
+            np.maximum(self.n * (1.0 + self.n_tempco_per_k * dt), 1.0)
+        beta = model.fg.beta * self.beta_factor
+        if self.dvth_dt_v_per_k is not None and dt != 0.0:
+            beta = beta * np.exp(-model.fg.alpha_g * self.dvth_dt_v_per_k * dt / (n * model.fg.u_t))
+        return {"n": n, "beta": beta, "dibl_eta": self.dibl_eta}
 
     def take(self, index) -> "CellVariation":
+        d = None if self.dvth_dt_v_per_k is None else self.dvth_dt_v_per_k[index]
         return CellVariation(self.vth_offset_v[index], self.n[index], self.beta_factor[index],
-                             self.dibl_eta[index], self.stuck[index])
+                             self.dibl_eta[index], self.stuck[index], d, self.t_ref_k,
+                             self.n_tempco_per_k)
 
 
 def _kernel_variance(length: float) -> float:
@@ -85,11 +103,15 @@ def draw_variation(rng: np.random.Generator, shape, var: VariationConfig,
     stuck = np.full(shape, STUCK_NONE, dtype=np.int8)
     stuck[u < var.stuck_on_fraction] = STUCK_ON
     stuck[(u >= var.stuck_on_fraction) & (u < var.stuck_on_fraction + var.stuck_off_fraction)] = STUCK_OFF
-    return CellVariation(vth, n, beta_factor, eta, stuck)
+    dvdt = None
+    if var.dvth_dt_sigma_v_per_k > 0:  # drawn last: the draws above keep their stream
+        dvdt = var.dvth_dt_sigma_v_per_k * normal_field(rng, shape, L, f)
+    return CellVariation(vth, n, beta_factor, eta, stuck, dvdt, cell.t_ref_k, cell.n_tempco_per_k)
 
 
 def no_variation(shape, cell: CellConfig) -> CellVariation:
     """Nominal parameters for every cell (no variation, no stuck cells)."""
     shape = tuple(np.atleast_1d(shape).astype(int))
     return CellVariation(np.zeros(shape), np.full(shape, cell.slope_factor_n), np.ones(shape),
-                         np.full(shape, cell.dibl_eta), np.zeros(shape, dtype=np.int8))
+                         np.full(shape, cell.dibl_eta), np.zeros(shape, dtype=np.int8), None,
+                         cell.t_ref_k, cell.n_tempco_per_k)

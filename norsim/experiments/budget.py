@@ -47,12 +47,17 @@ EFFECTS: dict[str, tuple[list[str], str | None, str]] = {
                       "D2D V_th/n/beta/DIBL variation and stuck cells, through ISPP"),
     "read_noise": (["array.noise.shot_enabled", "array.noise.cell_noise_enabled",
                     "array.noise.ktc_enabled"], None, "cell white + 1/f noise and kT/C noise per read"),
-    "rtn": (["array.noise.rtn_enabled"], None, "random telegraph noise"),
+    "rtn": (["array.noise.rtn_enabled"], None, "random telegraph noise (binomial trap "
+            "occurrence, level-dependent exponential amplitude, Arrhenius times; issue 20)"),
     "retention": (["mapping.programming", "mapping.retention_time_s",
                    "mapping.retention_temperature_k"], "program_placement",
                   "charge loss over the bake, on ISPP-placed cells"),
     "temperature": (["mapping.programming", "device.read.temperature_k"], "program_placement",
                     "read at the operating temperature, programmed at program_temperature_k"),
+    "temperature_spread": (["mapping.programming", "device.read.temperature_k",
+                            "device.variation.dvth_dt_sigma_v_per_k"], "temperature",
+                           "per-cell V_th temperature coefficient spread at the operating "
+                           "temperature (issue 20; zero at the programming temperature)"),
     "ir_drop": ([], None, "not modelled on the mapper's fast path (circuit mode only)"),
     "adc_quantisation": (["array.adc.bits", "array.adc.range_mode",
                           "array.adc.calibration_percentile"], None,
@@ -68,7 +73,8 @@ EFFECTS: dict[str, tuple[list[str], str | None, str]] = {
 _NO_VARIATION = {"device.variation.vth_sigma_v": 0.0, "device.variation.n_sigma_rel": 0.0,
                  "device.variation.beta_sigma_rel": 0.0, "device.variation.dibl_sigma_rel": 0.0,
                  "device.variation.stuck_on_fraction": 0.0,
-                 "device.variation.stuck_off_fraction": 0.0}
+                 "device.variation.stuck_off_fraction": 0.0,
+                 "device.variation.dvth_dt_sigma_v_per_k": 0.0}
 
 
 def _get(cfg: SimConfig, dotted: str):
@@ -92,7 +98,7 @@ def effect_config(full: SimConfig, effect: str) -> SimConfig | None:
     ideal = mapper.ideal_config(full)
     over = {f: _get(full, f) for f in fields if _get(full, f) is not None}
     if "mapping.programming" in over and effect != "d2d_variation":
-        over.update(_NO_VARIATION)
+        over.update({k: v for k, v in _NO_VARIATION.items() if k not in over})
     return ideal.with_overrides(over)
 
 
