@@ -11,8 +11,8 @@ from norsim.device.iv import (cell_model, ekv_current, ekv_current_numpy, therma
                               vth_for_current)
 from norsim.errors import InputError
 
-SPLIT = CellConfig()
-STACKED = CellConfig(cell_type="stacked_gate")
+SPLIT = CellConfig(n_tempco_per_k=0.0)  # kernel tests: the pre-n(T) numerics (n(T): test_device_issue20)
+STACKED = CellConfig(cell_type="stacked_gate", n_tempco_per_k=0.0)
 
 
 def _cg_swing(cell, temperature_k, vth=1.0):
@@ -32,7 +32,8 @@ def _cg_swing(cell, temperature_k, vth=1.0):
 @pytest.mark.parametrize("t", [233.0, 300.0, 358.0])
 def test_subthreshold_swing_matches_closed_form(cell, t):
     ss, m = _cg_swing(cell, t)
-    expected = np.log(10) * cell.slope_factor_n * thermal_voltage(t) / cell.alpha_g
+    n_t = cell.slope_factor_n * (1 + cell.n_tempco_per_k * (t - cell.t_ref_k))  # n(T)
+    expected = np.log(10) * n_t * thermal_voltage(t) / cell.alpha_g
     assert ss == pytest.approx(expected, rel=0.01)
 
 
