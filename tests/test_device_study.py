@@ -49,8 +49,9 @@ def test_swing_ratio_follows_temperature(study):
             * (1.380649e-23 * t / 1.602176634e-19) ** 2
         deep = (i > 1e-7 * i_spec) & (i < 1e-4 * i_spec)
         swings[t] = 1.0 / np.polyfit(v[deep], np.log10(i[deep]), 1)[0]
-    assert swings[358.0] / swings[233.0] == pytest.approx(358.0 / 233.0, rel=0.01)
-    assert swings[300.0] / swings[233.0] == pytest.approx(300.0 / 233.0, rel=0.01)
+    n_t = {t: 1 + c.n_tempco_per_k * (t - c.t_ref_k) for t in swings}  # n(T) / n(T_ref)
+    assert swings[358.0] / swings[233.0] == pytest.approx(358.0 * n_t[358.0] / (233.0 * n_t[233.0]), rel=0.01)
+    assert swings[300.0] / swings[233.0] == pytest.approx(300.0 * n_t[300.0] / (233.0 * n_t[233.0]), rel=0.01)
 
 
 def test_level_means_are_monotone(study):

@@ -34,6 +34,11 @@ def test_physics_rows_hold(rows):
     assert by["injection statistics"].status == "PASS"
     assert by["V_t loss 25 C / 90 C at 1000 h"].status == "CALIB"
     assert by["room-temperature hold, 1 day"].status == "BOUND"
+    # issue 20: RTN trend (Liao 2017, built into rtn_level_gain), Markov occupancy closed form
+    assert by["RTN Delta V_th vs level"].status == "CALIB"
+    assert by["RTN stationary occupancy, Arrhenius times"].status == "CLOSED"
+    drift = by["differential VMM drift 25-85 C"]
+    assert drift.status in ("BOUND", "FAIL") and drift.values["nominal"]
 
 
 def test_paper_cell_scales_area_quantities():
