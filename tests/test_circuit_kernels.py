@@ -316,7 +316,7 @@ def test_certified_error_bounds_the_true_distance(scale, layout):
     """After each sweep of a local model, the certified bound is >= the true distance of the
     iterate to the model's fixed point (found by sweeping to convergence)."""
     from norsim.array.circuit import wire_network
-    from norsim.array.circuit_kernels import _anchor_ingredients, certified_error
+    from norsim.array.circuit_kernels import RHO_MAX, _anchor_ingredients, certified_error
 
     cfg = load_preset("nor40")
     wires = cfg.array.wires.replace(sl_layout=layout).scaled(scale)
@@ -351,7 +351,7 @@ def test_certified_error_bounds_the_true_distance(scale, layout):
         true = max(np.abs(gu - us).max(), np.abs(gv - vs).max())
         if err < np.inf:
             assert true <= err * (1 + 1e-9) + 1e-18, (true, err)
-            assert rho <= 0.5
+            assert rho <= RHO_MAX
             checked += 1
         u, v = gu, gv
     if scale < 50:

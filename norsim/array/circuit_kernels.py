@@ -708,6 +708,9 @@ def _solve_sl(s, inv_den, cp, off, along_rows, out, strap):
         _chains_axis0(s, inv_den, cp, off, out)
 
 
+RHO_MAX = 2.0 / 3.0  # largest certified contraction: rho / (1 - rho) <= 2 (f's region)
+
+
 @numba.njit(cache=True)
 def certified_error(au, bu, av, bv, du, dv, dist_u, dist_v, amax, bmax):
     """Certified distance to the local model's fixed point after one sweep (inf if none).
@@ -718,11 +721,12 @@ def certified_error(au, bu, av, bv, du, dv, dist_u, dist_v, amax, bmax):
     B_u = max G_bl^-1 |b| I_k, A_v, B_v the same through G_sl^-1 S (G^-1 >= 0 elementwise),
     and f = exp(amax D_u + bmax D_v) bounds M / I_k on the region the argument needs: the
     ball of radius 2 res around the new iterate (res its step, du / dv its bit- / source-
-    line parts; dist_u / dist_v its distance from the anchor). If rho <= 1/2, T maps the
-    ball of radius rho res / (1 - rho) around the new iterate into itself (Banach), so the
+    line parts; dist_u / dist_v its distance from the anchor). If rho <= RHO_MAX (2/3), T maps
+    the ball of radius rho res / (1 - rho) around the new iterate into itself (Banach), so the
     fixed point lies there: bit-line drops within that radius, source-line rises within t
     times it. Several t are tried (each bound holds on its own); returns the smallest bound
-    and its rho ((inf, inf) when no t gives rho <= 1/2).
+    and its rho ((inf, inf) when no t gives rho <= RHO_MAX = 2/3: then the radius
+    rho res / (1 - rho) <= 2 res stays inside the region f was bounded on).
     """
     best = np.inf
     best_rho = np.inf
@@ -751,7 +755,7 @@ def certified_error(au, bu, av, bv, du, dv, dist_u, dist_v, amax, bmax):
         res = max(du, dv / t)
         f = np.exp(amax * (dist_u + 2.0 * res) + bmax * (dist_v + 2.0 * t * res))
         rho = f * max(au + t * bu, av / t + bv)
-        if rho <= 0.5:
+        if rho <= RHO_MAX:
             e = rho / (1.0 - rho) * res * max(1.0, t)
             if e < best:
                 best = e
@@ -1124,7 +1128,7 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
                         q = 1.0
                         if not (certified_error(au, bu, av, bv, 1.0, 1.0, 0.0, 0.0, 0.0,
                                                 0.0)[0] < np.inf):
-                            break  # rho > 1/2 even at the anchor: the reference path
+                            break  # rho > RHO_MAX even at the anchor: the reference path
                         err, rho = certified_error(au, bu, av, bv, du, dv, dist_u, dist_v,
                                                    amax, bmax)
                     if err <= tol_in:
