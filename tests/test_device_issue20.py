@@ -175,3 +175,47 @@ def test_budget_lists_issue20_effects_and_keeps_the_spread_only_in_its_row():
     assert sp.device.variation.vth_sigma_v == 0 and sp.device.read.temperature_k == 358.15
     t = bud.effect_config(full, "temperature")
     assert t.device.variation.dvth_dt_sigma_v_per_k == 0
+
+
+# ------------------------------------------------------------------------------ wear -----
+def test_wear_vanishes_fresh_and_follows_its_closed_forms():
+    from norsim.device.iv import cell_model
+    from norsim.device.noise import rtn_mean_amplitude, rtn_wear_factor
+    from norsim.device.programming import _law, wear_drive_loss_v
+
+    dev = load_preset("nor40").device
+    m = cell_model(dev.cell, 300.0)
+    fresh = dev.with_overrides(["retention.pe_cycles=0"])
+    law0 = _law(fresh, m)
+    assert wear_drive_loss_v(fresh) == 0.0 and rtn_wear_factor(fresh.noise, 0) == 1.0
+    assert law0.v0 == fresh.programming.inj_offset_v and law0.rtn_mean == fresh.noise.rtn_mean_v
+    worn = dev.with_overrides(["retention.pe_cycles=50000"])
+    law1 = _law(worn, m)
+    assert law1.v0 - law0.v0 == pytest.approx(0.5 * dev.programming.wear_drive_loss_v, rel=1e-12)
+    assert law1.rtn_mean / law0.rtn_mean == pytest.approx(1 + 0.5 * dev.noise.rtn_wear_gain, rel=1e-12)
+    v = np.array([0.0, 1.2])
+    assert np.allclose(rtn_mean_amplitude(v, dev.noise, dev.cell, 50000),
+                       rtn_mean_amplitude(v, dev.noise, dev.cell) * (1 + 0.5 * dev.noise.rtn_wear_gain))
+
+
+def test_wear_slows_ispp():
+    from norsim.device.iv import cell_model
+    from norsim.device.levels import target_current
+    from norsim.device.programming import program
+
+    dev = load_preset("nor40").device.with_overrides(["programming.two_way_tuning=false"])
+    m = cell_model(dev.cell, 300.0)
+    i_t = target_current(dev.levels, np.full(200, 3))
+    p = [program(np.random.default_rng(0), m, dev.with_overrides([f"retention.pe_cycles={c}"]),
+                 i_t).pulses.mean() for c in (0, 100000)]
+    # a drive loss dV shifts the ISPP staircase by about dV / step pulses
+    assert p[1] > p[0]
+    assert p[1] - p[0] == pytest.approx(dev.programming.wear_drive_loss_v / dev.programming.ispp_step_v, abs=1.0)
+
+
+def test_budget_wear_row_restores_cycles_others_fresh():
+    from norsim.experiments import budget as bud
+
+    full = load_preset()
+    assert bud.effect_config(full, "wear").device.retention.pe_cycles == full.device.retention.pe_cycles > 0
+    assert bud.effect_config(full, "program_placement").device.retention.pe_cycles == 0

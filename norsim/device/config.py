@@ -149,6 +149,11 @@ class ProgrammingConfig(ConfigBase):
                               "flagged for column repair.", lo=0, hi=10)
     tune_gain: float = param(1.0, "Fraction of the measured V_th error a model-based tuning "
                              "pulse aims to remove.", lo=0.0, hi=2.0, lo_open=True)
+    wear_drive_loss_v: float = param(0.05, "Program/erase wear of programming speed: "
+                                     "floating-gate drive lost to oxide-trapped electrons at "
+                                     "1e5 cycles (linear in retention.pe_cycles); it adds to "
+                                     "inj_offset_v, so the injection rate falls by "
+                                     "exp(-loss / inj_slope_v).", unit="V", lo=0.0, hi=5.0)
     program_current_a: float = param(5.0e-5, "Current drawn from the pump during a program "
                                      "pulse (per cell).", unit="A", lo=0.0, hi=1.0)
     program_voltage_v: float = param(4.5, "Voltage of the supply the program current is drawn "
@@ -241,6 +246,9 @@ class NoiseConfig(ConfigBase):
                                       "(as for capture); E_e != E_c moves the occupancy "
                                       "tau_e / (tau_c + tau_e) with temperature.", unit="eV",
                                       lo=0.0, hi=2.0)
+    rtn_wear_gain: float = param(1.0, "Program/erase wear of RTN: the mean RTN amplitude is "
+                                 "multiplied by 1 + rtn_wear_gain x pe_cycles / 1e5 "
+                                 "(retention.pe_cycles; 1e5 = rated endurance).", lo=0.0, hi=100.0)
     rtn_t_ref_k: float = param(300.0, "Temperature at which rtn_tau_min_s / rtn_tau_max_s "
                                "bound the (log-uniform) time constants.", unit="K", lo=1.0,
                                hi=1000.0)

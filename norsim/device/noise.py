@@ -81,10 +81,24 @@ class RtnTraps:
         return self.tau_c_s * self.tau_e_s / (self.tau_c_s + self.tau_e_s)
 
 
-def rtn_mean_amplitude(vth, noise: NoiseConfig, cell: CellConfig) -> np.ndarray:
-    """Mean RTN V_th amplitude of a cell at threshold ``vth`` (grows with program level)."""
+ENDURANCE_CYCLES = 1.0e5  # rated P/E endurance the wear coefficients refer to ([R] table)
+
+
+def rtn_wear_factor(noise: NoiseConfig, pe_cycles: float) -> float:
+    """Growth of the mean RTN amplitude after ``pe_cycles`` program/erase cycles:
+    1 + rtn_wear_gain x pe_cycles / 1e5."""
+    if not np.isfinite(pe_cycles) or pe_cycles < 0:
+        raise InputError("pe_cycles", pe_cycles, "a finite cycle count >= 0")
+    return 1.0 + noise.rtn_wear_gain * float(pe_cycles) / ENDURANCE_CYCLES
+
+
+def rtn_mean_amplitude(vth, noise: NoiseConfig, cell: CellConfig,
+                       pe_cycles: float = 0.0) -> np.ndarray:
+    """Mean RTN V_th amplitude of a cell at threshold ``vth`` (grows with program level and,
+    with ``pe_cycles`` (device.retention.pe_cycles), with wear)."""
     frac = (np.asarray(vth, dtype=np.float64) - cell.vth_erased_v) / (cell.vth_max_v - cell.vth_erased_v)
-    return noise.rtn_mean_v * np.maximum(1.0 + noise.rtn_level_gain * frac, 0.0)
+    mean = noise.rtn_mean_v * (rtn_wear_factor(noise, pe_cycles) if pe_cycles else 1.0)
+    return mean * np.maximum(1.0 + noise.rtn_level_gain * frac, 0.0)
 
 
 def rtn_time_factor(temperature_k, ea_ev: float, t_ref_k: float):
@@ -131,13 +145,15 @@ def advance_rtn(traps: RtnTraps, rng: np.random.Generator, dt_s: float) -> RtnTr
                     rng.random(prob.shape) < prob)
 
 
-def rtn_dvth(traps: RtnTraps, vth, noise: NoiseConfig, cell: CellConfig) -> np.ndarray:
+def rtn_dvth(traps: RtnTraps, vth, noise: NoiseConfig, cell: CellConfig,
+             pe_cycles: float = 0.0) -> np.ndarray:
     """V_th shift of each cell from its traps in their present states."""
-    return rtn_mean_amplitude(vth, noise, cell) * np.sum(traps.unit_amp * traps.occupied, axis=-1)
+    return (rtn_mean_amplitude(vth, noise, cell, pe_cycles)
+            * np.sum(traps.unit_amp * traps.occupied, axis=-1))
 
 
 def sample_rtn_read(rng: np.random.Generator, vth, noise: NoiseConfig, cell: CellConfig,
-                    traps: RtnTraps | None = None) -> np.ndarray:
+                    traps: RtnTraps | None = None, pe_cycles: float = 0.0) -> np.ndarray:
     """RTN V_th shift of each cell for one read (states drawn from equilibrium occupancy).
 
     With ``traps`` the cells keep their own amplitudes and time constants; without, traps are
@@ -150,4 +166,4 @@ def sample_rtn_read(rng: np.random.Generator, vth, noise: NoiseConfig, cell: Cel
     elif traps.unit_amp.shape[:-1] != vth.shape:
         raise InputError("traps", traps.unit_amp.shape, f"traps for cells of shape {vth.shape}")
     occ = rng.random(traps.unit_amp.shape) < traps.p_occupied
-    return rtn_mean_amplitude(vth, noise, cell) * np.sum(traps.unit_amp * occ, axis=-1)
+    return rtn_mean_amplitude(vth, noise, cell, pe_cycles) * np.sum(traps.unit_amp * occ, axis=-1)

@@ -316,11 +316,22 @@ class _Law:
     tune_gain: float = 1.0
 
 
+def wear_drive_loss_v(device: DeviceConfig) -> float:
+    """Floating-gate drive lost to wear: wear_drive_loss_v x pe_cycles / 1e5 (issue 20)."""
+    from norsim.device.noise import ENDURANCE_CYCLES
+
+    return device.programming.wear_drive_loss_v * device.retention.pe_cycles / ENDURANCE_CYCLES
+
+
 def _law(device: DeviceConfig, model: CellModel) -> _Law:
+    from norsim.device.noise import rtn_wear_factor
+
     p, nz, c = device.programming, device.noise, device.cell
-    return _Law(model.fg.alpha_g, p.inj_rate_v_per_s, p.inj_offset_v, p.inj_slope_v,
-                p.pulse_width_s, p.dv_per_electron_v, p.ispp_start_v, p.ispp_step_v,
-                p.max_pulses, p.pulse_width_s + verify_window_s(device), nz.rtn_mean_v,
+    cyc = device.retention.pe_cycles
+    return _Law(model.fg.alpha_g, p.inj_rate_v_per_s, p.inj_offset_v + wear_drive_loss_v(device),
+                p.inj_slope_v, p.pulse_width_s, p.dv_per_electron_v, p.ispp_start_v, p.ispp_step_v,
+                p.max_pulses, p.pulse_width_s + verify_window_s(device),
+                nz.rtn_mean_v * rtn_wear_factor(nz, cyc),
                 nz.rtn_level_gain, c.vth_erased_v, c.vth_max_v - c.vth_erased_v,
                 p.verify_rtn, p.two_way_tuning, p.tune_step_v, p.tune_tolerance_rel,
                 p.tune_max_pulses, p.tune_adaptive, p.tune_gain)

@@ -201,7 +201,7 @@ def _vmm_precision(cfg: SimConfig, seed: int, n_vec: int) -> float:
     res = program(rng, m, dev, i_t)
     vth = bake(rng, res.vth, HOUR_S, 300.0, dev.retention, dev.cell)
     traps = draw_rtn_traps(rng, i_t.shape, dev.noise)
-    rtn = (rtn_mean_amplitude(vth, dev.noise, dev.cell)
+    rtn = (rtn_mean_amplitude(vth, dev.noise, dev.cell, dev.retention.pe_cycles)
            * np.sum(traps.unit_amp * traps.occupied, axis=-1))
     i_read = read_current(m, dev, vth + rtn)
     sig = read_noise_sigma_a(i_read, m, dev.noise, dev.read.temperature_k, dev.read.t_read_s)
@@ -371,7 +371,7 @@ def _rtn_swing(cfg: SimConfig, vth: np.ndarray, reads: int, seed: int) -> np.nda
     dev = cfg.device
     rng = np.random.default_rng(seed)
     traps = draw_rtn_traps(rng, vth.shape, dev.noise, dev.read.temperature_k)
-    amp = rtn_mean_amplitude(vth, dev.noise, dev.cell)
+    amp = rtn_mean_amplitude(vth, dev.noise, dev.cell, dev.retention.pe_cycles)
     lo, hi = np.inf * np.ones(vth.shape), -np.inf * np.ones(vth.shape)
     for _ in range(reads):
         d = amp * np.sum(traps.unit_amp * traps.occupied, axis=-1)
@@ -542,6 +542,51 @@ def row_temperature(cfg: SimConfig, out: Path | None, quick: bool, seed: int) ->
                  "nominal": bare.tolist()})]
 
 
+def row_wear(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[Row]:
+    """P/E cycles acting on programming speed, RTN and the retention tail (INFO: no
+    numbers published in the stored sources)."""
+    from norsim.device.noise import rtn_wear_factor
+    from norsim.device.retention import tail_fraction
+
+    dev = cfg.device
+    m = cell_model(dev.cell, dev.read.temperature_k)
+    n = 512 if quick else 4096
+    lv = np.random.default_rng(seed).integers(1, dev.levels.levels_per_cell, n)
+    i_t = target_current(dev.levels, lv)
+    cycles = np.array([0.0, 1e3, 1e4, 3e4, 1e5])
+    pulses, rtn, tail = [], [], []
+    for c in cycles:
+        d = dev.with_overrides([f"retention.pe_cycles={int(c)}"])
+        r = program(np.random.default_rng(seed + 1), m, d, i_t)
+        pulses.append(float(np.mean(r.pulses - r.tune_pulses)))
+        rtn.append(rtn_wear_factor(d.noise, c) * d.noise.rtn_mean_v)
+        tail.append(tail_fraction(d.retention))
+
+    def draw(ax):
+        ax.semilogx(np.maximum(cycles, 100.0), pulses, "o-", label="ISPP pulses per cell (left)")
+        ax.set_xlabel("program/erase cycles (count; 0 drawn at 100)")
+        ax.set_ylabel("ISPP pulses per cell (count)")
+        ax2 = ax.twinx()
+        ax2.semilogx(np.maximum(cycles, 100.0), np.array(rtn) * 1e3, "s--", color="C1",
+                     label="mean RTN amplitude, erased level (right)")
+        ax2.set_ylabel("mean RTN amplitude (mV)")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    fig = _fig(out, "row9_wear", draw)
+    src = ("no wear numbers in the stored sources: cycling changes RTN traps (IEEE EDL 2007, "
+           "doi:10.1109/LED.2007.910776, abstract: qualitative); cycling-activated retention "
+           "tail (Hoefler et al., IRPS 2002, abstract); endurance 1e5 ([R])")
+    return [Row("wear: pulses, RTN, retention tail vs P/E cycles", src,
+                f"{n} cells, levels 1-7, ISPP from erase at 0 / 1e3 / 1e4 / 3e4 / 1e5 cycles",
+                "no data", f"ISPP {pulses[0]:.1f} -> {pulses[-1]:.1f} pulses, RTN "
+                f"{rtn[0] * 1e3:.2f} -> {rtn[-1] * 1e3:.2f} mV, tail {tail[0]:.0e} -> {tail[-1]:.0e}",
+                "-", "INFO", "estimates: wear_drive_loss_v, rtn_wear_gain, "
+                "tail_fraction_per_cycle (docs/parameters.md)", fig,
+                {"cycles": cycles.tolist(), "ispp_pulses": pulses, "rtn_mean_v": rtn,
+                 "tail_fraction": tail})]
+
+
 def run_validation(cfg: SimConfig, out: str | Path | None = None, quick: bool = False,
                    seed: int = 0) -> list[Row]:
     """Run every row; figures into ``out`` (a folder) when given."""
@@ -557,6 +602,7 @@ def run_validation(cfg: SimConfig, out: str | Path | None = None, quick: bool = 
     rows += row_granularity(cfg, path, quick, seed)
     rows += row_rtn(cfg, path, quick, seed)
     rows += row_temperature(cfg, path, quick, seed)
+    rows += row_wear(cfg, path, quick, seed)
     rows += row_cost(cfg, path, quick, seed)
     return rows
 

@@ -58,6 +58,10 @@ EFFECTS: dict[str, tuple[list[str], str | None, str]] = {
                             "device.variation.dvth_dt_sigma_v_per_k"], "temperature",
                            "per-cell V_th temperature coefficient spread at the operating "
                            "temperature (issue 20; zero at the programming temperature)"),
+    "wear": (["mapping.programming", "device.retention.pe_cycles"], "program_placement",
+             "program/erase wear (device.retention.pe_cycles): slower ISPP, larger verify RTN, "
+             "larger fast-leaking retention tail (issue 20); the other programmed rows use "
+             "fresh cells"),
     "ir_drop": ([], None, "not modelled on the mapper's fast path (circuit mode only)"),
     "adc_quantisation": (["array.adc.bits", "array.adc.range_mode",
                           "array.adc.calibration_percentile"], None,
@@ -74,7 +78,8 @@ _NO_VARIATION = {"device.variation.vth_sigma_v": 0.0, "device.variation.n_sigma_
                  "device.variation.beta_sigma_rel": 0.0, "device.variation.dibl_sigma_rel": 0.0,
                  "device.variation.stuck_on_fraction": 0.0,
                  "device.variation.stuck_off_fraction": 0.0,
-                 "device.variation.dvth_dt_sigma_v_per_k": 0.0}
+                 "device.variation.dvth_dt_sigma_v_per_k": 0.0,
+                 "device.retention.pe_cycles": 0}
 
 
 def _get(cfg: SimConfig, dotted: str):
