@@ -171,11 +171,14 @@ spread follows.
 
 ## Retention tails
 
-After programming, charge leaks: `dV_th = -A ln(1 + AF(T) t / tau0)`, with `A` log-normal
-across cells and growing with the stored charge, and an Arrhenius acceleration
-`AF(T) = exp(Ea/k (1/T_ref - 1/T))` (Ea = 1.1 eV for intrinsic loss). A small fraction of
-cells leaks much faster (defect-assisted, lower activation energy); that fraction grows with
-program/erase cycling. The median shift is a slow log-time drift; the accuracy risk is the
+After programming, charge relaxes towards the neutral V_th (no net floating-gate charge):
+`dV_th = -A (V_th - V_th,n) ln(1 + AF(T) t / tau0)`, with t counted from the end of
+programming, `A` log-normal across cells, the loss proportional to the stored charge and
+of its sign (cells above V_th,n lose V_th, cells below gain; none crosses it), and an
+Arrhenius acceleration `AF(T) = exp(Ea/k (1/T_ref - 1/T))` (Ea = 1.1 eV for intrinsic
+loss). A small fraction of cells leaks much faster (defect-assisted, lower activation
+energy); that fraction grows with program/erase cycling. Sources and estimates of each
+parameter: docs/parameters.md. The median shift is a slow log-time drift; the accuracy risk is the
 **tail**: the survival function below shows the fraction of top-level cells whose V_th fell
 by more than x after a bake at 85 °C.
 '''),
@@ -214,11 +217,13 @@ ax[1].set(xlabel="weight level", ylabel="read current / target (at 300 K)", ysca
 ax[1].legend(fontsize=8)
 fig.tight_layout()'''),
     md('''
-Charge loss lowers V_th, so a programmed cell conducts **more** current after a bake: in
-subthreshold a V_th loss δ multiplies the current by `exp(δ alpha_G / (n U_T))`, so the ~85 mV
-median loss of a 10-year bake at 85 °C is a several-fold current error. Cells that store more
-charge (the low-current levels, higher V_th) lose more (`charge_gain`), and the log-normal
-spread of A turns the common drift into a level-dependent spread. Cycling multiplies the fast-leaking tail, which is what a 10-year
+Charge loss lowers the V_th of cells programmed above the neutral V_th, so they conduct
+**more** current after a bake: in subthreshold a V_th loss δ multiplies the current by
+`exp(δ alpha_G / (n U_T))`. Under the preset's law (issue 16: about 0.3 mV per decade of
+time per volt above neutral) a 10-year bake at 85 °C moves a level's read current by about
+2 % (docs/validation.md, row '10 years at 85 C'), and cells that store more charge (higher V_th) move
+more; the log-normal spread of A turns the common drift into a level-dependent spread.
+Cycling multiplies the fast-leaking tail, which is what a 10-year
 specification has to survive; notebook 2 shows what these shifts do to a network's accuracy.
 '''),
     code(FOOTER),
