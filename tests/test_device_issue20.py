@@ -219,3 +219,35 @@ def test_budget_wear_row_restores_cycles_others_fresh():
     full = load_preset()
     assert bud.effect_config(full, "wear").device.retention.pe_cycles == full.device.retention.pe_cycles > 0
     assert bud.effect_config(full, "program_placement").device.retention.pe_cycles == 0
+
+
+# --------------------------------------------------------------------------- disturb -----
+def test_disturb_vanishes_at_zero_inhibit_stress_and_follows_fowler_nordheim():
+    from norsim.device.disturb import dv_per_pulse, wl_stress_ox_v
+    from norsim.device.iv import ELEMENTARY_CHARGE_C
+
+    dev = load_preset("nor40").device
+    d, p = dev.disturb, dev.programming
+    assert dv_per_pulse(wl_stress_ox_v(d.bl_inhibit_v, dev), dev) == 0.0  # V_pgm = inhibit
+    assert dv_per_pulse(-1.0, dev) == 0.0
+    v_ox = 8.0
+    e = v_ox / (d.tunnel_oxide_nm * 1e-9)
+    j = d.fn_a_a_per_v2 * e**2 * np.exp(-d.fn_b_v_per_cm * 100 / e)
+    cf = j * d.tunnel_area_um2 * 1e-12 * p.pulse_width_s * p.dv_per_electron_v / ELEMENTARY_CHARGE_C
+    assert dv_per_pulse(v_ox, dev) == pytest.approx(cf, rel=1e-12)
+    v = np.linspace(0.5, 12, 20)
+    assert np.all(np.diff(dv_per_pulse(v, dev)) > 0)
+
+
+def test_tuning_disturb_matches_pulse_by_pulse_twin():
+    from norsim.device.disturb import tuning_disturb, tuning_disturb_loops
+
+    # a thin oxide so the disturb is large enough to compare
+    dev = load_preset("nor40").device.with_overrides(["disturb.tunnel_oxide_nm=4.0"])
+    k = np.random.default_rng(8).integers(0, 60, (5, 7))
+    fast, twin = tuning_disturb(k, dev), tuning_disturb_loops(k, dev)
+    assert np.max(np.abs(twin)) > 1e-6
+    assert np.allclose(fast, twin, rtol=1e-10, atol=1e-18)
+    assert np.all(fast[-1, -1] == 0.0)  # the last cell tuned sees nothing after its verify
+    zero = dev.with_overrides(["disturb.bl_stress_v=0.0", "disturb.bl_inhibit_v=30.0"])
+    assert np.all(tuning_disturb(k, zero) == 0.0)  # no stress, no disturb

@@ -301,6 +301,32 @@ class VariationConfig(ConfigBase):
                                       "(V_th = vth_max_v).", lo=0.0, hi=1.0)
 
 
+@dataclass
+class DisturbConfig(ConfigBase):
+    """Program disturb of half-selected cells during array tuning (issue 20): Fowler-Nordheim
+    tunnelling through the tunnel oxide, J = A E^2 exp(-B / E), E = coupled stress / t_ox
+    (zero at zero stress); dV_th per pulse = J x tunnel area x pulse width / C_CG with
+    C_CG = q / programming.dv_per_electron_v."""
+
+    bl_inhibit_v: float = param(1.8, "Bit-line inhibit voltage of unselected columns during a "
+                                "program pulse: a cell on the pulsed word line sees the gate "
+                                "stress V_pgm - bl_inhibit_v (coupled by alpha_G).", unit="V",
+                                lo=0.0, hi=30.0)
+    bl_stress_v: float = param(4.5, "Drain-to-gate stress of a bit-line half-selected cell "
+                               "(word line off) during a pulse on its column.", unit="V",
+                               lo=0.0, hi=30.0)
+    bl_coupling: float = param(0.9, "Fraction of the bit-line stress across the tunnel oxide "
+                               "(1 - drain coupling to the floating gate).", lo=0.0, hi=1.0)
+    tunnel_oxide_nm: float = param(9.0, "Tunnel-oxide thickness.", unit="nm", lo=1.0,
+                                   hi=100.0)
+    tunnel_area_um2: float = param(0.01, "Tunnelling area of the floating gate.", unit="um^2",
+                                   lo=0.0, hi=100.0)
+    fn_a_a_per_v2: float = param(1.25e-6, "Fowler-Nordheim pre-factor A.", unit="A/V^2",
+                                 lo=0.0, hi=1.0)
+    fn_b_v_per_cm: float = param(2.54e8, "Fowler-Nordheim slope B.", unit="V/cm", lo=0.0,
+                                 hi=1.0e10)
+
+
 # fields of DeviceConfig removed by issue 20, with what replaced them
 _DEVICE_REMOVED = {
     "operating_region": "no such field (removed in issue 20: no code read it) -- the operating "
@@ -323,6 +349,8 @@ class DeviceConfig(ConfigBase):
     noise: NoiseConfig = section(NoiseConfig, "Read noise of the cell current.")
     variation: VariationConfig = section(VariationConfig, "Device-to-device variation and "
                                          "stuck cells.")
+    disturb: DisturbConfig = section(DisturbConfig, "Program disturb of half-selected cells "
+                                     "during array tuning.")
 
     @property
     def operating_region(self) -> str:

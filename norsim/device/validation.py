@@ -587,6 +587,60 @@ def row_wear(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[R
                  "tail_fraction": tail})]
 
 
+def row_disturb(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[Row]:
+    """Program disturb vs pulse count (closed form) and an array-tuning study: the final map
+    of a row-major tuned array with and without the disturb of later neighbours."""
+    from norsim.device.disturb import (bl_stress_ox_v, dv_per_pulse, staircase_dose,
+                                       tuning_disturb, wl_stress_ox_v)
+
+    dev = cfg.device
+    p = dev.programming
+    # a word-line half-selected cell under repeated pulses at the top of the staircase
+    v_top = p.ispp_start_v + p.ispp_step_v * p.max_pulses
+    per = float(dv_per_pulse(wl_stress_ox_v(v_top, dev), dev))
+    n_pulses = np.array([0, 10, 100, 1000, 10000])
+    sim = np.cumsum(np.concatenate([[0.0], np.full(int(n_pulses[-1]), per)]))[n_pulses]
+    ok = bool(np.allclose(sim, n_pulses * per, rtol=TOLERANCES["closed_form_rel"], atol=0.0))
+    zero = float(dv_per_pulse(wl_stress_ox_v(dev.disturb.bl_inhibit_v, dev), dev))
+    # array-tuning study
+    side = 32 if quick else 64
+    m = cell_model(dev.cell, dev.read.temperature_k)
+    lv = np.random.default_rng(seed).integers(0, dev.levels.levels_per_cell, (side, side))
+    i_t = target_current(dev.levels, lv)
+    r = program(np.random.default_rng(seed + 1), m, dev, i_t)
+    shift = tuning_disturb(r.pulses, dev)
+    on = lv > 0
+    rel = lambda v: np.abs(read_current(m, dev, v) / i_t - 1.0)[on]  # noqa: E731
+    err0, err1 = float(np.mean(rel(r.vth))), float(np.mean(rel(r.vth + shift)))
+    # 256 x 256: the first cell receives 255 row and 255 column neighbours (mean pulses)
+    k_mean = int(round(float(np.mean(r.pulses))))
+    worst256 = 255 * (float(staircase_dose(np.array([k_mean]), dev)[0])
+                      - k_mean * float(dv_per_pulse(bl_stress_ox_v(dev), dev)))
+
+    def draw(ax):
+        im = ax.imshow(shift * 1e3, cmap="viridis", origin="upper")
+        cb = ax.figure.colorbar(im, ax=ax)
+        cb.set_label("V_th shift from later neighbours (mV)")
+        ax.set_xlabel("column (cell index)")
+        ax.set_ylabel("row (cell index)")
+        ax.grid(False)
+    fig = _fig(out, "row10_program_disturb", draw)
+    return [Row("program disturb vs pulse count", "no disturb magnitude in the stored sources "
+                "(WTM2101 'anti-program-disturb array', research notes 3.4); Fowler-Nordheim "
+                "(Lenzlinger & Snow 1969, recalled); closed form",
+                f"word-line half-selected cell, V_pgm {v_top:.1f} V (top of the staircase), "
+                f"inhibit {dev.disturb.bl_inhibit_v:g} V, 0-1e4 pulses",
+                f"N x {per * 1e6:.3g} uV; 0 at zero stress",
+                " / ".join(f"{x * 1e3:.3g}" for x in sim) + " mV",
+                f"+-{TOLERANCES['closed_form_rel']:.0%}", "CLOSED" if ok and zero == 0.0 else "FAIL",
+                f"array-tuning study {side} x {side}, row-major ISPP + tuning: level 1-7 map error "
+                f"{err0:.2%} -> {err1:.2%} with disturb (max |shift| "
+                f"{np.max(np.abs(shift)) * 1e3:.3g} mV); 256 x 256 first cell ~{worst256 * 1e3:.2g} mV "
+                "(mean pulse count); every magnitude an estimate", fig,
+                {"pulses": n_pulses.tolist(), "shift_v": sim.tolist(), "map_error": [err0, err1],
+                 "max_shift_v": float(np.max(np.abs(shift)))})]
+
+
 def run_validation(cfg: SimConfig, out: str | Path | None = None, quick: bool = False,
                    seed: int = 0) -> list[Row]:
     """Run every row; figures into ``out`` (a folder) when given."""
@@ -603,6 +657,7 @@ def run_validation(cfg: SimConfig, out: str | Path | None = None, quick: bool = 
     rows += row_rtn(cfg, path, quick, seed)
     rows += row_temperature(cfg, path, quick, seed)
     rows += row_wear(cfg, path, quick, seed)
+    rows += row_disturb(cfg, path, quick, seed)
     rows += row_cost(cfg, path, quick, seed)
     return rows
 

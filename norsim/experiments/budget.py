@@ -62,6 +62,9 @@ EFFECTS: dict[str, tuple[list[str], str | None, str]] = {
              "program/erase wear (device.retention.pe_cycles): slower ISPP, larger verify RTN, "
              "larger fast-leaking retention tail (issue 20); the other programmed rows use "
              "fresh cells"),
+    "program_disturb": ([], None, "not applied on the mapper's path: half-selected cells' "
+                        "Fowler-Nordheim disturb during row-major tuning is a device-layer model "
+                        "(norsim.device.disturb, validate-device row; negligible for nor40)"),
     "ir_drop": ([], None, "not modelled on the mapper's fast path (circuit mode only)"),
     "adc_quantisation": (["array.adc.bits", "array.adc.range_mode",
                           "array.adc.calibration_percentile"], None,
