@@ -92,7 +92,8 @@ def _fig(out: Path | None, name: str, draw) -> str:
 
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     draw(ax)
-    ax.grid(alpha=0.3)
+    if not ax.images:  # no grid over maps
+        ax.grid(alpha=0.3)
     FIGURE_PROBLEMS[name] = figstyle.audit(fig)  # units on every numeric axis
     path = figstyle.save(fig, out / f"{name}.png", dpi=110)
     return str(path)
@@ -618,12 +619,12 @@ def row_disturb(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> lis
                       - k_mean * float(dv_per_pulse(bl_stress_ox_v(dev), dev)))
 
     def draw(ax):
-        im = ax.imshow(shift * 1e3, cmap="viridis", origin="upper")
+        big = np.max(np.abs(shift)) >= 1e-6  # mV scale, else fV (nor40: ~1e-14 V)
+        im = ax.imshow(shift * (1e3 if big else 1e15), cmap="viridis", origin="upper")
         cb = ax.figure.colorbar(im, ax=ax)
-        cb.set_label("V_th shift from later neighbours (mV)")
+        cb.set_label(f"V_th shift from later neighbours ({'mV' if big else 'fV'})")
         ax.set_xlabel("column (cell index)")
         ax.set_ylabel("row (cell index)")
-        ax.grid(False)
     fig = _fig(out, "row10_program_disturb", draw)
     return [Row("program disturb vs pulse count", "no disturb magnitude in the stored sources "
                 "(WTM2101 'anti-program-disturb array', research notes 3.4); Fowler-Nordheim "
