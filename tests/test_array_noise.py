@@ -22,6 +22,7 @@ from _array_helpers import ideal_cfg
 N = 100_000
 NOISY = ["array.noise.shot_enabled=true", "array.noise.ktc_enabled=true",
          "array.noise.rtn_enabled=true", "device.noise.rtn_traps_per_cell=2",
+         "device.noise.rtn_trap_probability=1.0",  # every trap site active (mechanics test)
          "device.noise.rtn_tau_min_s=1e-12", "device.noise.rtn_tau_max_s=2e-12",  # iid per multiply
          "device.noise.rtn_mean_v=0.003", "array.encoding.input_bits=1",
          "array.adc.step_integer_units=false"]
@@ -98,6 +99,7 @@ def test_gaussian_rtn_stand_in_is_rejected_with_few_active_rows():
 def test_rtn_is_frozen_across_the_bit_serial_cycles_of_one_multiply():
     cfg = ideal_cfg(4, adc_bits=24, extra=["array.noise.rtn_enabled=true",
                                            "device.noise.rtn_traps_per_cell=1",
+                                           "device.noise.rtn_trap_probability=1.0",
                                            "device.noise.rtn_tau_min_s=1e-12",
                                            "device.noise.rtn_tau_max_s=2e-12",
                                            "device.noise.rtn_mean_v=0.01",
