@@ -79,8 +79,10 @@ def make_rtn(device_cfg, vth: np.ndarray, t_multiply_s: float, rng: np.random.Ge
     if t == 0:
         z = np.zeros((0, 0))
         return RtnCells(np.zeros(0, np.int64), np.zeros(0, np.int64), z, z, z, np.zeros((0, 0), np.int64))
-    traps = draw_rtn_traps(rng, vth.shape, noise)
-    amp = rtn_mean_amplitude(vth, noise, device_cfg.cell)[..., None] * traps.unit_amp
+    # time constants at the read temperature (Arrhenius), amplitudes with the chip's wear
+    traps = draw_rtn_traps(rng, vth.shape, noise, device_cfg.read.temperature_k)
+    amp = rtn_mean_amplitude(vth, noise, device_cfg.cell,
+                             device_cfg.retention.pe_cycles)[..., None] * traps.unit_amp
     mix = -np.expm1(-t_multiply_s / traps.tau_s)
     p = traps.p_occupied
     rows, cols = np.indices(vth.shape)

@@ -173,8 +173,10 @@ def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator
         spare = program(rng, prog_model, prog_dev, i_target[:, col], variation=spare_var)
         vth[:, col] = spare.vth
         failed[:, col] = spare.failed
-        for field_name in ("vth_offset_v", "n", "beta_factor", "dibl_eta", "stuck"):
-            getattr(variation, field_name)[:, col] = getattr(spare_var, field_name)
+        for field_name in ("vth_offset_v", "n", "beta_factor", "dibl_eta", "stuck",
+                           "dvth_dt_v_per_k"):
+            if getattr(variation, field_name) is not None:
+                getattr(variation, field_name)[:, col] = getattr(spare_var, field_name)
         time_s += float(spare.program_time_s)
         energy_j += float(spare.energy_j)
     return vth, time_s, energy_j, failed, bad_cols, variation, failed_before
