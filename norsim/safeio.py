@@ -13,6 +13,7 @@ allocation larger than the file itself justifies.
 from __future__ import annotations
 
 import math
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -68,8 +69,9 @@ def _read_header(fh, where: str):
         else:
             raise ValueError(f"npy format version {version}")
     except (ValueError, EOFError, OSError, SyntaxError, TypeError, zlib.error,
-            zipfile.BadZipFile) as exc:
-        raise FileFormatError(f"{where}: corrupt .npy header ({exc})") from None
+            zipfile.BadZipFile, tokenize.TokenError, MemoryError, RecursionError) as exc:
+        # (numpy parses the header dict with the tokenizer: a flipped byte can end it early)
+        raise FileFormatError(f"{where}: corrupt .npy header ({type(exc).__name__})") from None
     if dtype.hasobject:
         raise FileFormatError(f"{where}: holds Python objects (a pickle); norsim never "
                               "unpickles a file: save plain numeric arrays")
