@@ -6,7 +6,7 @@ non-idealities, fresh, after a 10-year 85 C bake, and after the bake with compen
 each on several chip instances, with intervals that count the chips as replicates.
 
 The default spends about a minute on 2 cores where the statistics need it: more chips and
-fewer images (8 chips x 500 images); ``--full`` is the long table (5 chips x 10,000 images).
+fewer images (8 chips x 400 images); ``--full`` is the long table (5 chips x 10,000 images).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from norsim.errors import InputError
 
 DEMO_MODEL = "zoo:lenet-mnist-4b"
 #: the one-minute default (images, chips) and the full table's
-QUICK = (500, 8)
+QUICK = (400, 8)
 FULL = (10_000, 5)
 
 
