@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+from _circuit_helpers import assert_operating_point, tile
 
 from norsim.array.circuit import CircuitSolver, ir_drop_map, solve_tile, wire_network
 from norsim.config.presets import load_preset
-from norsim.device.iv import cell_model, vth_for_current
+from norsim.device.iv import cell_model
 from norsim.errors import ConfigError, ConvergenceError, InputError
 
 
@@ -16,23 +17,10 @@ def _cfg(cell_type="split_gate", **over):
     return cfg
 
 
-def _tile(cfg, rows, cols, seed=0, lo=10e-9, hi=100e-9, p_on=0.5, batch=3):
-    read = cfg.device.read
-    model = cell_model(cfg.device.cell, read.temperature_k)
-    rng = np.random.default_rng(seed)
-    split = cfg.device.cell.cell_type == "split_gate"
-    v_on = read.v_select_on_v if split else read.v_cg_read_v
-    i_t = np.exp(rng.uniform(np.log(lo), np.log(hi), (rows, cols)))
-    vth = vth_for_current(model, i_t, v_on, read.v_cg_read_v, read.v_bl_read_v, read.v_sl_read_v)
-    wl = np.where(rng.random((batch, rows)) < p_on, v_on, read.v_select_off_v)
-    wl[0] = v_on  # one vector with every row on
-    return vth, wl, model
-
-
 @pytest.mark.parametrize("cell_type", ["split_gate", "stacked_gate"])
 def test_fast_mode_is_the_r_to_zero_limit_error_proportional_to_r(cell_type):
     cfg = _cfg(cell_type)
-    vth, wl, model = _tile(cfg, 16, 12, seed=1)
+    vth, wl, model = tile(cfg, 16, 12, seed=1)
     errs = []
     scales = [1e-1, 1e-2, 1e-3]
     for s in scales:
@@ -130,7 +118,7 @@ def test_strapped_source_lines_match_dense_nodal_analysis():
 @pytest.mark.parametrize("cell_type", ["split_gate", "stacked_gate"])
 def test_kcl_signs_and_batch_equals_single(cell_type):
     cfg = _cfg(cell_type)
-    vth, wl, model = _tile(cfg, 24, 10, seed=2, batch=4)
+    vth, wl, model = tile(cfg, 24, 10, seed=2, batch=4)
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
     res = solver.solve(wl)
     # KCL at the clamp: the terminal resistor carries the column sum
@@ -152,7 +140,7 @@ def test_kcl_signs_and_batch_equals_single(cell_type):
 
 def test_ir_drop_map_parts_sum_and_separate():
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 16, 16, seed=3)
+    vth, wl, model = tile(cfg, 16, 16, seed=3)
     m = ir_drop_map(vth, wl, cfg, model, wires=cfg.array.wires.scaled(10.0))
     np.testing.assert_allclose(m.bl_part_a + m.sl_part_a, m.cell_error_a, rtol=1e-9, atol=1e-22)
     assert np.all(m.bl_part_a[m.ideal_cell_currents > 1e-9] < 0)
@@ -164,7 +152,7 @@ def test_ir_drop_map_parts_sum_and_separate():
 
 def test_non_convergence_raises_clear_error():
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 16, 16, seed=4, lo=0.3e-6, hi=1e-6)
+    vth, wl, model = tile(cfg, 16, 16, seed=4, lo=0.3e-6, hi=1e-6)
     wires = cfg.array.wires.scaled(20.0).replace(solver_max_iter=2)
     with pytest.raises(ConvergenceError, match="did not converge.*solver_max_iter"):
         solve_tile(vth, wl, cfg, model, wires=wires)
@@ -172,7 +160,7 @@ def test_non_convergence_raises_clear_error():
 
 def test_bad_input_names_the_field():
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 8, 8)
+    vth, wl, model = tile(cfg, 8, 8)
     bad = vth.copy()
     bad[2, 3] = np.nan
     with pytest.raises(InputError, match="vth_map"):
@@ -191,7 +179,7 @@ def test_bad_input_names_the_field():
 
 def test_multi_level_word_lines_take_the_direct_path():
     cfg = _cfg()
-    vth, _, model = _tile(cfg, 12, 8, seed=5)
+    vth, _, model = tile(cfg, 12, 8, seed=5)
     wl = np.random.default_rng(5).uniform(0.0, 1.8, (6, 12))  # 72 distinct levels
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
     res = solver.solve(wl)
@@ -204,7 +192,7 @@ def test_multi_level_word_lines_take_the_direct_path():
 
 def test_anderson_acceleration_reaches_the_same_solution():
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 16, 12, seed=6, lo=0.3e-6, hi=1e-6)
+    vth, wl, model = tile(cfg, 16, 12, seed=6, lo=0.3e-6, hi=1e-6)
     w = cfg.array.wires.scaled(20.0)
     plain = solve_tile(vth, wl, cfg, model, wires=w)
     acc = solve_tile(vth, wl, cfg, model, wires=w.replace(anderson_depth=3))
@@ -217,7 +205,7 @@ def test_far_beyond_the_envelope_the_circuit_still_has_its_operating_point():
     # diverge, damped Newton finds the operating point: each cell's current is its I-V at its
     # node voltages, and the starved columns deliver far less than the nominal current
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 16, 8, seed=7, lo=1e-6, hi=5e-6)
+    vth, wl, model = tile(cfg, 16, 8, seed=7, lo=1e-6, hi=5e-6)
     res = solve_tile(vth, wl, cfg, model, wires=cfg.array.wires.scaled(3000.0))
     i_check = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, res.bl_node_v,
                             res.sl_node_v, vth)
@@ -233,7 +221,7 @@ def test_far_beyond_the_envelope_the_circuit_still_has_its_operating_point():
     ("split_gate", {"array.wires.sl_pair_shared": False, "array.sense.clamp_gain": 10.0})])
 def test_kernel_equals_reference_path(cell_type, over):
     cfg = _cfg(cell_type, **over)
-    vth, wl, model = _tile(cfg, 20, 14, seed=30, batch=6)
+    vth, wl, model = tile(cfg, 20, 14, seed=30, batch=6)
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
     fast = solver.solve(wl)
     assert solver.last_stats["reference_vectors"] == 0  # every vector certified in-kernel
@@ -255,7 +243,7 @@ def test_kernel_answer_is_a_full_exact_solution():
     nodes matches the returned current, and the wire network carries those currents to the
     returned drops."""
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 48, 40, seed=31, batch=8)
+    vth, wl, model = tile(cfg, 48, 40, seed=31, batch=8)
     wl[1] = cfg.device.read.v_select_off_v  # every row off
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(5.0))
     res = solver.solve(wl)
@@ -281,7 +269,7 @@ def test_uncertified_vectors_go_to_the_reference_path():
     # drops of ~0.2 V (IR error ~37 %): the contraction bound of the vectors with rows on
     # exceeds 1/2, so the kernel cannot certify their sweeps
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 16, 12, seed=32, lo=0.3e-6, hi=1e-6, batch=5)
+    vth, wl, model = tile(cfg, 16, 12, seed=32, lo=0.3e-6, hi=1e-6, batch=5)
     wl[2:] = cfg.device.read.v_select_off_v  # these draw nothing: certified in the kernel
     wires = cfg.array.wires.scaled(150.0)
     solver = CircuitSolver(vth, cfg, model, wires=wires)
@@ -295,7 +283,7 @@ def test_uncertified_vectors_go_to_the_reference_path():
 
 def test_non_convergence_names_the_vector_of_the_batch():
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 16, 16, seed=4, lo=0.3e-6, hi=1e-6, batch=3)
+    vth, wl, model = tile(cfg, 16, 16, seed=4, lo=0.3e-6, hi=1e-6, batch=3)
     wl[:2] = cfg.device.read.v_select_off_v
     wl[2] = cfg.device.read.v_select_on_v
     wires = cfg.array.wires.scaled(20.0).replace(solver_max_iter=2)
@@ -305,7 +293,7 @@ def test_non_convergence_names_the_vector_of_the_batch():
 
 def test_unknown_method_is_an_input_error():
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 4, 4)
+    vth, wl, model = tile(cfg, 4, 4)
     with pytest.raises(InputError, match="method"):
         CircuitSolver(vth, cfg, model).solve(wl, method="fast")
 
@@ -314,7 +302,7 @@ def test_damped_newton_equals_the_reference_path_where_both_converge():
     """The fallback is an independent method (sparse nodal Newton): on a moderate case it
     reaches the reference path's operating point."""
     cfg = _cfg()
-    vth, wl, model = _tile(cfg, 24, 20, seed=8, lo=0.1e-6, hi=0.5e-6, batch=3)
+    vth, wl, model = tile(cfg, 24, 20, seed=8, lo=0.1e-6, hi=0.5e-6, batch=3)
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
     ref = solver.solve(wl, method="reference")
     for b in range(wl.shape[0]):
@@ -330,7 +318,7 @@ def test_heavy_ir_drop_solution_satisfies_kcl(layout):
     an operating point: every cell's current is its I-V at its node voltages, and the wire
     network carries exactly those currents (bit-line and source-line KCL)."""
     cfg = _cfg(**{"array.wires.sl_layout": layout, "array.wires.strap_model": "ideal"})
-    vth, wl, model = _tile(cfg, 64, 64, seed=1, lo=0.3e-6, hi=1e-6, p_on=1.0, batch=1)
+    vth, wl, model = tile(cfg, 64, 64, seed=1, lo=0.3e-6, hi=1e-6, p_on=1.0, batch=1)
     wires = cfg.array.wires.scaled(50.0)
     solver = CircuitSolver(vth, cfg, model, wires=wires)
     if layout == "rows":     # the sweeps diverge here: solve() falls back to damped Newton
@@ -339,12 +327,4 @@ def test_heavy_ir_drop_solution_satisfies_kcl(layout):
         res = solver.solve(wl)
     else:                    # the sweeps converge here: the Newton path checked on its own
         res = solver._solve_newton(wl[0], 0)
-    i_check = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, res.bl_node_v,
-                            res.sl_node_v, vth)
-    np.testing.assert_allclose(res.cell_currents, i_check, rtol=1e-9, atol=1e-18)
-    net = solver.network
-    np.testing.assert_allclose(net.bl_drop(res.cell_currents), res.bl_drop, rtol=1e-8,
-                               atol=1e-12)
-    np.testing.assert_allclose(net.sl_rise(res.cell_currents), res.sl_drop, rtol=1e-8,
-                               atol=1e-12)
-    assert (1 - res.column_currents.sum() / res.ideal_column_currents.sum()) > 0.2
+    assert_operating_point(solver, res, wl, vth, model, cfg)

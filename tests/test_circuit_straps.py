@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from _circuit_helpers import assert_operating_point, tile
 
 from norsim.array.circuit import CircuitSolver, wire_network
 from norsim.config.presets import load_preset
-from norsim.device.iv import cell_model, vth_for_current
 from norsim.errors import ConfigError, InputError
 
 
@@ -87,23 +87,10 @@ def test_strap_network_limits_and_monotonicity():
     assert r_one[0, -1].max() > r_one[0, 0].max()
 
 
-def _tile(cfg, rows, cols, seed, lo, hi, p_on=0.5, batch=3):
-    read = cfg.device.read
-    model = cell_model(cfg.device.cell, read.temperature_k)
-    rng = np.random.default_rng(seed)
-    split = cfg.device.cell.cell_type == "split_gate"
-    v_on = read.v_select_on_v if split else read.v_cg_read_v
-    i_t = np.exp(rng.uniform(np.log(lo), np.log(hi), (rows, cols)))
-    vth = vth_for_current(model, i_t, v_on, read.v_cg_read_v, read.v_bl_read_v, read.v_sl_read_v)
-    wl = np.where(rng.random((batch, rows)) < p_on, v_on, read.v_select_off_v)
-    wl[0] = v_on
-    return vth, wl, model
-
-
 @pytest.mark.parametrize("cell_type", ["split_gate", "stacked_gate"])
 def test_strap_network_kernel_reference_and_newton_agree(cell_type):
     cfg = load_preset("nor40").with_overrides([f"device.cell.cell_type='{cell_type}'"])
-    vth, wl, model = _tile(cfg, 24, 36, seed=3, lo=0.05e-6, hi=0.3e-6)
+    vth, wl, model = tile(cfg, 24, 36, seed=3, lo=0.05e-6, hi=0.3e-6)
     solver = CircuitSolver(vth, cfg, model, wires=_wires(strap_pads="one").scaled(3.0))
     fused = solver.solve(wl)
     assert solver.last_stats["reference_vectors"] == 0  # the kernel solved them itself
@@ -171,7 +158,7 @@ def test_newton_krylov_equals_sparse_lu_newton_on_heavy_ir(cell_type, layout):
     sweeps diverge (every row on, 0.3-1 uA cells, wires x50)."""
     cfg = load_preset("nor40").with_overrides([f"device.cell.cell_type='{cell_type}'",
                                                f"array.wires.sl_layout='{layout}'"])
-    vth, wl, model = _tile(cfg, 32, 32, seed=7, lo=0.3e-6, hi=1e-6, p_on=0.7, batch=3)
+    vth, wl, model = tile(cfg, 32, 32, seed=7, lo=0.3e-6, hi=1e-6, p_on=0.7, batch=3)
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(50.0))
     res, ok = solver._solve_newton_krylov(wl)
     assert ok.all()
@@ -190,15 +177,7 @@ def test_envelope_cases_converge_to_an_operating_point(n, scale, temp_k):
     and x100 corners at both temperature ends: solve() returns a point where every cell
     obeys its exact I-V and the wires carry exactly those currents (KCL)."""
     cfg = load_preset("nor40").with_overrides([f"device.read.temperature_k={temp_k}"])
-    vth, wl, model = _tile(cfg, n, n, seed=13, lo=0.3e-6, hi=1e-6, p_on=1.0, batch=1)
+    vth, wl, model = tile(cfg, n, n, seed=13, lo=0.3e-6, hi=1e-6, p_on=1.0, batch=1)
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(scale))
     res = solver.solve(wl)
-    i_check = model.current(wl[:, :, None], cfg.device.read.v_cg_read_v, res.bl_node_v,
-                            res.sl_node_v, vth)
-    np.testing.assert_allclose(res.cell_currents, i_check, rtol=1e-9, atol=1e-18)
-    net = solver.network
-    np.testing.assert_allclose(net.bl_drop(res.cell_currents), res.bl_drop, rtol=1e-8,
-                               atol=1e-12)
-    np.testing.assert_allclose(net.sl_rise(res.cell_currents), res.sl_drop, rtol=1e-8,
-                               atol=1e-12)
-    assert 1 - res.column_currents.sum() / res.ideal_column_currents.sum() > 0.2
+    assert_operating_point(solver, res, wl, vth, model, cfg)
