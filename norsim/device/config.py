@@ -12,6 +12,16 @@ from dataclasses import dataclass
 from norsim.config.base import ConfigBase, param, section
 
 
+
+def _refuse_removed(data, prefix: str, removed: dict) -> None:
+    """An old configuration that sets a removed field fails naming what replaced it."""
+    if isinstance(data, dict):
+        from norsim.errors import ConfigError
+
+        for key, why in removed.items():
+            if key in data:
+                raise ConfigError(f"{prefix}{key}", data[key], why)
+
 @dataclass
 class CellConfig(ConfigBase):
     """EKV-style floating-gate transistor (stacked-gate or split-gate NOR cell)."""
@@ -210,12 +220,7 @@ class RetentionConfig(ConfigBase):
 
     @classmethod
     def from_dict(cls, data: dict, prefix: str = ""):
-        if isinstance(data, dict):
-            from norsim.errors import ConfigError
-
-            for key, why in _RETENTION_REMOVED.items():
-                if key in data:
-                    raise ConfigError(f"{prefix}{key}", data[key], why)
+        _refuse_removed(data, prefix, _RETENTION_REMOVED)
         return super().from_dict(data, prefix)
 
 
@@ -363,10 +368,5 @@ class DeviceConfig(ConfigBase):
 
     @classmethod
     def from_dict(cls, data: dict, prefix: str = ""):
-        if isinstance(data, dict):
-            from norsim.errors import ConfigError
-
-            for key, why in _DEVICE_REMOVED.items():
-                if key in data:
-                    raise ConfigError(f"{prefix}{key}", data[key], why)
+        _refuse_removed(data, prefix, _DEVICE_REMOVED)
         return super().from_dict(data, prefix)
