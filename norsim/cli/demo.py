@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/demo", help="output directory (table, JSON, figure)")
     p.add_argument("--model", default=DEMO_MODEL, help="zoo:NAME or a QuantModel .npz file")
     p.add_argument("--full", action="store_true",
-                   help=f"the full table: {FULL[1]} chips x {FULL[0]:,} images (about 10 min)")
+                   help=f"the full table: {FULL[1]} chips x {FULL[0]:,} images (about 7 min on 2 cores)")
     p.add_argument("--limit", type=int, default=None,
                    help=f"test images (default {QUICK[0]}; --full {FULL[0]:,})")
     p.add_argument("--seeds", type=int, default=None,
