@@ -59,22 +59,8 @@ class Progress:
                + (f" ({note})" if note else ""))
         print(msg, file=self.stream, flush=True)
 
-    def note(self, message: str) -> None:
-        """A one-off line (a phase starts, kernels compile) above the bar or in the log."""
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.write(message, file=self.stream)
-        else:
-            print(message, file=self.stream, flush=True)
-
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-
-def say(message: str, enabled: bool | None = None, stream=None) -> None:
-    """One progress line on stderr (unless disabled)."""
-    if enabled is not False:
-        print(message, file=stream if stream is not None else sys.stderr, flush=True)

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     quiet = False if args.no_progress else None
     say = (lambda s: None) if args.no_progress else \
-        (lambda s: print(s, file=__import__("sys").stderr, flush=True))
+        (lambda s: print(s, file=sys.stderr, flush=True))
     warm_kernels(cfg, model, say=say)
 
     rows = scenarios(cfg)
