@@ -8,7 +8,17 @@ Resumable at any moment: every phase writes its whole state to
 float phase its fp16 weights are also copied to ``results/campaign/<entry>/float_fp16.npz``
 (committed, so a fresh clone elsewhere resumes from the finished float phase); the QAT result
 is the zoo entry written to ``$NORSIM_TRAIN_DIR/zoo/<entry>`` (copied into norsim/zoo/ by hand
-once checked). The process lowers its own priority (``nice`` 19) unless ``--no-nice``.
+once checked). The process lowers its own priority (``nice`` 19, ``--nice N``) unless
+``--no-nice``.
+
+A sitting on a machine that will not be there next time ends with
+
+    NORSIM_TRAIN_DIR=/var/tmp/norsim-train .venv/bin/python scripts/train_campaign.py \
+        --publish-partial
+
+which writes each running phase's latest checkpoint, compacted (fp16 weights, no momentum;
+``gpu_recipe.compact_phase_checkpoint``), to ``results/campaign/<entry>/<phase>_partial.npz``
+to be committed; a fresh clone resumes from it. The file is deleted when its phase ends.
 
     NORSIM_TRAIN_DIR=/var/tmp/norsim-train nohup .venv/bin/python scripts/train_campaign.py \\
         > /var/tmp/norsim-train/campaign.out 2>&1 &
@@ -49,6 +59,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--checkpoint-every-s", type=float, default=300.0)
     p.add_argument("--no-nice", action="store_true")
+    p.add_argument("--nice", type=int, default=19, metavar="N",
+                   help="niceness increment of the training process (default 19)")
+    p.add_argument("--publish-partial", action="store_true",
+                   help="compact the running phases' checkpoints into the milestone folder "
+                        "(to commit) and exit")
     p.add_argument("--epochs-scale", type=float, default=1.0,
                    help="multiply every phase's epochs by this (smoke runs)")
     p.add_argument("--limit-train", type=int, default=0)
@@ -83,12 +98,22 @@ def main(argv=None) -> int:
                 float_epochs=fe * a.epochs_scale, qat_epochs=qe * a.epochs_scale,
                 limit_train=a.limit_train, limit_test=a.limit_test,
                 checkpoint_every_s=a.checkpoint_every_s).validate())
+        if a.publish_partial:
+            from norsim.qat.gpu_recipe import compact_phase_checkpoint
+            for r in recipes:
+                for phase in ("float", "qat"):
+                    ck = train_dir / r.entry_name / f"{phase}_phase.pt"
+                    if ck.is_file():
+                        out = compact_phase_checkpoint(
+                            ck, Path(a.milestone_dir) / r.entry_name / f"{phase}_partial.npz")
+                        print(f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
+            return 0
         data = load_cifar(dirs)
     except NorsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not a.no_nice:
-        os.nice(19)
+        os.nice(a.nice)
     torch.set_num_threads(max(1, a.threads))
     for split, lim in (("train", a.limit_train), ("test", a.limit_test)):
         if lim:

@@ -12,7 +12,9 @@
 
 Each run is ``norsim train`` (checkpoint every epoch, resumes when rerun) in
 ``$NORSIM_TRAIN_DIR/studies/<study>/<variant>-s<seed>``; finished runs are skipped.
-``summary`` (also run after each study) writes ``results/campaign/studies.json``.
+Each finished run's summary is also copied to ``results/campaign/studies/<study>/<run>.json``
+(committed: a fresh machine skips the runs another machine finished). ``summary`` (also run
+after each study) writes ``results/campaign/studies.json``.
 
     NORSIM_TRAIN_DIR=/var/tmp/norsim-train nohup .venv/bin/python scripts/train_studies.py \\
         jpeg bf16 > /var/tmp/norsim-train/studies.out 2>&1 &
@@ -35,6 +37,8 @@ SEEDS = (0, 1, 2)
 #: JPEG study: float epochs over the 4,000 images (4,000 x 60 = 240k images seen)
 JPEG_EPOCHS = 60
 OUT_JSON = ROOT / "results" / "campaign" / "studies.json"
+#: finished runs' summaries, committed so that another machine resumes the study
+DONE_DIR = ROOT / "results" / "campaign" / "studies"
 
 
 def _data_root() -> Path:
@@ -66,13 +70,23 @@ def _jpeg_dirs(base: Path) -> dict[str, Path]:
     return out
 
 
+def _done_file(out: Path) -> Path:
+    return DONE_DIR / out.parent.name / f"{out.name}.json"
+
+
 def _run(spec, out: Path) -> dict:
     from norsim.qat.train import train
-    if (out / "summary.json").is_file():
-        return json.loads((out / "summary.json").read_text())
-    print(f"== {out.name}", flush=True)
-    return train(spec, out, progress=False, log_fn=lambda s: print(f"  {out.name}: {s}",
-                                                                    flush=True))
+    done = _done_file(out)
+    if done.is_file():
+        return json.loads(done.read_text())
+    if not (out / "summary.json").is_file():
+        print(f"== {out.name}", flush=True)
+        train(spec, out, progress=False,
+              log_fn=lambda s: print(f"  {out.name}: {s}", flush=True))
+    result = json.loads((out / "summary.json").read_text())
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 def study_jpeg(base: Path) -> None:
@@ -110,8 +124,10 @@ def _paired(a: list[float], b: list[float]) -> dict | None:
 
 def summary(base: Path) -> dict:
     def load(p: Path):
-        f = p / "summary.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+        for f in (_done_file(p), p / "summary.json"):
+            if f.is_file():
+                return json.loads(f.read_text())
+        return None
 
     def paired(study: str, a: str, b: str, key: str) -> dict:
         runs = [(load(base / study / f"{a}-s{s}"), load(base / study / f"{b}-s{s}"))

@@ -274,3 +274,48 @@ def test_a_fresh_machine_resumes_from_the_committed_float_milestone(tmp_path):
     qa = (tmp_path / "zoo_a" / r.entry_name / "model.npz").read_bytes()
     qb = (tmp_path / "zoo_b" / r.entry_name / "model.npz").read_bytes()
     assert qa == qb
+
+
+def test_a_compact_checkpoint_resumes_the_phase_on_another_machine(tmp_path):
+    """A phase killed after step 7 is compacted (fp16 weights, no momentum); in an empty run
+    folder it resumes from the compact file at the killed step with the same data order and
+    finishes the phase's steps; the weights stay close to an uninterrupted run (fp16 weights
+    and fresh momentum are the only differences). A compact file of another recipe is
+    refused."""
+    rng = np.random.default_rng(4)
+    data = {"x_train": torch.from_numpy(rng.integers(0, 256, (96, 3, 32, 32), dtype=np.uint8)),
+            "y_train": torch.from_numpy(rng.integers(0, 10, 96))}
+    r = gr.Recipe(arch="alexnet-bn", width=0.0625, batch_size=16, float_epochs=2,
+                  checkpoint_every_s=1e-9).validate()
+    torch.set_num_threads(1)
+    log = gr.Log(tmp_path / "log.jsonl", echo=lambda s: None)
+    straight = gr.build(r.arch, r.width, seed=0)
+    gr.run_phase(straight, data, r, "float", log)
+
+    def kill(step):
+        if step == 7:
+            raise _Killed
+
+    ck = tmp_path / "machine1" / "float_phase.pt"
+    ck.parent.mkdir()
+    with pytest.raises(_Killed):
+        gr.run_phase(gr.build(r.arch, r.width, seed=0), data, r, "float", log, ckpt=ck,
+                     on_step=kill)
+    partial = gr.compact_phase_checkpoint(ck, tmp_path / "milestones" / "float_partial.npz")
+    assert partial.stat().st_size < ck.stat().st_size / 2
+    resumed = gr.build(r.arch, r.width, seed=0)
+    st = gr.run_phase(resumed, data, r, "float", log, ckpt=tmp_path / "machine2.pt",
+                      partial=partial)
+    assert st["steps"] == 12
+    rec = [x for x in log.records if x["event"] == "float_resumed"]
+    assert rec and rec[-1]["step"] == 6 and rec[-1]["compact"] is True
+    a, b = straight.state_dict(), resumed.state_dict()
+    init = gr.build(r.arch, r.width, seed=0).state_dict()
+    w = [k for k in a if a[k].is_floating_point() and a[k].dim() > 1]
+    gap = sum(float((a[k] - b[k]).norm() ** 2) for k in w) ** 0.5
+    travelled = sum(float((a[k] - init[k]).norm() ** 2) for k in w) ** 0.5
+    assert 0 < gap < 0.25 * travelled, (gap, travelled)
+    other = dataclasses.replace(r, lr_float=0.1)
+    with pytest.raises(InputError, match="phase checkpoint"):
+        gr.run_phase(gr.build(r.arch, r.width, seed=0), data, other, "float", log,
+                     partial=partial)

@@ -363,8 +363,53 @@ def _phase_checkpoint(ckpt: Path | None) -> dict | None:
                               "restart the phase") from None
 
 
+def compact_phase_checkpoint(ckpt: Path, out: Path) -> Path:
+    """The mid-phase checkpoint ``ckpt`` as a small npz that another machine resumes from:
+    weights in fp16, the data order, generator, step and elapsed time kept exactly, the
+    optimiser's momentum dropped (it rebuilds within a few dozen steps; the learning-rate
+    schedule is a function of the step and continues unchanged). A third of the size of the
+    full checkpoint; committed at the end of a sitting (``train_campaign.py
+    --publish-partial``) so that the campaign does not lose a session's progress."""
+    state = _phase_checkpoint(ckpt)
+    if state is None:
+        raise FileFormatError(f"{ckpt}: no phase checkpoint to compact")
+    arrays = {f"model/{k}": (v.half() if v.is_floating_point() else v).numpy()
+              for k, v in state["model"].items()}
+    arrays["gen"] = state["gen"].numpy()
+    if state["perm"] is not None:
+        arrays["perm"] = state["perm"].numpy()
+    meta = {k: state[k] for k in ("phase", "recipe", "step", "loss_sum", "seen", "k",
+                                  "elapsed_s")}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.npz")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    tmp.replace(out)
+    return out
+
+
+def _partial_checkpoint(path: Path | None) -> dict | None:
+    """A compact checkpoint (:func:`compact_phase_checkpoint`) in the shape of a full one,
+    with ``opt`` None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            state = dict(meta, opt=None,
+                         model={k[6:]: torch.from_numpy(z[k]) for k in z.files
+                                if k.startswith("model/")},
+                         gen=torch.from_numpy(z["gen"].copy()),
+                         perm=torch.from_numpy(z["perm"]) if "perm" in z.files else None)
+    except (OSError, ValueError, KeyError) as exc:
+        raise FileFormatError(f"{path}: unreadable compact phase checkpoint ({exc}); delete "
+                              "it to restart the phase") from None
+    return state
+
+
 def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
-              ckpt: Path | None = None, on_step=None) -> dict:
+              ckpt: Path | None = None, on_step=None, partial: Path | None = None) -> dict:
     """One phase (``float`` or ``qat``) of one-cycle training; returns its statistics.
 
     With ``ckpt``, the phase's whole state (weights, optimiser, data order, generator, step,
@@ -372,6 +417,8 @@ def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
     phase that finds the file resumes from it: an interrupted phase continues where its last
     checkpoint left it, with the same schedule. The file is removed when the phase ends.
     ``on_step(step)`` is called after every step (tests interrupt the phase from it).
+    Without a full checkpoint, a compact one at ``partial`` (committed by another machine,
+    :func:`compact_phase_checkpoint`) is resumed instead, with fresh optimiser momentum.
     """
     dev = data["x_train"].device
     n = len(data["x_train"])
@@ -395,18 +442,24 @@ def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
     gen.manual_seed(r.seed * 7919 + (1 if is_float else 2))
     step, loss_sum, seen, perm, k = 0, 0.0, 0, None, steps_per_epoch
     elapsed0 = 0.0
-    state = _phase_checkpoint(ckpt)
+    state, source = _phase_checkpoint(ckpt), ckpt
+    if state is None:
+        state, source = _partial_checkpoint(partial), partial
     if state is not None:
-        if state["phase"] != phase or state["recipe"] != dataclasses.asdict(r):
-            raise InputError("phase checkpoint", str(ckpt),
+        if (state["phase"] != phase or
+                json.loads(json.dumps(state["recipe"])) != json.loads(json.dumps(
+                    dataclasses.asdict(r)))):
+            raise InputError("phase checkpoint", str(source),
                              f"one written by this recipe's {phase} phase (delete it to restart)")
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+        if state["opt"] is not None:
+            opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
         step, loss_sum, seen, k = state["step"], state["loss_sum"], state["seen"], state["k"]
         perm = None if state["perm"] is None else state["perm"].to(dev)
         elapsed0 = state["elapsed_s"]
-        log(f"{phase}_resumed", step=step, seconds=round(elapsed0, 1))
+        log(f"{phase}_resumed", step=step, seconds=round(elapsed0, 1),
+            compact=state["opt"] is None)
     model.train()
     t0 = time.perf_counter() - elapsed0
     t_saved = t_logged = time.perf_counter()
@@ -539,6 +592,8 @@ def _publish(path: Path, milestone_dir: Path | None, entry: str) -> None:
     tmp = d / (path.name + ".tmp")
     shutil.copyfile(path, tmp)
     tmp.replace(d / path.name)
+    # the phase is over: its compact mid-phase checkpoint (if one was committed) is obsolete
+    (d / path.name.replace("_fp16.npz", "_partial.npz")).unlink(missing_ok=True)
 
 
 def _phase_or_milestone(model, data, r: Recipe, phase: str, log: Log, run_dir: Path,
@@ -550,7 +605,10 @@ def _phase_or_milestone(model, data, r: Recipe, phase: str, log: Log, run_dir: P
         load_state_fp16(model, ck)
         log(f"{phase}_resumed", path=ck.name)
         return {"resumed_from": ck.name}, ck
-    return run_phase(model, data, r, phase, log, ckpt=run_dir / f"{phase}_phase.pt"), ck
+    partial = (None if milestone_dir is None else
+               Path(milestone_dir) / r.entry_name / f"{phase}_partial.npz")
+    return run_phase(model, data, r, phase, log, ckpt=run_dir / f"{phase}_phase.pt",
+                     partial=partial), ck
 
 
 def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
