@@ -35,6 +35,8 @@ CONDITIONS = ("fresh", "10 y 85 C", "10 y 85 C + comp.")
 SEED = {"alexnet-bn": 90.07, "vgg16": 91.65, "resnet18": 93.23}
 SEED_4B_LOSS_PTS = 1.5
 SEED_ARRAY_LOSS_PTS = 2.25
+#: what a row of a model still in the CPU campaign (scripts/train_campaign.py) reads
+PENDING = "in training"
 TARGET = "scripts.seed_table:evaluate"
 
 
@@ -57,7 +59,12 @@ def spec_for(name: str, data: str, images: int, seeds: int | None, sets: list[st
 
 
 def aggregate(rows: list[dict]) -> dict:
-    """Per condition (point index): mean and sample standard deviation over chips."""
+    """Per condition (point index): mean and sample standard deviation over chips, and the
+    paired difference to the 4-bit integer reference on the same images (on-array minus
+    int-ref, per chip) with its t-interval over chips (chips as replicates, images fixed;
+    :func:`norsim.stats.seed_spread`)."""
+    from norsim.stats import seed_spread
+
     out = {}
     for i, cond in enumerate(CONDITIONS):
         acc = [r["accuracy"] for r in rows if r["point_index"] == i and r["status"] == "ok"]
@@ -72,6 +79,10 @@ def aggregate(rows: list[dict]) -> dict:
         sd = math.sqrt(sum((a - m) ** 2 for a in acc) / (len(acc) - 1)) if len(acc) > 1 else None
         out[cond] = {"mean": m, "sd": sd, "chips": len(acc), "failed": failed,
                      "images": n[0], "reference": ref[0]}
+        if all(v is not None for v in ref):
+            d = seed_spread([a - r for a, r in zip(acc, ref)])
+            out[cond]["vs_int_ref"] = {"mean": d["mean"], "t95": [d["low"], d["high"]]
+                                       if len(acc) > 1 else None}
     return out
 
 
@@ -116,7 +127,13 @@ def _cell(c: dict | None) -> str:
     if not c or not c.get("chips"):
         return "pending"
     sd = "" if c["sd"] is None else f" ± {100 * c['sd']:.2f}"
-    return f"{100 * c['mean']:.2f}{sd} (n={c['images']}, {c['chips']} chips)"
+    d = c.get("vs_int_ref")
+    diff = ""
+    if d:
+        iv = "" if d["t95"] is None else \
+            f" [{100 * d['t95'][0]:+.2f}, {100 * d['t95'][1]:+.2f}]"
+        diff = f"; {100 * d['mean']:+.2f}{iv} pts vs int-ref"
+    return f"{100 * c['mean']:.2f}{sd}{diff} (n={c['images']}, {c['chips']} chips)"
 
 
 def format_table(rows: list[dict]) -> str:
@@ -125,9 +142,8 @@ def format_table(rows: list[dict]) -> str:
             "| seed figures |")
     lines = [head, "|" + "---|" * 10]
     for r in rows:
-        if r.get("status") == "needs GPU":
-            lines.append(f"| {r['name']} | needs GPU | needs GPU | needs GPU | needs GPU "
-                         f"| needs GPU | needs GPU | needs GPU | needs GPU | {r['seed']} |")
+        if r.get("status") == PENDING:
+            lines.append(f"| {r['name']} | " + f"{PENDING} | " * 8 + f"{r['seed']} |")
             continue
         a = r["accuracy"]
         on = r.get("on_array") or {}
@@ -183,7 +199,7 @@ def gpu_rows(done: set[str]) -> list[dict]:
             seed = (f"{acc:.2f} % float" if kind == "float" else
                     f"< {SEED_4B_LOSS_PTS} pt 4-bit loss; {SEED_ARRAY_LOSS_PTS} pt on-array "
                     f"(HSPICE)")
-            rows.append({"name": name, "status": "needs GPU", "seed": seed})
+            rows.append({"name": name, "status": PENDING, "seed": seed})
     return rows
 
 
@@ -280,7 +296,9 @@ def main(argv=None) -> int:
     table = build(models, a.images, a.seeds, a.set, a.workers, not a.no_run, a.cost_images,
                   Path(a.out_dir), files)
     md = format_table(table["rows"])
-    note = (f"\nOn-array: mean ± chip-to-chip SD over the chips, first {a.images or 'all'} "
+    note = (f"\nOn-array: mean ± chip-to-chip SD over the chips; then the paired difference "
+            f"to the 4-bit int-ref on the same images (points) with its 95 % t-interval over "
+            f"the chips (chips as replicates, images fixed); first {a.images or 'all'} "
             f"test images; `nor40` preset; 10 y at 85 °C = mapping.retention_time_s 3.156e8 at "
             f"358 K; comp. = norsim.compensation (per-column trims, adaptive read voltage, "
             f"activation re-calibration). " + cost_note(table["rows"], a.set))

@@ -56,6 +56,11 @@ def test_aggregate_mean_and_sample_sd():
     agg = m.aggregate(rows)
     assert agg["fresh"]["mean"] == pytest.approx(0.7)
     assert agg["fresh"]["sd"] == pytest.approx(0.2)          # sqrt(((.2)^2*2)/2)
+    d = agg["fresh"]["vs_int_ref"]                          # per chip -0.4, -0.2, 0.0
+    assert d["mean"] == pytest.approx(-0.2)
+    half = 4.302653 * 0.2 / np.sqrt(3)                       # t(0.975, 2) sd / sqrt(n)
+    assert d["t95"] == pytest.approx([-0.2 - half, -0.2 + half], rel=1e-5)
+    assert "-20.00 [-69.68, +29.68] pts vs int-ref" in m._cell(agg["fresh"])
     assert agg["10 y 85 C"] == {"chips": 0, "failed": 1}
     assert "pending" in m._cell(agg["10 y 85 C"])
 
@@ -95,7 +100,7 @@ def test_smoke_table_on_the_zoo_lenet(tmp_path):
 
     assert row["accuracy"] == zoo.entry("lenet-mnist-4b")["accuracy"]
     # the six CIFAR-10 models still to train are listed
-    gpu = [r for r in table["rows"] if r.get("status") == "needs GPU"]
+    gpu = [r for r in table["rows"] if r.get("status") == m.PENDING]
     assert len(gpu) == 6 and {r["seed"] for r in gpu} >= {"90.07 % float", "91.65 % float",
                                                           "93.23 % float"}
     # resuming: nothing is run again, the rows stay the same
@@ -104,7 +109,8 @@ def test_smoke_table_on_the_zoo_lenet(tmp_path):
     after = [(r["point_index"], r["replicate"], r["finished_at"]) for r in flat_rows(db)[0]]
     assert sorted(before) == sorted(after)
     md = m.format_table(table["rows"])
-    assert md.count("needs GPU |") >= 6 and "lenet-mnist-4b" in md
+    assert md.count(f"{m.PENDING} |") >= 6 and "lenet-mnist-4b" in md
+    assert "needs GPU" not in md
 
 
 def test_doc_block_is_replaced_between_markers(tmp_path):
