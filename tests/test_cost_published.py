@@ -24,11 +24,12 @@ def test_at_least_three_designs_two_figures_each(table):
 @pytest.mark.parametrize("role", ["headline", "second"])
 def test_prediction_within_25_percent_or_explained(table, key, role):
     """Every figure within 25 % of the paper, unless the design explains that figure (at
-    most one per design) -- then still within a factor of 2 -- or the design is provisional
-    (tested by its own bracket below)."""
+    most one per design) -- then still within a factor of 2 -- or lists it as unreached
+    (its arithmetic is tested by the design's own test below)."""
     row = next(r for r in table if r["design"] == key and r["role"] == role)
     d = pub.DESIGNS[key]
-    if d.provisional:
+    if row["metric"] in d.unreached:
+        assert not (0.75 <= row["ratio"] <= 1.25), ("reached: drop it from unreached", row)
         return
     if row["explained"]:
         assert 0.5 <= row["ratio"] <= 2.0, row
@@ -39,8 +40,8 @@ def test_prediction_within_25_percent_or_explained(table, key, role):
 def test_at_most_one_explained_row_and_evidence_labelled():
     assert len(pub.DESIGNS) >= 4
     for key, d in pub.DESIGNS.items():
-        assert len(d.explained) <= 1, key
-        assert set(d.explained) <= {d.headline.metric, d.second.metric}, key
+        assert len(d.explained) + len(d.unreached) <= 1, key
+        assert set(d.explained) | set(d.unreached) <= {d.headline.metric, d.second.metric}, key
         assert d.evidence, key
     non_provisional = [k for k, d in pub.DESIGNS.items() if not d.provisional]
     assert len(non_provisional) >= 3
@@ -56,17 +57,44 @@ def test_model_choices_are_the_cost_defaults_not_fits():
     assert pub._MODEL["cost.tech.adc_area_per_level_um2"] == c.tech.adc_area_per_level_um2
 
 
-def test_zhang2021_bracketed_by_the_unspecified_readout(table):
-    """The provisional design's claim: with nor40's bit-serial inputs the model is below both
-    published figures, with one conversion per MVM (inputs combined in analog before the
-    ADC) above both."""
+def _zhang(**extra):
     d = pub.DESIGNS["zhang2021"]
-    assert d.provisional
-    low = {r["metric"]: r["ratio"] for r in table if r["design"] == "zhang2021"}
-    one = pub.predict(dataclasses.replace(d, overrides={
-        **d.overrides, "array.encoding.input_scheme": "multi_level"}))
-    for f in (d.headline, d.second):
-        assert low[f.metric] < 1.0 < one[f.metric] / f.value, f.metric
+    return pub.predict(dataclasses.replace(d, overrides={**d.overrides, **extra}))
+
+
+def test_zhang2021_efficiency_rests_on_the_readout_reading(table):
+    """The TOPS/W row is a prediction under one reading of the abstract's readout (the AS-Amp
+    combines a weight's columns before one conversion); the other two readings miss 25 %
+    on either side, so the row is not met by the frozen defaults alone."""
+    d = pub.DESIGNS["zhang2021"]
+    row = next(r for r in table if r["design"] == "zhang2021" and r["metric"] == "tops_per_w")
+    assert not d.fitted and abs(row["ratio"] - 1.0) <= pub.TOLERANCE
+    two = _zhang(**{"array.encoding.subtraction": "digital"})["tops_per_w"] / 35.6
+    one_per_product = _zhang(**{"array.encoding.input_scheme": "multi_level"})["tops_per_w"] / 35.6
+    assert two < 0.75 < 1.25 < one_per_product
+    # halving the conversions per MAC (the ADC is most of the energy) nearly doubles TOPS/W
+    assert 1.6 < row["ratio"] / two < 2.0
+
+
+def test_zhang2021_throughput_arithmetic():
+    """The unreached TOPS row's arithmetic: the published peak needs 40 ns per input bit;
+    nor40's read phase and its ADC sharing each take longer, so neither parameter alone can
+    close the gap; with both shortened the model reaches the figure."""
+    d = pub.DESIGNS["zhang2021"]
+    base = _zhang()
+    weights = d.active_tiles * base["macs_per_tile"]
+    assert weights == 262_144
+    need_per_bit = 2 * weights / (d.second.value * 1e12) / d.overrides["array.encoding.input_bits"]
+    assert need_per_bit == pytest.approx(40e-9, rel=1e-3)
+    bits = d.overrides["array.encoding.input_bits"]
+    t_phase = _zhang(**{"array.adc.columns_per_adc": 1})["mvm_interval_s"] / bits
+    t_conv = _zhang(**{"device.read.t_read_s": 1e-10})["mvm_interval_s"] / bits
+    assert t_phase > need_per_bit and t_conv > need_per_bit
+    assert t_conv == pytest.approx(8 * 9e-9)
+    assert base["tops"] / d.second.value == pytest.approx(need_per_bit / max(t_phase, t_conv))
+    both = _zhang(**{"array.adc.columns_per_adc": 4, "device.read.t_read_s": 30e-9})
+    assert 1.0 <= both["tops"] / d.second.value <= 1.25
+    assert "tops" in d.unreached and d.provisional
 
 
 def test_fits_target_the_headline_only(table):
