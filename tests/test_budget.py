@@ -43,13 +43,19 @@ def test_each_effect_restores_only_its_fields():
             assert c is None, name
             continue
         changed = _diff(ideal, c.to_dict())
-        extra = changed - set(fields) - set(bud._NO_VARIATION)
+        extra = changed - set(fields) - set(bud._NO_VARIATION) - set(bud._NO_DISTURB)
         assert not extra, (name, extra)
         assert changed, name  # the effect really is switched on
     d2d = bud.effect_config(full, "d2d_variation")
     assert d2d.device.variation.vth_sigma_v == full.device.variation.vth_sigma_v > 0
     ret = bud.effect_config(full, "retention")
     assert ret.device.variation.vth_sigma_v == 0 and ret.mapping.retention_time_s == 1e6
+    assert not ret.device.disturb.program_disturb and ret.device.disturb.fg_coupling_wl == 0
+    cp = bud.effect_config(full, "fg_coupling")  # issue 20: each disturb alone
+    assert cp.device.disturb.fg_coupling_wl == full.device.disturb.fg_coupling_wl > 0
+    assert not cp.device.disturb.program_disturb and cp.device.variation.vth_sigma_v == 0
+    rd = bud.effect_config(full.with_overrides({"device.disturb.read_count": 1e12}), "read_disturb")
+    assert rd.device.disturb.read_count == 1e12 and rd.device.disturb.fg_coupling_bl == 0
 
 
 def test_budget_of_an_ideal_configuration_is_exact(small):

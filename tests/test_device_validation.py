@@ -39,6 +39,13 @@ def test_physics_rows_hold(rows):
     assert by["RTN stationary occupancy, Arrhenius times"].status == "CLOSED"
     drift = by["differential VMM drift 25-85 C"]
     assert drift.status in ("BOUND", "FAIL") and drift.values["nominal"]
+    # issue 20 disturbs: closed forms, and the coupling study's two tuning orders
+    for name in ("program disturb vs pulse count", "floating-gate coupling of neighbours",
+                 "read disturb vs read count"):
+        assert by[name].status == "CLOSED", name
+    err = by["floating-gate coupling of neighbours"].values["map_error"]
+    assert err["none"] < err["two_pass"] < err["cell_by_cell"]
+    assert by["read disturb vs read count"].values["life_shift_v"] == 0.0  # nil at nor40's bias
 
 
 def test_paper_cell_scales_area_quantities():

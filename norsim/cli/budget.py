@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="retention age for the retention effect and the all-on run (s)")
     p.add_argument("--retention-temp-k", type=float, default=None, help="bake temperature (K)")
     p.add_argument("--temperature-k", type=float, default=None, help="read temperature (K)")
+    p.add_argument("--reads", type=float, default=None,
+                   help="reads per cell before the evaluation, for the read-disturb effect and "
+                   "the all-on run (device.disturb.read_count)")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer sensitivity runs")
     p.add_argument("--json", dest="json_out", default=None, help="write the report as JSON")
     p.add_argument("--figure", default=None, help="ranking figure (PNG); default next to --json")
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         over["mapping.retention_temperature_k"] = args.retention_temp_k
     if args.temperature_k is not None:
         over["device.read.temperature_k"] = args.temperature_k
+    if args.reads is not None:
+        over["device.disturb.read_count"] = args.reads
     if over:
         cfg = cfg.with_overrides(over)
     if args.seeds < 1:

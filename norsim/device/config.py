@@ -308,10 +308,11 @@ class VariationConfig(ConfigBase):
 
 @dataclass
 class DisturbConfig(ConfigBase):
-    """Program disturb of half-selected cells during array tuning (issue 20): Fowler-Nordheim
-    tunnelling through the tunnel oxide, J = A E^2 exp(-B / E), E = coupled stress / t_ox
-    (zero at zero stress); dV_th per pulse = J x tunnel area x pulse width / C_CG with
-    C_CG = q / programming.dv_per_electron_v."""
+    """Disturbs (issue 20): program disturb of half-selected cells during array tuning and
+    read disturb, both Fowler-Nordheim tunnelling through the tunnel oxide,
+    J = A E^2 exp(-B / E), E = oxide voltage / t_ox (zero at zero stress), dV_th =
+    J x tunnel area x stress time / C_CG with C_CG = q / programming.dv_per_electron_v; and
+    floating-gate coupling to neighbours programmed after a cell's final verify."""
 
     bl_inhibit_v: float = param(1.8, "Bit-line inhibit voltage of unselected columns during a "
                                 "program pulse: a cell on the pulsed word line sees the gate "
@@ -330,6 +331,27 @@ class DisturbConfig(ConfigBase):
                                  lo=0.0, hi=1.0)
     fn_b_v_per_cm: float = param(2.54e8, "Fowler-Nordheim slope B.", unit="V/cm", lo=0.0,
                                  hi=1.0e10)
+    program_disturb: bool = param(True, "Apply the program disturb of half-selected cells "
+                                  "when the mapper programs a tile (row-major tuning order "
+                                  "of tuning_order).")
+    tuning_order: str = param("two_pass", "Order in which a tile's cells are programmed: "
+                              "'two_pass' (ISPP of every cell, then fine tuning of every cell, "
+                              "both row-major: only later tuning pulses and tuning changes "
+                              "disturb a verified cell) or 'cell_by_cell' (each cell fully "
+                              "programmed and tuned before the next, row-major).",
+                              choices=("two_pass", "cell_by_cell"))
+    fg_coupling_wl: float = param(0.005, "Floating-gate coupling ratio to a neighbour on the "
+                                  "same word line (adjacent column): a cell's V_th moves by "
+                                  "this times the neighbour's V_th change after the cell's "
+                                  "final verify (0: off).", lo=0.0, hi=0.5)
+    fg_coupling_bl: float = param(0.002, "Floating-gate coupling ratio to a neighbour on the "
+                                  "same bit line (adjacent row), as fg_coupling_wl.", lo=0.0,
+                                  hi=0.5)
+    read_count: float = param(0.0, "Reads each cell has received before the evaluated "
+                              "inference (a chip's life of inference: images x bit-serial "
+                              "cycles x reuses per image); each read stresses the tunnel oxide "
+                              "with the floating-gate potential of the read bias for "
+                              "read.t_read_s (read disturb; 0: fresh).", lo=0.0, hi=1.0e20)
 
 
 # fields of DeviceConfig removed by issue 20, with what replaced them
@@ -354,8 +376,8 @@ class DeviceConfig(ConfigBase):
     noise: NoiseConfig = section(NoiseConfig, "Read noise of the cell current.")
     variation: VariationConfig = section(VariationConfig, "Device-to-device variation and "
                                          "stuck cells.")
-    disturb: DisturbConfig = section(DisturbConfig, "Program disturb of half-selected cells "
-                                     "during array tuning.")
+    disturb: DisturbConfig = section(DisturbConfig, "Program and read disturb, floating-gate "
+                                     "coupling of neighbours.")
 
     @property
     def operating_region(self) -> str:

@@ -398,7 +398,7 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                  alpha, r0, v0, s, t_p, dv_e, v_start, step, max_pulses, rtn_mean, rtn_gain,
                  vth_erased, vth_window, verify_rtn, tune, tune_step, tune_max,
                  tune_adaptive, tune_gain,
-                 out_vth, out_pulses, out_verifies, out_tune, out_ok):
+                 out_vth, out_pulses, out_verifies, out_tune, out_ok, out_vth_ispp):
     """Per cell exactly as :func:`_ispp_numpy`; blocks of cells run in parallel.
 
     A block copies the state of its live cells into contiguous local arrays. Every pulse is
@@ -539,6 +539,8 @@ def _ispp_kernel(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, oc
                     c_last[w] = c_last[q]
                     w += 1
                 na = w
+        for k in range(k0, k1):  # V_th where ISPP left each cell (before tuning)
+            out_vth_ispp[k] = out_vth[k]
         if not tune:
             continue
         # ------------------------------------------------------- two-way tuning ----
@@ -716,6 +718,7 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
                       np.exp(-dz_per_electron * nel))
         z = np.where(grow, z * zq, z)
     ntune = np.zeros(n, np.int64)
+    vth_ispp = vth.copy()
     if law.tune:
         active = ok.copy()
         for i in range(law.tune_max + 1):  # the last iteration is a final verify, no pulse
@@ -741,7 +744,7 @@ def _ispp_numpy(vth0, target, sig_v, tol_v, stuck, seeds, amp, p_occ, decay, occ
                 nel = _poisson_np(np.full(n, tune_lam), seeds, base + 24)
             vth = vth + np.where(active, np.where(err > 0, -nel, nel) * law.dv_e, 0.0)
             ntune += active
-    return vth, pulses + ntune, verifies, ntune, ok
+    return vth, pulses + ntune, verifies, ntune, ok, vth_ispp
 
 
 # ------------------------------------------------------------------ public API ------------
@@ -763,6 +766,8 @@ class ProgramResult:
     traps: RtnTraps | None = field(default=None, repr=False)
 
     stuck: np.ndarray | None = field(default=None, repr=False)  # int8: 0 ok, 1 on, 2 off
+    vth_erased: np.ndarray | None = field(default=None, repr=False)  # after erase (+ soft program)
+    vth_ispp: np.ndarray | None = field(default=None, repr=False)    # where ISPP left it
 
     @property
     def failed_cells(self) -> np.ndarray:
@@ -852,7 +857,7 @@ def program(rng: np.random.Generator, model: CellModel, device: DeviceConfig, i_
                             variation=sub_var if variation is not None else None,
                             vth_target=res.target_vth.reshape(-1)[idx], fast=fast,
                             vth_erased=res.vth.reshape(-1)[idx])
-        for name in ("vth", "verified", "failed"):
+        for name in ("vth", "verified", "failed", "vth_ispp"):
             getattr(res, name).reshape(-1)[idx] = getattr(sub, name)
         for name in ("pulses", "verifies", "tune_pulses"):
             getattr(res, name).reshape(-1)[idx] += getattr(sub, name)
@@ -944,21 +949,22 @@ def _program_once(rng: np.random.Generator, model: CellModel, device: DeviceConf
     if fast:
         m = args[0].size
         out = (np.empty(m), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64),
-               np.empty(m, np.bool_))
+               np.empty(m, np.bool_), np.empty(m))
         _ispp_kernel(*args, poisson_table_fast_len(tune_cdf), law.alpha_g, law.r0, law.v0, law.s, law.t_p, law.dv_e,
                      law.v_start, law.step, int(law.max_pulses), law.rtn_mean, law.rtn_gain,
                      law.vth_erased, law.vth_window, bool(law.verify_rtn), bool(law.tune),
                      law.tune_step, int(law.tune_max), bool(law.tune_adaptive),
                      float(law.tune_gain), *out)
-        vth, pulses, verifies, ntune, ok = out
+        vth, pulses, verifies, ntune, ok, vth_ispp = out
     else:
-        vth, pulses, verifies, ntune, ok = _ispp_numpy(*args, law)
+        vth, pulses, verifies, ntune, ok, vth_ispp = _ispp_numpy(*args, law)
     stuck = var.stuck.reshape(-1)
     failed = ~ok | (stuck != 0)
     time_s, energy_j = _cost(device, pulses, verifies, soft.reshape(-1), i_target.reshape(-1))
     r = lambda a: a.reshape(shape)  # noqa: E731
     return ProgramResult(r(vth), vth_target.copy(), i_target, r(pulses), r(verifies), r(ntune),
-                         soft, r(ok), r(failed), time_s, energy_j, traps, r(stuck.copy()))
+                         soft, r(ok), r(failed), time_s, energy_j, traps, r(stuck.copy()),
+                         r(flat(vth0).copy()), r(vth_ispp))
 
 
 @numba.njit(cache=True, parallel=True)

@@ -62,9 +62,17 @@ EFFECTS: dict[str, tuple[list[str], str | None, str]] = {
              "program/erase wear (device.retention.pe_cycles): slower ISPP, larger verify RTN, "
              "larger fast-leaking retention tail (issue 20); the other programmed rows use "
              "fresh cells"),
-    "program_disturb": ([], None, "not applied on the mapper's path: half-selected cells' "
-                        "Fowler-Nordheim disturb during row-major tuning is a device-layer model "
-                        "(norsim.device.disturb, validate-device row; negligible for nor40)"),
+    "program_disturb": (["mapping.programming", "device.disturb.program_disturb",
+                         "device.disturb.tuning_order"], "program_placement",
+                        "Fowler-Nordheim disturb of half-selected cells by the later pulses of "
+                        "row-major array tuning (issue 20; negligible at nor40's staircase)"),
+    "fg_coupling": (["mapping.programming", "device.disturb.fg_coupling_wl",
+                     "device.disturb.fg_coupling_bl", "device.disturb.tuning_order"],
+                    "program_placement", "floating-gate coupling: V_th shift of a cell by its "
+                    "neighbours' V_th changes after its final verify (issue 20)"),
+    "read_disturb": (["mapping.programming", "device.disturb.read_count"], "program_placement",
+                     "Fowler-Nordheim read disturb after device.disturb.read_count reads "
+                     "(issue 20; budget --reads; nil at nor40's read bias)"),
     "ir_drop": ([], None, "not modelled on the mapper's fast path (circuit mode only)"),
     "adc_quantisation": (["array.adc.bits", "array.adc.range_mode",
                           "array.adc.calibration_percentile"], None,
@@ -83,6 +91,9 @@ _NO_VARIATION = {"device.variation.vth_sigma_v": 0.0, "device.variation.n_sigma_
                  "device.variation.stuck_off_fraction": 0.0,
                  "device.variation.dvth_dt_sigma_v_per_k": 0.0,
                  "device.retention.pe_cycles": 0}
+# the disturbs of array tuning and inference, off unless the effect restores them
+_NO_DISTURB = {"device.disturb.program_disturb": False, "device.disturb.fg_coupling_wl": 0.0,
+               "device.disturb.fg_coupling_bl": 0.0, "device.disturb.read_count": 0.0}
 
 
 def _get(cfg: SimConfig, dotted: str):
@@ -107,6 +118,8 @@ def effect_config(full: SimConfig, effect: str) -> SimConfig | None:
     over = {f: _get(full, f) for f in fields if _get(full, f) is not None}
     if "mapping.programming" in over and effect != "d2d_variation":
         over.update({k: v for k, v in _NO_VARIATION.items() if k not in over})
+    if "mapping.programming" in over:
+        over.update({k: v for k, v in _NO_DISTURB.items() if k not in over})
     return ideal.with_overrides(over)
 
 

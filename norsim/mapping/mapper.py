@@ -159,6 +159,10 @@ def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator
     vth = result.vth.copy()
     time_s, energy_j = float(result.program_time_s), float(result.energy_j)
     failed = result.failed.copy()
+    # per-cell history for the disturbs of tuning (pulses, where each cell started and
+    # where ISPP left it); repaired columns take their spare's
+    hist = {k: np.array(getattr(result, k)) for k in ("pulses", "tune_pulses", "vth_erased",
+                                                       "vth_ispp")}
     # column repair: a physical column with a failed cell is replaced by a spare column
     # (fresh cells, programmed the same way), as many as the tile has spares; columns with a
     # stuck cell (far from any level) first, near-miss columns after them
@@ -173,12 +177,21 @@ def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator
         spare = program(rng, prog_model, prog_dev, i_target[:, col], variation=spare_var)
         vth[:, col] = spare.vth
         failed[:, col] = spare.failed
+        for k, a in hist.items():
+            a[:, col] = getattr(spare, k)
         for field_name in ("vth_offset_v", "n", "beta_factor", "dibl_eta", "stuck",
                            "dvth_dt_v_per_k"):
             if getattr(variation, field_name) is not None:
                 getattr(variation, field_name)[:, col] = getattr(spare_var, field_name)
         time_s += float(spare.program_time_s)
         energy_j += float(spare.energy_j)
+    # program disturb and floating-gate coupling of the cells tuned after each cell (issue
+    # 20; device.disturb: program_disturb, fg_coupling_*, tuning_order). Spare columns are
+    # counted in place of the columns they replace (tuned in that column's turn)
+    if vth.ndim == 2:
+        from norsim.device.disturb import tuning_shift
+
+        vth = vth + tuning_shift(None, dev, vth=vth, **hist)
     return vth, time_s, energy_j, failed, bad_cols, variation, failed_before
 
 
@@ -200,6 +213,10 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     if mcfg.retention_time_s > 0:
         vth = bake(rng, vth, mcfg.retention_time_s, mcfg.retention_temperature_k,
                    dev.retention, dev.cell)
+    if dev.disturb.read_count > 0:  # read disturb of the chip's past inference (issue 20)
+        from norsim.device.disturb import read_disturb
+
+        vth = read_disturb(vth, dev.disturb.read_count, dev)
     # the array computes currents with nominal n / beta / DIBL; carry each cell's own
     # parameters as a current factor at the operating temperature and nominal read bias
     read_model = cell_model(dev.cell, dev.read.temperature_k)
