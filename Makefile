@@ -7,7 +7,7 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND := Agg
 
-.PHONY: env demo test bench clean
+.PHONY: env demo test bench mutate clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: env
 
 bench: env
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# mutation testing of the core (issue 26; not part of `make test`): docs/testing.md
+MUTATE_ARGS ?= --max-mutants 20 --seed 0 --jobs 2
+mutate: env
+	nice -n 2 $(PY) scripts/mutate.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) .numba_cache out

@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Mutation testing of norsim's core (issue 26): small realistic bugs injected into a COPY.
+
+Each mutant is one small change of one core module, made with Python's ``ast``:
+
+  binop      an arithmetic operator flipped (+ <-> -, * <-> /, ** -> *, // -> /, & <-> |)
+  drop       one term of a sum or difference dropped (``a + b`` -> ``a``)
+  unary      a unary minus or ``not`` removed
+  compare    a comparison flipped at its boundary (< <-> <=, > <-> >=, == <-> !=, in <-> not in)
+  boolop     ``and`` <-> ``or``
+  int        an integer constant (or a slice bound) off by one (n -> n + 1)
+  float      a float constant scaled by 1.1
+  augassign  ``+=`` <-> ``-=``, ``*=`` <-> ``/=``
+  return     a returned value replaced by ``None``
+
+Annotations, decorators, f-strings and the arguments of ``raise`` (error messages) are not
+mutated. The mutated module is written into a private copy of the repository (one per job,
+under a temporary folder; the working tree is never touched), and only the tests mapped to
+that module run there (``pytest -x -q``) under a per-mutant time limit. A mutant is *killed*
+when a test fails, errors or runs out of time, *survives* when every mapped test passes.
+
+numba: each job has its own ``NUMBA_CACHE_DIR``. A cached kernel embeds the machine code of
+the jitted functions it calls, so before and after each mutant the cache entries of the
+mutated module and of every norsim module that imports it (directly or not) are deleted:
+they recompile against the mutant, the others load from the job's cache. ``--no-jit`` runs
+with ``NUMBA_DISABLE_JIT=1`` instead (no compilation; slower kernels in pure Python).
+
+The last line on stdout is one JSON object: per module the mutants run, killed (of which by
+time-out), survivors (with their source line and change), the known-equivalent mutants among
+them, and ``score`` = killed / (mutants - equivalent). Progress goes to stderr.
+
+    python scripts/mutate.py                                  # every core module, 30 each
+    python scripts/mutate.py --module retention --max-mutants 0   # all mutants of one module
+    python scripts/mutate.py --list                           # modules, sites, mapped tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures as cf
+import copy
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: core module -> (its source file, the test files that pin it)
+MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # fast modules first; in each list the fast, pinning tests first (pytest -x stops early)
+    "stats": ("norsim/stats.py", ("tests/test_stats.py",)),
+    "retention": ("norsim/device/retention.py", ("tests/test_pin_retention.py",
+                                                 "tests/test_device_retention.py")),
+    "requant": ("norsim/mapping/requant.py", ("tests/test_reference.py",
+                                              "tests/test_quant_model.py")),
+    "device_noise": ("norsim/device/noise.py", ("tests/test_device_noise.py",)),
+    "periphery": ("norsim/array/periphery.py", ("tests/test_pin_adc.py",
+                                                "tests/test_array_periphery.py")),
+    "programming": ("norsim/device/programming.py", ("tests/test_pin_programming.py",
+                                                     "tests/test_device_programming.py",
+                                                     "tests/test_device_verify.py")),
+    "device_vecmath": ("norsim/device/vecmath.py", ("tests/test_device_vecmath.py",
+                                                    "tests/test_device_iv.py")),
+    "device_iv": ("norsim/device/iv.py", ("tests/test_device_iv.py",)),
+    "array_kernels": ("norsim/array/kernels.py", ("tests/test_array_kernels.py",
+                                                  "tests/test_array_ideal.py")),
+    "circuit_solver": ("norsim/array/circuit.py", ("tests/test_pin_circuit.py",
+                                                   "tests/test_circuit_solver.py")),
+}
+
+#: mutants known to be equivalent (no test can tell them apart): key -> reason. The key is
+#: "<module>::<function>::<change>::<source of the mutated node>", stable when lines move.
+EQUIVALENT: dict[str, str] = {}
+
+BINOP_FLIP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+              ast.Pow: ast.Mult, ast.FloorDiv: ast.Div, ast.BitAnd: ast.BitOr,
+              ast.BitOr: ast.BitAnd, ast.LShift: ast.RShift, ast.RShift: ast.LShift}
+CMP_FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+            ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In,
+            ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+AUG_FLIP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
+
+
+@dataclass(frozen=True)
+class Site:
+    """One mutation: the node (by its index in ``ast.walk`` order) and what to do to it."""
+
+    index: int
+    kind: str
+    change: str
+    line: int
+    function: str
+    source: str
+
+    def key(self, module: str) -> str:
+        return f"{module}::{self.function}::{self.change}::{self.source}"
+
+
+def _skipped_ids(tree: ast.AST) -> set[int]:
+    """ids of nodes never mutated: annotations, decorators, f-strings, raise arguments,
+    docstrings."""
+    skip: set[int] = set()
+
+    def mark(node):
+        if node is not None:
+            skip.update(id(n) for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            mark(node.returns)
+            for dec in node.decorator_list:
+                mark(dec)
+            for a in node.args.args + node.args.posonlyargs + node.args.kwonlyargs:
+                mark(a.annotation)
+            for a in (node.args.vararg, node.args.kwarg):
+                if a is not None:
+                    mark(a.annotation)
+        elif isinstance(node, ast.ClassDef):
+            for dec in node.decorator_list:
+                mark(dec)
+        elif isinstance(node, ast.AnnAssign):
+            mark(node.annotation)
+        elif isinstance(node, (ast.JoinedStr, ast.Raise)):
+            mark(node)
+    return skip
+
+
+def _functions(tree: ast.AST) -> dict[int, str]:
+    """id(node) -> qualified name of the innermost function or class holding it."""
+    owner: dict[int, str] = {}
+
+    def visit(node, name):
+        for child in ast.iter_child_nodes(node):
+            sub = name
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                sub = f"{name}.{child.name}" if name != "<module>" else child.name
+            owner[id(child)] = sub
+            visit(child, sub)
+
+    visit(tree, "<module>")
+    return owner
+
+
+def _node_changes(node: ast.AST) -> list[tuple[str, str]]:
+    """(kind, change) for every mutation this node admits."""
+    out = []
+    if isinstance(node, ast.BinOp):
+        op = type(node.op)
+        if op in BINOP_FLIP:
+            out.append(("binop", f"{op.__name__}->{BINOP_FLIP[op].__name__}"))
+        if op in (ast.Add, ast.Sub):
+            out.append(("drop", "drop right term"))
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
+        out.append(("unary", f"remove {type(node.op).__name__}"))
+    elif isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            if type(op) in CMP_FLIP:
+                out.append(("compare", f"{i}:{type(op).__name__}->{CMP_FLIP[type(op)].__name__}"))
+    elif isinstance(node, ast.BoolOp):
+        out.append(("boolop", f"{type(node.op).__name__}->"
+                    f"{'Or' if isinstance(node.op, ast.And) else 'And'}"))
+    elif isinstance(node, ast.Constant) and type(node.value) is int:
+        out.append(("int", f"{node.value}->{node.value + 1}"))
+    elif isinstance(node, ast.Constant) and type(node.value) is float and node.value != 0.0:
+        out.append(("float", f"{node.value!r}->x1.1"))
+    elif isinstance(node, ast.AugAssign) and type(node.op) in AUG_FLIP:
+        out.append(("augassign", f"{type(node.op).__name__}=->{AUG_FLIP[type(node.op)].__name__}="))
+    elif isinstance(node, ast.Return) and node.value is not None and not (
+            isinstance(node.value, ast.Constant) and node.value.value is None):
+        out.append(("return", "return None"))
+    return out
+
+
+def sites(source: str) -> list[Site]:
+    tree = ast.parse(source)
+    skip, owner = _skipped_ids(tree), _functions(tree)
+    lines = source.splitlines()
+    out = []
+    for index, node in enumerate(ast.walk(tree)):
+        if id(node) in skip:
+            continue
+        for kind, change in _node_changes(node):
+            seg = ast.unparse(node).replace("\n", " ")
+            line = getattr(node, "lineno", 0)
+            text = lines[line - 1].strip() if line else ""
+            # the source line tells a constant's place; a long node is its own context
+            where = text if len(seg) < 12 else seg
+            out.append(Site(index, kind, change, line, owner.get(id(node), "<module>"),
+                            where[:100]))
+    return out
+
+
+def mutate(source: str, site: Site) -> str:
+    """The module's source with one site mutated (re-parsed, so the tree is fresh)."""
+    tree = ast.parse(source)
+    for index, node in enumerate(ast.walk(tree)):
+        if index == site.index:
+            break
+    else:  # pragma: no cover - sites() and mutate() walk the same tree
+        raise RuntimeError(f"site {site} not found")
+    if site.kind == "binop":
+        node.op = BINOP_FLIP[type(node.op)]()
+    elif site.kind == "drop":
+        _replace(tree, node, node.left)
+    elif site.kind == "unary":
+        _replace(tree, node, node.operand)
+    elif site.kind == "compare":
+        i = int(site.change.split(":")[0])
+        node.ops[i] = CMP_FLIP[type(node.ops[i])]()
+    elif site.kind == "boolop":
+        node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif site.kind == "int":
+        node.value = node.value + 1
+    elif site.kind == "float":
+        node.value = node.value * 1.1
+    elif site.kind == "augassign":
+        node.op = AUG_FLIP[type(node.op)]()
+    elif site.kind == "return":
+        node.value = ast.Constant(None)
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
+    for parent in ast.walk(tree):
+        for field, value in ast.iter_fields(parent):
+            if value is old:
+                setattr(parent, field, copy.deepcopy(new))
+                return
+            if isinstance(value, list) and any(v is old for v in value):
+                setattr(parent, field, [copy.deepcopy(new) if v is old else v for v in value])
+                return
+
+
+# ---- running ---------------------------------------------------------------------------------
+
+def _import_graph() -> dict[str, set[str]]:
+    """norsim source file (relative path) -> the norsim source files that import it."""
+    files = {p.relative_to(ROOT).as_posix(): p for p in (ROOT / "norsim").rglob("*.py")}
+    by_mod = {}
+    for rel in files:
+        mod = rel[:-3].replace("/", ".")
+        by_mod[mod[:-9] if mod.endswith(".__init__") else mod] = rel
+    users: dict[str, set[str]] = {rel: set() for rel in files}
+    for rel, path in files.items():
+        pkg = rel[:-3].replace("/", ".").rsplit(".", 1)[0]
+        try:
+            tree = ast.parse(path.read_text())
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = pkg.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            for name in names:
+                if name in by_mod:
+                    users[by_mod[name]].add(rel)
+    return users
+
+
+def dependents(rel: str, users: dict[str, set[str]]) -> set[str]:
+    """``rel`` and every norsim file importing it, directly or through others."""
+    seen, todo = {rel}, [rel]
+    while todo:
+        for u in users.get(todo.pop(), ()):
+            if u not in seen:
+                seen.add(u)
+                todo.append(u)
+    return seen
+
+
+def _drop_cache(cache: Path, rels: set[str]) -> None:
+    """Delete the numba cache entries of these source files (named <stem>.<function>...,
+    in a folder named after the source's parent folder)."""
+    if not cache.is_dir():
+        return
+    for rel in rels:
+        parent, stem = Path(rel).parent.name, Path(rel).stem
+        for d in cache.glob(f"{parent}_*"):
+            for f in d.glob(f"{stem}.*"):
+                f.unlink(missing_ok=True)
+
+
+def _make_copy(dest: Path) -> None:
+    ignore = shutil.ignore_patterns(".venv", ".git", ".numba_cache", "out", ".hypothesis",
+                                    "__pycache__", "*.egg-info", "notebooks", "results")
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+
+
+class Worker:
+    """One private copy of the repository with its own numba cache."""
+
+    def __init__(self, base: Path, k: int, no_jit: bool):
+        self.dir = base / f"w{k}"
+        _make_copy(self.dir)
+        self.cache = base / f"cache{k}"
+        self.env = dict(os.environ, NUMBA_CACHE_DIR=str(self.cache), PYTHONPATH=str(self.dir),
+                        PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
+        if no_jit:
+            self.env["NUMBA_DISABLE_JIT"] = "1"
+
+    def pytest(self, tests, timeout: float) -> tuple[str, float, str]:
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+               "-o", "addopts=", *tests]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "timeout", time.perf_counter() - t0, ""
+        # 0: every test passed; 5: no test collected (a mapping error); anything else,
+        # a collection error from a mutant that breaks the import included: killed
+        status = {0: "survived", 5: "error"}.get(proc.returncode, "killed")
+        return status, time.perf_counter() - t0, out[-1500:]
+
+
+def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
+    rel, tests = MODULES[name]
+    tests = [t for t in tests if (args.snapshot / t).exists()]
+    source = (args.snapshot / rel).read_text()  # the copies' snapshot, not the live tree
+    all_sites = sites(source)
+    chosen = list(all_sites)
+    if args.max_mutants and len(chosen) > args.max_mutants:
+        chosen = random.Random(f"{args.seed}:{name}").sample(chosen, args.max_mutants)
+        chosen.sort(key=lambda s: (s.line, s.index, s.change))
+    before = None
+    if args.survivors_of:
+        before = json.loads(Path(args.survivors_of).read_text().strip().splitlines()[-1])
+        before = before["modules"].get(name)
+        keys = {s["key"] for s in before["survived"]} if before else set()
+        chosen = [s for s in chosen if s.key(name) in keys]
+    deps = dependents(rel, users)
+    t_start = time.perf_counter()
+
+    # baseline: the unmutated copy must pass (and gives the time limit; it also fills each
+    # worker's numba cache)
+    base_times = []
+    ws = []
+    while not workers.empty():
+        ws.append(workers.get())
+    for w in ws if chosen else ():
+        _drop_cache(w.cache, deps)
+        status, secs, out = w.pytest(tests, timeout=args.baseline_timeout)
+        base_times.append(secs)
+        if status != "survived":
+            for w2 in ws:
+                workers.put(w2)
+            print(f"[{name}] the unmutated tests fail in the copy ({status}):\n{out}",
+                  file=sys.stderr, flush=True)
+            return {"module": rel, "tests": tests, "baseline_failed": status, "score": None}
+    for w in ws:
+        workers.put(w)
+    base_times = base_times or [0.0]
+    limit = max(args.min_timeout, args.timeout_factor * max(base_times))
+    print(f"[{name}] {len(all_sites)} sites, {len(chosen)} mutants, baseline {max(base_times):.1f} s,"
+          f" limit {limit:.0f} s, tests: {' '.join(tests)}", file=sys.stderr, flush=True)
+
+    def one(site: Site):
+        w = workers.get()
+        target = w.dir / rel
+        st = target.stat()
+        try:
+            target.write_text(mutate(source, site))
+            # a unique stamp per mutant: numba's cache index checks the source's mtime + size
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000 * (site.index + 1)))
+            _drop_cache(w.cache, deps)
+            status, secs, out = w.pytest(tests, timeout=limit)
+        finally:
+            target.write_text(source)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            _drop_cache(w.cache, deps)
+            workers.put(w)
+        return site, status, secs, out
+
+    results = []
+    with cf.ThreadPoolExecutor(max_workers=len(ws)) as ex:
+        for i, (site, status, secs, out) in enumerate(ex.map(one, chosen), 1):
+            results.append((site, status, secs))
+            print(f"[{name}] {i}/{len(chosen)} {status:8s} {secs:6.1f} s  line {site.line} "
+                  f"{site.function}: {site.change}  `{site.source}`", file=sys.stderr, flush=True)
+            if status == "error":
+                print(out, file=sys.stderr)
+    killed = [r for r in results if r[1] in ("killed", "timeout")]
+    survivors = [r[0] for r in results if r[1] == "survived"]
+    errors = [r[0] for r in results if r[1] == "error"]
+    n_mutants, n_killed = len(results), len(killed)
+    n_timeouts = sum(r[1] == "timeout" for r in results)
+    if before:  # a rerun of the survivors: the mutants killed then stay killed
+        n_mutants, n_killed = before["mutants"], before["killed"] + len(killed)
+        n_timeouts += before["timeouts"]
+    equivalent = [s for s in survivors if s.key(name) in EQUIVALENT]
+    denom = n_mutants - len(equivalent) - len(errors)
+    return {
+        "module": rel, "tests": tests, "sites": len(all_sites), "mutants": n_mutants,
+        "killed": n_killed, "timeouts": n_timeouts, "errors": len(errors),
+        "survived": [{"line": s.line, "function": s.function, "change": s.change,
+                      "source": s.source, "key": s.key(name),
+                      "equivalent": EQUIVALENT.get(s.key(name))} for s in survivors],
+        "score": round(len(killed) / denom, 3) if denom else None,
+        "baseline_s": round(max(base_times), 1), "seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--module", action="append", choices=sorted(MODULES),
+                    help="a core module (repeatable); default: all")
+    ap.add_argument("--max-mutants", type=int, default=30,
+                    help="mutants sampled per module (0: all of them); default 30")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sample (reproducible)")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel copies of the repository")
+    ap.add_argument("--timeout-factor", type=float, default=3.0,
+                    help="time limit per mutant: this x the unmutated run (default 3)")
+    ap.add_argument("--min-timeout", type=float, default=60.0,
+                    help="time limit per mutant at least this many seconds (default 60)")
+    ap.add_argument("--baseline-timeout", type=float, default=900.0)
+    ap.add_argument("--no-jit", action="store_true", help="run with NUMBA_DISABLE_JIT=1")
+    ap.add_argument("--survivors-of", metavar="JSON",
+                    help="rerun only the survivors listed in an earlier run's output (same "
+                         "--seed and --max-mutants); its killed mutants count as killed")
+    ap.add_argument("--list", action="store_true", help="print modules, sites and tests; run nothing")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copies")
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: expected at least 1")
+    if args.max_mutants < 0:
+        ap.error(f"--max-mutants {args.max_mutants}: expected 0 (all) or a positive number")
+    names = args.module or list(MODULES)
+    if args.list:
+        for n in names:
+            rel, tests = MODULES[n]
+            print(f"{n:15s} {rel:32s} {len(sites((ROOT / rel).read_text())):5d} sites  {' '.join(tests)}")
+        return 0
+    users = _import_graph()
+    base = Path(tempfile.mkdtemp(prefix="norsim-mutate-"))
+    t0 = time.perf_counter()
+    try:
+        workers: "queue.Queue[Worker]" = queue.Queue()
+        for k in range(args.jobs):
+            workers.put(Worker(base, k, args.no_jit))
+        args.snapshot = base / "w0"
+        report = {n: run_module(n, args, workers, users) for n in names}
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    scores = [r["score"] for r in report.values()]
+    scores = None if None in scores else scores
+    print(json.dumps({"seed": args.seed, "max_mutants": args.max_mutants, "jobs": args.jobs,
+                      "no_jit": args.no_jit, "seconds": round(time.perf_counter() - t0, 1),
+                      "min_score": min(scores) if scores else None, "modules": report}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
