@@ -140,3 +140,45 @@ def test_range_ratio():
     assert f.ratio(3.2) == 1.0
     assert f.ratio(1.5) == pytest.approx(0.5)
     assert f.ratio(8.0) == pytest.approx(2.0)
+
+
+def _cost_section() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "validation.md").read_text()
+    return text[text.index("## Cost model vs published chips"):]
+
+
+def _md_table(sec: str, header_start: str) -> list[list[str]]:
+    """Body rows (cells stripped) of the markdown table whose header starts so."""
+    lines = sec.splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.startswith(header_start))
+    body = []
+    for ln in lines[k + 2:]:
+        if not ln.startswith("|"):
+            break
+        body.append([c.strip() for c in ln.strip().strip("|").split("|")])
+    return body
+
+
+def test_validation_md_cost_tables_match_the_code(table):
+    """docs/validation.md's cost table (predicted ratio per row, in DESIGNS order, two rows
+    per design) and its breakdown table (% of energy per block) are the code's numbers."""
+    import re
+
+    sec = _cost_section()
+    main = _md_table(sec, "| design [evidence] | figure |")
+    assert len(main) == len(table) == 2 * len(pub.DESIGNS)
+    for cells, row in zip(main, table):
+        doc_ratio = float(re.search(r"\d+\.\d+", cells[4]).group())
+        assert doc_ratio == pytest.approx(row["ratio"], abs=0.006), (cells, row["ratio"])
+    share = {c[0]: c[1:] for c in _md_table(sec, "| block (% of energy) |")}
+    assert set(share) == set(pub.SYSTEM) - {"sourceline"}
+    for k, (key, d) in enumerate(pub.DESIGNS.items()):
+        e = pub.predict(d)["energy_per_mvm_j"]
+        tot = sum(e.values())
+        for comp, vals in share.items():
+            if comp not in e:
+                assert vals[k] == "--", (key, comp)
+            else:
+                assert float(vals[k]) == pytest.approx(100 * e[comp] / tot, abs=0.06), (key, comp)

@@ -83,9 +83,9 @@ _QUIET = {"array.noise.shot_enabled": False, "array.noise.rtn_enabled": False,
           "mapping.programming": "ideal"}
 
 #: Cost-model choices of issue 23 applied to every design: the ADC survey's envelope and the
-#: ADC area fitted to published converters (the CostConfig / TechConfig defaults). The nor40
-#: preset still pins the previous values until its [cost] section is updated; once it is,
-#: these overrides change nothing.
+#: ADC area fitted to published converters (the CostConfig / TechConfig defaults, which the
+#: nor40 preset's [cost] section now also carries: these overrides change nothing there and
+#: keep the designs on the issue-23 model if the preset's choice moves).
 _MODEL = {"cost.adc_model": "survey", "cost.tech.adc_area_base_um2": 470.0,
           "cost.tech.adc_area_per_level_um2": 1.76}
 
