@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = [
     "norsim.cli.warmup",
     "norsim.cli.validate_device",
     "norsim.cli.import_model",
+    "norsim.cli.fit",
 ]
 
 
