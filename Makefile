@@ -23,8 +23,12 @@ demo: env
 test: env
 	$(PY) -m pytest -q
 
+# both sides of every ratio on the same threads: numba and BLAS pinned to BENCH_THREADS by
+# benchmarks/_threads.py, recorded in each JSON line (docs/benchmarks.md)
+BENCH_THREADS ?= 2
 bench: env
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/bench_*.py; do echo "== $$b"; \
+	  NORSIM_BENCH_THREADS=$(BENCH_THREADS) OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) $$b || exit 1; done
 
 # mutation testing of the core (issue 26; not part of `make test`): docs/testing.md
 MUTATE_ARGS ?= --max-mutants 20 --seed 0 --jobs 2

@@ -22,6 +22,7 @@ import json
 import time
 
 import numpy as np
+from _threads import pin, record
 
 
 def main(argv=None) -> int:
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=1)
     p.add_argument("--repeat", type=int, default=20)
     args = p.parse_args(argv)
+    pin()
 
     from norsim.config.presets import load_preset
     from norsim.cost import model as cm
@@ -61,7 +63,8 @@ def main(argv=None) -> int:
            "tiles": sum(len(la.tiles) for la in activity.layers), "layers": len(activity.layers),
            "width": args.width, "images": args.images, "simulation_seconds": t_sim,
            "ratio_to_simulation": best / t_sim, "tops_per_w": rep.tops_per_w,
-           "tops_per_w_range": list(rep.ranges()["tops_per_w"]), "adc_model": rep.adc_model}
+           "tops_per_w_range": list(rep.ranges()["tops_per_w"]), "adc_model": rep.adc_model,
+           **record()}
     print(json.dumps(out))
     return 0
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+from _threads import pin, record  # noqa: E402
 from norsim.config import load_preset  # noqa: E402
 from norsim.device.iv import (_CELL_NAMES, _NO_PASS, _NO_TABLE, _flat_inputs,  # noqa: E402
                               _node_predictor, _split_gate_kernel, cell_model, ekv_current,
@@ -158,4 +159,5 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    pin()
+    print(json.dumps({**main(), **record()}))

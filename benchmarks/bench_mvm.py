@@ -27,6 +27,7 @@ import numpy as np
 
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".numba_cache"))
 
+from _threads import pin, record  # noqa: E402
 from norsim.array.nor_array import NorArray  # noqa: E402
 from norsim.config.presets import load_preset  # noqa: E402
 
@@ -71,6 +72,7 @@ def _time(tiles, x, rng, gemm, cols_logical, rows):
 
 
 def main() -> int:
+    pin()  # numba kernels and the BLAS GEMM on the same threads
     cfg = load_preset("nor40")
     a = cfg.array
     rng = np.random.default_rng(12345)
@@ -103,7 +105,7 @@ def main() -> int:
                       "ratio_vs_gemm_cpu": cpu_ratio, "ratio_vs_gemm_cpu_no_rtn": cpu_ratio_nr,
                       "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                       "tiles": n_row_tiles * (OUT // cols_logical), "batch": BATCH,
-                      "rms_error_rel": rel_err}))
+                      "rms_error_rel": rel_err, **record()}))
     return 0
 
 

@@ -33,6 +33,7 @@ import numpy as np
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".numba_cache"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _threads import pin, record  # noqa: E402
 from bench_reference import Float32Forward  # noqa: E402
 
 from norsim.config.presets import load_preset  # noqa: E402
@@ -84,7 +85,7 @@ def bench_model(name, model, n_images, reps, rng, cases):
                      "ratio_vs_float32": wa / wf, "ratio_vs_float32_cpu": ca / cf,
                      "ratio_vs_int": wa / wi, "ratio_vs_int_cpu": ca / ci,
                      "analog_cpu_s_per_image": ca / n_images,
-                     "top1_agreement_with_int": agree})
+                     "top1_agreement_with_int": agree, **record()})
         print(json.dumps(rows[-1]))
     return rows
 
@@ -98,6 +99,7 @@ def main(argv=None) -> int:
                          "per-call cost of the RTN walk and the trap-state fold is O(cells), "
                          "so tiny batches overstate the per-image time of a 10k run")
     args = ap.parse_args(argv)
+    pin()
     rng = np.random.default_rng(0)
     reps = 1 if args.quick else 2
     lenet = random_lenet(rng, calib_n=32)
@@ -121,6 +123,7 @@ def main(argv=None) -> int:
         summary["resnet18_10k_minutes"] = 1e4 / rn["analog_images_per_s"] / 60
         summary["resnet18_target_minutes"] = 20.0
         summary["resnet18_setup_s"] = time.perf_counter() - t0
+    summary.update(record())
     print(json.dumps(summary))
     return 0
 

@@ -20,6 +20,7 @@ import time
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from _threads import pin, record
 from norsim.mapping import reference as ref
 from norsim.mapping.quant_model import (Add, AvgPool2d, Clip, Conv2d, Flatten, GlobalAvgPool,
                                         Input, Linear, MaxPool2d, QuantModel, ReLU)
@@ -143,6 +144,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small batches, one repetition")
     args = ap.parse_args(argv)
+    pin()
     rng = np.random.default_rng(0)
     reps = 1 if args.quick else 3
     rows = [bench("lenet5", random_lenet(rng, calib_n=32), 64 if args.quick else 512, reps,
@@ -150,12 +152,12 @@ def main(argv=None) -> int:
             bench("resnet18_cifar", random_resnet18(rng, calib_n=4), 4 if args.quick else 32,
                   reps, rng)]
     for r in rows:
-        print(json.dumps(r))
+        print(json.dumps({**r, **record()}))
     print(json.dumps({
         "bench": "reference", "ratio_vs_float32": max(r["ratio_vs_float32"] for r in rows),
         "target_ratio": 3.0, "per_model": {r["model"]: r for r in rows},
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "machine": platform.machine(),
-        "numpy": np.__version__}))
+        "numpy": np.__version__, **record()}))
     return 0
 
 

@@ -18,12 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from _threads import pin, record
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=48, help="grid points x seeds")
     ap.add_argument("--cells", type=int, default=2000, help="cells per level (work per run)")
     args = ap.parse_args()
+    pin()
 
     from norsim.config.sim import SimConfig
     from norsim.experiments.device_eval import evaluate
@@ -74,6 +77,7 @@ def main() -> None:
         "overhead_per_run_ms": round(1e3 * (out[1] - base_s) / n, 2),
         "speedup_2_workers": round(out[1] / out[2], 3),
     }
+    result.update(record())  # this process; sweep workers run one thread each
     print(json.dumps(result))
 
 

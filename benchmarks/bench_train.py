@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _threads import pin, record
 from norsim.qat.models import build_model
 
 
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--models", default="lenet,vgg-small")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    pin(a.threads)
     rng = np.random.default_rng(0)
     res = {"bench": "train", "threads": a.threads, "batch": a.batch, "steps": a.steps}
     for arch in a.models.split(","):
@@ -51,6 +53,7 @@ def main() -> None:
         res[arch] = {"float_img_per_s": round(f, 1), "qat_img_per_s": round(q, 1),
                      "qat_over_float": round(q / f, 3)}
         print(f"{arch}: float {f:.0f} img/s, QAT {q:.0f} img/s", flush=True)
+    res.update(record())  # numba / BLAS threads (torch: "threads")
     print(json.dumps(res))
 
 
