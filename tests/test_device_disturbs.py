@@ -103,6 +103,10 @@ def test_tuning_shift_uses_the_change_after_verify(dev):
         d = dev.with_overrides(nopd + [f"disturb.tuning_order='{order}'"])
         assert np.allclose(dst.tuning_shift(r, d), dst.coupling_shift(r.vth - start, d),
                            rtol=0, atol=1e-15)
+    # without a tuning pass two-pass degenerates to cell by cell (each ISPP verify is final)
+    d = dev.with_overrides(nopd + ["programming.two_way_tuning=false"])
+    assert np.allclose(dst.tuning_shift(r, d), dst.coupling_shift(r.vth - r.vth_erased, d),
+                       rtol=0, atol=1e-15)
     big = dst.tuning_shift(r, dev.with_overrides(nopd + ["disturb.tuning_order='cell_by_cell'"]))
     small = dst.tuning_shift(r, dev.with_overrides(nopd))
     assert np.max(np.abs(big)) > 10 * np.max(np.abs(small)) > 0  # ~1.7 V vs ~25 mV changes

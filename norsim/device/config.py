@@ -338,7 +338,8 @@ class DisturbConfig(ConfigBase):
                               "'two_pass' (ISPP of every cell, then fine tuning of every cell, "
                               "both row-major: only later tuning pulses and tuning changes "
                               "disturb a verified cell) or 'cell_by_cell' (each cell fully "
-                              "programmed and tuned before the next, row-major).",
+                              "programmed and tuned before the next, row-major; also what "
+                              "'two_pass' becomes without programming.two_way_tuning).",
                               choices=("two_pass", "cell_by_cell"))
     fg_coupling_wl: float = param(0.005, "Floating-gate coupling ratio to a neighbour on the "
                                   "same word line (adjacent column): a cell's V_th moves by "

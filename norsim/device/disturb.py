@@ -105,13 +105,19 @@ def _check_map(name: str, a) -> np.ndarray:
     return a
 
 
+def _two_pass(device: DeviceConfig) -> bool:
+    """Two passes need a tuning pass: without two-way tuning every cell's final verify is
+    its ISPP one, in cell-by-cell order."""
+    return device.disturb.tuning_order == "two_pass" and device.programming.two_way_tuning
+
+
 def tuning_disturb(pulses, device: DeviceConfig, tune_pulses=None) -> np.ndarray:
     """V_th shift of every cell of a (rows, cols) array from the pulses its row and column
     neighbours receive after its own final verify (row-major; with ``tune_pulses`` and the
     'two_pass' order only the tuning pulses count)."""
     k = _check_map("pulses", pulses).astype(np.int64)
     first = None
-    if tune_pulses is not None and device.disturb.tuning_order == "two_pass":
+    if tune_pulses is not None and _two_pass(device):
         first = k - _check_map("tune_pulses", tune_pulses).astype(np.int64)
     wl = staircase_dose(k, device, first)
     count = k if first is None else k - first
@@ -178,7 +184,7 @@ def tuning_shift(result, device: DeviceConfig, vth=None, pulses=None, tune_pulse
     if d.program_disturb:
         out += tuning_disturb(k, device, kt)
     if d.fg_coupling_wl or d.fg_coupling_bl:
-        start = get(vth_ispp, "vth_ispp") if d.tuning_order == "two_pass" else get(
+        start = get(vth_ispp, "vth_ispp") if _two_pass(device) else get(
             vth_erased, "vth_erased")
         out += coupling_shift(vth - start, device)
     return out
