@@ -1,0 +1,43 @@
+"""What the circuit solver's stop certifies (issue 26): a vector it returns at tolerance
+``solver_tol_v`` has every node drop within ``solver_tol_v`` of the converged network
+solution (here a reference solve at 1e-15 V), whichever path solved it, and so each column
+current within about tol / U_T relative (ln I moves 1/U_T per volt of drop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _circuit_helpers import tile
+
+from norsim.array.circuit import CircuitSolver
+from norsim.config.presets import load_preset
+
+CFG = load_preset("nor40")
+
+
+@pytest.fixture(scope="module", params=[(5.0, 10e-9, 100e-9), (20.0, 0.3e-6, 1e-6)],
+                ids=["ir-2%", "ir-80%"])
+def case(request):
+    scale, lo, hi = request.param
+    vth, wl, model = tile(CFG, 48, 40, seed=7, lo=lo, hi=hi, batch=6)
+    wires = CFG.array.wires.scaled(scale)
+    tight = CircuitSolver(vth, CFG, model, wires=wires.replace(solver_tol_v=1e-15)).solve(
+        wl, method="reference")
+    ir = np.abs(tight.column_currents - tight.ideal_column_currents).max() / tight.column_currents.max()
+    return vth, wl, model, wires, tight, ir
+
+
+@pytest.mark.parametrize("method", ["auto", "newton", "reference"])
+@pytest.mark.parametrize("tol", [1e-5, 1e-8])
+def test_stopped_vectors_are_within_the_tolerance_of_a_tight_solve(case, method, tol):
+    vth, wl, model, wires, tight, ir = case
+    assert ir > 0.01  # the wires matter: an ideal answer would be far outside the tolerance
+    solver = CircuitSolver(vth, CFG, model, wires=wires.replace(solver_tol_v=tol))
+    res = solver.solve(wl, method=method)
+    err_v = max(np.abs(res.bl_drop - tight.bl_drop).max(), np.abs(res.sl_drop - tight.sl_drop).max())
+    assert err_v <= tol
+    u_t = model.fg.u_t
+    col = np.abs(res.column_currents - tight.column_currents).max() / tight.column_currents.max()
+    assert col <= tol / u_t
+    # the drops themselves are far larger than the tolerance: the bound is not vacuous
+    assert np.abs(tight.bl_drop).max() > 100 * tol
