@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from _circuit_helpers import assert_operating_point, tile
 
+from norsim.array import circuit
 from norsim.array.circuit import CircuitSolver, ir_drop_map, solve_tile, wire_network
 from norsim.config.presets import load_preset
 from norsim.device.iv import cell_model
@@ -194,7 +195,8 @@ def test_anderson_acceleration_reaches_the_same_solution():
     cfg = _cfg()
     vth, wl, model = tile(cfg, 16, 12, seed=6, lo=0.3e-6, hi=1e-6)
     w = cfg.array.wires.scaled(20.0)
-    plain = solve_tile(vth, wl, cfg, model, wires=w)
+    # plain sweeps: the reference path without Anderson mixing
+    plain = CircuitSolver(vth, cfg, model, wires=w).solve(wl, method="reference")
     acc = solve_tile(vth, wl, cfg, model, wires=w.replace(anderson_depth=3))
     np.testing.assert_allclose(acc.column_currents, plain.column_currents, rtol=1e-9)
     assert acc.inner_iterations <= plain.inner_iterations
@@ -219,7 +221,8 @@ def test_far_beyond_the_envelope_the_circuit_still_has_its_operating_point():
     ("split_gate", {}), ("stacked_gate", {}),
     ("split_gate", {"array.wires.sl_layout": "cols"}),
     ("split_gate", {"array.wires.sl_pair_shared": False, "array.sense.clamp_gain": 10.0})])
-def test_kernel_equals_reference_path(cell_type, over):
+def test_kernel_equals_reference_path(cell_type, over, monkeypatch):
+    monkeypatch.setattr(circuit, "NEWTON_LOOP_GAIN", np.inf)  # the default kernel first
     cfg = _cfg(cell_type, **over)
     vth, wl, model = tile(cfg, 20, 14, seed=30, batch=6)
     solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(20.0))
@@ -265,9 +268,11 @@ def test_kernel_answer_is_a_full_exact_solution():
     np.testing.assert_allclose(res.column_currents, res.cell_currents.sum(axis=1), rtol=1e-14)
 
 
-def test_uncertified_vectors_go_to_the_reference_path():
+def test_uncertified_vectors_go_to_the_newton_kernel(monkeypatch):
     # drops of ~0.2 V (IR error ~37 %): the contraction bound of the vectors with rows on
-    # exceeds 1/2, so the kernel cannot certify their sweeps
+    # exceeds 1/2, so the default kernel cannot certify their sweeps; the Newton kernel
+    # solves them (here the default kernel is made to go first)
+    monkeypatch.setattr(circuit, "NEWTON_LOOP_GAIN", np.inf)
     cfg = _cfg()
     vth, wl, model = tile(cfg, 16, 12, seed=32, lo=0.3e-6, hi=1e-6, batch=5)
     wl[2:] = cfg.device.read.v_select_off_v  # these draw nothing: certified in the kernel
@@ -275,7 +280,8 @@ def test_uncertified_vectors_go_to_the_reference_path():
     solver = CircuitSolver(vth, cfg, model, wires=wires)
     res = solver.solve(wl)
     st = solver.last_stats
-    assert st["reference_vectors"] >= 1 and st["status"][2:].max() == 0
+    assert st["status"][:2].min() == 1 and st["status"][2:].max() == 0
+    assert st["newton_vectors"] == 2 and st["reference_vectors"] == 0
     ref = solver.solve(wl, method="reference")
     np.testing.assert_allclose(res.column_currents, ref.column_currents, rtol=1e-9)
     np.testing.assert_allclose(res.bl_drop, ref.bl_drop, rtol=0, atol=1e-11)

@@ -18,8 +18,11 @@ voltages) is solved by fixed-point sweeps through the factorised wire network, s
 is refactorised per vector. By default one numba kernel runs this per vector (every bit line
 is the same tridiagonal chain, and so is every source line: Thomas sweeps), stops the sweeps
 with a certified contraction bound and evaluates the cells with a vectorised loop; vectors
-it cannot certify go to the reference path, the same iteration batched over vectors in
-NumPy (batch-last arrays (R, C, B), Anderson mixing where sweeps do not contract).
+it cannot certify go to a per-vector Newton kernel (:mod:`norsim.array.circuit_newton`: each
+local model solved by Newton with exact line and strap solves; it goes first where the
+tile's loop gain is high, i.e. heavy IR drop), and what that does not solve to the reference
+path, the same iteration batched over vectors in NumPy (batch-last arrays (R, C, B),
+Anderson mixing where sweeps do not contract).
 Non-convergence raises :class:`~norsim.errors.ConvergenceError`. Results are (B, R, C). See
 docs/physics.md "Circuit mode".
 """
@@ -40,6 +43,7 @@ from norsim.array.circuit_kernels import (INTERNAL_NODE_STEP_V, FactorSolver, _s
                                           no_strap, nominal_tables, split_gate_warm,
                                           strap_coefficients, strap_correct, tile_ingredients,
                                           tile_iv)
+from norsim.array.circuit_newton import line_data, newton_batch
 from norsim.errors import ConfigError, ConvergenceError, InputError
 
 __all__ = ["WireNetwork", "CircuitSolver", "CircuitResult", "IrDropMap", "solve_tile",
@@ -97,6 +101,7 @@ class WireNetwork:
     sl_along_rows: bool  # source-line chains run along a row (layout 'rows')
     strap: tuple = None  # strap_coefficients of the shared straps (no_strap(): ideal taps)
     g_sl_full: sp.csc_matrix | None = None  # g_sl with the strap nodes appended (or None)
+    lines_raw: tuple = None  # circuit_newton.line_data: raw chains and straps (Newton kernel)
 
     @property
     def n_nodes(self) -> int:
@@ -208,6 +213,7 @@ def _strap_matrix(g_sl, n_lines, cols, tap_cols, g_tap, g_pitch, g_pad_first, g_
 def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) -> WireNetwork:
     w = WireConfig.from_dict(dict(key))
     strap, g_sl_full = no_strap(), None
+    strap_raw = (np.zeros(0, dtype=np.int64), 0.0, 0.0, 0.0, 0.0)
     r_clamp = 0.0 if np.isinf(clamp_gain) else w.r_clamp_out_ohm(clamp_gain)
     g_term = np.zeros(rows)
     g_term[0] = 1.0 / (w.r_bl_segment_ohm + w.r_bl_terminal_ohm + r_clamp)
@@ -240,12 +246,17 @@ def _wire_network_cached(rows: int, cols: int, key: tuple, clamp_gain: float) ->
                                        1.0 / w.r_strap_pitch_ohm, g_pad, g_last)
             g_sl_full = _strap_matrix(g_sl, n_lines, cols, tap_cols, g_tap,
                                       1.0 / w.r_strap_pitch_ohm, g_pad, g_last)
+            strap_raw = (tap_cols, g_tap, 1.0 / w.r_strap_pitch_ohm, g_pad, g_last)
     # chains are tridiagonal in chain order: no fill-in, O(n) solves
     lu_bl = FactorSolver(splu(g_bl, permc_spec="NATURAL"), col_chain_order)
     lu_sl = FactorSolver(splu(g_sl, permc_spec="NATURAL"), sl_order)
+    sl_len = rows if w.sl_layout == "cols" else cols
+    lines_raw = line_data(g_bl.diagonal()[:rows], 1.0 / w.r_bl_segment_ohm,
+                          g_sl.diagonal()[:sl_len], 1.0 / w.r_sl_segment_ohm, *strap_raw,
+                          cols)
     return WireNetwork(rows, cols, w.sl_layout, n_lines, line_of_row, g_bl, g_sl,
                        float(g_term[0]), lu_bl, lu_sl, bl_chain, sl_chain,
-                       w.sl_layout != "cols", strap, g_sl_full)
+                       w.sl_layout != "cols", strap, g_sl_full, lines_raw)
 
 
 # ------------------------------------------------------------------------ results ----
@@ -324,6 +335,25 @@ REFERENCE_MAX_OUTER = 12
 #: sweeps per step the reference iteration gets there (Anderson mixing settles a
 #: contracting model in tens of sweeps; at 512 x 512 x100 it spent 34 s CPU failing)
 REFERENCE_MAX_SWEEPS = 60
+
+
+#: the tile's fixed-point loop gain (the default kernel's contraction bound at the nominal
+#: bias, max(A_u + B_u, A_v + B_v)) above which the per-vector Newton kernel goes first:
+#: measured crossover of the two kernels' time per vector at 128 x 128 (0.06: default kernel
+#: 1.4 vs Newton 2.1 ms; 0.28: 2.8 vs 2.4 ms; 1.1 (wires x20): 5.3 vs 3.2 ms CPU)
+NEWTON_LOOP_GAIN = 0.25
+
+
+def _put(res: CircuitResult, idx, sub: CircuitResult, keep=None) -> None:
+    """Rows ``idx`` of ``res`` from ``sub`` (where ``keep``, if given)."""
+    if keep is not None:
+        idx, rows = idx[keep], np.flatnonzero(keep)
+    else:
+        rows = slice(None)
+    for f in ("column_currents", "cell_currents", "bl_node_v", "sl_node_v", "bl_drop",
+              "sl_drop", "iterations"):
+        getattr(res, f)[idx] = getattr(sub, f)[rows]
+    res.inner_iterations = max(res.inner_iterations, sub.inner_iterations)
 
 
 def _take(a, act, full):
@@ -531,17 +561,37 @@ class CircuitSolver:
         kernel (:func:`~norsim.array.circuit_kernels._solve_batch_kernel`), its sweeps
         stopped by a certified contraction bound; a vector it cannot certify (loop gain near
         or above 1, non-finite values, iteration limits) is handed to the reference path.
+        Where the tile's loop gain exceeds ``NEWTON_LOOP_GAIN`` (heavy IR drop), or the
+        kernel hands a vector over, the per-vector Newton kernel
+        (:mod:`norsim.array.circuit_newton`: the same outer iteration, each local model
+        solved by Newton with exact line solves) takes it; the reference path takes what
+        that one does not solve. 'newton': the Newton kernel first for every tile.
         'reference': the batched NumPy iteration (sweeps stop on their update, Anderson
         mixing where they do not contract; always used when array.wires.anderson_depth > 0).
         """
-        if method not in ("auto", "reference"):
-            raise InputError("method", method, "'auto' or 'reference'")
+        if method not in ("auto", "reference", "newton"):
+            raise InputError("method", method, "'auto', 'newton' or 'reference'")
         wl = self._check_wl(wl_voltages_batch)
         self.last_stats = None
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected and raised
             if method == "reference" or self.wires.anderson_depth > 0:
                 return self._solve_robust(wl)
+            ing = self._level_tables(wl)[1]
+            if method == "newton" or max(ing[0] + ing[1], ing[2] + ing[3]) > NEWTON_LOOP_GAIN:
+                return self._solve_newton_first(wl)
             return self._solve_fused(wl)
+
+    def _solve_newton_first(self, wl) -> CircuitResult:
+        """The per-vector Newton kernel; vectors it does not solve go to the reference
+        path."""
+        res, status = self._solve_newton_kernel(wl)
+        bad = np.flatnonzero(status != 0)
+        self.last_stats = {"sweeps": np.zeros(wl.shape[0], dtype=np.int64),
+                           "status": status, "newton_vectors": int(wl.shape[0]),
+                           "reference_vectors": int(bad.size)}
+        if bad.size:
+            _put(res, bad, self._solve_robust(np.ascontiguousarray(wl[bad]), index=bad))
+        return res
 
     def _level_tables(self, wl):
         """Nominal-bias tables (L, R, C) of current, local-model slopes (d ln I / dV_D,
@@ -613,21 +663,60 @@ class CircuitSolver:
             np.ascontiguousarray(net.sl_line_of_row, dtype=np.int64), int(lines),
             float(w.solver_tol_v), int(w.solver_max_iter), net.strap,
             *out, col, ideal, iters, sweeps, status, step)
-        self.last_stats = {"sweeps": sweeps, "status": status,
+        self.last_stats = {"sweeps": sweeps, "status": status, "newton_vectors": 0,
                            "reference_vectors": int(np.count_nonzero(status))}
         i_c, u, v_d, v, v_s = out
         inner = int(sweeps[status == 0].max()) if np.any(status == 0) else 0
         bad = np.flatnonzero(status != 0)
-        if bad.size:  # vectors the kernel could not certify: the reference iteration
-            ref = self._solve_robust(np.ascontiguousarray(wl[bad]), index=bad)
-            i_c[bad], u[bad], v_d[bad] = ref.cell_currents, ref.bl_drop, ref.bl_node_v
-            v[bad], v_s[bad] = ref.sl_drop, ref.sl_node_v
-            col[bad] = ref.column_currents
-            iters[bad] = ref.iterations
-            inner = max(inner, ref.inner_iterations)
-        return CircuitResult(column_currents=col, ideal_column_currents=ideal, cell_currents=i_c,
-                             bl_node_v=v_d, sl_node_v=v_s, bl_drop=u, sl_drop=v,
-                             iterations=iters, inner_iterations=inner)
+        res = CircuitResult(column_currents=col, ideal_column_currents=ideal, cell_currents=i_c,
+                            bl_node_v=v_d, sl_node_v=v_s, bl_drop=u, sl_drop=v,
+                            iterations=iters, inner_iterations=inner)
+        if bad.size:  # vectors the kernel could not certify: the Newton kernel, then the
+            # reference iteration
+            sub, st = self._solve_newton_kernel(np.ascontiguousarray(wl[bad]))
+            _put(res, bad, sub, st == 0)
+            bad = bad[st != 0]
+            self.last_stats["newton_vectors"] = int(st.size)
+            self.last_stats["reference_vectors"] = int(bad.size)
+        if bad.size:
+            _put(res, bad, self._solve_robust(np.ascontiguousarray(wl[bad]), index=bad))
+        return res
+
+    def _solve_newton_kernel(self, wl, gs_passes=1):
+        """Every vector by the per-vector Newton kernel
+        (:mod:`norsim.array.circuit_newton`); returns the CircuitResult (rows of vectors
+        it did not solve are undefined) and each vector's status (0 solved, 1 not)."""
+        w, net = self.wires, self.network
+        nb, r, c = wl.shape[0], self.rows, self.cols
+        (t_i, t_a, t_b, t_x, t_xd, t_xs), _, inv = self._level_tables(wl)
+        split = t_x is not None
+        if not split:
+            t_x = t_xd = t_xs = np.zeros((1, 1, 1))
+        out = [np.empty((nb, r, c)) for _ in range(5)]
+        col, ideal = np.empty((nb, c)), np.empty((nb, c))
+        iters = np.zeros(nb, dtype=np.int64)
+        inner = np.zeros(nb, dtype=np.int64)
+        status = np.ones(nb, dtype=np.int64)
+        step = np.full(nb, np.inf)
+        model, fg = self.model, self.model.fg
+        sel = getattr(model, "sel", None)
+        lines = r if net.layout == "cols" else net.n_sl_lines
+        newton_batch(
+            split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, *self._cell_maps,
+            self.v_cg, self.v_bl, self.v_sl, float(fg.alpha_g), float(fg.u_t),
+            float(model.select_vth + sel.dvth) if split else 0.0,
+            float(sel.n) if split else 1.0, float(sel.beta) if split else 1.0,
+            float(sel.dibl_eta) if split else 0.0, int(model.max_iter), INTERNAL_NODE_STEP_V,
+            *net.lines_raw, bool(net.sl_along_rows),
+            np.ascontiguousarray(net.sl_line_of_row, dtype=np.int64), int(lines),
+            float(w.solver_tol_v), int(w.solver_max_iter), int(gs_passes),
+            *out, col, ideal, iters, inner, status, step)
+        i_c, u, v_d, v, v_s = out
+        res = CircuitResult(column_currents=col, ideal_column_currents=ideal, cell_currents=i_c,
+                            bl_node_v=v_d, sl_node_v=v_s, bl_drop=u, sl_drop=v,
+                            iterations=iters,
+                            inner_iterations=int(inner.max()) if nb else 0)
+        return res, status
 
     def _solve_reference(self, wl, index=None, max_outer=None) -> CircuitResult:
         w = self.wires

@@ -1,0 +1,534 @@
+"""Circuit mode for heavy IR drop: a per-vector Newton kernel with direct line solves (numba).
+
+Where the IR drop is a large fraction of the bias (issue 19: IR effect >= 20 %), the default
+kernel's fixed-point sweeps through the wire network contract slowly or not at all: the loop
+gain of a whole bit line (its cells' conductances times the line's resistance to the clamp)
+or of a shared strap (every cell it serves) exceeds 1. This kernel keeps the same outer
+iteration (exact cell evaluations as anchors, each cell's ln I linear in its terminal
+voltages between them: the local exponential model) but solves each local model by Newton
+instead of sweeps. Each Newton step's linear system, in bit-line drops u, source-line rises
+v and strap node rises y,
+
+    (G_bl + diag g_d) du + (-diag g_s S^T) dv            = -F_u
+    S diag g_d du      + (G_sl - S diag g_s S^T) dv - E_t dy = -F_v
+                                          strap rows in (dv, dy) = -F_y
+
+is solved by one block Gauss-Seidel pass (source lines with their straps first, then bit
+lines), each block exactly: every bit line is a tridiagonal chain with its cells'
+conductances on the diagonal (Thomas); every source line likewise, and the straps couple
+the lines only through their taps, so the tap-to-tap block of each line's inverse (J x J, J
+taps) turns the straps into a block-tridiagonal system over the lines (block Thomas). The
+cells' loop through the wires is inside the blocks; what the pass leaves out is the source
+lines' response to the bit-line drops (the cells' drain conductance g_d, small against
+|g_s| in saturation), so each pass contracts strongly. In the variables (u, -v, -y) the
+Jacobian is a column-diagonally-dominant M-matrix for any cell with g_d >= 0 >= g_s (KCL:
+each column sums to the wire network's), so the block Gauss-Seidel pass converges.
+
+Stop (as the default kernel and the reference path): a Newton step of the outer iteration
+with delta^2 / U_T <= solver_tol_v, its local model solved until the update falls below a
+tenth of the tolerance and contracts; a vector whose inner iteration does not contract, or
+turns non-finite, gets status 1 (the reference path then takes it). Twin: the reference
+path (``CircuitSolver._solve_robust``); ``tests/test_circuit_newton.py`` proves them equal.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from norsim.array.circuit_kernels import _exact_row
+from norsim.device.vecmath import exp_nonpos
+
+__all__ = ["newton_batch", "line_data"]
+
+#: largest local-model exponent evaluated (e^50: beyond it the model is far from the cell
+#: anyway and the next exact evaluation corrects it)
+EXP_CLIP = 50.0
+#: inner Newton iterations per local model before the vector goes to the reference path
+MAX_INNER = 40
+#: block Gauss-Seidel passes per inner step rise (up to MAX_PASSES) while the inner update
+#: contracts by less than SLOW_RATE per step (strong drain feedback, g_d not small)
+SLOW_RATE = 0.3
+MAX_PASSES = 6
+#: a Newton step larger than this (V) is followed by an approximate exact evaluation
+#: (internal node to one Newton step: its stopping step is LOOSE_NODE_STEP_V)
+LOOSE_STEP_V = 1e-3
+LOOSE_NODE_STEP_V = 1e-3
+#: between this and LOOSE_STEP_V the exact evaluation takes a loose pass, then a precise one
+TWO_PASS_STEP_V = 1e-5
+
+
+def line_data(g_bl_diag_chain, g_seg_bl, g_sl_diag_chain, g_seg_sl, taps, g_tap, g_pitch,
+              g_pad_first, g_pad_last, cols):
+    """The raw chain data the kernel takes: each bit line's (and source line's) diagonal
+    (wires only), the off-diagonal -g_seg, the strap taps (empty: no strap network) and
+    each column's tap index (-1 where none)."""
+    taps = np.ascontiguousarray(taps, dtype=np.int64)
+    tap_of_col = -np.ones(cols if taps.size else 1, dtype=np.int64)
+    if taps.size:
+        tap_of_col[taps] = np.arange(taps.size)
+    return (np.ascontiguousarray(g_bl_diag_chain, dtype=np.float64), -float(g_seg_bl),
+            np.ascontiguousarray(g_sl_diag_chain, dtype=np.float64), -float(g_seg_sl),
+            taps, tap_of_col, float(g_tap), float(g_pitch), float(g_pad_first),
+            float(g_pad_last))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _factor0(d0, off, extra, inv_den, cp):
+    """Thomas factors of chains along axis 0 (one per column j of the (n, m) arrays) with
+    diagonal d0[k] + extra[k, j] and constant off-diagonal ``off``; the columns are swept
+    together (the inner loop vectorises)."""
+    n, m = extra.shape
+    for j in range(m):
+        inv_den[0, j] = 1.0 / (d0[0] + extra[0, j])
+        cp[0, j] = off * inv_den[0, j]
+    for k in range(1, n):
+        dk = d0[k]
+        for j in range(m):
+            inv_den[k, j] = 1.0 / (dk + extra[k, j] - off * cp[k - 1, j])
+            cp[k, j] = off * inv_den[k, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _solve0(off, inv_den, cp, rhs, out):
+    """Solve the chains factored by :func:`_factor0` for rhs (n, m); out may be rhs."""
+    n, m = rhs.shape
+    for j in range(m):
+        out[0, j] = rhs[0, j] * inv_den[0, j]
+    for k in range(1, n):
+        for j in range(m):
+            out[k, j] = (rhs[k, j] - off * out[k - 1, j]) * inv_den[k, j]
+    for k in range(n - 2, -1, -1):
+        for j in range(m):
+            out[k, j] -= cp[k, j] * out[k + 1, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _inv_small(a, out, m):
+    """Inverse of a small symmetric positive definite matrix (Gauss-Jordan; m scratch)."""
+    n = a.shape[0]
+    for i in range(n):
+        for j in range(n):
+            m[i, j] = a[i, j]
+            out[i, j] = 1.0 if i == j else 0.0
+    for k in range(n):
+        p = 1.0 / m[k, k]
+        for j in range(n):
+            m[k, j] *= p
+            out[k, j] *= p
+        for i in range(n):
+            if i != k:
+                f = m[i, k]
+                for j in range(n):
+                    m[i, j] -= f * m[k, j]
+                    out[i, j] -= f * out[k, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _strap_factor(taps, g_tap, g_pitch, pad_first, pad_last, off, inv_den, cp, e, z, winv,
+                  dmat, scratch):
+    """Block-Thomas factors of the straps over the lines (rows layout, source lines factored
+    along axis 0 of (C, lines) arrays): for each line the tap-to-tap block of its chain's
+    inverse, then W_l = D_l - g_pitch^2 W_(l-1)^-1 with its inverse in winv[l]."""
+    cols, lines = inv_den.shape
+    nj = taps.size
+    for j in range(nj):
+        e[:, :] = 0.0
+        for ln in range(lines):
+            e[taps[j], ln] = 1.0
+        _solve0(off, inv_den, cp, e, e)
+        for i in range(nj):
+            for ln in range(lines):
+                z[ln, i, j] = e[taps[i], ln]
+    g2 = g_pitch * g_pitch
+    for ln in range(lines):
+        diag = g_tap
+        if ln > 0:
+            diag += g_pitch
+        if ln < lines - 1:
+            diag += g_pitch
+        if ln == 0:
+            diag += pad_first
+        if ln == lines - 1:
+            diag += pad_last
+        for i in range(nj):
+            for j in range(nj):
+                dmat[i, j] = -g_tap * g_tap * z[ln, i, j]
+                if ln > 0:
+                    dmat[i, j] -= g2 * winv[ln - 1, i, j]
+            dmat[i, i] += diag
+        _inv_small(dmat, winv[ln], scratch)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sl_solve(off, inv_den, cp, taps, g_tap, g_pitch, winv, b, by, out, oy, tmp, gy):
+    """Source lines (rows layout, (C, lines) arrays factored by :func:`_factor0`) with
+    their straps: right-hand sides b (C, lines) at the line nodes, by (lines, J) at the
+    strap nodes; out (C, lines), oy (lines, J); b is overwritten."""
+    cols, lines = b.shape
+    nj = taps.size
+    _solve0(off, inv_den, cp, b, out)
+    if nj == 0:
+        return
+    for ln in range(lines):  # block Thomas: rhs_l = by_l + g_tap x0_l[taps]
+        for i in range(nj):
+            tmp[i] = by[ln, i] + g_tap * out[taps[i], ln]
+            if ln > 0:
+                tmp[i] += g_pitch * gy[ln - 1, i]
+        for i in range(nj):
+            acc = 0.0
+            for j in range(nj):
+                acc += winv[ln, i, j] * tmp[j]
+            gy[ln, i] = acc
+    for i in range(nj):
+        oy[lines - 1, i] = gy[lines - 1, i]
+    for ln in range(lines - 2, -1, -1):
+        for i in range(nj):
+            acc = 0.0
+            for j in range(nj):
+                acc += winv[ln, i, j] * oy[ln + 1, j]
+            oy[ln, i] = gy[ln, i] + g_pitch * acc
+    for ln in range(lines):  # the lines again: A_l x_l = b_l + g_tap E y_l
+        for i in range(nj):
+            b[taps[i], ln] += g_tap * oy[ln, i]
+    _solve0(off, inv_den, cp, b, out)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _model_bl(ia, la, lb, ua, u, v, va, line_of_row, bl_d, bl_off, im, gdm, gsm, fu, bl_inv,
+              bl_cp, s_lines, g_lines, zero_row):
+    """One pass over the cells: local-model currents im and conductances (gdm = -dI/du,
+    gsm = dI/dv) at drops (u, v), the bit-line residual F_u = G_bl u - im, the bit lines'
+    Thomas factors with the cells' gdm on the diagonal, and per source-line node the sums
+    of im (s_lines) and of -gsm (g_lines, which the caller zeroes)."""
+    rows, cols = ia.shape
+    for r in range(rows):
+        ln = line_of_row[r]
+        up = u[r - 1] if r > 0 else zero_row
+        dn = u[r + 1] if r < rows - 1 else zero_row
+        cprev = bl_cp[r - 1] if r > 0 else zero_row
+        d0 = bl_d[r]
+        ur = u[r]
+        uar = ua[r]
+        vr = v[ln]
+        var = va[ln]
+        iar = ia[r]
+        lar = la[r]
+        lbr = lb[r]
+        imr = im[r]
+        gdr = gdm[r]
+        gsr = gsm[r]
+        fur = fu[r]
+        invr = bl_inv[r]
+        cpr = bl_cp[r]
+        sl = s_lines[ln]
+        gl = g_lines[ln]
+        for c in range(cols):
+            ik = iar[c]
+            a = lar[c]
+            b = lbr[c]
+            t = a * (uar[c] - ur[c]) + b * (vr[c] - var[c])
+            tc = min(t, EXP_CLIP)
+            e = exp_nonpos(-abs(tc))
+            ex = e if tc <= 0.0 else 1.0 / e
+            pos = ik > 0.0
+            i = ik * ex if pos else ik + t
+            gd = a * i if pos else a
+            gs = b * i if pos else b
+            imr[c] = i
+            gdr[c] = gd
+            gsr[c] = gs
+        for c in range(cols):
+            fur[c] = d0 * ur[c] + bl_off * (up[c] + dn[c]) - imr[c]
+            iv = 1.0 / (d0 + gdr[c] - bl_off * cprev[c])
+            invr[c] = iv
+            cpr[c] = bl_off * iv
+        for c in range(cols):  # kept out of the loop above (possible aliasing: no SIMD)
+            sl[c] += imr[c]
+            gl[c] -= gsr[c]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sl_residual(sl_d, sl_off, along_rows, taps, g_tap, g_pitch, pad_first, pad_last, v, y,
+                 s_lines, fv, fy):
+    """Source-line residual F_v = G_sl v - E_t y - S im (lines, C) and the strap rows F_y."""
+    lines, cols = v.shape
+    if along_rows:
+        for ln in range(lines):
+            for c in range(cols):
+                acc = sl_d[c] * v[ln, c] - s_lines[ln, c]
+                if c > 0:
+                    acc += sl_off * v[ln, c - 1]
+                if c < cols - 1:
+                    acc += sl_off * v[ln, c + 1]
+                fv[ln, c] = acc
+        nj = taps.size
+        for ln in range(lines):
+            for j in range(nj):
+                fv[ln, taps[j]] -= g_tap * y[ln, j]
+                d = g_tap + (pad_first if ln == 0 else 0.0) + (pad_last if ln == lines - 1
+                                                                else 0.0)
+                acc = -g_tap * v[ln, taps[j]]
+                if ln > 0:
+                    d += g_pitch
+                    acc -= g_pitch * y[ln - 1, j]
+                if ln < lines - 1:
+                    d += g_pitch
+                    acc -= g_pitch * y[ln + 1, j]
+                fy[ln, j] = acc + d * y[ln, j]
+    else:
+        for r in range(lines):
+            for c in range(cols):
+                acc = sl_d[r] * v[r, c] - s_lines[r, c]
+                if r > 0:
+                    acc += sl_off * v[r - 1, c]
+                if r < lines - 1:
+                    acc += sl_off * v[r + 1, c]
+                fv[r, c] = acc
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _bl_solve_rhs(off, inv_den, cp, fu, gsm, dvl, line_of_row, du):
+    """Bit lines factored in :func:`_model_bl`: (G_bl + diag gdm) du = -F_u + gsm dv[line]."""
+    rows, cols = fu.shape
+    for r in range(rows):
+        ln = line_of_row[r]
+        for c in range(cols):
+            prev = du[r - 1, c] if r > 0 else 0.0
+            du[r, c] = (-fu[r, c] + gsm[r, c] * dvl[ln, c] - off * prev) * inv_den[r, c]
+    for r in range(rows - 2, -1, -1):
+        for c in range(cols):
+            du[r, c] -= cp[r, c] * du[r + 1, c]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _apply(x, dx):
+    """x += dx; returns max |dx| (inf if any dx is not finite)."""
+    n0, n1 = x.shape
+    m = 0.0
+    bad = False
+    for i in range(n0):
+        for j in range(n1):
+            d = dx[i, j]
+            a = abs(d)
+            bad |= not (a < np.inf)
+            m = max(m, a)
+            x[i, j] += d
+    return np.inf if bad else m
+
+
+@numba.njit(cache=True)
+def _newton_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, vth, n_map,
+                         beta_map, eta_map, v_cg, v_bl, v_sl, alpha_g, u_t, sel_vth, sel_n,
+                         sel_beta, sel_eta, model_max_iter, newton_dx, bl_d, bl_off, sl_d,
+                         sl_off, taps, tap_of_col, g_tap, g_pitch, pad_first, pad_last,
+                         along_rows, line_of_row, n_lines, tol, max_iter, gs_passes,
+                         out_i, out_u, out_vd, out_v, out_vs, out_col, out_ideal, out_iter,
+                         out_inner, out_status, out_step):
+    """Every vector of a batch on its own: outer exact evaluations, each local model
+    solved by Newton with ``gs_passes`` block Gauss-Seidel passes per step (see the module
+    docstring). Arguments as :func:`~norsim.array.circuit_kernels._solve_batch_kernel`
+    plus the raw chain data of :func:`line_data`; out_status[k] = 0 solved, 1 not."""
+    nb, rows = wl.shape
+    cols = vth.shape[1]
+    nj = taps.size
+    ia = np.empty((rows, cols))
+    la = np.empty((rows, cols))
+    lb = np.empty((rows, cols))
+    xa = np.empty((rows, cols))
+    xda = np.empty((rows, cols))
+    xsa = np.empty((rows, cols))
+    ua = np.empty((rows, cols))
+    u = np.empty((rows, cols))
+    im = np.empty((rows, cols))
+    gdm = np.empty((rows, cols))
+    gsm = np.empty((rows, cols))
+    fu = np.empty((rows, cols))
+    du = np.empty((rows, cols))
+    bl_inv = np.empty((rows, cols))
+    bl_cp = np.empty((rows, cols))
+    zero_row = np.zeros(cols)
+    rb = np.empty((10, cols))
+    ones = np.ones(cols)
+    va = np.empty((n_lines, cols))
+    v = np.empty((n_lines, cols))
+    fv = np.empty((n_lines, cols))
+    dvl = np.empty((n_lines, cols))
+    s_lines = np.empty((n_lines, cols))
+    g_lines = np.empty((n_lines, cols))
+    # source-line chains chain-major: (C, lines) for the rows layout's lines (transposed),
+    # the (R, C) arrays themselves for the columns layout's
+    n0 = cols if along_rows else rows
+    n1 = n_lines if along_rows else cols
+    ext = np.empty((n0, n1))
+    bsl = np.empty((n0, n1))
+    dvc = np.empty((n0, n1))
+    ework = np.empty((n0, n1))
+    sl_inv = np.empty((n0, n1))
+    sl_cp = np.empty((n0, n1))
+    nyl = n_lines if nj > 0 else 1
+    nj1 = max(nj, 1)
+    y = np.zeros((nyl, nj1))
+    fy = np.zeros((nyl, nj1))
+    dy = np.zeros((nyl, nj1))
+    by = np.zeros((nyl, nj1))
+    gyb = np.zeros((nyl, nj1))
+    winv = np.zeros((nyl, nj1, nj1))
+    zt = np.zeros((nyl, nj1, nj1))
+    dmat = np.zeros((nj1, nj1))
+    scratch = np.zeros((nj1, nj1))
+    tmpj = np.zeros(nj1)
+    tol_first = 0.1 * np.sqrt(tol * u_t)
+    for k in range(nb):
+        for c in range(cols):
+            out_ideal[k, c] = 0.0
+        for r in range(rows):
+            lv = inv[k, r]
+            for c in range(cols):
+                ia[r, c] = t_i[lv, r, c]
+                la[r, c] = t_a[lv, r, c]
+                lb[r, c] = t_b[lv, r, c]
+                ua[r, c] = 0.0
+                u[r, c] = 0.0
+                out_ideal[k, c] += ia[r, c]
+                if split:
+                    xa[r, c] = t_x[lv, r, c]
+                    xda[r, c] = t_xd[lv, r, c]
+                    xsa[r, c] = t_xs[lv, r, c]
+        va[:, :] = 0.0
+        v[:, :] = 0.0
+        y[:, :] = 0.0
+        status = 1
+        inner_total = 0
+        step = np.inf
+        done_outer = 0
+        loose = False  # the anchor is an approximate evaluation
+        passes = gs_passes
+        for outer in range(1, max_iter + 1):
+            tol_in = tol_first if outer == 1 else 0.1 * tol
+            solved = False
+            upd_prev = np.inf
+            for _ in range(MAX_INNER):
+                s_lines[:, :] = 0.0
+                g_lines[:, :] = 0.0
+                _model_bl(ia, la, lb, ua, u, v, va, line_of_row, bl_d, bl_off, im, gdm, gsm,
+                          fu, bl_inv, bl_cp, s_lines, g_lines, zero_row)
+                _sl_residual(sl_d, sl_off, along_rows, taps, g_tap, g_pitch, pad_first,
+                             pad_last, v, y, s_lines, fv, fy)
+                inner_total += 1
+                if along_rows:
+                    for ln in range(n_lines):
+                        for c in range(cols):
+                            ext[c, ln] = g_lines[ln, c]
+                    _factor0(sl_d, sl_off, ext, sl_inv, sl_cp)
+                    if nj > 0:
+                        _strap_factor(taps, g_tap, g_pitch, pad_first, pad_last, sl_off,
+                                      sl_inv, sl_cp, ework, zt, winv, dmat, scratch)
+                else:
+                    _factor0(sl_d, sl_off, g_lines, sl_inv, sl_cp)
+                for p in range(passes):
+                    if p > 0:  # the source lines' response to the last bit-line step
+                        s_lines[:, :] = 0.0
+                        for r in range(rows):
+                            ln = line_of_row[r]
+                            for c in range(cols):
+                                s_lines[ln, c] += gdm[r, c] * du[r, c]
+                    for ln in range(n_lines):
+                        for c in range(cols):
+                            rhs = -fv[ln, c] - (s_lines[ln, c] if p > 0 else 0.0)
+                            if along_rows:
+                                bsl[c, ln] = rhs
+                            else:
+                                bsl[ln, c] = rhs
+                    if along_rows:
+                        for ln in range(nyl):
+                            for j in range(nj):
+                                by[ln, j] = -fy[ln, j]
+                        _sl_solve(sl_off, sl_inv, sl_cp, taps, g_tap, g_pitch, winv, bsl, by,
+                                  dvc, dy, tmpj, gyb)
+                        for ln in range(n_lines):
+                            for c in range(cols):
+                                dvl[ln, c] = dvc[c, ln]
+                    else:
+                        _solve0(sl_off, sl_inv, sl_cp, bsl, dvl)
+                    _bl_solve_rhs(bl_off, bl_inv, bl_cp, fu, gsm, dvl, line_of_row, du)
+                upd = max(_apply(u, du), _apply(v, dvl))
+                if nj > 0:
+                    upd = max(upd, _apply(y, dy))
+                if not (upd < np.inf):
+                    break
+                # the update contracts by rho = upd / upd_prev: what is left after it is
+                # about rho / (1 - rho) upd (stop below a tenth of the tolerance)
+                rho = upd / upd_prev if upd_prev < np.inf else 1.0
+                if upd <= tol_in or (rho < 0.5 and rho / (1.0 - rho) * upd <= tol_in):
+                    solved = True
+                    break
+                if rho > SLOW_RATE and passes < MAX_PASSES:
+                    passes += 1  # the bit lines feed back on the source lines (large g_d)
+                upd_prev = upd
+            if not solved:
+                break
+            step = 0.0
+            for r in range(rows):
+                for c in range(cols):
+                    step = max(step, abs(u[r, c] - ua[r, c]))
+            for ln in range(n_lines):
+                for c in range(cols):
+                    step = max(step, abs(v[ln, c] - va[ln, c]))
+            if step * step / u_t <= tol and not loose:
+                status = 0
+                done_outer = outer
+                break
+            if outer == max_iter:
+                break
+            # exact evaluation at the new drops: the next anchor. Far from the last anchor
+            # the split-gate internal node's prediction is poor and most cells would need
+            # the scalar iteration; one vectorised Newton step is then accurate to second
+            # order, enough for an intermediate anchor (never the last one: see `loose`)
+            loose = step > LOOSE_STEP_V
+            # a moderate step: a loose pass first, then the precise one starts from its
+            # internal node (one vectorised step each instead of the scalar iteration)
+            two = split and not loose and step > TWO_PASS_STEP_V
+            ndx = LOOSE_NODE_STEP_V if (loose or two) else newton_dx
+            for r in range(rows):
+                ln = line_of_row[r]
+                _exact_row(split, wl[k, r], v_cg, v_bl, v_sl, u[r], v[ln], ua[r], va[ln],
+                           vth[r], n_map[r], beta_map[r], eta_map[r], alpha_g, u_t, sel_vth,
+                           sel_n, sel_beta, sel_eta, model_max_iter, ndx, ones, ones,
+                           ia[r], la[r], lb[r], xa[r], xda[r], xsa[r], rb)
+                if two:
+                    _exact_row(split, wl[k, r], v_cg, v_bl, v_sl, u[r], v[ln], u[r], v[ln],
+                               vth[r], n_map[r], beta_map[r], eta_map[r], alpha_g, u_t,
+                               sel_vth, sel_n, sel_beta, sel_eta, model_max_iter, newton_dx,
+                               ones, ones, ia[r], la[r], lb[r], xa[r], xda[r], xsa[r], rb)
+                for c in range(cols):
+                    ua[r, c] = u[r, c]
+            va[:, :] = v
+        out_status[k] = status
+        out_inner[k] = inner_total
+        out_step[k] = step
+        out_iter[k] = done_outer
+        if status != 0:
+            continue
+        # the local-model currents at the converged drops
+        s_lines[:, :] = 0.0
+        g_lines[:, :] = 0.0
+        _model_bl(ia, la, lb, ua, u, v, va, line_of_row, bl_d, bl_off, im, gdm, gsm, fu,
+                  bl_inv, bl_cp, s_lines, g_lines, zero_row)
+        for c in range(cols):
+            out_col[k, c] = 0.0
+        for r in range(rows):
+            ln = line_of_row[r]
+            for c in range(cols):
+                x = im[r, c]
+                out_i[k, r, c] = x
+                out_col[k, c] += x
+                out_u[k, r, c] = u[r, c]
+                out_vd[k, r, c] = v_bl - u[r, c]
+                out_v[k, r, c] = v[ln, c]
+                out_vs[k, r, c] = v_sl + v[ln, c]
+
+
+def newton_batch(*args):
+    """Run :func:`_newton_batch_kernel` (arguments in its order)."""
+    _newton_batch_kernel(*args)
