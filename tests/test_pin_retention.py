@@ -71,3 +71,27 @@ def test_long_bake_ends_exactly_at_the_neutral_vth_from_both_sides():
     assert np.allclose(out, ret.vth_neutral_v, atol=1e-12)
     short = bake(np.random.default_rng(2), vth, 1.0, 300.0, ret)
     assert short[0] < vth[0] and short[1] > vth[1] and short[2] == vth[2]
+
+
+def test_equivalent_time_moves_intrinsic_cells_as_far_as_the_original_bake():
+    from norsim.device.retention import equivalent_time_s
+
+    ret = _ret(tail_fraction_fresh=0.0, tail_fraction_per_cycle=0.0)
+    t_hot, hot, cold = 3.6e3 * 24, 398.15, 328.15
+    t_cold = equivalent_time_s(t_hot, hot, ret, cold)
+    af = lambda t: np.exp(ret.ea_ev / K_EV_PER_K * (1 / ret.t_ref_k - 1 / t))  # noqa: E731
+    assert t_cold == pytest.approx(t_hot * af(hot) / af(cold), rel=1e-12)
+    assert t_cold > t_hot
+    cells = draw_retention(np.random.default_rng(3), np.full(100, 1.5), ret)
+    np.testing.assert_allclose(vth_shift(cells, t_cold, cold, ret), vth_shift(cells, t_hot, hot, ret),
+                               rtol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [0.0, -10.0, np.nan])
+def test_a_temperature_at_or_below_zero_kelvin_is_refused_by_value(bad):
+    from norsim.device.retention import acceleration_factor
+    from norsim.errors import InputError
+
+    with pytest.raises(InputError, match="temperature_k"):
+        acceleration_factor(np.array([bad]), 1.1, 300.0)
+    assert acceleration_factor(np.array([1e-3]), 1.1, 300.0)[0] >= 0.0  # any T > 0 is valid
