@@ -40,6 +40,7 @@ import argparse
 import ast
 import concurrent.futures as cf
 import copy
+import hashlib
 import json
 import os
 import queue
@@ -58,10 +59,11 @@ ROOT = Path(__file__).resolve().parents[1]
 #: core module -> (its source file, the test files that pin it)
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     # fast modules first; in each list the fast, pinning tests first (pytest -x stops early)
-    "stats": ("norsim/stats.py", ("tests/test_stats.py",)),
+    "stats": ("norsim/stats.py", ("tests/test_pin_stats.py", "tests/test_stats.py")),
     "retention": ("norsim/device/retention.py", ("tests/test_pin_retention.py",
                                                  "tests/test_device_retention.py")),
-    "requant": ("norsim/mapping/requant.py", ("tests/test_reference.py",
+    "requant": ("norsim/mapping/requant.py", ("tests/test_pin_requant.py",
+                                              "tests/test_reference.py",
                                               "tests/test_quant_model.py")),
     "device_noise": ("norsim/device/noise.py", ("tests/test_device_noise.py",)),
     "periphery": ("norsim/array/periphery.py", ("tests/test_pin_adc.py",
@@ -72,7 +74,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "device_vecmath": ("norsim/device/vecmath.py", ("tests/test_device_vecmath.py",
                                                     "tests/test_device_iv.py")),
     "device_iv": ("norsim/device/iv.py", ("tests/test_device_iv.py",)),
-    "array_kernels": ("norsim/array/kernels.py", ("tests/test_array_kernels.py",
+    "array_kernels": ("norsim/array/kernels.py", ("tests/test_pin_adc.py",
+                                                  "tests/test_array_kernels.py",
                                                   "tests/test_array_ideal.py")),
     "circuit_solver": ("norsim/array/circuit.py", ("tests/test_pin_circuit.py",
                                                    "tests/test_circuit_solver.py")),
@@ -297,18 +300,48 @@ def _drop_cache(cache: Path, rels: set[str]) -> None:
 
 
 def _make_copy(dest: Path) -> None:
+    """The working tree (sources keep their mtimes: numba's cache checks them)."""
     ignore = shutil.ignore_patterns(".venv", ".git", ".numba_cache", "out", ".hypothesis",
                                     "__pycache__", "*.egg-info", "notebooks", "results")
-    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True)
+    shutil.copytree(ROOT, dest, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+
+
+def _cache_dir_name(src_dir: Path) -> str:
+    """numba's cache folder of the sources in ``src_dir`` under NUMBA_CACHE_DIR (its
+    _UserProvidedCacheLocator: the folder's name, '_', sha1 of its absolute path)."""
+    path = os.path.abspath(src_dir)
+    return f"{os.path.basename(path)}_{hashlib.sha1(path.encode()).hexdigest()}"
+
+
+def _seed_cache(cache: Path, copy_root: Path) -> int:
+    """Start a copy's numba cache from the working tree's (the same sources, the same
+    mtimes: the entries load instead of compiling for minutes per copy). Returns files."""
+    src_cache = Path(os.environ.get("NUMBA_CACHE_DIR") or ROOT / ".numba_cache")
+    n = 0
+    for d in (ROOT / "norsim").rglob("*"):
+        if not d.is_dir() or d.name == "__pycache__":
+            continue
+        old = src_cache / _cache_dir_name(d)
+        if not old.is_dir():
+            continue
+        new = cache / _cache_dir_name(copy_root / d.relative_to(ROOT))
+        new.mkdir(parents=True, exist_ok=True)
+        for f in old.iterdir():
+            if not (new / f.name).exists():
+                shutil.copy2(f, new / f.name)
+                n += 1
+    return n
 
 
 class Worker:
     """One private copy of the repository with its own numba cache."""
 
-    def __init__(self, base: Path, k: int, no_jit: bool):
+    def __init__(self, base: Path, k: int, no_jit: bool, seed_cache: bool):
         self.dir = base / f"w{k}"
         _make_copy(self.dir)
         self.cache = base / f"cache{k}"
+        if seed_cache and not no_jit:
+            _seed_cache(self.cache, self.dir)
         self.env = dict(os.environ, NUMBA_CACHE_DIR=str(self.cache), PYTHONPATH=str(self.dir),
                         PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
         if no_jit:
@@ -439,6 +472,10 @@ def main(argv=None) -> int:
                          "--seed and --max-mutants); its killed mutants count as killed")
     ap.add_argument("--list", action="store_true", help="print modules, sites and tests; run nothing")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copies")
+    ap.add_argument("--workdir", help="folder of the copies and their numba caches, kept and "
+                                      "reused by later runs (default: a temporary folder)")
+    ap.add_argument("--no-seed-cache", action="store_true",
+                    help="start each copy's numba cache empty (default: from NUMBA_CACHE_DIR)")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: expected at least 1")
@@ -451,14 +488,23 @@ def main(argv=None) -> int:
             print(f"{n:15s} {rel:32s} {len(sites((ROOT / rel).read_text())):5d} sites  {' '.join(tests)}")
         return 0
     users = _import_graph()
-    base = Path(tempfile.mkdtemp(prefix="norsim-mutate-"))
+    if args.workdir:
+        base = Path(args.workdir).resolve()
+        base.mkdir(parents=True, exist_ok=True)
+        args.keep = True
+    else:
+        base = Path(tempfile.mkdtemp(prefix="norsim-mutate-"))
     t0 = time.perf_counter()
     try:
         workers: "queue.Queue[Worker]" = queue.Queue()
         for k in range(args.jobs):
-            workers.put(Worker(base, k, args.no_jit))
+            workers.put(Worker(base, k, args.no_jit, not args.no_seed_cache))
         args.snapshot = base / "w0"
-        report = {n: run_module(n, args, workers, users) for n in names}
+        report = {}
+        for n in names:
+            report[n] = run_module(n, args, workers, users)
+            # each module's result as soon as it is known (a long run can be followed)
+            print(json.dumps({n: report[n]}), file=sys.stderr, flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
