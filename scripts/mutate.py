@@ -82,7 +82,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 #: mutants known to be equivalent (no test can tell them apart): key -> reason. The key is
-#: "<module>::<function>::<change>::<source of the mutated node>", stable when lines move.
+#: "<module>::<function>::<change>@<column>::<source line or node>", stable when lines move.
 EQUIVALENT: dict[str, str] = {}
 
 BINOP_FLIP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
@@ -104,9 +104,10 @@ class Site:
     line: int
     function: str
     source: str
+    col: int = 0
 
     def key(self, module: str) -> str:
-        return f"{module}::{self.function}::{self.change}::{self.source}"
+        return f"{module}::{self.function}::{self.change}@{self.col}::{self.source}"
 
 
 def _skipped_ids(tree: ast.AST) -> set[int]:
@@ -199,7 +200,7 @@ def sites(source: str) -> list[Site]:
             # the source line tells a constant's place; a long node is its own context
             where = text if len(seg) < 12 else seg
             out.append(Site(index, kind, change, line, owner.get(id(node), "<module>"),
-                            where[:100]))
+                            where[:100], getattr(node, "col_offset", 0)))
     return out
 
 
@@ -378,8 +379,10 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
     if args.survivors_of:
         before = json.loads(Path(args.survivors_of).read_text().strip().splitlines()[-1])
         before = before["modules"].get(name)
-        keys = {s["key"] for s in before["survived"]} if before else set()
-        chosen = [s for s in chosen if s.key(name) in keys]
+        keys = {(s["line"], s["change"], s["source"], s.get("col", 0)) for s in
+                (before["survived"] if before else ())}
+        chosen = [s for s in chosen if (s.line, s.change, s.source, s.col) in keys or (
+            s.line, s.change, s.source, 0) in keys]
     deps = dependents(rel, users)
     t_start = time.perf_counter()
 
@@ -427,7 +430,7 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
     with cf.ThreadPoolExecutor(max_workers=len(ws)) as ex:
         for i, (site, status, secs, out) in enumerate(ex.map(one, chosen), 1):
             results.append((site, status, secs))
-            print(f"[{name}] {i}/{len(chosen)} {status:8s} {secs:6.1f} s  line {site.line} "
+            print(f"[{name}] {i}/{len(chosen)} {status:8s} {secs:6.1f} s  line {site.line}:{site.col} "
                   f"{site.function}: {site.change}  `{site.source}`", file=sys.stderr, flush=True)
             if status == "error":
                 print(out, file=sys.stderr)
@@ -444,7 +447,7 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
     return {
         "module": rel, "tests": tests, "sites": len(all_sites), "mutants": n_mutants,
         "killed": n_killed, "timeouts": n_timeouts, "errors": len(errors),
-        "survived": [{"line": s.line, "function": s.function, "change": s.change,
+        "survived": [{"line": s.line, "col": s.col, "function": s.function, "change": s.change,
                       "source": s.source, "key": s.key(name),
                       "equivalent": EQUIVALENT.get(s.key(name))} for s in survivors],
         "score": round(len(killed) / denom, 3) if denom else None,

@@ -95,3 +95,6 @@ def test_a_temperature_at_or_below_zero_kelvin_is_refused_by_value(bad):
     with pytest.raises(InputError, match="temperature_k"):
         acceleration_factor(np.array([bad]), 1.1, 300.0)
     assert acceleration_factor(np.array([1e-3]), 1.1, 300.0)[0] >= 0.0  # any T > 0 is valid
+    # the message names the bad value, not a valid one before it
+    with pytest.raises(InputError, match=r"-7\.5"):
+        acceleration_factor(np.array([0.5, 300.0, -7.5]), 1.1, 300.0)
