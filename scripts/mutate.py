@@ -379,10 +379,11 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
     if args.survivors_of:
         before = json.loads(Path(args.survivors_of).read_text().strip().splitlines()[-1])
         before = before["modules"].get(name)
-        keys = {(s["line"], s["change"], s["source"], s.get("col", 0)) for s in
+        # a survivor: line, change, source and (in newer outputs) column
+        keys = {(s["line"], s["change"], s["source"], s.get("col")) for s in
                 (before["survived"] if before else ())}
-        chosen = [s for s in chosen if (s.line, s.change, s.source, s.col) in keys or (
-            s.line, s.change, s.source, 0) in keys]
+        chosen = [s for s in chosen if (s.line, s.change, s.source, s.col) in keys
+                  or (s.line, s.change, s.source, None) in keys]
     deps = dependents(rel, users)
     t_start = time.perf_counter()
 
