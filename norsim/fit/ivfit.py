@@ -31,7 +31,7 @@ from norsim.device.config import DeviceConfig
 from norsim.device.iv import cell_model, thermal_voltage
 from norsim.errors import FileFormatError
 from norsim.fit.formats import Measurement, group_rows
-from norsim.fit.lsq import Param, fit
+from norsim.fit.lsq import Param, fit, one_thread
 from norsim.fit.rtnstats import rtn_vth_offset
 
 #: fit parameter -> (preset field it sets, label)
@@ -188,8 +188,12 @@ def fit_cell(dev: DeviceConfig, m: Measurement, rows: np.ndarray) -> dict:
         fixed[hold] = _base_value(dev, hold, base.start)
         held.append({"parameter": hold, "held_at": fixed[hold], "because": free_degen})
         specs = [s for s in specs if s.name != hold]
+    # every parameter a held direction involved is conditional on the held value: degenerate
+    degen = {q for h in held for d in h["because"] for q in d["parameters"]
+             if not q.startswith("rtn_offset")} | {h["parameter"] for h in held}
+    degen |= {q for d in out.degenerate for q in d["parameters"]}
     return {"outcome": out, "model": model, "fixed": fixed, "held": held, "notes": notes,
-            "n_vd": n_vd, "temps": model.temps.tolist()}
+            "n_vd": n_vd, "temps": model.temps.tolist(), "degenerate_params": sorted(degen)}
 
 
 def _with_prior(r: np.ndarray, p: dict, rtn: list, prior: np.ndarray) -> np.ndarray:
@@ -212,7 +216,8 @@ def fit_iv(dev: DeviceConfig, m: Measurement) -> list[dict]:
     ids = m.get("cell", np.zeros(len(m)))
     results = []
     for cid, rows in group_rows(ids):
-        r = fit_cell(dev, m, rows)
+        with one_thread():
+            r = fit_cell(dev, m, rows)
         r["cell"] = cid
         results.append(r)
     return results

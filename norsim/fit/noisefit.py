@@ -24,12 +24,13 @@ from norsim.device.levels import current_per_vth, target_vth
 from norsim.device.noise import read_noise_sigma_a, rtn_mean_amplitude
 from norsim.errors import FileFormatError, InputError
 from norsim.fit.formats import Measurement, group_rows
-from norsim.fit.lsq import CONFIDENCE
+from norsim.fit.lsq import CONFIDENCE, single_threaded
 from norsim.fit.rtnstats import reference_sample_variances
 
 BOOTSTRAP = 2000
 
 
+@single_threaded
 def fit_reads(dev: DeviceConfig, m: Measurement) -> dict:
     """RTN amplitude scale (rtn_mean_v) and a white-noise check from a reads file."""
     groups = group_rows(m.columns["cell"])

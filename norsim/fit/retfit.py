@@ -22,7 +22,7 @@ import numpy as np
 from norsim.device.config import DeviceConfig
 from norsim.device.retention import K_EV_PER_K
 from norsim.fit.formats import Measurement, group_rows
-from norsim.fit.lsq import CONFIDENCE, Param, bootstrap_interval, fit
+from norsim.fit.lsq import CONFIDENCE, Param, bootstrap_interval, fit, single_threaded
 
 MIN_TEMPERATURES = 3
 
@@ -41,6 +41,7 @@ def _project(l, v, cell, ncell):
     return v - (v0[cell] + mb[cell] * l), v0, -mb
 
 
+@single_threaded
 def fit_retention(dev: DeviceConfig, m: Measurement) -> dict:
     ret = dev.retention
     groups = group_rows(m.columns["cell"])
@@ -78,7 +79,7 @@ def fit_retention(dev: DeviceConfig, m: Measurement) -> dict:
     _, a0, e0 = min(grid)
     specs = [Param(s.name, v, s.scale, s.label, s.unit, s.lo, s.hi)
              for s, v in zip(specs, (a0, e0))]
-    out = fit(residual, specs, robust=True, hidden_params=2 * ncell)
+    out = fit(residual, specs, robust=True, hidden_params=2 * ncell, clusters=cell)
     _, v0, b = _project(lfun(out.x), vth, cell, ncell)
     # stage 2: b_c = E[A] (V0_c - V_n)
     rng = np.random.default_rng(0)
@@ -109,11 +110,11 @@ def fit_retention(dev: DeviceConfig, m: Measurement) -> dict:
     q = np.clip(out.interval("ln_tau0_s"), -700, 700)
     params["device.retention.tau0_s"] = {
         "value": float(np.exp(out.value("ln_tau0_s"))), "interval": [float(np.exp(q[0])), float(np.exp(q[1]))],
-        "sigma_ln": out.sigma("ln_tau0_s"), "method": "variable projection, Jacobian covariance (HC3)",
+        "sigma_ln": out.sigma("ln_tau0_s"), "method": "variable projection, Jacobian covariance (cell-clustered sandwich where larger)",
         "status": "degenerate" if out.is_degenerate("ln_tau0_s") else "determined"}
     params["device.retention.ea_ev"] = {
         "value": out.value("ea_ev"), "interval": list(out.interval("ea_ev")),
-        "sigma": out.sigma("ea_ev"), "method": "variable projection, Jacobian covariance (HC3)",
+        "sigma": out.sigma("ea_ev"), "method": "variable projection, Jacobian covariance (cell-clustered sandwich where larger)",
         "status": "degenerate" if out.is_degenerate("ea_ev") else "determined"}
     if temps.size < MIN_TEMPERATURES:
         params["device.retention.ea_ev"]["status"] = "degenerate"

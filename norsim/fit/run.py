@@ -33,13 +33,21 @@ def _iv_params(dev, cells: list[dict]) -> tuple[dict, list, list]:
     for r in cells:
         o: FitOutcome = r["outcome"]
         degenerate += [dict(d, cell=r["cell"]) for d in o.degenerate]
-        degenerate += [dict(parameters=[h["parameter"]], cell=r["cell"], determined=
-                            f"held at the base preset's {h['held_at']:.6g}: the data leave it "
-                            "undetermined (see the entries above)") for h in r["held"]]
+        for h in r["held"]:
+            degenerate += [dict(d, cell=r["cell"]) for d in h["because"]]
+            degenerate.append(dict(parameters=[h["parameter"]], cell=r["cell"], determined=
+                                   f"held at the base preset's {h['held_at']:.6g}: the data leave "
+                                   "it undetermined; the parameters it trades off with are "
+                                   "conditional on it (reported degenerate)"))
         conditional += [dict(d, cell=r["cell"]) for d in o.conditional]
     for name in names:
         rows = [r for r in cells if name in r["outcome"].names]
         if not rows:
+            if any(name in r["degenerate_params"] for r in cells):  # held: kept, flagged
+                out[FIELDS[name][0]] = {"value": float(cells[0]["fixed"][name]) if name != "ln_i_s"
+                                        else _beta(dev, cells[0]["fixed"][name]),
+                                        "status": "degenerate", "label": FIELDS[name][1],
+                                        "note": "held at the base preset's value: not determined"}
             continue
         vals = np.array([r["outcome"].value(name) for r in rows])
         sig = np.array([r["outcome"].sigma(name) for r in rows])
@@ -48,7 +56,7 @@ def _iv_params(dev, cells: list[dict]) -> tuple[dict, list, list]:
         dof = rows[0]["outcome"].dof if vals.size == 1 else vals.size - 1
         q = stats.t.ppf(0.5 + CONFIDENCE / 2, dof)
         status = "conditional" if name in ("slope_factor_n", "dibl_eta") else "determined"
-        if any(r["outcome"].is_degenerate(name) for r in rows):
+        if any(name in r["degenerate_params"] for r in rows):
             status = "degenerate"
         entry = {"value": mean, "sigma": se, "interval": [mean - q * se, mean + q * se],
                  "status": status, "cells": int(vals.size), "label": FIELDS[name][1],
@@ -79,6 +87,10 @@ def _iv_params(dev, cells: list[dict]) -> tuple[dict, list, list]:
     return out, degenerate, conditional
 
 
+def _beta(dev, ln_i_s: float) -> float:
+    return float(np.exp(ln_i_s) / (2 * dev.cell.slope_factor_n * thermal_voltage(dev.cell.t_ref_k) ** 2))
+
+
 def _cell_report(r: dict) -> dict:
     o: FitOutcome = r["outcome"]
     return {"cell": r["cell"], "temperatures_k": r["temps"], "drain_voltages": r["n_vd"],
@@ -86,6 +98,8 @@ def _cell_report(r: dict) -> dict:
             "sigma": {n: o.sigma(n) for n in o.names},
             "interval": {n: list(o.interval(n)) for n in o.names},
             "correlation": {"parameters": o.names, "matrix": np.round(o.corr, 4).tolist()},
+            "status": {n: "degenerate" if n in r["degenerate_params"] else "determined"
+                       for n in o.names if not n.startswith("rtn_offset")},
             "condition_number": o.condition_number, "residual_variance": o.s2,
             "held": [{k: v for k, v in h.items() if k != "because"} for h in r["held"]],
             "notes": r["notes"]}

@@ -20,6 +20,7 @@ from norsim.device import noise as dnoise
 from norsim.device.iv import cell_model, thermal_voltage
 from norsim.device.levels import current_per_vth, level_currents, read_bias, target_vth
 from norsim.device.variation import draw_variation
+from norsim.fit.lsq import single_threaded
 
 
 def _rtn_offsets(rng, traps, vth, cfg: SimConfig, reads_shape) -> np.ndarray:
@@ -30,6 +31,7 @@ def _rtn_offsets(rng, traps, vth, cfg: SimConfig, reads_shape) -> np.ndarray:
     return amp * np.sum(traps.unit_amp.reshape(-1) * occ, axis=-1)
 
 
+@single_threaded
 def iv_sweeps(cfg: SimConfig, rng: np.random.Generator, *, cells: int = 1,
               temps_k=(300.0, 330.0, 360.0), v_d=(0.1, 0.3), vth_v: float = 1.0,
               v_cg_below: float = 0.6, v_cg_above: float = 1.0, points: int = 25,
@@ -79,6 +81,7 @@ def _level_cells(cfg: SimConfig, rng, cells: int, levels=None):
     return cur[lv], target_vth(model, dev, cur[lv]), model
 
 
+@single_threaded
 def repeated_reads(cfg: SimConfig, rng: np.random.Generator, *, cells: int = 256,
                    reads: int = 200, dt_s: float = 1e-3,
                    temperature_k: float | None = None) -> tuple[dict, dict]:
@@ -104,6 +107,7 @@ def repeated_reads(cfg: SimConfig, rng: np.random.Generator, *, cells: int = 256
     return cols, {"rtn_mean_v": dev.noise.rtn_mean_v}
 
 
+@single_threaded
 def placement_map(cfg: SimConfig, rng: np.random.Generator, *, cells: int = 1024,
                   reads_per_cell: int = 4) -> tuple[dict, dict]:
     """Erase, program (ISPP program-and-verify) and read back ``cells`` cells at random levels;
@@ -131,6 +135,7 @@ def placement_map(cfg: SimConfig, rng: np.random.Generator, *, cells: int = 1024
     return cols, {"failed_fraction": res.n_failed / cells}
 
 
+@single_threaded
 def bake_logs(cfg: SimConfig, rng: np.random.Generator, *, temps_k=(358.0, 398.0, 423.0),
               cells: int = 64, times_s=None, reads_per_point: int = 16) -> tuple[dict, dict]:
     """Retention bake at each temperature (a fresh set of ``cells`` cells each): V_th read at
