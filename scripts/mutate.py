@@ -83,7 +83,21 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 #: mutants known to be equivalent (no test can tell them apart): key -> reason. The key is
 #: "<module>::<function>::<change>@<column>::<source line or node>", stable when lines move.
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    "stats::mcnemar_exact::0->1@12::if n == 0:":
+        "with one discordant pair the formula gives min(1, 2 x binom.cdf(0, 1, 1/2)) = 1, the "
+        "value of the n == 0 shortcut",
+    "requant::quantize_multiplier_pair::0:GtE->Gt@7::max(ma, mb) >= 2 ** MULT_BITS":
+        "unreachable branch: the larger multiplier rounds to quantize_multiplier's normalised "
+        "m < 2**31 at the same shift, and the smaller one to at most that",
+    "requant::quantize_multiplier_pair::2->3@22::if max(ma, mb) >= 2 ** MULT_BITS:   # "
+    "rounding pushed it over: one bit less":
+        "the same unreachable branch (a larger bound is never reached either)",
+    "retention::draw_retention::Mult->Div@9::ret.a_v_per_decade_per_v / np.log(10.0) * "
+    "np.exp(ret.a_sigma_ln * rng.standard_normal(vth.shape))":
+        "dividing by exp(sigma z) is multiplying by exp(sigma (-z)): -z is standard normal "
+        "too, so the log-normal law of A is unchanged (only the seeded draws differ)",
+}
 
 BINOP_FLIP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
               ast.Pow: ast.Mult, ast.FloorDiv: ast.Div, ast.BitAnd: ast.BitOr,
