@@ -164,7 +164,8 @@ def run_fit(files, base: SimConfig, out_dir: str | Path, *, plots: bool = True,
     side = {"preset": str(preset_path), "confidence": CONFIDENCE, "params": params,
             "degenerate": degenerate, "conditional": conditional, "files": reports,
             "figures": [str(f) for f in figures]}
-    (out_dir / SIDECAR_FILE).write_text(json.dumps(side, indent=1, default=_json))
+    side = json.loads(json.dumps(side, default=_json))  # plain Python numbers
+    (out_dir / SIDECAR_FILE).write_text(json.dumps(side, indent=1))
     return side
 
 
