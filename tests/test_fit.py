@@ -78,8 +78,8 @@ def test_structured_npy_reads_like_csv(tmp_path):
 
 
 # ------------------------------------------------------------------ degeneracies -----
-def _iv(seed=0, **kw):
-    cols, truth = synth.iv_sweeps(CFG, np.random.default_rng(seed), points=15, **kw)
+def _iv(seed=0, points=15, **kw):
+    cols, truth = synth.iv_sweeps(CFG, np.random.default_rng(seed), points=points, **kw)
     return fit_iv(CFG.device, Measurement("iv.csv", "iv", cols))[0], truth[0]
 
 
@@ -103,6 +103,9 @@ def test_vth_vs_is_degenerate_without_moderate_inversion():
     assert {combo["a"], combo["b"]} == {"ln_i_s", "vth_v"}
     c = combo["coefficient"] if combo["a"] == "ln_i_s" else 1 / combo["coefficient"]
     assert c == pytest.approx(slope, rel=0.1)
+    # a single gate bias (three drain voltages, three temperatures) cannot separate them either
+    one, _ = _iv(v_cg_below=0.3, v_cg_above=-0.3, points=1, v_d=(0.1, 0.2, 0.3))
+    assert {"ln_i_s", "vth_v", "slope_factor_n"} <= set(one["degenerate_params"])
     # and the full sweep separates them
     full, _ = _iv(temps_k=(300.0,))
     assert not full["held"] and "vth_v" not in full["degenerate_params"]

@@ -8,7 +8,9 @@ ln I_meas - ln I_model, weighted by a variance function c0 + c1 / I fitted to th
 residuals (shot noise grows as 1 / I in ln I; RTN and model error set the floor), so the
 covariance s^2 (J^T J)^-1 holds for every current range.
 
-The coupling ratio alpha_G is not fitted: (alpha_G, n, eta, beta) -> (k alpha_G, k n, k eta,
+The split-gate select transistor (V_th, n, beta) and t_ref_k are taken from the base preset
+(a select transistor far in strong inversion barely shapes the curve; fit it from its own
+sweep if it does). The coupling ratio alpha_G is not fitted: (alpha_G, n, eta, beta) -> (k alpha_G, k n, k eta,
 beta / k) leaves every current unchanged (an exact symmetry of the EKV model), so I-V data
 determine n / alpha_G only. alpha_G is held at the base preset's value and probed in the
 degeneracy analysis; n is reported conditional on it.

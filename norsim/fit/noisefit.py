@@ -101,5 +101,14 @@ def fit_reads(dev: DeviceConfig, m: Measurement) -> dict:
                            "uses them for the record-length correction)",
                            "device.noise.rtn_level_gain (kept)"],
         "confidence": CONFIDENCE,
-        "_plot": {"vth": vth, "x": x, "ref": ref * est**2},
+        "_plot": {"vth": vth, "x": x, "ref": _with_white_scatter(ref * m2, white / (g * lvl) ** 2,
+                                                                 n_reads, rng)},
     }
+
+
+def _with_white_scatter(ref: np.ndarray, white: np.ndarray, reads: int, rng) -> np.ndarray:
+    """Model cells' RTN variances plus the scatter that subtracting the *expected* white
+    variance leaves in a measured cell (sample variance of ``reads`` reads: chi-square), so
+    the plot compares like with like."""
+    w = white[rng.integers(0, white.size, ref.size)]
+    return ref + w * (rng.chisquare(reads - 1, ref.size) / (reads - 1) - 1.0)

@@ -33,8 +33,8 @@ def occupancy_moments(nz: NoiseConfig, temperature_k: float) -> tuple[float, flo
     return float(p.mean()), float((p**2).mean())
 
 
-def rtn_vth_offset(dev: DeviceConfig, vth: float, temperature_k: float | None = None,
-                   reads_independent: bool = True) -> tuple[float, float]:
+def rtn_vth_offset(dev: DeviceConfig, vth: float,
+                   temperature_k: float | None = None) -> tuple[float, float]:
     """Mean and cell-to-cell standard deviation of a cell's time-averaged RTN V_th shift
     m sum_j u_j b_j p_j (what a fit of a swept cell's V_th absorbs)."""
     nz = dev.noise
@@ -45,26 +45,6 @@ def rtn_vth_offset(dev: DeviceConfig, vth: float, temperature_k: float | None = 
     mean = m * k * pa * ep
     var = m**2 * k * (2.0 * pa * ep2 - (pa * ep) ** 2)
     return mean, float(np.sqrt(max(var, 0.0)))
-
-
-def window_variance_factor(nz: NoiseConfig, temperature_k: float, reads: int,
-                           dt_s: float) -> float:
-    """E over traps of p(1-p) x g(tau), where g is the expected sample variance (ddof=1) of a
-    two-state trap's occupancy over ``reads`` reads ``dt_s`` apart, relative to p(1-p):
-    g = N/(N-1) [1 - (1/N^2) sum_ij r^|i-j|], r = exp(-dt / tau), tau = tau_c tau_e / (tau_c + tau_e)
-    (a trap slower than the record shows only part of its variance)."""
-    tc, te = _tau_grid(nz, temperature_k)
-    p = te / (tc + te)
-    tau = tc * te / (tc + te)
-    n = int(reads)
-    r = np.exp(-dt_s / tau)
-    # sum_ij r^|i-j| = N + 2 sum_k (N - k) r^k, in closed form
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(r < 1 - 1e-12,
-                     n + 2 * (r * (n - 1 - n * r + r**n)) / (1 - r) ** 2,
-                     float(n * n))
-    g = n / (n - 1) * (1.0 - s / n**2)
-    return float(np.mean(p * (1 - p) * np.clip(g, 0.0, None)))
 
 
 def reference_sample_variances(nz: NoiseConfig, temperature_k: float, reads: int, dt_s: float,
