@@ -133,6 +133,20 @@ def test_one_time_decade_leaves_tau0_and_a_degenerate():
     assert r["params"]["device.retention.a_v_per_decade_per_v"]["status"] == "degenerate"
 
 
+def test_white_noise_scale_sees_noise_the_model_lacks():
+    from norsim.fit.noisefit import fit_reads
+
+    def scale(cfg):
+        cols, _ = synth.repeated_reads(cfg, np.random.default_rng(0), cells=256, reads=40)
+        return fit_reads(CFG.device, Measurement("r.csv", "reads", cols))["checks"][
+            "white_noise_scale"]
+
+    nominal = scale(CFG)
+    assert nominal["interval"][0] < 1.1 and nominal["interval"][1] > 0.95
+    noisy = scale(CFG.with_overrides({"device.noise.flicker_kf": 3e-5}))  # 1/f the fit lacks
+    assert noisy["interval"][0] > 2.0
+
+
 # ------------------------------------------------------------------ CLI end to end ----
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
