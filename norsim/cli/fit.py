@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_plan(plan(args.files, cfg)))
         return 0
     from norsim.fit.run import PRESET_FILE, SIDECAR_FILE, format_summary, run_fit
+    from norsim.outputs import check_output_dir
 
+    check_output_dir("--out", args.out)  # before any fitting
     side = run_fit(args.files, cfg, args.out, plots=not args.no_plots)
     print(format_summary(side))
     print(f"\npreset {args.out}/{PRESET_FILE} (use with --config), uncertainties in "
