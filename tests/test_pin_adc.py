@@ -77,3 +77,47 @@ def test_analog_subtraction_with_a_coarse_signed_adc_rounds_each_bit_plane(bits,
     # the full-scale columns reach the end codes exactly (x[0]: every row on in every plane)
     assert y[0, 0] == pytest.approx((2**ibits - 1) * k * min(hi, _round_half_up(rows * TOP / k)))
     assert y[0, 1] == pytest.approx(-y[0, 0])
+
+
+def test_ktc_noise_of_the_integrator_sets_the_code_spread():
+    # kT/C of the integrating capacitor, referred to a current over the read: var = k T C /
+    # t_read^2; with every other noise off the code spread of a constant reading is its
+    # square root in LSB
+    from norsim.device.iv import BOLTZMANN_J_PER_K
+
+    t_read, temp = 1e-6, 330.0
+    cfg = ideal_cfg(8, adc_bits=12, extra=["array.noise.ktc_enabled=true"])
+    c_int = cfg.array.sense.integrator_cap_f
+    sigma_a = np.sqrt(BOLTZMANN_J_PER_K * temp * c_int) / t_read
+    adc = make_adc(cfg.array, 1, False, temp, np.random.default_rng(0))
+    adc.set_range(full_scale_a=adc.hi * sigma_a / 4, unit_a=sigma_a / 4, integer_units=False)
+    par = readout_params(cfg.array, adc, t_read, temp)
+    par[K.P_ISAT] = 1e9
+    n = 40_000
+    ch = {k: np.zeros(1, np.int64) for k in ("pos", "tgt", "adc")}
+    ch["neg"] = -np.ones(1, np.int64)
+    ch["coef"] = np.ones(1)
+    reading = np.full((n, 1), 2000 * adc.step_a, np.float32)
+    z = np.random.default_rng(1).standard_normal((n, 1))
+    code, _ = K.readout(reading, np.zeros(1), 1, ch, adc.gain, adc.offset, par, z=z, n_out_cols=1)
+    assert code[:, 0].std() == pytest.approx(4.0, rel=0.03)   # sigma = 4 LSB by construction
+    off = readout_params(ideal_cfg(8, adc_bits=12).array, adc, t_read, temp)
+    assert off[K.P_CONST_VAR] == 0.0                            # kT/C off: no constant variance
+
+
+def test_adc_gain_error_and_its_temperature_drift_scale_the_transfer():
+    cfg = ideal_cfg(8, extra=["array.adc.gain_error=0.02", "array.adc.gain_tempco_per_k=-5e-4"])
+    adc = make_adc(cfg.array, 3, True, 350.0, np.random.default_rng(0))
+    np.testing.assert_allclose(adc.gain, 1.02 * (1 - 5e-4 * (350.0 - cfg.array.adc.tempco_ref_k)),
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("fs", [0.0, -1e-6, np.nan, np.inf])
+def test_a_full_scale_that_is_not_a_positive_current_is_refused(fs):
+    from norsim.errors import InputError
+
+    adc = make_adc(ideal_cfg(8).array, 1, False, 300.0, np.random.default_rng(0))
+    with pytest.raises(InputError, match="full scale"):
+        adc.set_range(fs, 1e-9, True)
+    adc.set_range(1e-12, 1e-9, True)  # tiny but positive: one unit per step
+    assert adc.step_a == pytest.approx(1e-9)
