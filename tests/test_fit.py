@@ -83,6 +83,23 @@ def _iv(seed=0, points=15, **kw):
     return fit_iv(CFG.device, Measurement("iv.csv", "iv", cols))[0], truth[0]
 
 
+def test_device_to_device_spread_from_several_cells():
+    from norsim.fit.population import iv_population
+
+    cols, truth = synth.iv_sweeps(CFG, np.random.default_rng(0), cells=12, points=15)
+    cells = fit_iv(CFG.device, Measurement("iv.csv", "iv", cols))
+    p, _, _ = iv_population(CFG.device, cells)
+    # the estimate is the spread of the cells' true values (estimation noise subtracted)
+    n = np.array([t["slope_factor_n"] for t in truth])
+    ln_b = np.log([t["i_s_a"] / t["slope_factor_n"] for t in truth])
+    got_n = p["device.variation.n_sigma_rel"]
+    assert got_n["value"] == pytest.approx(n.std(ddof=1) / n.mean(), abs=0.003)
+    assert got_n["interval"][0] < CFG.device.variation.n_sigma_rel < got_n["interval"][1]
+    assert p["device.variation.beta_sigma_rel"]["value"] == pytest.approx(ln_b.std(ddof=1), abs=0.005)
+    # and the population mean of n carries the standard error of 12 cells
+    assert p["device.cell.slope_factor_n"]["value"] == pytest.approx(n.mean(), abs=0.01)
+
+
 def test_coupling_ratio_vs_slope_factor_is_reported_conditional():
     r, truth = _iv(temps_k=(300.0,))
     cond = r["outcome"].conditional

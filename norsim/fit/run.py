@@ -9,86 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from norsim.config.sim import SimConfig
-from norsim.device.iv import thermal_voltage
 from norsim.fit.formats import read_measurement
 from norsim.fit.lsq import CONFIDENCE, FitOutcome
+from norsim.fit.population import iv_population
 from norsim.progress import Progress
 
 PRESET_FILE = "fitted.toml"
 SIDECAR_FILE = "fit.json"
 #: statuses whose value goes into the preset (degenerate values never do)
 WRITTEN = ("determined", "conditional")
-
-
-def _iv_params(dev, cells: list[dict]) -> tuple[dict, list, list]:
-    """Population values of the I-V parameters over the fitted cells (mean; its standard error
-    from the cells' own uncertainties with one cell, from their spread with several)."""
-    from scipy import stats
-
-    names = ("slope_factor_n", "ln_i_s", "dibl_eta", "dvth_dt_v_per_k", "n_tempco_per_k",
-             "mobility_exponent")
-    from norsim.fit.ivfit import FIELDS
-
-    out, degenerate, conditional = {}, [], []
-    for r in cells:
-        o: FitOutcome = r["outcome"]
-        degenerate += [dict(d, cell=r["cell"]) for d in o.degenerate]
-        for h in r["held"]:
-            degenerate += [dict(d, cell=r["cell"]) for d in h["because"]]
-            degenerate.append(dict(parameters=[h["parameter"]], cell=r["cell"], determined=
-                                   f"held at the base preset's {h['held_at']:.6g}: the data leave "
-                                   "it undetermined; the parameters it trades off with are "
-                                   "conditional on it (reported degenerate)"))
-        conditional += [dict(d, cell=r["cell"]) for d in o.conditional]
-    for name in names:
-        rows = [r for r in cells if name in r["outcome"].names]
-        if not rows:
-            if any(name in r["degenerate_params"] for r in cells):  # held: kept, flagged
-                out[FIELDS[name][0]] = {"value": float(cells[0]["fixed"][name]) if name != "ln_i_s"
-                                        else _beta(dev, cells[0]["fixed"][name]),
-                                        "status": "degenerate", "label": FIELDS[name][1],
-                                        "note": "held at the base preset's value: not determined"}
-            continue
-        vals = np.array([r["outcome"].value(name) for r in rows])
-        sig = np.array([r["outcome"].sigma(name) for r in rows])
-        mean = float(vals.mean())
-        se = float(sig[0]) if vals.size == 1 else float(vals.std(ddof=1) / np.sqrt(vals.size))
-        dof = rows[0]["outcome"].dof if vals.size == 1 else vals.size - 1
-        q = stats.t.ppf(0.5 + CONFIDENCE / 2, dof)
-        status = "conditional" if name in ("slope_factor_n", "dibl_eta") else "determined"
-        if any(name in r["degenerate_params"] for r in rows):
-            status = "degenerate"
-        entry = {"value": mean, "sigma": se, "interval": [mean - q * se, mean + q * se],
-                 "status": status, "cells": int(vals.size), "label": FIELDS[name][1],
-                 "method": "least squares on ln I, Jacobian covariance (HC3 where larger)"}
-        if vals.size > 1:
-            entry["cell_to_cell_sd"] = float(vals.std(ddof=1))
-        if status == "conditional":
-            entry["conditional_on"] = {"device.cell.alpha_g": dev.cell.alpha_g}
-        if name == "ln_i_s":
-            n = out.get("device.cell.slope_factor_n", {}).get("value", dev.cell.slope_factor_n)
-            u0 = thermal_voltage(dev.cell.t_ref_k)
-            out["device.cell.i_s_a (derived)"] = {
-                "value": float(np.exp(mean)), "interval": [float(np.exp(v)) for v in entry["interval"]],
-                "status": status, "note": "specific current 2 n beta U_T^2 at t_ref_k"}
-            entry = dict(entry, value=float(np.exp(mean) / (2 * n * u0**2)),
-                         interval=[float(np.exp(v) / (2 * n * u0**2)) for v in entry["interval"]],
-                         sigma_ln=se, label="beta = I_S / (2 n U_T^2)")
-            entry.pop("sigma")
-        out[FIELDS[name][0]] = entry
-    if "device.cell.slope_factor_n" in out:
-        e, a = out["device.cell.slope_factor_n"], dev.cell.alpha_g
-        conditional.insert(0, {
-            "parameters": ["device.cell.slope_factor_n", "device.cell.alpha_g"],
-            "determined": f"n / alpha_G = {e['value'] / a:.4g} [{e['interval'][0] / a:.4g}, "
-                          f"{e['interval'][1] / a:.4g}] (exact symmetry of the EKV model: "
-                          "(alpha_G, n, eta, beta) -> (k alpha_G, k n, k eta, beta / k)); n, DIBL "
-                          f"and beta are given for alpha_G = {a:g} from the base preset"})
-    return out, degenerate, conditional
-
-
-def _beta(dev, ln_i_s: float) -> float:
-    return float(np.exp(ln_i_s) / (2 * dev.cell.slope_factor_n * thermal_voltage(dev.cell.t_ref_k) ** 2))
 
 
 def _cell_report(r: dict) -> dict:
@@ -124,7 +53,7 @@ def run_fit(files, base: SimConfig, out_dir: str | Path, *, plots: bool = True,
         stem = f"fit_{j}_{m.kind}"
         if m.kind == "iv":
             cells = fit_iv(dev, m)
-            p, d, c = _iv_params(dev, cells)
+            p, d, c = iv_population(dev, cells)
             rep = {"kind": "iv", "file": str(m.path), "cells": [_cell_report(r) for r in cells],
                    "params": p}
             if plots:
