@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 from norsim.array import kernels as K
+from norsim.array import rtn_kernels as R
 
 
 def test_hash_normals_equal_numpy_twin_and_are_standard_normal():
@@ -104,10 +105,10 @@ def test_rtn_kernel_equals_numpy_twin(bitserial, ntrap, sparse, majority_base):
     cur_r = cur.copy()
     st, st_r = state.copy(), state.copy()
     # corrections relative to the present joint states, or to the likelier ones
-    base = K.rtn_majority_base(state, p01, p10, nvec) if majority_base else None
+    base = R.rtn_majority_base(state, p01, p10, nvec) if majority_base else None
     # time blocks of 7 multiplies: chains carried across 43 block boundaries
-    K.rtn_apply(x, nbits, bitserial, row, col, d_tab, st, p01, p10, 99, cur, base=base, block=7)
-    K.rtn_apply_numpy(x, nbits, bitserial, row, col, d_tab, st_r, p01, p10, 99, cur_r, base=base)
+    R.rtn_apply(x, nbits, bitserial, row, col, d_tab, st, p01, p10, 99, cur, base=base, block=7)
+    R.rtn_apply_numpy(x, nbits, bitserial, row, col, d_tab, st_r, p01, p10, 99, cur_r, base=base)
     np.testing.assert_allclose(cur, cur_r, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(st, st_r)
     assert np.any(cur != 0)
@@ -121,7 +122,7 @@ def test_rtn_markov_chain_has_the_stationary_occupancy_and_correlation():
     cur = np.zeros((nvec, 1))
     state = np.zeros((1, 1), dtype=np.int64)
     d_tab = np.array([[[0.0, 0.0], [0.0, 1.0]]])  # (cell, joint state, drive code)
-    K.rtn_apply(x, 1, False, np.zeros(1, np.int64), np.zeros(1, np.int64), d_tab, state,
+    R.rtn_apply(x, 1, False, np.zeros(1, np.int64), np.zeros(1, np.int64), d_tab, state,
                 np.array([[p * mix]]), np.array([[(1 - p) * mix]]), 5, cur)
     s = cur[:, 0]
     assert abs(s.mean() - p) < 0.03
@@ -136,12 +137,12 @@ def test_rtn_majority_base_is_the_likelier_state_over_the_window():
     state = np.array([[1], [0], [0], [1], [1]])
     p01 = np.array([[0.0], [1e-7], [0.8 * 0.5], [0.2 * 0.5], [0.45 * 0.01]])
     p10 = np.array([[0.0], [1e-7], [0.2 * 0.5], [0.8 * 0.5], [0.55 * 0.01]])
-    base = K.rtn_majority_base(state, p01, p10, 100)
+    base = R.rtn_majority_base(state, p01, p10, 100)
     n, m, p, s = 100, 0.01, 0.45, 1.0
     mean_last = p + (s - p) * (1 - (1 - m) ** n) / (n * m)
     assert base.tolist() == [1, 0, 1, 0, int(mean_last > 0.5)]
     # the joint state packs trap t into bit t
-    assert K.rtn_majority_base(np.array([[1, 1]]), np.zeros((1, 2)), np.zeros((1, 2)), 9)[0] == 3
+    assert R.rtn_majority_base(np.array([[1, 1]]), np.zeros((1, 2)), np.zeros((1, 2)), 9)[0] == 3
 
 
 def test_add_corrections_equals_numpy_transposed_add():
@@ -151,7 +152,7 @@ def test_add_corrections_equals_numpy_transposed_add():
     cols = np.array([0, 2, 3, 7, 11])
     want = cur.copy()
     want[:, cols] += corr[:, 30:180].T
-    K.add_corrections(cur, cols, corr, start=30)
+    R.add_corrections(cur, cols, corr, start=30)
     np.testing.assert_array_equal(cur, want)
 
 
@@ -168,7 +169,7 @@ def test_rtn_walk_does_not_depend_on_the_time_block():
     for block in (1, 13, 500, 4096):
         st = state.copy()
         cur = np.zeros((nvec * nbits, cols))
-        K.rtn_apply(x, nbits, True, row, col, d_tab, st, p01, p10, 3, cur, block=block)
+        R.rtn_apply(x, nbits, True, row, col, d_tab, st, p01, p10, 3, cur, block=block)
         outs.append((cur, st))
     for cur, st in outs[1:]:
         np.testing.assert_array_equal(cur, outs[0][0])

@@ -127,6 +127,15 @@ class ReadNoiseConfig(ConfigBase):
         "inverse normal CDF; fast, same numbers in the NumPy twin) or 'generator' "
         "(Generator.standard_normal arrays passed in).",
         choices=("counter_hash", "generator"))
+    cell_variance: str = param(
+        "bounded_ratio", "How the summed cell read-noise variance of each conversion is "
+        "computed (bit-serial fast path): 'bounded_ratio' (the column's variance per unit of "
+        "current times its current: no second product; used only on tiles where the "
+        "worst-case error of the noise sigma, over every set of active rows, times the "
+        "largest normal the counter hash draws is below 0.1 ADC LSB, else 'exact'; about "
+        "half the product cost, issue 17) or 'exact' (the per-cell variance matrix summed "
+        "by a second bit-plane product: the reference tier). See docs/benchmarks.md (tiers).",
+        choices=("bounded_ratio", "exact"))
 
 
 @dataclass

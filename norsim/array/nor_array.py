@@ -38,12 +38,14 @@ import numpy as np
 from norsim.array import encodings as enc_mod
 from norsim.array.cells import ArrayCell
 from norsim.array.events import ArrayEvents
-from norsim.array.kernels import (add_corrections, bitplanes, readout, readout_numpy,
-                                  rtn_apply_numpy, rtn_corrections, rtn_majority_base, rtn_plan,
-                                  wl_stats)
+from norsim.array.kernels import bitplanes, readout, readout_numpy, wl_stats
+from norsim.array.rtn_kernels import (add_corrections, rtn_apply_numpy, rtn_corrections,
+                                      rtn_majority_base, rtn_plan, rtn_prepare)
 from norsim.array.noise_read import make_rtn
 from norsim.array.periphery import make_adc, readout_params
-from norsim.array.kernels import P_SHOT
+from norsim.array.readout_t import (VARIANCE_ERROR_LIMIT_LSB, Z_MAX, readout_t,
+                                    sigma_error_bound_lsb, variance_ratio)
+from norsim.array.kernels import P_CONST_VAR, P_NOISE_LSB, P_SHOT, P_STEP
 from norsim.errors import DegenerateResultWarning, InputError
 
 #: a V_th map value further than this outside [vth_erased_v, vth_max_v] is not a V_th
@@ -129,7 +131,15 @@ class NorArray:
         self.traps = make_rtn(cfg.device, vth, self.cycles * self.t_read_s, rng,
                               acfg.noise.rtn_enabled)
         self._d_tab = self._trap_deltas()
-        self._rtn_plan = rtn_plan(self.traps.col) if self.traps.n else None
+        # the walk skips traps of zero amplitude (empty trap sites, device.noise.
+        # rtn_trap_probability): frozen (switching probabilities 0) they change no current,
+        # so every output is bit-identical to walking them, at about half the cost
+        t = self.traps
+        amp0 = t.amp_v == 0
+        self._p01 = np.where(amp0, 0.0, t.p01)
+        self._p10 = np.where(amp0, 0.0, t.p10)
+        self._rtn_order = rtn_plan(t.col, ~amp0.all(axis=1)) if t.n else None
+        self._walk_plan()
         self._cell_noise()
 
         # ADC
@@ -209,6 +219,8 @@ class NorArray:
         """Per-cell read-noise variances (device.noise) and how the column sums them."""
         self._var = None  # per-cell variance matrix (or tables) summed by BLAS
         self._vleak = None
+        self._vratio = self._vbound = None
+        self._vmode_cache = (None, 1)
         self._shot_ratio = 0.0
         if not self.cfg.array.noise.shot_enabled:
             return
@@ -228,6 +240,16 @@ class NorArray:
         v_on, v_off = var(self.i_on), var(self.i_off)
         self._var = v_on - v_off
         self._vleak = v_off.sum(axis=0)
+        # bounded-ratio variance (array.noise.cell_variance): ratio and worst-case error per
+        # column, widened by what the traps' states can move the current the ratio scales
+        self._vratio, bound = variance_ratio(self.i_on - self.i_off, self._var)
+        t = self.traps
+        if t.n:
+            dmax = np.abs(self._d_on - self._d_off).max(axis=1)
+            bound = bound + np.abs(self._vratio) * np.bincount(
+                t.col, weights=dmax, minlength=self.phys_cols)
+        self._vbound = bound
+        self._vmode_cache = (None, 1)
 
     # ------------------------------------------------------------------ properties ----
     @property
@@ -294,11 +316,11 @@ class NorArray:
         """Joint trap state of each trapped cell folded into the current matrix for a batch
         of ``nvec`` multiplies (the one it is expected to occupy most; None without traps)."""
         t = self.traps
-        return rtn_majority_base(t.state, t.p01, t.p10, nvec) if t.n else None
+        return rtn_majority_base(t.state, self._p01, self._p10, nvec) if t.n else None
 
-    def _base(self, j0=None):
-        """Current (and cell-variance) matrix and leakage with the traps' joint states ``j0``
-        (default: the present ones) folded in."""
+    def _base(self, j0=None, with_var=True):
+        """Current (and, ``with_var``, cell-variance) matrix and leakage with the traps' joint
+        states ``j0`` (default: the present ones) folded in."""
         t = self.traps
         if t.n and j0 is None:
             j0 = t.joint_state()
@@ -311,7 +333,7 @@ class NorArray:
                 leak_cells = leak_cells.copy()
                 g[t.row, t.col] += self._d_on[ii, j0] - self._d_off[ii, j0]
                 leak_cells[t.row, t.col] += self._d_off[ii, j0]
-            if self._var is not None:
+            if self._var is not None and with_var:
                 g = np.concatenate([g, self._var], axis=1)
             return np.ascontiguousarray(g, dtype=self.dtype), leak_cells.sum(axis=0)
         tab = self._tables
@@ -328,6 +350,9 @@ class NorArray:
         if self.bitserial:
             cur = bitplanes(x, self.nbits_in) @ g if self.dtype == np.float32 else \
                 bitplanes(x, self.nbits_in).astype(self.dtype) @ g
+            if self.ir_surrogate is not None:  # per-vector IR drop (mapping.ir_drop 'network')
+                cur[:, :self.phys_cols] += self.ir_surrogate.delta(
+                    bitplanes(x, self.nbits_in)).astype(cur.dtype)
         elif self.scheme == "pulse_width":
             cur = self._fractions[x].astype(self.dtype) @ g
         else:
@@ -340,26 +365,39 @@ class NorArray:
                     cur += m.astype(self.dtype) @ (tab[c] - base).astype(self.dtype)
         return np.ascontiguousarray(cur)
 
+    def _walk_plan(self):
+        """The RTN walk's per-cell tables in walk order (rtn_prepare), rebuilt whenever the
+        trap deltas are (e.g. compensation.set_read_voltage)."""
+        if self._rtn_order is None:
+            self._rtn_plan = None
+        else:
+            self._rtn_plan = rtn_prepare(self._rtn_order, self.traps.row, self._d_tab,
+                                         self._p01, self._p10)
+        self._walk_src = self._d_tab
+        return self._rtn_plan
+
     def _rtn(self, x, rng, j0, reference=False, cur=None):
         """Draw the batch's RTN key and walk the traps relative to the folded joint states
         ``j0``: (columns, corrections) or, with ``reference``, the NumPy twin applied to
         ``cur`` in place (returns None)."""
         t = self.traps
         key = int(rng.integers(0, 2**63))
-        args = (x, self.cycles, self.bitserial, t.row, t.col, self._d_tab, t.state, t.p01, t.p10,
+        args = (x, self.cycles, self.bitserial, t.row, t.col, self._d_tab, t.state, self._p01, self._p10,
                 key)
         if reference:
             rtn_apply_numpy(*args, cur, base=j0)
             return None
-        return rtn_corrections(*args, x.shape[0] * self.cycles, self.dtype, plan=self._rtn_plan,
+        plan = self._rtn_plan if self._walk_src is self._d_tab else self._walk_plan()
+        return rtn_corrections(*args, x.shape[0] * self.cycles, self.dtype, plan=plan,
                                base=j0)
 
-    def _readings(self, x: np.ndarray, rng: np.random.Generator, *, reference: bool = False):
-        """Column currents (B*cycles, P) without the leakage (with the summed cell-noise
-        variances in P more columns when they need their own product), the leakage (P,),
-        and the bit-planes (None)."""
+    def _readings(self, x: np.ndarray, rng: np.random.Generator, *, reference: bool = False,
+                  with_var: bool = True):
+        """Column currents (B*cycles, P) without the leakage (with ``with_var``, the summed
+        cell-noise variances in P more columns when they need their own product), the
+        leakage (P,), and the bit-planes (None)."""
         j0 = self._rtn_base(x.shape[0])
-        g, leak = self._base(j0)
+        g, leak = self._base(j0, with_var=with_var)
         cur = self._drive_product(x, g)
         if self.traps.n:
             rc = self._rtn(x, rng, j0, reference, cur)
@@ -388,7 +426,7 @@ class NorArray:
         max_vec = max(1, self.CALIBRATION_MAX_READINGS // max(per_vec, 1))
         if x.shape[0] > max_vec:
             x = x[np.linspace(0, x.shape[0] - 1, max_vec).round().astype(np.int64)]
-        cur, leak, _ = self._readings(x, rng)
+        cur, leak, _ = self._readings(x, rng, with_var=False)
         tot = cur[:, :self.phys_cols].astype(np.float64)
         tot += leak[None, :]
         reading = tot[:, ch["pos"]]
@@ -442,6 +480,8 @@ class NorArray:
             out = out * (self.adc.step_a / self.unit_a)
             self._check_outputs(x, out)
             return out
+        if self.bitserial:
+            return self._matmul_t(x, rng, par)
         # numba path, in chunks of vectors (the drive product, the RTN corrections and the
         # readout of one chunk stay in cache); the random draws are those of the whole batch
         # (RTN walked over the whole batch first, normals addressed by their global
@@ -477,6 +517,81 @@ class NorArray:
 
     #: rows (vectors x cycles) of one chunk of the numba matmul path
     CHUNK_ROWS = 4096
+    #: per-vector IR-drop surrogate (norsim.array.ir_modes.ModalIrSurrogate), set by the engine
+    #: for mapping.ir_drop = 'network' (bit-serial inputs); None: fast mode's nominal bias
+    ir_surrogate = None
+
+    def variance_mode(self) -> int:
+        """How this tile's readout sums the cell read-noise variance (readout_t var_mode):
+        0 no cell noise, 1 the exact variance product, 2 the bounded ratio (only where
+        ``variance_error_bound_lsb() * Z_MAX < VARIANCE_ERROR_LIMIT_LSB``)."""
+        if self._var is None:
+            return 0
+        nz = self.cfg.array.noise
+        if (self._vratio is None or nz.cell_variance == "exact"
+                or nz.gaussian_source != "counter_hash" or self.adc.step_a is None):
+            return 1
+        step, mode = self._vmode_cache
+        if step != self.adc.step_a:
+            err = self.variance_error_bound_lsb()
+            mode = 2 if err * Z_MAX < VARIANCE_ERROR_LIMIT_LSB else 1
+            self._vmode_cache = (self.adc.step_a, mode)
+        return mode
+
+    def variance_error_bound_lsb(self) -> float:
+        """Worst-case |sigma_ratio - sigma_exact| of one conversion (ADC LSB) of the
+        bounded-ratio cell variance, over every set of active rows and trap states."""
+        if self._vbound is None or self.adc.step_a is None:
+            return float("inf")
+        par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
+        inv = 1.0 / par[P_STEP]
+        cvar = par[P_CONST_VAR] * inv * inv + par[P_NOISE_LSB] ** 2
+        return sigma_error_bound_lsb(self._vbound, self._channels, self.adc.step_a, cvar,
+                                     self._vleak)
+
+    def _matmul_t(self, x, rng, par):
+        """Bit-serial numba path on column-major currents (readout_t): the RTN corrections
+        are read where they lie, not added by a transposed pass; the random draws are those
+        of the whole batch (RTN walked over it first, normals addressed by their global
+        counter), so the result does not depend on the chunk size."""
+        vmode = self.variance_mode()
+        j0 = self._rtn_base(x.shape[0])
+        g, leak = self._base(j0, with_var=vmode == 1)
+        gt = np.ascontiguousarray(g.T)
+        corr = slot = None
+        if self.traps.n:
+            cols, corr = self._rtn(x, rng, j0)
+            slot = np.full(self.phys_cols, -1, dtype=np.int64)
+            slot[cols] = np.arange(cols.size)
+        n_rows = x.shape[0] * self.cycles
+        z, key = self._readout_draws(rng, n_rows)
+        nch = self._channels["pos"].size
+        out = np.empty((x.shape[0], self.n_out))
+        charge = np.zeros(self.phys_cols)
+        step = max(1, self.CHUNK_ROWS // self.cycles)
+        for v0 in range(0, x.shape[0], step):
+            v1 = min(v0 + step, x.shape[0])
+            r0, r1 = v0 * self.cycles, v1 * self.cycles
+            planes = bitplanes(x[v0:v1], self.nbits_in)
+            cur_t = gt @ (planes.T if self.dtype == np.float32 else planes.T.astype(self.dtype))
+            if self.ir_surrogate is not None:  # per-vector IR drop (mapping.ir_drop 'network')
+                cur_t[:self.phys_cols] += self.ir_surrogate.delta(planes).T.astype(cur_t.dtype)
+            if not self._checked_saturation:  # first chunk of the array's first call
+                tot = cur_t[:self.phys_cols].T.astype(np.float64)
+                if corr is not None:
+                    tot[:, cols] += corr[:, r0:r1].T
+                self._check_saturation(tot + leak[None, :], "NorArray.matmul")
+            o, ch = readout_t(cur_t, leak, self.cycles, self._channels, self.adc.gain,
+                              self.adc.offset, par, corr=corr, slot=slot, start=r0, key=key,
+                              counter0=r0 * nch, z=None if z is None else z[r0:r1],
+                              n_out_cols=self.n_out, var_mode=vmode, vratio=self._vratio,
+                              vleak=self._vleak)
+            out[v0:v1] = o
+            charge += ch
+        self._count(x, None, charge)
+        out *= self.adc.step_a / self.unit_a
+        self._check_outputs(x, out)
+        return out
 
     def _readout_draws(self, rng, n_rows):
         """(normals (n_rows, conversions) or None, counter-hash key) of one batch."""
@@ -489,7 +604,7 @@ class NorArray:
         read noise, no ADC errors; leakage and RTN included). For studies and figures."""
         x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in)
         rng = self._rng if rng is None else rng
-        cur, leak, _ = self._readings(x, rng)
+        cur, leak, _ = self._readings(x, rng, with_var=False)
         tot = cur[:, :self.phys_cols].astype(np.float64) + leak[None, :]
         ch = self._channels
         val = tot[:, ch["pos"]] - np.where(ch["neg"][None, :] >= 0,

@@ -1,0 +1,298 @@
+"""Column-major fast path of the array readout (issue 17), with its NumPy reference twin.
+
+The fast bit-serial path keeps the column currents transposed, ``cur_t`` (columns,
+vector x cycle): one BLAS product ``g.T @ planes.T``. Each physical column's readings then lie
+contiguous in memory, so
+
+* the exact RTN corrections (``kernels.rtn_corrections``: one contiguous row per column that
+  holds trapped cells) are added while the readout reads them, instead of by a transposed add
+  into the row-major currents (which cost as much as the readout itself);
+* the readout runs along each channel's readings with unit stride (vectorised loads instead of
+  a gather per conversion).
+
+The arithmetic per conversion is that of ``kernels.readout`` (same normals, addressed by the
+same counters ``counter0 + n * H + h``, same clipping, INL, rounding and shift-add); only the
+float32 currents are summed in another order (the BLAS product of the transposed operands and
+the RTN correction added in float64), a change of a few float32 ulps of a column current.
+
+Cell read-noise variance (``var_mode``):
+
+* 0: shot only, ``par[P_SHOT] |I|`` (the array uses it with 0 when cell noise is off);
+* 1: exact: rows ``var_off + p`` of ``cur_t`` hold the per-cell variance product
+  ``planes @ (v_on - v_off)`` of physical column p;
+* 2: bounded ratio: ``vratio[p] * cur_t[p]``, the column's variance per unit of current times
+  the current, with no second product. ``NorArray`` uses it only where the worst-case error of
+  the resulting noise sigma, times the largest normal the counter hash can draw, stays below
+  ``VARIANCE_ERROR_LIMIT_LSB`` (see ``variance_ratio``); ``array.noise.cell_variance =
+  'exact'`` always uses mode 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from norsim.array.kernels import (P_CONST_VAR, P_HI, P_INL, P_ISAT, P_LO, P_NOISE_LSB, P_SHOT,
+                                  P_STEP, _central, _inv_norm_numpy, _P_LOW, _tail, _uniform,
+                                  readout_numpy)
+
+#: the bounded-ratio variance is used only where its worst-case effect on one conversion,
+#: |d sigma| x Z_MAX, is below this (LSB); issue 17 allows errors below 1/10 LSB
+VARIANCE_ERROR_LIMIT_LSB = 0.1
+#: the largest |z| the counter-hash sampler can return (its smallest uniform is 2^-54)
+Z_MAX = float(abs(_inv_norm_numpy(np.array([0.5 / 9007199254740992.0]))[0]))
+
+
+def variance_ratio(g: np.ndarray, v: np.ndarray):
+    """Per physical column: (ratio r_p = sum V / sum G, worst-case |sum_S (V - r_p G)| over
+    every subset S of rows (A^2)).
+
+    ``g`` (rows, P) is the current matrix the product uses (on minus off current), ``v``
+    (rows, P) the per-cell variance matrix (on minus off variance). The bound is the larger
+    of the summed positive and summed negative residuals: the worst a set of active rows can
+    do. r_p zeroes the residuals' sum, which balances the two."""
+    g = np.asarray(g, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    sg = g.sum(axis=0)
+    r = np.divide(v.sum(axis=0), sg, out=np.zeros(g.shape[1]), where=sg != 0)
+    e = v - r[None, :] * g
+    bound = np.maximum(np.clip(e, 0, None).sum(axis=0), np.clip(-e, 0, None).sum(axis=0))
+    return r, bound
+
+
+def sigma_error_bound_lsb(bound_a2: np.ndarray, channels, step_a: float,
+                          const_var_lsb2: float, vleak_a2: np.ndarray) -> float:
+    """Worst |sigma_ratio - sigma_exact| of any conversion (LSB): |d var| / (2 sqrt(var_min))
+    with var_min the variance no conversion goes below (kT/C + ADC noise + the leaking
+    cells' variance). Infinite when that floor is 0."""
+    inv2 = 1.0 / (step_a * step_a)
+    pos, neg = channels["pos"], channels["neg"]
+    e = bound_a2[pos] * inv2
+    vmin = const_var_lsb2 + np.maximum(vleak_a2[pos], 0) * inv2
+    if np.all(neg >= 0):
+        e = e + bound_a2[neg] * inv2
+        vmin = vmin + np.maximum(vleak_a2[neg], 0) * inv2
+    if e.size == 0:
+        return 0.0
+    if np.any(vmin <= 0):
+        return math.inf
+    return float(np.max(e / (2.0 * np.sqrt(vmin))))
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef,
+                      ch_adc, adc_gain, adc_offset, par, key, counter0, z, use_hash, analog,
+                      var_mode, var_off, vratio, vleak, out_t):
+    nrows = cur_t.shape[1]
+    nvec = nrows // nbits
+    nch = ch_pos.size
+    ncol = out_t.shape[0]
+    isat = par[P_ISAT]
+    inv_step = 1.0 / par[P_STEP]
+    shot = par[P_SHOT] * inv_step * inv_step
+    vscale = inv_step * inv_step
+    cvar = par[P_CONST_VAR] * inv_step * inv_step + par[P_NOISE_LSB] * par[P_NOISE_LSB]
+    lo = par[P_LO]
+    hi = par[P_HI]
+    inv_span = 1.0 / (hi - lo)
+    inl4 = 4.0 * par[P_INL]
+    nchunk = max(1, min(nvec, max(4, nvec // 256)))  # long unit-stride runs per channel
+    for ck in numba.prange(nchunk):
+        v0 = ck * nvec // nchunk
+        v1 = (ck + 1) * nvec // nchunk
+        n0 = v0 * nbits
+        m = (v1 - v0) * nbits
+        zb = np.empty(m)
+        ub = np.empty(m)
+        ib = np.empty(m)
+        qb = np.empty(m)
+        vb = np.empty(m)
+        cb = np.empty(m)
+        ab = np.empty(v1 - v0)
+        tix = np.empty(m, dtype=np.int64)
+        for h in range(nch):
+            if use_hash:
+                for i in range(m):  # vectorises: hash + central rational
+                    u = _uniform(key, np.uint64(counter0 + (n0 + i) * nch + h))
+                    ub[i] = u
+                    zb[i] = _central(u)
+                nt = 0
+                for i in range(m):  # the ~5 % tail draws, compacted first
+                    u = ub[i]
+                    tix[nt] = i
+                    nt += 1 if (u < _P_LOW or u > 1.0 - _P_LOW) else 0
+                for j in range(nt):
+                    i = tix[j]
+                    zb[i] = _tail(ub[i])
+            else:
+                zv = z[n0:n0 + m]
+                for i in range(m):
+                    zb[i] = zv[i, h]
+            # unit-stride views indexed from 0 (no negative-index test: the loops vectorise)
+            p = ch_pos[h]
+            crow = cur_t[p, n0:n0 + m]
+            lp = leak[p]
+            sp = slot[p]
+            if sp >= 0:
+                crr = corr[sp, start + n0:start + n0 + m]
+                for i in range(m):
+                    ib[i] = (np.float64(crow[i]) + np.float64(crr[i])) + lp
+            else:
+                for i in range(m):
+                    ib[i] = np.float64(crow[i]) + lp
+            if var_mode == 1:
+                vrow = cur_t[var_off + p, n0:n0 + m]
+                vl = vleak[p]
+                for i in range(m):
+                    vb[i] = (np.float64(vrow[i]) + vl) * vscale
+            elif var_mode == 2:
+                rp = vratio[p]
+                vl = vleak[p]
+                for i in range(m):
+                    vb[i] = (rp * np.float64(crow[i]) + vl) * vscale
+            if analog:
+                q = ch_neg[h]
+                qrow = cur_t[q, n0:n0 + m]
+                lq = leak[q]
+                sq = slot[q]
+                if sq >= 0:
+                    crq = corr[sq, start + n0:start + n0 + m]
+                    for i in range(m):
+                        qb[i] = (np.float64(qrow[i]) + np.float64(crq[i])) + lq
+                else:
+                    for i in range(m):
+                        qb[i] = np.float64(qrow[i]) + lq
+                if var_mode == 1:
+                    vrow = cur_t[var_off + q, n0:n0 + m]
+                    vl = vleak[q]
+                    for i in range(m):
+                        vb[i] += (np.float64(vrow[i]) + vl) * vscale
+                elif var_mode == 2:
+                    rq = vratio[q]
+                    vl = vleak[q]
+                    for i in range(m):
+                        vb[i] += (rq * np.float64(qrow[i]) + vl) * vscale
+            g_h = adc_gain[ch_adc[h]] * inv_step
+            o_h = adc_offset[ch_adc[h]]
+            for i in range(m):
+                ip = ib[i]
+                ip = isat if ip > isat else ip
+                ip = -isat if ip < -isat else ip
+                reading = ip
+                if analog:
+                    iq = qb[i]
+                    iq = isat if iq > isat else iq
+                    reading = ip - iq
+                if var_mode > 0:
+                    var = vb[i] + cvar
+                else:
+                    var = shot * abs(ip) + cvar
+                    if analog:
+                        var += shot * abs(qb[i] if qb[i] < isat else isat)
+                v = reading * g_h + o_h + math.sqrt(var) * zb[i]
+                u = (v - lo) * inv_span
+                u = 0.0 if u < 0.0 else u
+                u = 1.0 if u > 1.0 else u
+                v += inl4 * u * (1.0 - u)
+                c = math.floor(v + 0.5)
+                c = lo if c < lo else c
+                c = hi if c > hi else c
+                cb[i] = c
+            t = ch_tgt[h]
+            coef = ch_coef[h]
+            for b in range(v1 - v0):
+                a = 0.0
+                for k in range(nbits):
+                    a += float(1 << k) * cb[b * nbits + k]
+                ab[b] = coef * a
+            if t >= 0:
+                orow = out_t[t, v0:v1]
+                for b in range(v1 - v0):
+                    orow[b] += ab[b]
+            else:
+                for j in range(ncol):
+                    orow = out_t[j, v0:v1]
+                    for b in range(v1 - v0):
+                        orow[b] += ab[b]
+
+
+def _prep(cur_t, corr, slot, leak, channels, vratio, vleak, var_mode, p):
+    leak = np.ascontiguousarray(leak, dtype=np.float64)
+    vleak = np.zeros(p) if vleak is None else np.ascontiguousarray(vleak, dtype=np.float64)
+    vratio = np.zeros(p) if vratio is None else np.ascontiguousarray(vratio, dtype=np.float64)
+    if corr is None or slot is None:
+        corr = np.zeros((1, 1), dtype=cur_t.dtype)
+        slot = np.full(p, -1, dtype=np.int64)
+    analog = bool(np.all(channels["neg"] >= 0))
+    if not analog and np.any(channels["neg"] >= 0):
+        raise ValueError("channels must be all analog (neg >= 0) or all digital (neg = -1)")
+    if var_mode == 1 and cur_t.shape[0] != 2 * p:
+        raise ValueError("var_mode 1 needs the variance rows p..2p-1 in cur_t")
+    return corr, np.ascontiguousarray(slot, dtype=np.int64), leak, vleak, vratio, analog
+
+
+def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=None, slot=None,
+              start=0, key=0, counter0=0, z=None, n_out_cols, var_mode=0, vratio=None,
+              vleak=None):
+    """Fused periphery on column-major currents (numba). Returns (codes combined per logical
+    column (B, C), charge (P,)).
+
+    ``cur_t`` (P or 2P, B*nbits): column currents without the leakage ``leak`` (P,) (rows
+    P..2P-1: the variance product, ``var_mode`` 1). ``corr`` (slots, N) and ``slot`` (P,)
+    (-1: none): RTN corrections of physical column p in ``corr[slot[p], start + n]``.
+    ``z`` (B*nbits, H) normals, else the counter hash under ``key`` (counter
+    ``counter0 + n*H + h``), as :func:`norsim.array.kernels.readout`.
+    """
+    p = leak.size
+    cur_t = np.ascontiguousarray(cur_t)
+    nrows = cur_t.shape[1]
+    corr, slot, leak, vleak, vratio, analog = _prep(cur_t, corr, slot, leak, channels, vratio,
+                                                    vleak, var_mode, p)
+    out_t = np.zeros((n_out_cols, nrows // nbits), dtype=np.float64)
+    use_hash = z is None
+    zz = np.zeros((1, 1)) if use_hash else np.ascontiguousarray(z, dtype=np.float64)
+    _readout_t_kernel(cur_t, corr, slot, int(start), leak, int(nbits),
+                      *(np.ascontiguousarray(channels[k], dtype=np.int64)
+                        for k in ("pos", "neg", "tgt")),
+                      np.ascontiguousarray(channels["coef"], dtype=np.float64),
+                      np.ascontiguousarray(channels["adc"], dtype=np.int64),
+                      np.ascontiguousarray(adc_gain, dtype=np.float64),
+                      np.ascontiguousarray(adc_offset, dtype=np.float64),
+                      np.ascontiguousarray(par, dtype=np.float64), np.uint64(key),
+                      np.int64(counter0), zz, use_hash, analog, int(var_mode), int(p), vratio,
+                      vleak, out_t)
+    charge = cur_t[:p].sum(axis=1, dtype=np.float64) + nrows * leak
+    has = slot >= 0
+    if has.any() and corr.shape[1] > 1:
+        charge[has] += corr[slot[has], start:start + nrows].sum(axis=1, dtype=np.float64)
+    return out_t.T, charge
+
+
+def readout_t_numpy(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=None,
+                    slot=None, start=0, key=0, counter0=0, z=None, n_out_cols, var_mode=0,
+                    vratio=None, vleak=None):
+    """Reference twin of :func:`readout_t`: the row-major currents it stands for, with the RTN
+    corrections added and (var_mode 2) the ratio variance as explicit columns, through
+    :func:`norsim.array.kernels.readout_numpy`."""
+    p = np.asarray(leak).size
+    cur_t = np.asarray(cur_t)
+    nrows = cur_t.shape[1]
+    corr, slot, leak, vleak, vratio, _ = _prep(cur_t, corr, slot, leak, channels, vratio,
+                                               vleak, var_mode, p)
+    raw = cur_t[:p].astype(np.float64)
+    cur = raw.copy()
+    has = slot >= 0
+    if has.any():
+        cur[has] += corr[slot[has], start:start + nrows].astype(np.float64)
+    if var_mode == 1:
+        cur = np.concatenate([cur, cur_t[p:2 * p].astype(np.float64)])
+    elif var_mode == 2:
+        cur = np.concatenate([cur, vratio[:, None] * raw])
+    par = np.array(par, dtype=np.float64)
+    if var_mode == 0:
+        vleak = None
+    return readout_numpy(cur.T, leak, nbits, channels, np.asarray(adc_gain, np.float64),
+                         np.asarray(adc_offset, np.float64), par, key=key, counter0=counter0,
+                         z=z, n_out_cols=n_out_cols, vleak=vleak)
