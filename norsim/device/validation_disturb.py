@@ -155,7 +155,7 @@ def row_read_disturb(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -
                   label=f"simulated, erased cell, V_cg {_STRESS_V_CG:g} V")
         ax.loglog(long_n, long_n * per * 1e3, "k--", label="N x shift of one read")
         ax.axhline((fixed[0] - v0[0]) * 1e3, color="C2", ls=":",
-                   label="fixed point V_cg + V_th,neutral")
+                   label="shift that reaches V_cg + V_th,neutral (field zero)")
         ax.set_ylim(1e-4, 1e5)
         ax.set_xlabel("reads (count)")
         ax.set_ylabel("V_th shift (mV)")
