@@ -381,6 +381,18 @@ class Worker:
         return status, time.perf_counter() - t0, out[-1500:]
 
 
+def _earlier_results(path: Path) -> dict:
+    """Module results of an earlier run: its stdout (one JSON line with "modules") or its
+    stderr (one JSON line per finished module)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        obj = json.loads(line)
+        out.update(obj.get("modules", obj) if "modules" in obj else obj)
+    return out
+
+
 def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
     rel, tests = MODULES[name]
     tests = [t for t in tests if (args.snapshot / t).exists()]
@@ -392,8 +404,7 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
         chosen.sort(key=lambda s: (s.line, s.index, s.change))
     before = None
     if args.survivors_of:
-        before = json.loads(Path(args.survivors_of).read_text().strip().splitlines()[-1])
-        before = before["modules"].get(name)
+        before = _earlier_results(Path(args.survivors_of)).get(name)
         # a survivor: line, change, source and (in newer outputs) column
         keys = {(s["line"], s["change"], s["source"], s.get("col")) for s in
                 (before["survived"] if before else ())}
