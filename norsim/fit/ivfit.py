@@ -3,16 +3,18 @@
 Fitted (in the model of :mod:`norsim.device.iv`): the cell's control-gate-referred V_th at
 t_ref_k, the slope factor n, the specific current I_S = 2 n beta U_T^2 at t_ref_k (ln I_S is
 the fit parameter), DIBL eta (with two or more drain voltages) and, with two or more
-temperatures, dV_th/dT, the relative tempco of n and the mobility exponent. Residuals are
-ln I_meas - ln I_model, weighted by a variance function c0 + c1 / I fitted to the first pass's
-residuals (shot noise grows as 1 / I in ln I; RTN and model error set the floor), so the
-covariance s^2 (J^T J)^-1 holds for every current range.
+temperatures, dV_th/dT, the relative tempco of n and the mobility exponent. Residuals are ln
+I_meas - ln I_model, weighted by a variance function c0 + c1 (sigma_read(I) / I)^2 whose shape
+is the preset's read-noise model and whose coefficients are fitted to the first pass's
+residuals (shot noise dominates at low currents, RTN and model error set the floor); the
+covariance s^2 (J^T J)^-1 is widened to the HC3 sandwich where that is larger (the weights
+are only approximate).
 
-The split-gate select transistor (V_th, n, beta) and t_ref_k are taken from the base preset
-(a select transistor far in strong inversion barely shapes the curve; fit it from its own
-sweep if it does). The coupling ratio alpha_G is not fitted: (alpha_G, n, eta, beta) -> (k alpha_G, k n, k eta,
-beta / k) leaves every current unchanged (an exact symmetry of the EKV model), so I-V data
-determine n / alpha_G only. alpha_G is held at the base preset's value and probed in the
+The split-gate select transistor (V_th, n, beta) and t_ref_k are taken from the base preset (a
+select transistor far in strong inversion barely shapes the curve; fit it from its own sweep if
+it does). The coupling ratio alpha_G is not fitted: (alpha_G, n, eta, beta) -> (k alpha_G, k n,
+k eta, beta / k) leaves every current unchanged (an exact symmetry of the EKV model), so I-V
+data determine n / alpha_G only. alpha_G is held at the base preset's value and probed in the
 degeneracy analysis; n is reported conditional on it.
 
 The mean RTN occupancy of the cell's traps shifts every read at one temperature by the same
@@ -143,8 +145,10 @@ def fit_cell(dev: DeviceConfig, m: Measurement, rows: np.ndarray) -> dict:
         notes.append("dibl_eta: one drain voltage; kept from the base preset")
     if n_t >= 2:
         specs += [Param("dvth_dt_v_per_k", c.dvth_dt_v_per_k, 1e-4, "dV_th/dT", "V/K", -0.01, 0.01),
-                  Param("n_tempco_per_k", c.n_tempco_per_k, 1e-4, "tempco of n", "1/K", -0.01, 0.01),
-                  Param("mobility_exponent", c.mobility_exponent, 0.1, "mobility exponent", "", 0.0, 3.0)]
+                  Param("n_tempco_per_k", c.n_tempco_per_k, 1e-4, "tempco of n", "1/K",
+                        -0.01, 0.01),
+                  Param("mobility_exponent", c.mobility_exponent, 0.1, "mobility exponent", "",
+                        0.0, 3.0)]
     else:
         notes.append("temperature coefficients: one temperature; kept from the base preset")
     # the cell's traps add a mean V_th shift at each temperature (occupancy moves with T):
@@ -207,7 +211,8 @@ def _with_prior(r: np.ndarray, p: dict, rtn: list, prior: np.ndarray) -> np.ndar
 def _base_value(dev: DeviceConfig, name: str, current: float) -> float:
     c = dev.cell
     if name == "ln_i_s":
-        return float(np.log(2 * c.slope_factor_n * c.beta_a_per_v2 * thermal_voltage(c.t_ref_k) ** 2))
+        u0 = thermal_voltage(c.t_ref_k)
+        return float(np.log(2 * c.slope_factor_n * c.beta_a_per_v2 * u0**2))
     if name == "vth_v":
         return current
     return float(getattr(c, name))

@@ -148,8 +148,8 @@ def degeneracies(jac: np.ndarray, params: list[Param], s2: float,
 
 def _describe(params, x, v, scales, involved, se) -> dict:
     names = [params[i].name for i in involved]
-    direction = {params[i].name: float(v[i] * scales[i] / (abs(v[involved[0]]) * scales[involved[0]]))
-                 for i in involved}
+    ref = abs(v[involved[0]]) * scales[involved[0]]
+    direction = {params[i].name: float(v[i] * scales[i] / ref) for i in involved}
     d = {"parameters": names, "undetermined_direction": direction,
          "standard_error_typical_units": float(se)}
     if len(involved) == 1:

@@ -2,14 +2,15 @@
 
 Each cell's reads (at the base preset's read bias, ``dt`` apart) give a mean current and a
 sample variance. The white + 1/f variance the noise model predicts at that current, scaled by
-the white-noise scale measured on the quietest cells (:func:`_white_scale`), is subtracted; the rest, referred to V_th through the cell's |dI/dV_th| and divided by the
-level factor of the mean RTN amplitude, is m^2 Y_c, with Y_c distributed as the sample variance
-of a unit-amplitude cell's traps over a record of this length and spacing (simulated from the
-trap model, :func:`norsim.fit.rtnstats.reference_sample_variances`: a trap slower than the
-record shows only part of its variance). m^2 (``rtn_mean_v``) = mean(x) / mean(Y); its
-interval follows from the simulated distribution of the mean of as many model cells (the
-cell-to-cell spread of trap draws dominates, and it is heavy-tailed). Only m^2 x sites x p_a is determined: the number
-of trap sites and their probability are held at the base preset's values (conditional).
+the white-noise scale measured on the quietest cells (:func:`_white_scale`), is subtracted; the
+rest, referred to V_th through the cell's |dI/dV_th| and divided by the level factor of the
+mean RTN amplitude, is m^2 Y_c, with Y_c distributed as the sample variance of a unit-amplitude
+cell's traps over a record of this length and spacing (simulated from the trap model,
+:func:`norsim.fit.rtnstats.reference_sample_variances`: a trap slower than the record shows
+only part of its variance). m^2 (``rtn_mean_v``) = mean(x) / mean(Y); its interval follows from
+the simulated distribution of the mean of as many model cells (the cell-to-cell spread of trap
+draws dominates, and it is heavy-tailed). Only m^2 x sites x p_a is determined: the number of
+trap sites and their probability are held at the base preset's values (conditional).
 """
 
 from __future__ import annotations
@@ -87,13 +88,15 @@ def fit_reads(dev: DeviceConfig, m: Measurement) -> dict:
         "kind": "reads", "file": str(m.path), "cells": len(groups), "reads_per_cell": n_reads,
         "read_interval_s": dt, "temperature_k": t_k,
         "params": {"device.noise.rtn_mean_v": {
-            "value": est, "interval": [lo, hi], "sigma": float(np.std(np.sqrt(np.maximum(boot, 0.0)))),
+            "value": est, "interval": [lo, hi],
+            "sigma": float(np.std(np.sqrt(np.maximum(boot, 0.0)))),
             "method": "mean per-cell RTN variance / the model's; interval from the "
                       f"distribution of the mean of {x.size} model cells ({BOOTSTRAP} draws)",
             "status": "determined" if mean_i.size >= 30 and lo > 0 else "weak",
             "conditional_on": {"device.noise.rtn_traps_per_cell": nz.rtn_traps_per_cell,
                                "device.noise.rtn_trap_probability": nz.rtn_trap_probability}}},
-        "conditional": [{"parameters": ["device.noise.rtn_mean_v", "device.noise.rtn_traps_per_cell",
+        "conditional": [{"parameters": ["device.noise.rtn_mean_v",
+                                        "device.noise.rtn_traps_per_cell",
                                         "device.noise.rtn_trap_probability"],
                          "determined": "rtn_mean_v^2 x rtn_traps_per_cell x rtn_trap_probability "
                                        f"= {est**2 * k:.4g} V^2 "

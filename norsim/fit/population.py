@@ -71,7 +71,8 @@ def iv_population(dev, cells: list[dict]) -> tuple[dict, list, list]:
             n = out.get("device.cell.slope_factor_n", {}).get("value", dev.cell.slope_factor_n)
             u0 = thermal_voltage(dev.cell.t_ref_k)
             out["device.cell.i_s_a (derived)"] = {
-                "value": float(np.exp(mean)), "interval": [float(np.exp(v)) for v in entry["interval"]],
+                "value": float(np.exp(mean)),
+                "interval": [float(np.exp(v)) for v in entry["interval"]],
                 "status": status, "note": "specific current 2 n beta U_T^2 at t_ref_k"}
             entry = dict(entry, value=float(np.exp(mean) / (2 * n * u0**2)),
                          interval=[float(np.exp(v) / (2 * n * u0**2)) for v in entry["interval"]],
@@ -91,7 +92,8 @@ def iv_population(dev, cells: list[dict]) -> tuple[dict, list, list]:
 
 
 def _beta(dev, ln_i_s: float) -> float:
-    return float(np.exp(ln_i_s) / (2 * dev.cell.slope_factor_n * thermal_voltage(dev.cell.t_ref_k) ** 2))
+    u0 = thermal_voltage(dev.cell.t_ref_k)
+    return float(np.exp(ln_i_s) / (2 * dev.cell.slope_factor_n * u0**2))
 
 
 

@@ -25,6 +25,7 @@ from norsim.fit.formats import Measurement, group_rows
 from norsim.fit.lsq import CONFIDENCE, Param, bootstrap_interval, fit, single_threaded
 
 MIN_TEMPERATURES = 3
+METHOD = "variable projection, Jacobian covariance (cell-clustered sandwich where larger)"
 
 
 def _project(l, v, cell, ncell):
@@ -109,12 +110,13 @@ def fit_retention(dev: DeviceConfig, m: Measurement) -> dict:
     params = {}
     q = np.clip(out.interval("ln_tau0_s"), -700, 700)
     params["device.retention.tau0_s"] = {
-        "value": float(np.exp(out.value("ln_tau0_s"))), "interval": [float(np.exp(q[0])), float(np.exp(q[1]))],
-        "sigma_ln": out.sigma("ln_tau0_s"), "method": "variable projection, Jacobian covariance (cell-clustered sandwich where larger)",
+        "value": float(np.exp(out.value("ln_tau0_s"))),
+        "interval": [float(np.exp(q[0])), float(np.exp(q[1]))],
+        "sigma_ln": out.sigma("ln_tau0_s"), "method": METHOD,
         "status": "degenerate" if out.is_degenerate("ln_tau0_s") else "determined"}
     params["device.retention.ea_ev"] = {
         "value": out.value("ea_ev"), "interval": list(out.interval("ea_ev")),
-        "sigma": out.sigma("ea_ev"), "method": "variable projection, Jacobian covariance (cell-clustered sandwich where larger)",
+        "sigma": out.sigma("ea_ev"), "method": METHOD,
         "status": "degenerate" if out.is_degenerate("ea_ev") else "determined"}
     if temps.size < MIN_TEMPERATURES:
         params["device.retention.ea_ev"]["status"] = "degenerate"

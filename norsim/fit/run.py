@@ -59,7 +59,8 @@ def run_fit(files, base: SimConfig, out_dir: str | Path, *, plots: bool = True,
             if plots:
                 figures.append(fplots.plot_iv(cells[0], out_dir / f"{stem}.png"))
         else:
-            fn = {"reads": fit_reads, "placement": fit_placement, "retention": fit_retention}[m.kind]
+            fn = {"reads": fit_reads, "placement": fit_placement,
+                  "retention": fit_retention}[m.kind]
             rep = fn(dev, m)
             p = rep["params"]
             d, c = rep.get("degenerate", []), rep.get("conditional", [])
@@ -69,7 +70,8 @@ def run_fit(files, base: SimConfig, out_dir: str | Path, *, plots: bool = True,
                 figures.append(draw(rep, out_dir / f"{stem}.png"))
             fo = rep.pop("fit", None)
             if fo is not None:
-                rep["correlation"] = {"parameters": fo.names, "matrix": np.round(fo.corr, 4).tolist()}
+                rep["correlation"] = {"parameters": fo.names,
+                                      "matrix": np.round(fo.corr, 4).tolist()}
                 rep["condition_number"] = fo.condition_number
             rep.pop("_plot", None)
         params.update(p)

@@ -49,7 +49,8 @@ def iv_sweeps(cfg: SimConfig, rng: np.random.Generator, *, cells: int = 1,
     truth = []
     for k in range(cells):
         vth = vth_v + float(var.vth_offset_v[k])
-        dvdt = c.dvth_dt_v_per_k + (0.0 if var.dvth_dt_v_per_k is None else float(var.dvth_dt_v_per_k[k]))
+        dvdt = c.dvth_dt_v_per_k + (0.0 if var.dvth_dt_v_per_k is None
+                                    else float(var.dvth_dt_v_per_k[k]))
         cell_k = dataclasses.replace(c, slope_factor_n=float(var.n[k]),
                                      beta_a_per_v2=c.beta_a_per_v2 * float(var.beta_factor[k]),
                                      dibl_eta=float(var.dibl_eta[k]), dvth_dt_v_per_k=dvdt)
@@ -76,7 +77,8 @@ def _level_cells(cfg: SimConfig, rng, cells: int, levels=None):
     """Target currents and V_th of ``cells`` cells at random non-zero levels."""
     dev = cfg.device
     cur = level_currents(dev.levels)
-    lv = rng.integers(1, len(cur), cells) if levels is None else np.resize(np.asarray(levels), cells)
+    lv = (rng.integers(1, len(cur), cells) if levels is None
+          else np.resize(np.asarray(levels), cells))
     model = cell_model(dev.cell, dev.read.temperature_k)
     return cur[lv], target_vth(model, dev, cur[lv]), model
 
@@ -102,7 +104,8 @@ def repeated_reads(cfg: SimConfig, rng: np.random.Generator, *, cells: int = 256
         i0 = model.current(b.v_wl, b.v_cg, b.v_d, b.v_s, v)
         sig = dnoise.read_noise_sigma_a(i0, model, dev.noise, t, dev.read.t_read_s)
         out[:, r] = i0 + sig * rng.standard_normal(cells)
-    cols = {"cell": np.repeat(np.arange(cells), reads), "time": np.tile(np.arange(reads) * dt_s, cells),
+    cols = {"cell": np.repeat(np.arange(cells), reads),
+            "time": np.tile(np.arange(reads) * dt_s, cells),
             "temp": np.full(cells * reads, t), "i_d": out.reshape(-1)}
     return cols, {"rtn_mean_v": dev.noise.rtn_mean_v}
 
@@ -144,7 +147,8 @@ def bake_logs(cfg: SimConfig, rng: np.random.Generator, *, temps_k=(358.0, 398.0
     from norsim.device.retention import draw_retention, vth_shift
 
     dev = cfg.device
-    times = np.concatenate([[0.0], np.logspace(1, 6, 11)]) if times_s is None else np.asarray(times_s, float)
+    times = (np.concatenate([[0.0], np.logspace(1, 6, 11)]) if times_s is None
+             else np.asarray(times_s, float))
     cols = {q: [] for q in ("cell", "temp", "time", "vth")}
     model = cell_model(dev.cell, dev.read.temperature_k)
     b = read_bias(dev)
