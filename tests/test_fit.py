@@ -198,7 +198,8 @@ def test_fit_writes_loadable_preset_and_sidecar(fitted):
                                     else base), field
     assert side["params"]["device.retention.ea_ev"]["status"] == "determined"
     assert any("alpha_G" in c["determined"] for c in side["conditional"])
-    corr = side["files"][0]["cells"][0]["correlation"]
+    iv = next(f for f in side["files"] if f["kind"] == "iv")
+    corr = iv["cells"][0]["correlation"]
     m = np.array(corr["matrix"])
     assert np.allclose(np.diag(m), 1.0) and np.allclose(m, m.T)
     assert len(side["figures"]) == 4 and "degenerate: device.cell.slope_factor_n" in stdout

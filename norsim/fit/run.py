@@ -18,6 +18,7 @@ PRESET_FILE = "fitted.toml"
 SIDECAR_FILE = "fit.json"
 #: statuses whose value goes into the preset (degenerate values never do)
 WRITTEN = ("determined", "conditional")
+ORDER = ("reads", "iv", "placement", "retention")
 
 
 def _cell_report(r: dict) -> dict:
@@ -44,6 +45,8 @@ def run_fit(files, base: SimConfig, out_dir: str | Path, *, plots: bool = True,
     from norsim.fit.retfit import fit_retention
 
     meas = [read_measurement(f) for f in files]  # every file checked before any fitting
+    # repeated reads first: their RTN amplitude sets the prior of the I-V fit's RTN offsets
+    meas.sort(key=lambda m: ORDER.index(m.kind))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = base.device
@@ -75,6 +78,9 @@ def run_fit(files, base: SimConfig, out_dir: str | Path, *, plots: bool = True,
                 rep["condition_number"] = fo.condition_number
             rep.pop("_plot", None)
         params.update(p)
+        rtn = p.get("device.noise.rtn_mean_v")
+        if rtn is not None and rtn["status"] in WRITTEN:
+            dev = base.with_overrides({"device.noise.rtn_mean_v": rtn["value"]}).device
         degenerate += [dict(x, file=str(m.path)) for x in d]
         conditional += [dict(x, file=str(m.path)) for x in c]
         reports.append(rep)
