@@ -549,11 +549,27 @@ class NorArray:
         return sigma_error_bound_lsb(self._vbound, self._channels, self.adc.step_a, cvar,
                                      self._vleak)
 
-    def _matmul_t(self, x, rng, par):
+    def conversion_codes(self, x_codes, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The ADC code of every conversion of a bit-serial batch, (B*cycles, channels)
+        (row b*cycles + k: bit k of vector b), with the draws :meth:`matmul` would make from
+        the same generator state (the equivalence tests of issue 17 compare tiers on it)."""
+        if not self.bitserial:
+            raise InputError("array.encoding.input_scheme", self.scheme,
+                             "'bit_serial' for per-conversion codes")
+        x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in)
+        if self.adc.step_a is None:
+            raise InputError("adc range", "not calibrated", "NorArray.calibrate(x_cal) first")
+        rng = self._rng if rng is None else rng
+        par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
+        par[P_SHOT] = self._shot_ratio
+        return self._matmul_t(x, rng, par, codes=True)
+
+    def _matmul_t(self, x, rng, par, codes=False):
         """Bit-serial numba path on column-major currents (readout_t): the RTN corrections
         are read where they lie, not added by a transposed pass; the random draws are those
         of the whole batch (RTN walked over it first, normals addressed by their global
-        counter), so the result does not depend on the chunk size."""
+        counter), so the result does not depend on the chunk size. ``codes``: return the
+        code of every conversion instead (:meth:`conversion_codes`)."""
         vmode = self.variance_mode()
         j0 = self._rtn_base(x.shape[0])
         g, leak = self._base(j0, with_var=vmode == 1)
@@ -566,7 +582,11 @@ class NorArray:
         n_rows = x.shape[0] * self.cycles
         z, key = self._readout_draws(rng, n_rows)
         nch = self._channels["pos"].size
-        out = np.empty((x.shape[0], self.n_out))
+        chans, nb, n_out = self._channels, self.cycles, self.n_out
+        if codes:  # every conversion its own output: one "cycle" per row, weight 1
+            chans = dict(chans, tgt=np.arange(nch, dtype=np.int64), coef=np.ones(nch))
+            nb, n_out = 1, nch
+        out = np.empty((x.shape[0] * (self.cycles if codes else 1), n_out))
         charge = np.zeros(self.phys_cols)
         step = max(1, self.CHUNK_ROWS // self.cycles)
         for v0 in range(0, x.shape[0], step):
@@ -581,13 +601,18 @@ class NorArray:
                 if corr is not None:
                     tot[:, cols] += corr[:, r0:r1].T
                 self._check_saturation(tot + leak[None, :], "NorArray.matmul")
-            o, ch = readout_t(cur_t, leak, self.cycles, self._channels, self.adc.gain,
+            o, ch = readout_t(cur_t, leak, nb, chans, self.adc.gain,
                               self.adc.offset, par, corr=corr, slot=slot, start=r0, key=key,
                               counter0=r0 * nch, z=None if z is None else z[r0:r1],
-                              n_out_cols=self.n_out, var_mode=vmode, vratio=self._vratio,
+                              n_out_cols=n_out, var_mode=vmode, vratio=self._vratio,
                               vleak=self._vleak)
+            if codes:
+                out[r0:r1] = o
+                continue
             out[v0:v1] = o
             charge += ch
+        if codes:
+            return out
         self._count(x, None, charge)
         out *= self.adc.step_a / self.unit_a
         self._check_outputs(x, out)

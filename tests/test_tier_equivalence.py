@@ -1,0 +1,32 @@
+"""Issue 17, point 4: the bounded-ratio variance tier against the exact path on a whole
+network (LeNet-MNIST from the zoo, 5 chips, paired draw for draw; the full-size figures
+come from benchmarks/bench_equivalence.py)."""
+
+import numpy as np
+
+from norsim import zoo
+from norsim.cli.run import load_eval_data
+from norsim.config import load_preset
+from norsim.mapping.equivalence import _tv_distance, tier_equivalence
+
+
+def test_total_variation_distance_closed_forms():
+    a = np.array([0, 0, 1, 1])
+    assert _tv_distance(a, a) == 0.0
+    assert _tv_distance(a, a + 5) == 1.0                      # disjoint supports
+    assert _tv_distance(a, np.array([0, 1, 1, 1])) == 0.25   # one quarter of the mass moved
+
+
+def test_bounded_ratio_tier_is_equivalent_to_the_exact_path_on_lenet():
+    model = zoo.load("lenet-mnist-4b")
+    x, y, x_cal = load_eval_data("mnist", 16)
+    cfg = load_preset("nor40").with_overrides(["mapping.calibration_images=16"])
+    r = tier_equivalence(model, cfg, x, y, x_cal[:16], chips=5, code_images=16,
+                         fast=["array.noise.cell_variance='bounded_ratio'"],
+                         exact=["array.noise.cell_variance='exact'"])
+    assert r["chips"] == 5 and r["images"] == 16 and r["tiles"] > 0
+    assert r["passed"], r
+    assert r["max_mean_code_shift_lsb"] <= 0.05
+    assert 0.0 <= r["code_tv_distance_max"] < 0.01
+    lo, hi = r["interval_points"]["over_chips"]
+    assert -0.2 <= lo <= hi <= 0.2
