@@ -79,7 +79,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                   "tests/test_array_kernels.py",
                                                   "tests/test_array_ideal.py")),
     "circuit_solver": ("norsim/array/circuit.py", ("tests/test_pin_circuit.py",
-                                                   "tests/test_circuit_solver.py")),
+                                                   "tests/test_circuit_solver.py",
+                                                   "tests/test_circuit_straps.py",
+                                                   "tests/test_circuit_newton.py",
+                                                   "tests/test_ir_network.py")),
 }
 
 #: mutants known to be equivalent (no test can tell them apart): key -> reason. The key is

@@ -41,3 +41,25 @@ def test_stopped_vectors_are_within_the_tolerance_of_a_tight_solve(case, method,
     assert col <= tol / u_t
     # the drops themselves are far larger than the tolerance: the bound is not vacuous
     assert np.abs(tight.bl_drop).max() > 100 * tol
+
+
+@pytest.mark.parametrize("method", ["auto", "newton", "reference"])
+def test_ideal_column_currents_are_the_zero_resistance_limit(case, method):
+    vth, wl, model, wires, tight, _ = case
+    res = CircuitSolver(vth, CFG, model, wires=wires).solve(wl, method=method)
+    assert res.ideal_column_currents.shape == (wl.shape[0], vth.shape[1])  # 48 rows, 40 columns
+    np.testing.assert_allclose(res.ideal_column_currents, tight.ideal_column_currents, rtol=1e-12)
+    # R -> 0: the wires (x1e-6) no longer move the currents off the ideal ones
+    r0 = CircuitSolver(vth, CFG, model, wires=CFG.array.wires.scaled(1e-6)).solve(wl, method=method)
+    np.testing.assert_allclose(r0.column_currents, res.ideal_column_currents, rtol=1e-5)
+
+
+def test_anderson_mixing_accelerates_the_reference_iteration():
+    # heavy IR drop (wires x60, 0.3-1 uA cells): the plain fixed-point iteration needs ~140
+    # inner sweeps, Anderson mixing of depth 3 about 30, to the same solution
+    vth, wl, model = tile(CFG, 32, 24, seed=7, lo=0.3e-6, hi=1e-6, batch=4)
+    wires = CFG.array.wires.scaled(60.0)
+    plain = CircuitSolver(vth, CFG, model, wires=wires).solve(wl, method="reference")
+    mixed = CircuitSolver(vth, CFG, model, wires=wires.replace(anderson_depth=3)).solve(wl)
+    assert mixed.inner_iterations <= 0.5 * plain.inner_iterations
+    np.testing.assert_allclose(mixed.column_currents, plain.column_currents, rtol=1e-8)
