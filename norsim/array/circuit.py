@@ -344,6 +344,14 @@ REFERENCE_MAX_SWEEPS = 60
 NEWTON_LOOP_GAIN = 0.25
 
 
+def _threads() -> int:
+    """Threads the Newton kernel splits a batch over: numba's thread count
+    (NUMBA_NUM_THREADS), which fixes nothing in the result (vectors are independent)."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
 def _put(res: CircuitResult, idx, sub: CircuitResult, keep=None) -> None:
     """Rows ``idx`` of ``res`` from ``sub`` (where ``keep``, if given)."""
     if keep is not None:
@@ -710,7 +718,7 @@ class CircuitSolver:
             *net.lines_raw, bool(net.sl_along_rows),
             np.ascontiguousarray(net.sl_line_of_row, dtype=np.int64), int(lines),
             float(w.solver_tol_v), int(w.solver_max_iter), int(gs_passes),
-            *out, col, ideal, iters, inner, status, step)
+            *out, col, ideal, iters, inner, status, step, threads=_threads())
         i_c, u, v_d, v, v_s = out
         res = CircuitResult(column_currents=col, ideal_column_currents=ideal, cell_currents=i_c,
                             bl_node_v=v_d, sl_node_v=v_s, bl_drop=u, sl_drop=v,

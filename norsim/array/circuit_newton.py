@@ -317,7 +317,7 @@ def _apply(x, dx):
     return np.inf if bad else m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _newton_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, vth, n_map,
                          beta_map, eta_map, v_cg, v_bl, v_sl, alpha_g, u_t, sel_vth, sel_n,
                          sel_beta, sel_eta, model_max_iter, newton_dx, bl_d, bl_off, sl_d,
@@ -529,6 +529,30 @@ def _newton_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, vth, n_
                 out_vs[k, r, c] = v_sl + v[ln, c]
 
 
-def newton_batch(*args):
-    """Run :func:`_newton_batch_kernel` (arguments in its order)."""
-    _newton_batch_kernel(*args)
+#: arguments of :func:`_newton_batch_kernel` indexed by vector (sliced per thread): wl, inv
+#: and the 11 outputs at the end
+_BATCH_ARGS = (1, 2)
+_N_OUT = 11
+
+
+def newton_batch(*args, threads: int = 1):
+    """Run :func:`_newton_batch_kernel` (arguments in its order), the batch split into
+    ``threads`` contiguous parts solved concurrently (the kernel releases the GIL; every
+    vector is solved on its own, so the result does not depend on the split)."""
+    nb = args[1].shape[0]
+    threads = max(1, min(int(threads), nb))
+    if threads == 1:
+        _newton_batch_kernel(*args)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    edges = np.linspace(0, nb, threads + 1).astype(int)
+    n = len(args)
+    sliced = set(_BATCH_ARGS) | set(range(n - _N_OUT, n))
+
+    def part(j):
+        a, b = edges[j], edges[j + 1]
+        _newton_batch_kernel(*(x[a:b] if i in sliced else x for i, x in enumerate(args)))
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(part, range(threads)))
