@@ -63,3 +63,23 @@ def test_anderson_mixing_accelerates_the_reference_iteration():
     mixed = CircuitSolver(vth, CFG, model, wires=wires.replace(anderson_depth=3)).solve(wl)
     assert mixed.inner_iterations <= 0.5 * plain.inner_iterations
     np.testing.assert_allclose(mixed.column_currents, plain.column_currents, rtol=1e-8)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_short_source_lines_match_the_uniform_load_closed_form(rows):
+    # layout 'cols', driven at row 0 only: dV_k = I R k (2N - k + 1) / 2, down to N = 1, 2
+    from norsim.array.circuit import wire_network
+
+    wires = CFG.array.wires.replace(sl_layout="cols", sl_pair_shared=False, r_sl_segment_ohm=3.0,
+                                    r_strap_ohm=0.0, r_sl_driver_ohm=0.0, strap_model="ideal")
+    cols, i = 4, 7e-8
+    net = wire_network(rows, cols, wires, 1000.0)
+    k = np.arange(1, rows + 1)
+    want = i * 3.0 * k * (2 * rows - k + 1) / 2
+    rise = net.sl_rise(np.full((2, rows, cols), i))
+    np.testing.assert_allclose(rise[1, :, 2], want, rtol=1e-10)
+    # the (R, C, B) form, into a caller's buffer
+    buf = np.empty((rows, cols, 2))
+    got = net.sl_rise_t(np.full((rows, cols, 2), i), out=buf)
+    assert got is buf
+    np.testing.assert_allclose(buf[:, 2, 1], want, rtol=1e-10)
