@@ -83,3 +83,13 @@ def test_short_source_lines_match_the_uniform_load_closed_form(rows):
     got = net.sl_rise_t(np.full((rows, cols, 2), i), out=buf)
     assert got is buf
     np.testing.assert_allclose(buf[:, 2, 1], want, rtol=1e-10)
+
+
+def test_sparse_newton_fallback_reports_the_same_ideal_currents_and_meets_the_tolerance(case):
+    vth, wl, model, wires, tight, _ = case
+    solver = CircuitSolver(vth, CFG, model, wires=wires)
+    for b in range(2):
+        nw = solver._solve_newton(wl[b], b)   # the last-resort path, called directly
+        np.testing.assert_allclose(nw.ideal_column_currents[0], tight.ideal_column_currents[b],
+                                   rtol=1e-12)
+        assert np.abs(nw.bl_drop[0] - tight.bl_drop[b]).max() <= wires.solver_tol_v
