@@ -73,7 +73,9 @@ EFFECTS: dict[str, tuple[list[str], str | None, str]] = {
     "read_disturb": (["mapping.programming", "device.disturb.read_count"], "program_placement",
                      "Fowler-Nordheim read disturb after device.disturb.read_count reads "
                      "(issue 20; budget --reads; nil at nor40's read bias)"),
-    "ir_drop": ([], None, "not modelled on the mapper's fast path (circuit mode only)"),
+    "ir_drop": ([], None, "per-vector IR drop of every bit-plane in every tile at the "
+                "configuration's wires and straps (mapping.ir_drop = 'network', the modal "
+                "surrogate checked on exact circuit solves; issue 19)"),
     "adc_quantisation": (["array.adc.bits", "array.adc.range_mode",
                           "array.adc.calibration_percentile"], None,
                          "ADC resolution and calibrated range"),
@@ -84,6 +86,9 @@ EFFECTS: dict[str, tuple[list[str], str | None, str]] = {
     "leakage": ([], None, "always on: unselected-row and level-0 currents are part of the cell "
                 "physics in every run (the ideal chip is exact with them)"),
 }
+
+# effects switched on by a setting of their own rather than restored fields
+_SET = {"ir_drop": {"mapping.ir_drop": "network"}}
 
 _NO_VARIATION = {"device.variation.vth_sigma_v": 0.0, "device.variation.n_sigma_rel": 0.0,
                  "device.variation.beta_sigma_rel": 0.0, "device.variation.dibl_sigma_rel": 0.0,
@@ -112,10 +117,11 @@ def effect_config(full: SimConfig, effect: str) -> SimConfig | None:
     if effect not in EFFECTS:
         raise InputError("effect", effect, "one of " + ", ".join(EFFECTS) + " or 'all'")
     fields, _, _ = EFFECTS[effect]
-    if not fields:
+    if not fields and effect not in _SET:
         return None
     ideal = mapper.ideal_config(full)
     over = {f: _get(full, f) for f in fields if _get(full, f) is not None}
+    over.update(_SET.get(effect, {}))
     if "mapping.programming" in over and effect != "d2d_variation":
         over.update({k: v for k, v in _NO_VARIATION.items() if k not in over})
     if "mapping.programming" in over:

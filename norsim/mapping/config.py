@@ -33,9 +33,18 @@ class MappingConfig(ConfigBase):
                                            unit="K", lo=200.0, hi=600.0)
     ir_drop: str = param("none", "Wire-resistance (IR-drop) treatment: 'none' (fast mode, "
                          "nominal bias), 'surrogate' (per-cell effective current factors from "
-                         "the linearised IR-drop surrogate on sampled calibration vectors) or "
-                         "'circuit' (the same factors from full circuit-mode solves).",
-                         choices=("none", "surrogate", "circuit"))
+                         "the linearised IR-drop surrogate on sampled calibration vectors), "
+                         "'circuit' (the same factors from full circuit-mode solves) or "
+                         "'network' (per-vector IR drop of every bit-plane in every tile by the "
+                         "modal first-order surrogate, norsim.array.ir_modes, checked against "
+                         "exact circuit solves of ir_check_vectors sampled vectors per tile and "
+                         "batch; bit-serial inputs).",
+                         choices=("none", "surrogate", "circuit", "network"))
+    ir_check_vectors: int = param(1, "With ir_drop = 'network': bit-plane vectors per tile and "
+                                  "engine batch also solved exactly in circuit mode, to "
+                                  "certify the surrogate's error (reported in ADC LSB with "
+                                  "the fraction of vectors checked); 0 = no check.",
+                                  lo=0, hi=100000)
     ir_drop_vectors: int = param(32, "Calibration input vectors (bit-planes) sampled per tile "
                                  "to derive the IR-drop factors.", lo=1, hi=100000)
     calibration_images: int = param(256, "Images of the calibration split used to set the ADC "

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from norsim.errors import InputError
 from norsim.mapping import reference as ref
-from norsim.mapping.ir_drop import apply_ir_drop
+from norsim.mapping.ir_drop import apply_ir_drop, check_ir
 from norsim.mapping.mapper import Chip, MappedLayer, raw_weight_matrix
 
 _STREAM_READ = 202
@@ -77,6 +77,8 @@ def _layer_matmul(layer: MappedLayer, cols: np.ndarray, rng: np.random.Generator
             if layer.layer_cfg.array.adc.range_mode == "calibrated":
                 tile.array.calibrate(xb, rng)
         acc[:, tile.col_start:tile.col_stop] += tile.array.matmul(xb, rng)
+        if mcfg.ir_drop == "network" and not calibrate:
+            check_ir(tile, xb, mcfg.ir_check_vectors)
     acc = np.rint(acc).astype(np.int64)
     if layer.in_signed:
         acc -= offset * raw_weight_matrix(node).sum(axis=0)[None, :]

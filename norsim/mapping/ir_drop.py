@@ -8,6 +8,12 @@ solves (``'circuit'``) — and each cell's current factor ``sum_b I_b / sum_b I0
 vectors where it conducts) multiplies its fast-mode current. What a static factor cannot
 capture is the input-dependence of the drop; ``Tile.ir_drop_error_rel`` reports the
 surrogate's error against circuit mode on the sampled vectors (for ``'surrogate'``).
+
+``'network'`` (issue 19) is per-vector instead: every bit-plane of every tile gets its own
+IR drop from the modal first-order surrogate (``norsim.array.ir_modes``), inside the array's
+matrix product, before the ADC; :func:`check_ir` solves ``mapping.ir_check_vectors``
+sampled bit-planes per tile and batch exactly in circuit mode and keeps the largest error in
+ADC LSB (``Tile.ir_check``; :func:`ir_check_summary` over a chip).
 """
 
 from __future__ import annotations
@@ -38,12 +44,15 @@ def apply_ir_drop(tile, x_codes: np.ndarray, mode: str, n_vectors: int,
     from norsim.array.surrogate import IrDropSurrogate
 
     arr = tile.array
-    wl = _wordline_patterns(arr, x_codes, n_vectors, rng)
     extra = {}
     var = tile.variation
     if var is not None:
         model = arr.cell.model
         extra = var.iv_kwargs(model)
+    if mode == "network":
+        _attach_network(tile, extra)
+        return
+    wl = _wordline_patterns(arr, x_codes, n_vectors, rng)
     if mode == "surrogate":
         sur = IrDropSurrogate(arr.vth, arr.cfg, **extra)
         i, i0 = sur.cell_currents(wl)
@@ -56,3 +65,59 @@ def apply_ir_drop(tile, x_codes: np.ndarray, mode: str, n_vectors: int,
     tile.array = NorArray(arr.cfg, arr.layout, np.array(arr.vth), rng,
                           current_scale=arr.current_scale * factor)
 
+
+
+def _attach_network(tile, extra: dict) -> None:
+    """The per-vector IR surrogate of ``tile.array`` (built once per tile)."""
+    from norsim.array.ir_modes import IrCheck, ModalIrSurrogate
+    from norsim.errors import ConfigError
+
+    arr = tile.array
+    if arr.ir_surrogate is not None:
+        return
+    if not arr.bitserial:
+        raise ConfigError("mapping.ir_drop", "network",
+                          "bit-serial inputs (array.encoding.input_scheme = 'bit_serial')")
+    arr.ir_surrogate = ModalIrSurrogate(arr.vth, arr.cfg, arr.i_on, **extra)
+    tile.ir_check = IrCheck()
+
+
+def check_ir(tile, x_codes: np.ndarray, n_check: int) -> None:
+    """Count the bit-plane vectors of ``x_codes`` the tile ran, and solve ``n_check`` of
+    them (evenly spaced rows, bit planes in turn: no random draw, so the run's own noise is
+    unchanged) exactly in circuit mode against the surrogate."""
+    arr, chk = tile.array, tile.ir_check
+    if chk is None or arr.ir_surrogate is None:
+        return
+    x = np.asarray(x_codes)
+    chk.n_vectors += x.shape[0] * arr.nbits_in
+    if n_check <= 0 or x.shape[0] == 0:
+        return
+    k = min(n_check, x.shape[0])
+    rows = np.linspace(0, x.shape[0] - 1, k).round().astype(np.int64)
+    bits = (chk.n_checked + np.arange(k)) % arr.nbits_in
+    planes = ((x[rows] >> bits[:, None]) & 1).astype(np.float32)
+    sur = arr.ir_surrogate
+    exact = sur.exact_delta(planes)
+    err = float(np.abs(sur.delta(planes) - exact).max())
+    lsb = float(arr.adc.step_a) if arr.adc.step_a else float("inf")
+    chk.add(err, lsb, float(np.abs(exact).max()), k)
+
+
+def ir_check_summary(chip) -> dict | None:
+    """The network IR surrogate's certified error over a chip's tiles (None without it)."""
+    from norsim.array.ir_modes import IrCheck
+
+    checks = [t.ir_check for t in chip.tiles() if getattr(t, "ir_check", None) is not None]
+    if not checks:
+        return None
+    tot = IrCheck()
+    for c in checks:
+        tot.n_vectors += c.n_vectors
+        tot.n_checked += c.n_checked
+        tot.max_error_a = max(tot.max_error_a, c.max_error_a)
+        tot.max_error_lsb = max(tot.max_error_lsb, c.max_error_lsb)
+        tot.max_effect_lsb = max(tot.max_effect_lsb, c.max_effect_lsb)
+    out = tot.to_dict()
+    out["tiles"] = len(checks)
+    return out

@@ -46,6 +46,7 @@ class Tile:
     program_energy_j: float = 0.0
     variation: object = None    # CellVariation of the programmed cells (None: nominal)
     ir_drop_error_rel: float | None = None  # surrogate vs circuit mode on sampled vectors
+    ir_check: object = None     # IrCheck of the per-vector IR surrogate (ir_drop 'network')
     failed_cells: int = 0       # cells that failed verify and were not repaired
     failed_before_repair: int = 0  # cells flagged by program-and-verify before column repair
     repaired_columns: int = 0   # columns replaced by spares

@@ -1,0 +1,113 @@
+"""Per-vector IR drop in network runs (mapping.ir_drop = 'network'): the modal surrogate
+against exact circuit solves, its certification during a run, its limits."""
+
+import numpy as np
+import pytest
+
+from norsim.array.ir_modes import ModalIrSurrogate
+from norsim.array.spice import check_setup
+from norsim.config.presets import load_preset
+from norsim.errors import ConfigError
+from norsim.mapping import engine, mapper
+from norsim.mapping.ir_drop import _attach_network, check_ir, ir_check_summary
+from norsim.mapping.random_models import random_lenet
+
+
+def _surrogate(n, scale=1.0, seed=1):
+    cfg = load_preset("nor40")
+    vth, _, _, model = check_setup(cfg, n, n, seed)
+    w = cfg.array.wires.scaled(scale)
+    from norsim.array.circuit import CircuitSolver
+    i_on = CircuitSolver(vth, cfg, model, wires=w).nominal(
+        np.full((1, n), cfg.device.read.v_select_on_v))[0][0]
+    return ModalIrSurrogate(vth, cfg, i_on, model=model, wires=w), i_on
+
+
+def test_surrogate_tracks_circuit_mode_per_vector():
+    """Random bit-planes (each with its own fraction of rows on) of a 96 x 96 tile with the
+    preset's straps and wires x4: the per-vector IR effect varies by several times across
+    vectors, and the surrogate follows it to a few % of the largest effect."""
+    sur, i_on = _surrogate(96, 4.0)
+    rng = np.random.default_rng(3)
+    x = (rng.random((12, 96)) < rng.uniform(0.1, 1.0, (12, 1))).astype(np.float32)
+    exact = sur.exact_delta(x)
+    effect = np.abs(exact).max(axis=1)
+    assert effect.max() > 3 * effect.min()  # a per-vector effect, not a static one
+    err = np.abs(sur.delta(x) - exact).max()
+    assert err <= 0.03 * effect.max()
+    # the static alternative (each vector's effect as the mean fraction of its current)
+    frac = (exact.sum() / (x @ i_on).sum())
+    static_err = np.abs(frac * (x @ i_on) - exact).max()
+    assert err < 0.25 * static_err
+
+
+def test_surrogate_is_first_order_in_the_wire_resistance():
+    """First order in the wire resistance: the surrogate's change is proportional to R
+    (halving every resistance halves it, to its second-order terms)."""
+    rng = np.random.default_rng(4)
+    x = (rng.random((4, 48)) < 0.6).astype(np.float32)
+    d1 = _surrogate(48, 0.02)[0].delta(x)
+    d2 = _surrogate(48, 0.01)[0].delta(x)
+    np.testing.assert_allclose(d1, 2 * d2, rtol=2e-3)
+    assert np.abs(_surrogate(48, 1e-6)[0].delta(x)).max() < 2e-4 * np.abs(d1).max()
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """The same LeNet chip (64 x 64 tiles, heavy terminal and strap pads) built twice, run
+    with and without the exact-solve checks: (chip, outputs) each."""
+    rng = np.random.default_rng(21)
+    model = random_lenet(rng, calib_n=8)
+    images = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
+    out = []
+    for n_check in (0, 2):
+        cfg = load_preset("nor40").with_overrides(
+            ["array.rows=64", "array.cols=64", "mapping.programming='ideal'",
+             "mapping.ir_drop='network'", f"mapping.ir_check_vectors={n_check}",
+             "array.wires.r_bl_terminal_ohm=2000", "array.wires.r_strap_pad_ohm=20.0"])
+        chip = mapper.map_model(model, cfg)
+        engine.calibrate(chip, images[:4])
+        out.append((chip, engine.run(chip, images, batch_size=6).outputs))
+    return out
+
+
+def test_certified_error_holds_against_further_exact_solves(runs):
+    """A run certifies the surrogate on the vectors it samples (error in ADC LSB, fraction
+    checked); exact solves of other bit-planes of the same tiles stay within the 1/4-LSB
+    target the run certified."""
+    chip = runs[1][0]
+    rep = ir_check_summary(chip)
+    assert rep["n_checked"] == 2 * 2 * rep["tiles"]  # two batches, two vectors each
+    assert 0 < rep["fraction_checked"] < 0.05
+    assert rep["max_ir_effect_lsb"] > 0.2  # an effect worth certifying
+    assert rep["max_error_lsb"] <= 0.25
+    rng = np.random.default_rng(5)
+    for tile in chip.tiles():
+        arr = tile.array
+        x = (rng.random((6, arr.rows_used)) < 0.5).astype(np.float32)
+        err = np.abs(arr.ir_surrogate.delta(x) - arr.ir_surrogate.exact_delta(x)).max()
+        assert err / arr.adc.step_a <= 0.25
+
+
+def test_check_draws_nothing_from_the_run_and_counts_every_plane(runs):
+    (chip0, out0), (chip2, out2) = runs
+    np.testing.assert_array_equal(out0, out2)  # the checks change no draw of the run
+    assert ir_check_summary(chip0)["n_checked"] == 0
+    tile = next(chip0.tiles())
+    n0 = tile.ir_check.n_vectors
+    assert n0 > 0
+    check_ir(tile, np.zeros((5, tile.array.rows_used), dtype=np.int64), 3)
+    assert tile.ir_check.n_vectors == n0 + 5 * tile.array.nbits_in
+    assert tile.ir_check.n_checked == 3
+
+
+def test_network_ir_needs_bit_serial_inputs():
+    class _Array:
+        bitserial = False
+        ir_surrogate = None
+
+    class _Tile:
+        array = _Array()
+
+    with pytest.raises(ConfigError, match="mapping.ir_drop"):
+        _attach_network(_Tile(), {})
