@@ -14,10 +14,12 @@ Prints one JSON line per case, then one JSON object on the last line with
 ``ratio_vs_float32`` (analog chip seconds per image / float32 seconds per image, wall clock,
 preset mapping; target <= 20), the same ratio from CPU time (``time.process_time``, steadier
 on a shared machine), and, unless ``--no-resnet``, images per second of a ResNet-18-shaped
-random model on 3x32x32 inputs with the projected time for a 10k test set (target < 20 min),
-timed on one batch of ``--resnet-images`` images.
+random model on 3x32x32 inputs with the time for a 10k test set (issue 17: <= 40 min,
+stretch 20) from ``--resnet-images`` images (default 1,000) measured in batches of
+``--resnet-batch``; its float32 and integer baselines are timed on their first 64 images.
 
 Usage: python benchmarks/bench_network.py [--quick] [--no-resnet] [--resnet-images N]
+       [--resnet-batch N]
 """
 
 from __future__ import annotations
@@ -62,7 +64,12 @@ def _chip(model, overrides, calib):
     return chip
 
 
-def bench_model(name, model, n_images, reps, rng, cases):
+#: float32 and integer baselines time at most this many images (their per-image cost is
+#: flat; a 1,000-image float32 im2col would not fit in memory)
+BASELINE_IMAGES = 64
+
+
+def bench_model(name, model, n_images, reps, rng, cases, batch_size=None, progress=False):
     c, h, w = model.input.shape
     imgs = blob_images(rng, n_images, h, w, c)
     calib = blob_images(rng, 16, h, w, c)
@@ -70,14 +77,18 @@ def bench_model(name, model, n_images, reps, rng, cases):
     x_float = (x_codes * model.input.scale).astype(np.float32)
     fwd = Float32Forward(model)
     fwd(x_float[:2]), ref.run_reference(model, x_codes[:2])  # warm-up
-    wf, cf, yf = _timed(lambda: fwd(x_float), reps)
-    wi, ci, yi = _timed(lambda: ref.run_reference(model, x_codes), reps)
+    nb = min(n_images, BASELINE_IMAGES)  # baselines per image, on at most this many
+    wf, cf, yf = _timed(lambda: fwd(x_float[:nb]), reps)
+    wi, ci, yi = _timed(lambda: ref.run_reference(model, x_codes[:nb]), reps)
+    wf, cf, wi, ci = (v * n_images / nb for v in (wf, cf, wi, ci))
+    if nb < n_images:  # the agreement check covers every image
+        yi = ref.run_reference(model, x_codes, batch_size=batch_size)
     rows = []
     for label, overrides in cases:
         chip = _chip(model, overrides, calib)
         engine.run(chip, imgs[:2], collect_stats=False)  # numba compile / cache load
-        wa, ca, run = _timed(lambda: engine.run(chip, imgs, batch_size=n_images,
-                                                collect_stats=False), reps)
+        wa, ca, run = _timed(lambda: engine.run(chip, imgs, batch_size=batch_size or n_images,
+                                                collect_stats=False, progress=progress), reps)
         agree = float(np.mean(run.predictions == engine.predict_from_output(model, yi)))
         rows.append({"model": name, "case": label, "images": n_images,
                      "analog_images_per_s": n_images / wa, "int_images_per_s": n_images / wi,
@@ -94,10 +105,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="few images, one repetition")
     ap.add_argument("--no-resnet", action="store_true", help="skip the ResNet-18 case")
-    ap.add_argument("--resnet-images", type=int, default=32,
-                    help="ResNet-18 images, run as one batch (default 32; --quick: 2). The "
-                         "per-call cost of the RTN walk and the trap-state fold is O(cells), "
-                         "so tiny batches overstate the per-image time of a 10k run")
+    ap.add_argument("--resnet-images", type=int, default=1000,
+                    help="ResNet-18 images timed (default 1000, issue 17: the 10k time is "
+                         "measured on >= 1,000 images, not extrapolated from one batch; "
+                         "--quick: 2)")
+    ap.add_argument("--resnet-batch", type=int, default=32,
+                    help="ResNet-18 images per engine batch (default 32). The per-call cost "
+                         "of the RTN walk and the trap-state fold is O(cells), so tiny "
+                         "batches overstate the per-image time of a 10k run; large ones "
+                         "hold a batch's RTN corrections (~4 MB per image per tile) in memory")
     args = ap.parse_args(argv)
     pin()
     rng = np.random.default_rng(0)
@@ -115,13 +131,16 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         resnet = random_resnet18(rng, calib_n=4)
         n_rn = 2 if args.quick else args.resnet_images
-        rn = bench_model("resnet18_cifar", resnet, n_rn, 1, rng, [("preset", [])])[0]
-        summary["resnet18_batch"] = n_rn
+        rn = bench_model("resnet18_cifar", resnet, n_rn, 1, rng, [("preset", [])],
+                         batch_size=min(args.resnet_batch, n_rn), progress=True)[0]
+        summary["resnet18_images_measured"] = n_rn
+        summary["resnet18_batch"] = min(args.resnet_batch, n_rn)
         summary["resnet18_ratio_vs_float32"] = rn["ratio_vs_float32"]
         summary["resnet18_images_per_s"] = rn["analog_images_per_s"]
         summary["resnet18_cpu_s_per_image"] = rn["analog_cpu_s_per_image"]
         summary["resnet18_10k_minutes"] = 1e4 / rn["analog_images_per_s"] / 60
-        summary["resnet18_target_minutes"] = 20.0
+        summary["resnet18_target_minutes"] = 40.0  # issue 17 (stretch 20)
+        summary["resnet18_stretch_minutes"] = 20.0
         summary["resnet18_setup_s"] = time.perf_counter() - t0
     summary.update(record())
     print(json.dumps(summary))

@@ -1,0 +1,73 @@
+"""The fast tier against the exact path on LeNet-MNIST and the CIFAR-10 zoo model (issue 17,
+point 4): 5 chips each, paired draw for draw (norsim.mapping.equivalence).
+
+Fast tier: ``array.noise.cell_variance = 'bounded_ratio'`` (the default); exact path:
+``'exact'``. Everything else on the fast path is exact arithmetic (RTN walk bit-identical,
+column-major readout equal to its NumPy twin). Prints one JSON line per model, then a summary
+object on the last line: the paired accuracy difference with its chip-replicate interval
+(target inside +-0.2 points), the largest mean ADC-code shift per column (target <= 0.05 LSB),
+the fraction of conversions whose code moved and the code histograms' total-variation
+distance.
+
+Usage: python benchmarks/bench_equivalence.py [--lenet-images N] [--cifar-images N]
+       [--chips N] [--data-dir DIR]  (CIFAR-10 from DIR or $NORSIM_DATA; skipped without)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".numba_cache"))
+
+from norsim import zoo  # noqa: E402
+from norsim.cli.run import load_eval_data  # noqa: E402
+from norsim.config import load_preset  # noqa: E402
+from norsim.errors import InputError  # noqa: E402
+from norsim.mapping.equivalence import tier_equivalence  # noqa: E402
+
+FAST = ["array.noise.cell_variance='bounded_ratio'"]
+EXACT = ["array.noise.cell_variance='exact'"]
+
+
+def _one(name, model, data, n, chips, code_images, data_dir):
+    x, y, x_cal = load_eval_data(data, n, data_dir)
+    t0 = time.perf_counter()
+    r = tier_equivalence(model, load_preset("nor40"), x, y, x_cal, chips=chips,
+                         code_images=code_images, fast=FAST, exact=EXACT,
+                         on_chip=lambda k: print(f"{name}: chip {k + 1}/{chips} "
+                                                 f"({time.perf_counter() - t0:.0f} s)",
+                                                 file=sys.stderr, flush=True))
+    r = {"model": name, "data": data, "seconds": time.perf_counter() - t0, **r}
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lenet-images", type=int, default=1000)
+    ap.add_argument("--cifar-images", type=int, default=500)
+    ap.add_argument("--chips", type=int, default=5)
+    ap.add_argument("--code-images", type=int, default=64)
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+    rows = [_one("lenet-mnist-4b", zoo.load("lenet-mnist-4b"), "mnist", args.lenet_images,
+                 args.chips, args.code_images, args.data_dir)]
+    try:
+        rows.append(_one("cnn-cifar10-4b", zoo.load("cnn-cifar10-4b"), "cifar10",
+                         args.cifar_images, args.chips, args.code_images, args.data_dir))
+    except InputError as exc:
+        print(f"cifar10 skipped: {exc}", file=sys.stderr)
+    keys = ("diff_points", "interval_points", "max_mean_code_shift_lsb",
+            "fraction_outputs_moved", "code_tv_distance_max", "passed")
+    print(json.dumps({"bench": "equivalence", "tier": FAST[0], "chips": args.chips,
+                      "per_model": {r["model"]: {k: r[k] for k in keys} for r in rows},
+                      "passed": all(r["passed"] for r in rows)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
