@@ -29,8 +29,15 @@ envelope's corner (512 x 512, 0.3-1 uA cells, every row on, wires x 100, 358.15 
 once, with the largest KCL residual of the answer (each cell's exact I-V at the returned
 node voltages against its current, relative to the largest cell current).
 ``*_128_stress20``: the same with wires x20 (IR effect ~0.20, issue 19's threshold).
-``ir_resnet18_s_per_image`` is null: the network-scale IR surrogate (issue 19, point 4) is
-not built yet.
+``newton_path_vectors_128_*``: stress vectors solved by the per-vector Newton kernel.
+``ir_resnet18_s_per_image``: a ResNet-18-shaped random model (CIFAR shape, width 64, the
+full nor40 preset, ideal programming) run with per-vector IR drop in every tile
+(``mapping.ir_drop = 'network'``), wall seconds per image of ``engine.run`` on a batch of
+``RESNET_IMAGES`` images (set-up, mapping and calibration not timed, reported as
+``ir_resnet18_setup_s``), with the certification beside it: ``ir_resnet18_certified_error_lsb``
+(largest surrogate error against the exact circuit solves sampled during the run, in ADC
+LSB), ``ir_resnet18_fraction_checked`` and ``ir_resnet18_ir_effect_lsb`` (the largest IR
+effect on the checked vectors). ``--no-resnet`` skips it (keys null).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from norsim.array.surrogate import IrDropSurrogate  # noqa: E402
 from norsim.config.presets import load_preset  # noqa: E402
 
 BATCH = 64
+RESNET_IMAGES = 8
 STRESS_BATCH = 16
 STRESS_SCALE = 50.0
 BIG_BATCH = 16
@@ -144,6 +152,40 @@ def _ngspice_compare(solver, res, wl0):
         "ir_effect_ngspice": float(np.abs(d_sp).max() / np.abs(i_sp).max())}
 
 
+def _ir_resnet18() -> dict:
+    """IR-aware ResNet-18 (issue 19, point 4): seconds per image and certified error."""
+    from norsim.mapping import engine
+    from norsim.mapping.ir_drop import ir_check_summary
+    from norsim.mapping.mapper import map_model
+    from norsim.mapping.random_models import blob_images, random_resnet18
+
+    rng = np.random.default_rng(SEED)
+    model = random_resnet18(rng, calib_n=4)
+    c, h, w = model.input.shape
+    imgs, calib = blob_images(rng, RESNET_IMAGES, h, w, c), blob_images(rng, 4, h, w, c)
+    cfg = load_preset("nor40").with_overrides(["mapping.programming='ideal'",
+                                               "mapping.ir_drop='network'"])
+    t0 = time.perf_counter()
+    chip = map_model(model, cfg)
+    engine.calibrate(chip, calib)
+    engine.run(chip, imgs[:1], collect_stats=False)  # numba compile / cache load
+    setup = time.perf_counter() - t0
+    for t in chip.tiles():  # certify the timed run only
+        t.ir_check.n_vectors = t.ir_check.n_checked = 0
+        t.ir_check.max_error_a = t.ir_check.max_error_lsb = t.ir_check.max_effect_lsb = 0.0
+    t0, c0 = time.perf_counter(), time.process_time()
+    engine.run(chip, imgs, batch_size=RESNET_IMAGES, collect_stats=False)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rep = ir_check_summary(chip)
+    return {"ir_resnet18_s_per_image": wall / RESNET_IMAGES,
+            "ir_resnet18_cpu_s_per_image": cpu / RESNET_IMAGES,
+            "ir_resnet18_certified_error_lsb": rep["max_error_lsb"],
+            "ir_resnet18_fraction_checked": rep["fraction_checked"],
+            "ir_resnet18_vectors_checked": rep["n_checked"],
+            "ir_resnet18_ir_effect_lsb": rep["max_ir_effect_lsb"],
+            "ir_resnet18_tiles": rep["tiles"], "ir_resnet18_setup_s": setup}
+
+
 def main() -> int:
     pin()
     cfg = load_preset("nor40")
@@ -212,6 +254,7 @@ def main() -> int:
         out[f"seconds_per_vector_128_{tag}"] = spv
         out[f"cpu_seconds_per_vector_128_{tag}"] = cpu
         out[f"reference_path_vectors_128_{tag}"] = int(solver_s.last_stats["reference_vectors"])
+        out[f"newton_path_vectors_128_{tag}"] = int(solver_s.last_stats.get("newton_vectors", 0))
         out[f"ir_effect_128_{tag}"] = float(
             np.abs(res_s.column_currents - res_s.ideal_column_currents).max()
             / res_s.column_currents.max())
@@ -231,7 +274,8 @@ def main() -> int:
             np.abs(res_n.column_currents - res_n.ideal_column_currents).max()
             / res_n.column_currents.max())
     out.update(_envelope_corner())
-    out["ir_resnet18_s_per_image"] = None  # issue 19 point 4: not built
+    out.update(_ir_resnet18() if "--no-resnet" not in sys.argv[1:] else
+               {"ir_resnet18_s_per_image": None})
     if out["speedup_vs_ngspice_128"] is None:
         print("ngspice not found: ngspice keys are null", file=sys.stderr)
     out.update(record())
