@@ -1,0 +1,33 @@
+"""The fused readout and its NumPy twin agree on the column-noise variance path (issue 26):
+summed cell-noise variances in the second half of the columns plus a constant leakage
+variance ``vleak``, which sets the code spread: sigma^2 = (var + vleak) / step^2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from norsim.array import kernels as K
+
+
+@pytest.mark.parametrize("with_vleak", [False, True])
+def test_readout_twins_agree_with_column_and_leakage_variance(with_vleak):
+    rng = np.random.default_rng(0)
+    n, p = 4000, 3
+    step = 1e-9
+    par = np.zeros(K.N_PARAMS)
+    par[K.P_STEP], par[K.P_LO], par[K.P_HI], par[K.P_ISAT] = step, 0, 4095, 1e9
+    cur = np.empty((n, 2 * p))
+    cur[:, :p] = 1000 * step
+    var = np.array([4.0, 9.0, 1.0]) * step**2        # 2, 3, 1 LSB of cell noise
+    cur[:, p:] = var
+    vleak = np.array([5.0, 7.0, 0.0]) * step**2 if with_vleak else None
+    ch = {"pos": np.arange(p), "neg": -np.ones(p, np.int64), "tgt": np.arange(p),
+          "coef": np.ones(p), "adc": np.zeros(p, np.int64)}
+    z = rng.standard_normal((n, p))
+    args = (cur, np.zeros(p), 1, ch, np.ones(1), np.zeros(1), par)
+    a, _ = K.readout(*args, z=z, n_out_cols=p, vleak=vleak)
+    b, _ = K.readout_numpy(*args, z=z, n_out_cols=p, vleak=vleak)
+    np.testing.assert_array_equal(a, b)
+    want_var = var / step**2 + (0 if vleak is None else vleak / step**2)
+    np.testing.assert_allclose(a.std(axis=0) ** 2, want_var + 1 / 12, rtol=0.08)
