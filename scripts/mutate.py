@@ -104,6 +104,14 @@ EQUIVALENT: dict[str, str] = {
     "np.exp(ret.a_sigma_ln * rng.standard_normal(vth.shape))":
         "dividing by exp(sigma z) is multiplying by exp(sigma (-z)): -z is standard normal "
         "too, so the log-normal law of A is unchanged (only the seeded draws differ)",
+    "programming::<module>::11400714819323198485->11400714819323198486@20::"
+    "11400714819323198485":
+        "the golden-ratio increment of the counter hash (splitmix64) off by one: another "
+        "stream of equally distributed uniforms; every test is distributional or compares "
+        "the kernel with its twin, which share the constant",
+    "programming::_poisson::0:Lt->LtE@25::_uniform(seed, c) < r":
+        "uniforms are multiples of 2**-53: u <= r and u < r differ with probability 2**-53 "
+        "per draw",
     "circuit_solver::CircuitSolver._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
