@@ -109,6 +109,10 @@ EQUIVALENT: dict[str, str] = {
         "the golden-ratio increment of the counter hash (splitmix64) off by one: another "
         "stream of equally distributed uniforms; every test is distributional or compares "
         "the kernel with its twin, which share the constant",
+    "programming::poisson_table_fast_len::drop right term@19::np.searchsorted(cdf, 1.0 - "
+    "1e-09, side='left') + 1":
+        "nfast only splits _poisson_table's count into a branch-free part and a search that "
+        "goes on past it: the drawn k is the same for any nfast (speed only)",
     "programming::_poisson::0:Lt->LtE@25::_uniform(seed, c) < r":
         "uniforms are multiples of 2**-53: u <= r and u < r differ with probability 2**-53 "
         "per draw",
