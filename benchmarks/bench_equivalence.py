@@ -10,7 +10,8 @@ the fraction of conversions whose code moved and the code histograms' total-vari
 distance.
 
 Usage: python benchmarks/bench_equivalence.py [--lenet-images N] [--cifar-images N]
-       [--chips N] [--data-dir DIR]  (CIFAR-10 from DIR or $NORSIM_DATA; skipped without)
+       [--chips N] [--data-dir DIR]  (CIFAR-10 from DIR or $NORSIM_DATA; skipped without;
+       N = 0 skips a model)
 """
 
 from __future__ import annotations
@@ -54,11 +55,14 @@ def main(argv=None) -> int:
     ap.add_argument("--code-images", type=int, default=64)
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
-    rows = [_one("lenet-mnist-4b", zoo.load("lenet-mnist-4b"), "mnist", args.lenet_images,
-                 args.chips, args.code_images, args.data_dir)]
+    rows = []
+    if args.lenet_images > 0:  # 0 skips a model
+        rows.append(_one("lenet-mnist-4b", zoo.load("lenet-mnist-4b"), "mnist",
+                         args.lenet_images, args.chips, args.code_images, args.data_dir))
     try:
-        rows.append(_one("cnn-cifar10-4b", zoo.load("cnn-cifar10-4b"), "cifar10",
-                         args.cifar_images, args.chips, args.code_images, args.data_dir))
+        if args.cifar_images > 0:
+            rows.append(_one("cnn-cifar10-4b", zoo.load("cnn-cifar10-4b"), "cifar10",
+                             args.cifar_images, args.chips, args.code_images, args.data_dir))
     except InputError as exc:
         print(f"cifar10 skipped: {exc}", file=sys.stderr)
     keys = ("diff_points", "interval_points", "max_mean_code_shift_lsb",

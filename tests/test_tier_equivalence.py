@@ -1,6 +1,7 @@
 """Issue 17, point 4: the bounded-ratio variance tier against the exact path on a whole
-network (LeNet-MNIST from the zoo, 5 chips, paired draw for draw; the full-size figures
-come from benchmarks/bench_equivalence.py)."""
+network (LeNet-MNIST from the zoo, 2 chips x 16 images, paired draw for draw: the
+mechanics and the limits; the issue's 5-chip figures on 1,000 LeNet-MNIST and the CIFAR-10
+model's images come from benchmarks/bench_equivalence.py, docs/benchmarks.md "Tiers")."""
 
 import numpy as np
 
@@ -20,11 +21,12 @@ def test_total_variation_distance_closed_forms():
 def test_bounded_ratio_tier_is_equivalent_to_the_exact_path_on_lenet():
     model = zoo.load("lenet-mnist-4b")
     x, y, x_cal = load_eval_data("mnist", 16)
-    cfg = load_preset("nor40").with_overrides(["mapping.calibration_images=16"])
-    r = tier_equivalence(model, cfg, x, y, x_cal[:16], chips=5, code_images=16,
+    cfg = load_preset("nor40").with_overrides(["mapping.calibration_images=16",
+                                               "mapping.programming='ideal'"])
+    r = tier_equivalence(model, cfg, x, y, x_cal[:16], chips=2, code_images=16,
                          fast=["array.noise.cell_variance='bounded_ratio'"],
                          exact=["array.noise.cell_variance='exact'"])
-    assert r["chips"] == 5 and r["images"] == 16 and r["tiles"] > 0
+    assert r["chips"] == 2 and r["images"] == 16 and r["tiles"] > 0
     assert r["passed"], r
     assert r["max_mean_code_shift_lsb"] <= 0.05
     assert 0.0 <= r["code_tv_distance_max"] < 0.01
