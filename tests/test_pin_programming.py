@@ -87,3 +87,15 @@ def test_two_way_tuning_with_noise_off_places_every_cell_within_tolerance(tol):
     plain = program(np.random.default_rng(1), model, _dev(), i_t)
     err_plain = np.abs(read_current(model, dev, plain.vth) / i_t - 1.0)
     assert np.mean(err_plain <= 0.02) < 0.6
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["kernel", "numpy"])
+def test_tuning_stops_at_its_pulse_limit_on_both_paths(fast):
+    # a tolerance below one electron's step: most cells use up their 3 tuning pulses
+    dev = _dev("programming.two_way_tuning=true", "programming.tune_tolerance_rel=0.001",
+               "programming.tune_max_pulses=3")
+    model = cell_model(dev.cell, dev.read.temperature_k)
+    i_t = target_current(dev.levels, np.random.default_rng(0).integers(1, 8, 400))
+    r = program(np.random.default_rng(1), model, dev, i_t, fast=fast)
+    assert r.tune_pulses.max() == 3
+    assert np.mean(r.tune_pulses == 3) > 0.5
