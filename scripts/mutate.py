@@ -438,6 +438,10 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
                 (before["survived"] if before else ())}
         chosen = [s for s in chosen if (s.line, s.change, s.source, s.col) in keys
                   or (s.line, s.change, s.source, None) in keys]
+    carried = []  # known-equivalent survivors not rerun (--skip-equivalent)
+    if before and args.skip_equivalent:
+        carried = [s for s in chosen if s.key(name) in EQUIVALENT]
+        chosen = [s for s in chosen if s.key(name) not in EQUIVALENT]
     deps = dependents(rel, users)
     t_start = time.perf_counter()
 
@@ -490,7 +494,7 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
             if status == "error":
                 print(out, file=sys.stderr)
     killed = [r for r in results if r[1] in ("killed", "timeout")]
-    survivors = [r[0] for r in results if r[1] == "survived"]
+    survivors = [r[0] for r in results if r[1] == "survived"] + carried
     errors = [r[0] for r in results if r[1] == "error"]
     n_mutants, n_killed = len(results), len(killed)
     n_timeouts = sum(r[1] == "timeout" for r in results)
@@ -505,7 +509,7 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
         "survived": [{"line": s.line, "col": s.col, "function": s.function, "change": s.change,
                       "source": s.source, "key": s.key(name),
                       "equivalent": EQUIVALENT.get(s.key(name))} for s in survivors],
-        "score": round(len(killed) / denom, 3) if denom else None,
+        "score": round(n_killed / denom, 3) if denom else None,
         "baseline_s": round(max(base_times), 1), "seconds": round(time.perf_counter() - t_start, 1),
     }
 
@@ -525,6 +529,9 @@ def main(argv=None) -> int:
                     help="time limit per mutant at least this many seconds (default 60)")
     ap.add_argument("--baseline-timeout", type=float, default=900.0)
     ap.add_argument("--no-jit", action="store_true", help="run with NUMBA_DISABLE_JIT=1")
+    ap.add_argument("--skip-equivalent", action="store_true",
+                    help="with --survivors-of: carry the known-equivalent survivors over "
+                         "without running them again")
     ap.add_argument("--extra-tests", nargs="+", default=[], metavar="TEST",
                     help="test files run after each selected module's own (e.g. slow ones, "
                          "with --survivors-of)")
