@@ -119,6 +119,10 @@ EQUIVALENT: dict[str, str] = {
     "programming::_ispp_kernel::0->1@54::for q in range(na if (last or nflag) else 0):":
         "with no flagged cell and not the last pulse, q = 0 enters a body guarded by "
         "'last or c_flag[0]', which is false",
+    "programming::_ispp_numpy::1->2@38::for i in range(law.tune_max + 1):  # the last "
+    "iteration is a final verify, no pulse":
+        "the loop breaks at i == tune_max, so the range's extra iteration is never reached "
+        "(tests/test_pin_programming.py pins the limit itself)",
     "programming::_poisson::0:Lt->LtE@25::_uniform(seed, c) < r":
         "uniforms are multiples of 2**-53: u <= r and u < r differ with probability 2**-53 "
         "per draw",
