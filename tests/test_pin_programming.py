@@ -99,3 +99,15 @@ def test_tuning_stops_at_its_pulse_limit_on_both_paths(fast):
     r = program(np.random.default_rng(1), model, dev, i_t, fast=fast)
     assert r.tune_pulses.max() == 3
     assert np.mean(r.tune_pulses == 3) > 0.5
+
+
+@pytest.mark.parametrize("n", [255, 256, 257])
+def test_cell_counts_around_one_parallel_block_equal_the_numpy_reference(n):
+    # the kernel runs blocks of 256 cells: a partial last block, an exact one, one spare cell
+    dev = _dev()
+    model = cell_model(dev.cell, dev.read.temperature_k)
+    i_t = target_current(dev.levels, np.random.default_rng(n).integers(0, 8, n))
+    a = program(np.random.default_rng(2), model, dev, i_t)
+    b = program(np.random.default_rng(2), model, dev, i_t, fast=False)
+    np.testing.assert_array_equal(a.pulses, b.pulses)
+    assert np.max(np.abs(a.vth - b.vth)) < 1e-12 and a.verified.all()
