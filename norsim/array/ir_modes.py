@@ -91,7 +91,8 @@ class ModalIrSurrogate:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise InputError(name, v, "a whole number >= 1")
         solver = CircuitSolver(vth, cfg, model, **iv_kwargs)
-        self.solver = solver
+        # the exact solver is rebuilt per check (it holds megabytes of tables per tile)
+        self._solver_args = (vth, cfg, solver.model, iv_kwargs)
         rows, cols = vth.shape
         read = cfg.device.read
         v_on = read.v_select_on_v if cfg.device.cell.cell_type == "split_gate" else \
@@ -159,7 +160,8 @@ class ModalIrSurrogate:
         """Circuit mode's column-current change (circuit minus nominal) of ``planes``."""
         x = np.asarray(planes)
         wl = np.where(x > 0.5, self.v_on, self.v_off)
-        res = self.solver.solve(wl)
+        vth, cfg, model, kw = self._solver_args
+        res = CircuitSolver(vth, cfg, model, **kw).solve(wl)
         return res.column_currents - res.ideal_column_currents
 
 
