@@ -24,6 +24,7 @@ import time
 
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".numba_cache"))
 
+from _threads import pin, record  # noqa: E402
 from norsim import zoo  # noqa: E402
 from norsim.cli.run import load_eval_data  # noqa: E402
 from norsim.config import load_preset  # noqa: E402
@@ -42,7 +43,7 @@ def _one(name, model, data, n, chips, code_images, data_dir):
                          on_chip=lambda k: print(f"{name}: chip {k + 1}/{chips} "
                                                  f"({time.perf_counter() - t0:.0f} s)",
                                                  file=sys.stderr, flush=True))
-    r = {"model": name, "data": data, "seconds": time.perf_counter() - t0, **r}
+    r = {"model": name, "data": data, "seconds": time.perf_counter() - t0, **r, **record()}
     print(json.dumps(r), flush=True)
     return r
 
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--code-images", type=int, default=64)
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
+    pin()
     rows = []
     if args.lenet_images > 0:  # 0 skips a model
         rows.append(_one("lenet-mnist-4b", zoo.load("lenet-mnist-4b"), "mnist",
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
             "fraction_outputs_moved", "code_tv_distance_max", "passed")
     print(json.dumps({"bench": "equivalence", "tier": FAST[0], "chips": args.chips,
                       "per_model": {r["model"]: {k: r[k] for k in keys} for r in rows},
-                      "passed": all(r["passed"] for r in rows)}))
+                      "passed": all(r["passed"] for r in rows), **record()}))
     return 0
 
 
