@@ -51,3 +51,12 @@ def test_default_is_two_threads_or_the_cores_there_are(monkeypatch):
     assert th.bench_threads() == 1
     monkeypatch.setattr(th.os, "cpu_count", lambda: 16)
     assert th.bench_threads() == 2
+
+
+def test_every_benchmark_pins_and_records_its_threads():
+    scripts = sorted(_PATH.parent.glob("bench_*.py"))
+    assert len(scripts) >= 8
+    missing = [p.name for p in scripts
+               if "from _threads import pin, record" not in (text := p.read_text())
+               or "pin(" not in text or "record()" not in text]
+    assert not missing, f"benchmarks without benchmarks/_threads.py pin()/record(): {missing}"
