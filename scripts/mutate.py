@@ -113,6 +113,10 @@ EQUIVALENT: dict[str, str] = {
     "1e-09, side='left') + 1":
         "nfast only splits _poisson_table's count into a branch-free part and a search that "
         "goes on past it: the drawn k is the same for any nfast (speed only)",
+    "programming::_ispp_kernel::Sub->Add@12::ncell + _BLOCK - 1":
+        "(ncell + BLOCK + 1) // BLOCK adds a block only when ncell % BLOCK is 0 or 255; that "
+        "block starts at or past the last cell, so its loops do nothing (255, 256 and 257 "
+        "cells in tests/test_pin_programming.py give the reference's result with it)",
     "programming::_ispp_kernel::0->1@54::for q in range(na if (last or nflag) else 0):":
         "with no flagged cell and not the last pulse, q = 0 enters a body guarded by "
         "'last or c_flag[0]', which is false",
