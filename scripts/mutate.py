@@ -76,7 +76,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                      "tests/test_device_programming.py")),
     "device_vecmath": ("norsim/device/vecmath.py", ("tests/test_device_vecmath.py",
                                                     "tests/test_device_iv.py")),
-    "device_iv": ("norsim/device/iv.py", ("tests/test_device_iv.py",)),
+    "device_iv": ("norsim/device/iv.py", ("tests/test_pin_iv.py", "tests/test_device_iv.py")),
     "array_kernels": ("norsim/array/kernels.py", ("tests/test_pin_kernels.py",
                                                   "tests/test_pin_adc.py",
                                                   "tests/test_array_kernels.py",
