@@ -43,9 +43,9 @@ from norsim.array.rtn_kernels import (add_corrections, rtn_apply_numpy, rtn_corr
                                       rtn_majority_base, rtn_plan, rtn_prepare)
 from norsim.array.noise_read import make_rtn
 from norsim.array.periphery import make_adc, readout_params
-from norsim.array.readout_t import (VARIANCE_ERROR_LIMIT_LSB, Z_MAX, readout_t,
-                                    sigma_error_bound_lsb, variance_ratio)
-from norsim.array.kernels import P_CONST_VAR, P_NOISE_LSB, P_SHOT, P_STEP
+from norsim.array.fast_path import BitSerialFastPath
+from norsim.array.readout_t import variance_ratio
+from norsim.array.kernels import P_SHOT
 from norsim.errors import DegenerateResultWarning, InputError
 
 #: a V_th map value further than this outside [vth_erased_v, vth_max_v] is not a V_th
@@ -62,7 +62,7 @@ FULL_SCALE_WARN_FRACTION = 0.05
 OUTPUT_CHECK_VECTORS = 256
 
 
-class NorArray:
+class NorArray(BitSerialFastPath):
     """A programmed NOR array: V_th map, weight layout, read bias and periphery."""
 
     __array_ufunc__ = None  # numpy defers ``x @ arr`` to NorArray.__rmatmul__
@@ -520,103 +520,6 @@ class NorArray:
     #: per-vector IR-drop surrogate (norsim.array.ir_modes.ModalIrSurrogate), set by the engine
     #: for mapping.ir_drop = 'network' (bit-serial inputs); None: fast mode's nominal bias
     ir_surrogate = None
-
-    def variance_mode(self) -> int:
-        """How this tile's readout sums the cell read-noise variance (readout_t var_mode):
-        0 no cell noise, 1 the exact variance product, 2 the bounded ratio (only where
-        ``variance_error_bound_lsb() * Z_MAX < VARIANCE_ERROR_LIMIT_LSB``)."""
-        if self._var is None:
-            return 0
-        nz = self.cfg.array.noise
-        if (self._vratio is None or nz.cell_variance == "exact"
-                or nz.gaussian_source != "counter_hash" or self.adc.step_a is None):
-            return 1
-        step, mode = self._vmode_cache
-        if step != self.adc.step_a:
-            err = self.variance_error_bound_lsb()
-            mode = 2 if err * Z_MAX < VARIANCE_ERROR_LIMIT_LSB else 1
-            self._vmode_cache = (self.adc.step_a, mode)
-        return mode
-
-    def variance_error_bound_lsb(self) -> float:
-        """Worst-case |sigma_ratio - sigma_exact| of one conversion (ADC LSB) of the
-        bounded-ratio cell variance, over every set of active rows and trap states."""
-        if self._vbound is None or self.adc.step_a is None:
-            return float("inf")
-        par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
-        inv = 1.0 / par[P_STEP]
-        cvar = par[P_CONST_VAR] * inv * inv + par[P_NOISE_LSB] ** 2
-        return sigma_error_bound_lsb(self._vbound, self._channels, self.adc.step_a, cvar,
-                                     self._vleak)
-
-    def conversion_codes(self, x_codes, rng: np.random.Generator | None = None) -> np.ndarray:
-        """The ADC code of every conversion of a bit-serial batch, (B*cycles, channels)
-        (row b*cycles + k: bit k of vector b), with the draws :meth:`matmul` would make from
-        the same generator state (the equivalence tests of issue 17 compare tiers on it)."""
-        if not self.bitserial:
-            raise InputError("array.encoding.input_scheme", self.scheme,
-                             "'bit_serial' for per-conversion codes")
-        x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in)
-        if self.adc.step_a is None:
-            raise InputError("adc range", "not calibrated", "NorArray.calibrate(x_cal) first")
-        rng = self._rng if rng is None else rng
-        par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
-        par[P_SHOT] = self._shot_ratio
-        return self._matmul_t(x, rng, par, codes=True)
-
-    def _matmul_t(self, x, rng, par, codes=False):
-        """Bit-serial numba path on column-major currents (readout_t): the RTN corrections
-        are read where they lie, not added by a transposed pass; the random draws are those
-        of the whole batch (RTN walked over it first, normals addressed by their global
-        counter), so the result does not depend on the chunk size. ``codes``: return the
-        code of every conversion instead (:meth:`conversion_codes`)."""
-        vmode = self.variance_mode()
-        j0 = self._rtn_base(x.shape[0])
-        g, leak = self._base(j0, with_var=vmode == 1)
-        gt = np.ascontiguousarray(g.T)
-        corr = slot = None
-        if self.traps.n:
-            cols, corr = self._rtn(x, rng, j0)
-            slot = np.full(self.phys_cols, -1, dtype=np.int64)
-            slot[cols] = np.arange(cols.size)
-        n_rows = x.shape[0] * self.cycles
-        z, key = self._readout_draws(rng, n_rows)
-        nch = self._channels["pos"].size
-        chans, nb, n_out = self._channels, self.cycles, self.n_out
-        if codes:  # every conversion its own output: one "cycle" per row, weight 1
-            chans = dict(chans, tgt=np.arange(nch, dtype=np.int64), coef=np.ones(nch))
-            nb, n_out = 1, nch
-        out = np.empty((x.shape[0] * (self.cycles if codes else 1), n_out))
-        charge = np.zeros(self.phys_cols)
-        step = max(1, self.CHUNK_ROWS // self.cycles)
-        for v0 in range(0, x.shape[0], step):
-            v1 = min(v0 + step, x.shape[0])
-            r0, r1 = v0 * self.cycles, v1 * self.cycles
-            planes = bitplanes(x[v0:v1], self.nbits_in)
-            cur_t = gt @ (planes.T if self.dtype == np.float32 else planes.T.astype(self.dtype))
-            if self.ir_surrogate is not None:  # per-vector IR drop (mapping.ir_drop 'network')
-                cur_t[:self.phys_cols] += self.ir_surrogate.delta(planes).T.astype(cur_t.dtype)
-            if not self._checked_saturation:  # first chunk of the array's first call
-                tot = cur_t[:self.phys_cols].T.astype(np.float64)
-                if corr is not None:
-                    tot[:, cols] += corr[:, r0:r1].T
-                self._check_saturation(tot + leak[None, :], "NorArray.matmul")
-            o, ch = readout_t(cur_t, leak, nb, chans, self.adc.gain,
-                              self.adc.offset, par, corr=corr, slot=slot, start=r0, key=key,
-                              counter0=r0 * nch, z=None if z is None else z[r0:r1],
-                              n_out_cols=n_out, var_mode=vmode, vratio=self._vratio,
-                              vleak=self._vleak)
-            if codes:
-                out[r0:r1] = o
-                continue
-            out[v0:v1] = o
-            charge += ch
-        if codes:
-            return out
-        self._count(x, None, charge)
-        out *= self.adc.step_a / self.unit_a
-        self._check_outputs(x, out)
-        return out
 
     def _readout_draws(self, rng, n_rows):
         """(normals (n_rows, conversions) or None, counter-hash key) of one batch."""
