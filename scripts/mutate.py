@@ -128,6 +128,11 @@ EQUIVALENT: dict[str, str] = {
     "programming::_poisson::0:Lt->LtE@25::_uniform(seed, c) < r":
         "uniforms are multiples of 2**-53: u <= r and u < r differ with probability 2**-53 "
         "per draw",
+    "device_iv::<module>::16384->16385@18::_SG_PREDICT_MIN = 16384    # common reads at least "
+    "this large start pass 0 from a node table":
+        "the call size from which the split-gate solve starts from the node table instead of "
+        "V_D (speed): it switches only for a call of exactly 16384 elements, and both starts "
+        "converge to the same current (tests/test_device_iv.py checks the two agree)",
     "circuit_solver::CircuitSolver._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
