@@ -10,7 +10,7 @@ from norsim.array import readout_t as RT
 from norsim.array.nor_array import NorArray
 from norsim.config import load_preset
 
-from test_array_kernels import _channels
+from test_array_kernels import readout_setup
 
 
 @pytest.mark.parametrize("analog", [False, True])
@@ -31,18 +31,7 @@ def test_column_major_readout_equals_numpy_twin(analog, use_z, var_mode):
     corr = (rng.standard_normal((with_corr.size, start + nvec * nbits + 5)) * 3e-8)
     corr = corr.astype(np.float32)
     leak = rng.random(phys) * 1e-9
-    ch = _channels(analog, n_ch, n_out, rng, with_ref=not analog)
-    n_adc = int(ch["adc"].max()) + 1
-    gain = 1 + 0.02 * rng.standard_normal(n_adc)
-    offset = 0.3 * rng.standard_normal(n_adc)
-    par = np.zeros(K.N_PARAMS)
-    par[K.P_STEP] = 5e-8
-    par[K.P_LO], par[K.P_HI] = (-31, 31) if analog else (0, 31)  # clipping exercised
-    par[K.P_INL] = 0.4
-    par[K.P_SHOT] = 1.602e-19 / 1e-7
-    par[K.P_CONST_VAR] = 1e-18
-    par[K.P_NOISE_LSB] = 0.3
-    par[K.P_ISAT] = 2.0e-6  # integrator clipping exercised
+    ch, gain, offset, par = readout_setup(analog, n_ch, n_out, rng)
     z = rng.standard_normal((nvec * nbits, n_ch)) if use_z else None
     kw = dict(corr=corr, slot=slot, start=start, key=123456789, counter0=29, z=z,
               n_out_cols=n_out, var_mode=var_mode, vratio=rng.random(phys) * 1e-10,

@@ -48,6 +48,24 @@ def _channels(analog, n_ch, n_out, rng, with_ref=False):
             "adc": (np.arange(n_ch) // 3).astype(np.int64)}
 
 
+def readout_setup(analog, n_ch, n_out, rng):
+    """Channels, ADC gains/offsets and readout parameters of the readout-twin tests, with
+    output clipping, INL and integrator saturation exercised."""
+    ch = _channels(analog, n_ch, n_out, rng, with_ref=not analog)
+    n_adc = int(ch["adc"].max()) + 1
+    gain = 1 + 0.02 * rng.standard_normal(n_adc)
+    offset = 0.3 * rng.standard_normal(n_adc)
+    par = np.zeros(K.N_PARAMS)
+    par[K.P_STEP] = 5e-8
+    par[K.P_LO], par[K.P_HI] = (-31, 31) if analog else (0, 31)  # clipping exercised
+    par[K.P_INL] = 0.4
+    par[K.P_SHOT] = 1.602e-19 / 1e-7
+    par[K.P_CONST_VAR] = 1e-18
+    par[K.P_NOISE_LSB] = 0.3
+    par[K.P_ISAT] = 2.0e-6  # integrator clipping exercised
+    return ch, gain, offset, par
+
+
 @pytest.mark.parametrize("analog", [False, True])
 @pytest.mark.parametrize("use_z", [False, True])
 @pytest.mark.parametrize("summed_var", [False, True])
@@ -61,18 +79,7 @@ def test_readout_equals_numpy_twin(analog, use_z, summed_var):
         cur = np.concatenate([cur, (rng.random(cur.shape) * 1e-16).astype(np.float32)], axis=1)
         vleak = rng.random(phys) * 1e-18
     leak = rng.random(phys) * 1e-9
-    ch = _channels(analog, n_ch, n_out, rng, with_ref=not analog)
-    n_adc = int(ch["adc"].max()) + 1
-    gain = 1 + 0.02 * rng.standard_normal(n_adc)
-    offset = 0.3 * rng.standard_normal(n_adc)
-    par = np.zeros(K.N_PARAMS)
-    par[K.P_STEP] = 5e-8
-    par[K.P_LO], par[K.P_HI] = (-31, 31) if analog else (0, 31)  # clipping exercised
-    par[K.P_INL] = 0.4
-    par[K.P_SHOT] = 1.602e-19 / 1e-7
-    par[K.P_CONST_VAR] = 1e-18
-    par[K.P_NOISE_LSB] = 0.3
-    par[K.P_ISAT] = 2.0e-6  # integrator clipping exercised
+    ch, gain, offset, par = readout_setup(analog, n_ch, n_out, rng)
     z = rng.standard_normal((nvec * nbits, n_ch)) if use_z else None
     kw = dict(key=987654321, counter0=17, z=z, n_out_cols=n_out, vleak=vleak)
     out, charge = K.readout(cur, leak, nbits, ch, gain, offset, par, **kw)
