@@ -7,13 +7,19 @@ result is paired (same images, same chip instance) with the fresh, 300 K, uncomp
 and with the integer reference.
 
     python -m norsim.compensation.experiment --images 200 --seeds 5 --json out.json
+
+Every finished (condition, chip) pair is kept in ``<json>.parts/`` (or ``--parts DIR``) with
+the settings it was run under; a rerun of the same command loads the finished pairs and runs
+only the rest, so a killed study loses at most the chip it was on.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +70,50 @@ def run_condition(model, cfg, images, labels, calib, seed: int, overrides: dict,
         "cost": {c.name: c.as_dict() for c in state.costs},
         "log": state.log, "seconds": time.perf_counter() - t0,
     }
+
+
+def _part_to_json(r: dict, signature: dict) -> dict:
+    out = {k: v for k, v in r.items() if k not in ("off", "on")}
+    for mode in ("off", "on"):
+        out[mode] = "".join("1" if c else "0" for c in np.asarray(r[mode]).tolist())
+    out["signature"] = signature
+    return out
+
+
+def _part_from_json(d: dict) -> dict:
+    r = {k: v for k, v in d.items() if k != "signature"}
+    for mode in ("off", "on"):
+        r[mode] = np.frombuffer(d[mode].encode(), dtype=np.uint8) == ord("1")
+    return r
+
+
+class PartStore:
+    """Finished (condition, seed) results on disk, keyed by the settings that produced them."""
+
+    def __init__(self, root: str | Path | None, signature: dict):
+        self.root = Path(root) if root else None
+        self.signature = signature
+        tag = json.dumps(signature, sort_keys=True, default=str).encode()
+        self.digest = hashlib.sha256(tag).hexdigest()[:12]
+        if self.root:
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, condition: str, seed: int) -> Path:
+        return self.root / f"{condition}_seed{seed}_{self.digest}.json"
+
+    def load(self, condition: str, seed: int) -> dict | None:
+        if not self.root or not self._path(condition, seed).exists():
+            return None
+        d = json.loads(self._path(condition, seed).read_text())
+        return _part_from_json(d) if d.get("signature") == json.loads(
+            json.dumps(self.signature, default=str)) else None
+
+    def save(self, condition: str, seed: int, r: dict) -> None:
+        if not self.root:
+            return
+        tmp = self._path(condition, seed).with_suffix(".tmp")
+        tmp.write_text(json.dumps(_part_to_json(r, self.signature), default=float))
+        tmp.replace(self._path(condition, seed))
 
 
 def summarise(results: dict, ref_correct: np.ndarray, cfg) -> dict:
@@ -154,6 +204,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--json", default=None)
+    p.add_argument("--parts", default=None,
+                   help="directory of finished (condition, seed) results to resume from "
+                        "(default: <json>.parts when --json is given)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a configuration field (repeatable)")
     p.add_argument("--fresh-off-only", action="store_true",
@@ -180,15 +233,27 @@ def main(argv=None) -> int:
     x, y = test.x[:a.images], test.y[:a.images].astype(np.int64)
     _, ref_pred = engine.reference_run(model, x)
     ref_correct = ref_pred == y
+    conditions = a.conditions.split(",")
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        p.error(f"--conditions: unknown {unknown}; expected names from {list(CONDITIONS)}")
+    store = PartStore(a.parts or (a.json + ".parts" if a.json else None),
+                      {"model": a.model, "preset": a.preset, "images": a.images, "calib": a.calib,
+                       "overrides": a.overrides, "fresh_off_only": a.fresh_off_only,
+                       "compensation_on": COMPENSATION_ON})
     results = {}
-    for name in a.conditions.split(","):
+    for name in conditions:
         results[name] = []
         for s in range(a.seeds):
             on = None if (a.fresh_off_only and name == "fresh_300K") else COMPENSATION_ON
-            r = run_condition(model, cfg, x, y, cal.x, s, CONDITIONS[name], on)
+            r = store.load(name, s)
+            resumed = r is not None
+            if r is None:
+                r = run_condition(model, cfg, x, y, cal.x, s, CONDITIONS[name], on)
+                store.save(name, s, r)
             results[name].append(r)
             print(f"{name} seed {s}: off {100 * r['off'].mean():.1f} on {100 * r['on'].mean():.1f} "
-                  f"({r['seconds']:.0f} s)", flush=True)
+                  f"({r['seconds']:.0f} s{', resumed' if resumed else ''})", flush=True)
             if a.json:
                 part = summarise(results, ref_correct, cfg) if "fresh_300K" in results else {}
                 with open(a.json, "w") as f:

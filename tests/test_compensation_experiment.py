@@ -1,0 +1,27 @@
+"""The compensation study keeps every finished (condition, chip) pair and resumes from it."""
+
+import numpy as np
+
+from norsim.compensation.experiment import PartStore
+
+
+def _result(rng, n=37):
+    return {"seed": 3, "off": rng.random(n) < 0.7, "on": rng.random(n) < 0.9,
+            "snr_off_db": {"fc1": 12.5}, "snr_on_db": {"fc1": 20.25}, "cost": {}, "log": ["x"],
+            "seconds": 1.5}
+
+
+def test_part_store_round_trip_and_signature(tmp_path):
+    rng = np.random.default_rng(0)
+    r = _result(rng)
+    store = PartStore(tmp_path, {"images": 37, "overrides": []})
+    assert store.load("read_358K", 3) is None
+    store.save("read_358K", 3, r)
+    back = store.load("read_358K", 3)
+    for mode in ("off", "on"):
+        np.testing.assert_array_equal(back[mode], r[mode])
+        assert back[mode].dtype == bool
+    assert back["snr_on_db"] == r["snr_on_db"] and back["seed"] == 3
+    # another seed, condition or setting is not a finished pair
+    assert store.load("read_358K", 4) is None and store.load("read_233K", 3) is None
+    assert PartStore(tmp_path, {"images": 38, "overrides": []}).load("read_358K", 3) is None
