@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from norsim.device.config import DeviceConfig
-from norsim.device.iv import cell_model
+from norsim.device.iv import cell_model, vth_for_current
 
 DEV = DeviceConfig()
 
@@ -55,3 +55,60 @@ def test_safeguarded_scalar_solver_takes_each_parameter_with_its_own_stride(per_
                               float(sel.dibl_eta), int(model.max_iter), *out)
     ref = model.current(*args, fast=False, **kw)
     np.testing.assert_allclose(out[0], ref, rtol=1e-9)
+
+
+# ---- the V_th solvers (vth_for_current): each argument through its own stride -------------
+
+_VTH_ARGS = ("i_target", "v_wl", "v_cg", "v_d", "v_s", "n", "beta", "dibl_eta")
+
+
+def _vth_case(cell_type: str, per_cell: str, m: int = 48):
+    """A read bias with one argument per cell (spread so that it matters) and the rest scalars."""
+    from norsim.device.config import CellConfig
+
+    model = cell_model(CellConfig(cell_type=cell_type), DEV.read.temperature_k)
+    r, fg = DEV.read, model.fg
+    v_wl = r.v_select_on_v if cell_type == "split_gate" else r.v_cg_read_v
+    args = {"i_target": 50e-9, "v_wl": v_wl, "v_cg": r.v_cg_read_v, "v_d": r.v_bl_read_v,
+            "v_s": r.v_sl_read_v, "n": float(fg.n), "beta": float(fg.beta),
+            "dibl_eta": float(fg.dibl_eta) or 0.05}
+    u = np.random.default_rng(5).uniform(0.0, 1.0, m)
+    spread = {"i_target": 10e-9 + 90e-9 * u,
+              # the select gate from 0.2 V above its threshold (where the select transistor
+              # limits the current) to fully on; a stacked cell's control gate over 0.6 V
+              "v_wl": (model.select_vth + 0.2 + 1.2 * u) if cell_type == "split_gate"
+              else v_wl - 0.3 + 0.6 * u,
+              "v_cg": r.v_cg_read_v - 0.3 + 0.6 * u, "v_d": 0.15 + 0.45 * u,
+              "v_s": -0.1 + 0.1 * u}
+    args[per_cell] = spread.get(per_cell, args[per_cell] * (0.7 + 0.6 * u))
+    return model, args
+
+
+@pytest.mark.parametrize("newton", [False, True], ids=["direct", "newton"])
+@pytest.mark.parametrize("cell_type", ["split_gate", "stacked_gate"])
+@pytest.mark.parametrize("per_cell", _VTH_ARGS)
+def test_vth_for_current_reads_each_argument_with_its_own_stride(per_cell, cell_type, newton):
+    # the V_th found for each cell gives that cell's target current back through the NumPy
+    # I-V at that cell's own bias (a kernel reading one argument with another's stride solves
+    # every cell at cell 0's value of it)
+    if cell_type == "stacked_gate" and per_cell == "v_cg":
+        pytest.skip("a stacked-gate cell has no separate control gate (v_cg is unused)")
+    model, a = _vth_case(cell_type, per_cell)
+    vth = vth_for_current(model, a["i_target"], a["v_wl"], a["v_cg"], a["v_d"], a["v_s"],
+                          n=a["n"], beta=a["beta"], dibl_eta=a["dibl_eta"], newton=newton)
+    # the per-cell values matter: 1e-5 V of V_th is ~1e-4 of the current, 1e3 x the tolerance
+    assert vth.shape == (48,) and np.ptp(vth) > 1e-5
+    back = model.current(a["v_wl"], a["v_cg"], a["v_d"], a["v_s"], vth, n=a["n"],
+                         beta=a["beta"], dibl_eta=a["dibl_eta"], fast=False)
+    np.testing.assert_allclose(back, np.broadcast_to(a["i_target"], back.shape), rtol=1e-7)
+
+
+def test_stacked_cell_vth_follows_its_gate_volt_for_volt():
+    # closed form: a stacked cell's current depends on V_G - V_th alone, so the V_th for a
+    # fixed current moves with the word line one for one, on both V_th solvers
+    model, a = _vth_case("stacked_gate", "v_wl")
+    for newton in (False, True):
+        vth = vth_for_current(model, a["i_target"], a["v_wl"], a["v_cg"], a["v_d"], a["v_s"],
+                              n=a["n"], beta=a["beta"], dibl_eta=a["dibl_eta"], newton=newton)
+        np.testing.assert_allclose(vth - a["v_wl"], np.full(48, vth[0] - a["v_wl"][0]),
+                                   atol=1e-9)
