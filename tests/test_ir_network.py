@@ -77,7 +77,7 @@ def test_certified_error_holds_against_further_exact_solves(runs):
     target the run certified."""
     chip = runs[1][0]
     rep = ir_check_summary(chip)
-    assert rep["n_checked"] == 2 * 2 * rep["tiles"]  # two batches, two vectors each
+    assert rep["n_checked"] == 2 * rep["tiles"]  # two vectors per tile over the run
     assert 0 < rep["fraction_checked"] < 0.05
     assert rep["max_ir_effect_lsb"] > 0.2  # an effect worth certifying
     assert rep["max_error_lsb"] <= 0.25
@@ -99,6 +99,9 @@ def test_check_draws_nothing_from_the_run_and_counts_every_plane(runs):
     check_ir(tile, np.zeros((5, tile.array.rows_used), dtype=np.int64), 3)
     assert tile.ir_check.n_vectors == n0 + 5 * tile.array.nbits_in
     assert tile.ir_check.n_checked == 3
+    check_ir(tile, np.zeros((5, tile.array.rows_used), dtype=np.int64), 3)  # done: no more
+    assert tile.ir_check.n_checked == 3
+    assert tile.ir_check.n_vectors == n0 + 10 * tile.array.nbits_in
 
 
 def test_network_ir_needs_bit_serial_inputs():
@@ -111,3 +114,49 @@ def test_network_ir_needs_bit_serial_inputs():
 
     with pytest.raises(ConfigError, match="mapping.ir_drop"):
         _attach_network(_Tile(), {})
+
+
+def test_largest_current_plane_is_found():
+    """The first check of a tile goes to the plane of largest total current (brute force
+    over every plane of a small batch)."""
+    from norsim.mapping.ir_drop import _largest_current_plane
+
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 16, size=(40, 24))
+    w = rng.uniform(0.5, 2.0, 24).astype(np.float32)
+    scores = [(((x >> b) & 1)[r] @ w, r, b) for r in range(40) for b in range(4)]
+    _, r, b = max(scores)
+    assert _largest_current_plane(x, 4, w) == (r, b)
+
+
+def test_fused_add_equals_delta_and_skips_unused_columns(monkeypatch):
+    """The fast path's in-place add (column-major, the array's own nominal currents) is the
+    same arithmetic as delta(planes, icol); columns of off cells get no change, and the
+    others are those of the surrogate that keeps every column."""
+    import norsim.array.ir_modes as ir_modes
+
+    sur, i_on = _surrogate(48, 4.0)
+    rng = np.random.default_rng(6)
+    x = (rng.random((7, 48)) < 0.5).astype(np.float32)
+    icol = x @ i_on
+    cur_t = np.ascontiguousarray(np.vstack([icol.T, np.ones((3, 7))]))  # + spare rows
+    sur.add_t(x, cur_t)
+    np.testing.assert_allclose(cur_t[:48] - icol.T, sur.delta(x, icol).T, rtol=1e-5,
+                               atol=1e-6 * np.abs(sur.delta(x)).max())
+    np.testing.assert_array_equal(cur_t[48:], 1.0)  # rows past the tile's columns untouched
+    cfg = load_preset("nor40")
+    vth, _, _, model = check_setup(cfg, 48, 48, 1)
+    vth[:, 30:] = 8.0  # unused columns: erased-off cells
+    from norsim.array.circuit import CircuitSolver
+    w = cfg.array.wires.scaled(4.0)
+    i_half = CircuitSolver(vth, cfg, model, wires=w).nominal(
+        np.full((1, 48), cfg.device.read.v_select_on_v))[0][0]
+    half = ModalIrSurrogate(vth, cfg, i_half, model=model, wires=w)
+    assert half.cidx.tolist() == list(range(30))
+    d = half.delta(x)
+    assert np.all(d[:, 30:] == 0.0) and np.all(d[:, :30] < 0.0)
+    monkeypatch.setattr(ir_modes, "COLUMN_FLOOR", -1.0)  # every column kept
+    every = ModalIrSurrogate(vth, cfg, i_half, model=model, wires=w)
+    assert every.cidx.size == 48
+    np.testing.assert_allclose(d[:, :30], every.delta(x)[:, :30], rtol=1e-6)
+    assert np.abs(every.delta(x)[:, 30:]).max() < 1e-40

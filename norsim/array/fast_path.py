@@ -92,7 +92,7 @@ class BitSerialFastPath:
             planes = bitplanes(x[v0:v1], self.nbits_in)
             cur_t = gt @ (planes.T if self.dtype == np.float32 else planes.T.astype(self.dtype))
             if self.ir_surrogate is not None:  # per-vector IR drop (mapping.ir_drop 'network')
-                cur_t[:self.phys_cols] += self.ir_surrogate.delta(planes).T.astype(cur_t.dtype)
+                self.ir_surrogate.add_t(planes, cur_t)
             if not self._checked_saturation:  # first chunk of the array's first call
                 tot = cur_t[:self.phys_cols].T.astype(np.float64)
                 if corr is not None:

@@ -352,7 +352,7 @@ class NorArray(BitSerialFastPath):
                 bitplanes(x, self.nbits_in).astype(self.dtype) @ g
             if self.ir_surrogate is not None:  # per-vector IR drop (mapping.ir_drop 'network')
                 cur[:, :self.phys_cols] += self.ir_surrogate.delta(
-                    bitplanes(x, self.nbits_in)).astype(cur.dtype)
+                    bitplanes(x, self.nbits_in), cur[:, :self.phys_cols]).astype(cur.dtype)
         elif self.scheme == "pulse_width":
             cur = self._fractions[x].astype(self.dtype) @ g
         else:

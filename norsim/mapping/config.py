@@ -37,13 +37,15 @@ class MappingConfig(ConfigBase):
                          "'circuit' (the same factors from full circuit-mode solves) or "
                          "'network' (per-vector IR drop of every bit-plane in every tile by the "
                          "modal first-order surrogate, norsim.array.ir_modes, checked against "
-                         "exact circuit solves of ir_check_vectors sampled vectors per tile and "
-                         "batch; bit-serial inputs).",
+                         "exact circuit solves of ir_check_vectors bit-planes per tile over the "
+                         "run; bit-serial inputs).",
                          choices=("none", "surrogate", "circuit", "network"))
-    ir_check_vectors: int = param(1, "With ir_drop = 'network': bit-plane vectors per tile and "
-                                  "engine batch also solved exactly in circuit mode, to "
-                                  "certify the surrogate's error (reported in ADC LSB with "
-                                  "the fraction of vectors checked); 0 = no check.",
+    ir_check_vectors: int = param(4, "With ir_drop = 'network': bit-plane vectors per tile "
+                                  "over the run also solved exactly in circuit mode (in the "
+                                  "first batch that reaches the tile: the plane of largest "
+                                  "total current, then evenly spaced ones), to certify the "
+                                  "surrogate's error (reported in ADC LSB with the fraction "
+                                  "of vectors checked); 0 = no check.",
                                   lo=0, hi=100000)
     ir_drop_vectors: int = param(32, "Calibration input vectors (bit-planes) sampled per tile "
                                  "to derive the IR-drop factors.", lo=1, hi=100000)

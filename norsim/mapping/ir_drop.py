@@ -12,8 +12,9 @@ surrogate's error against circuit mode on the sampled vectors (for ``'surrogate'
 ``'network'`` (issue 19) is per-vector instead: every bit-plane of every tile gets its own
 IR drop from the modal first-order surrogate (``norsim.array.ir_modes``), inside the array's
 matrix product, before the ADC; :func:`check_ir` solves ``mapping.ir_check_vectors``
-sampled bit-planes per tile and batch exactly in circuit mode and keeps the largest error in
-ADC LSB (``Tile.ir_check``; :func:`ir_check_summary` over a chip).
+bit-planes per tile over the run exactly in circuit mode (in the first batch that reaches
+the tile: the plane of largest total current, then evenly spaced ones) and keeps the largest
+error in ADC LSB (``Tile.ir_check``; :func:`ir_check_summary` over a chip).
 """
 
 from __future__ import annotations
@@ -82,22 +83,44 @@ def _attach_network(tile, extra: dict) -> None:
     tile.ir_check = IrCheck()
 
 
+def _largest_current_plane(x: np.ndarray, nbits: int, row_current: np.ndarray) -> tuple:
+    """(row, bit) of the bit-plane of codes ``x`` with the largest total nominal current
+    (``row_current`` per word line): the plane of largest IR drop, since every drop grows
+    with every conducting cell's current."""
+    best, arg = -1.0, (0, 0)
+    step = 1 << 16
+    for r0 in range(0, x.shape[0], step):
+        xs = x[r0:r0 + step]
+        for b in range(nbits):
+            score = ((xs >> b) & 1).astype(np.float32) @ row_current
+            k = int(np.argmax(score))
+            if score[k] > best:
+                best, arg = float(score[k]), (r0 + k, b)
+    return arg
+
+
 def check_ir(tile, x_codes: np.ndarray, n_check: int) -> None:
-    """Count the bit-plane vectors of ``x_codes`` the tile ran, and solve ``n_check`` of
-    them (evenly spaced rows, bit planes in turn: no random draw, so the run's own noise is
-    unchanged) exactly in circuit mode against the surrogate."""
+    """Count the bit-plane vectors of ``x_codes`` the tile ran, and while the tile has had
+    fewer than ``n_check`` exact checks over the run, solve the missing ones exactly in
+    circuit mode (one batch, one solver) against the surrogate: first the plane of largest
+    total current (the tile's largest IR effect in this batch), then evenly spaced rows,
+    bit planes in turn. No random draw, so the run's own noise is unchanged."""
     arr, chk = tile.array, tile.ir_check
     if chk is None or arr.ir_surrogate is None:
         return
     x = np.asarray(x_codes)
     chk.n_vectors += x.shape[0] * arr.nbits_in
-    if n_check <= 0 or x.shape[0] == 0:
+    k = min(n_check - chk.n_checked, x.shape[0])
+    if k <= 0:
         return
-    k = min(n_check, x.shape[0])
+    sur = arr.ir_surrogate
     rows = np.linspace(0, x.shape[0] - 1, k).round().astype(np.int64)
     bits = (chk.n_checked + np.arange(k)) % arr.nbits_in
+    if chk.n_checked == 0:
+        rows[0], bits[0] = _largest_current_plane(x, arr.nbits_in,
+                                                  sur.i_on_t.sum(axis=0, dtype=np.float64)
+                                                  .astype(np.float32))
     planes = ((x[rows] >> bits[:, None]) & 1).astype(np.float32)
-    sur = arr.ir_surrogate
     exact = sur.exact_delta(planes)
     err = float(np.abs(sur.delta(planes) - exact).max())
     lsb = float(arr.adc.step_a) if arr.adc.step_a else float("inf")
