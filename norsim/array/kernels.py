@@ -200,6 +200,36 @@ def _tail(u):
     return t if low else -t
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _convert(ip, iq, var, z, g_h, o_h, isat, shot, cvar, analog, has_var, lo, hi, inv_span,
+             inl4):
+    """One ADC conversion, shared by ``readout`` and ``readout_t._readout_t_kernel``: the
+    positive (``ip``) and, ``analog``, negative (``iq``) column currents with leakage and RTN
+    (A) -> integrator clipping, analog subtraction, read-noise variance (``var``, LSB^2, the
+    summed cell variance when ``has_var``, else shot noise ``shot |I|``) plus ``cvar``, gain
+    ``g_h`` (1/A) and offset, one normal ``z``, INL, rounding and the code range."""
+    ip = isat if ip > isat else ip
+    ip = -isat if ip < -isat else ip
+    reading = ip
+    if analog:
+        iq = isat if iq > isat else iq
+        reading = ip - iq
+    if has_var:
+        var = var + cvar
+    else:
+        var = shot * abs(ip) + cvar
+        if analog:
+            var += shot * abs(iq)
+    v = reading * g_h + o_h + math.sqrt(var) * z
+    u = (v - lo) * inv_span
+    u = 0.0 if u < 0.0 else u
+    u = 1.0 if u > 1.0 else u
+    v += inl4 * u * (1.0 - u)
+    c = math.floor(v + 0.5)
+    c = lo if c < lo else c
+    return hi if c > hi else c
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, adc_gain,
                     adc_offset, par, key, counter0, z, use_hash, analog, var_off, vleak, out):
@@ -216,6 +246,7 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
     hi = par[P_HI]
     inv_span = 1.0 / (hi - lo)
     inl4 = 4.0 * par[P_INL]
+    has_var = var_off >= 0
     g_ch = np.empty(nch)
     o_ch = np.empty(nch)
     for h in range(nch):
@@ -271,29 +302,9 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
                             q = ch_neg[h]
                             vb[h] += (crow[var_off + q] + vleak[q]) * vscale
                 for h in range(nch):
-                    ip = ib[h]
-                    ip = isat if ip > isat else ip
-                    ip = -isat if ip < -isat else ip
-                    reading = ip
-                    if analog:
-                        iq = qb[h]
-                        iq = isat if iq > isat else iq
-                        reading = ip - iq
-                    if var_off >= 0:
-                        var = vb[h] + cvar
-                    else:
-                        var = shot * abs(ip) + cvar
-                        if analog:
-                            var += shot * abs(qb[h] if qb[h] < isat else isat)
-                    v = reading * g_ch[h] + o_ch[h] + math.sqrt(var) * zb[h]
-                    u = (v - lo) * inv_span
-                    u = 0.0 if u < 0.0 else u
-                    u = 1.0 if u > 1.0 else u
-                    v += inl4 * u * (1.0 - u)
-                    c = math.floor(v + 0.5)
-                    c = lo if c < lo else c
-                    c = hi if c > hi else c
-                    acc[h] += w * c
+                    acc[h] += w * _convert(ib[h], qb[h], vb[h], zb[h], g_ch[h], o_ch[h],
+                                           isat, shot, cvar, analog, has_var, lo, hi,
+                                           inv_span, inl4)
             for h in range(nch):
                 t = ch_tgt[h]
                 if t >= 0:

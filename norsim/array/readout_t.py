@@ -35,7 +35,8 @@ import numba
 import numpy as np
 
 from norsim.array.kernels import (P_CONST_VAR, P_HI, P_INL, P_ISAT, P_LO, P_NOISE_LSB, P_SHOT,
-                                  P_STEP, _central, _inv_norm_numpy, _P_LOW, _tail, _uniform,
+                                  P_STEP, _central, _convert, _inv_norm_numpy, _P_LOW, _tail,
+                                  _uniform,
                                   readout_numpy)
 
 #: the bounded-ratio variance is used only where its worst-case effect on one conversion,
@@ -98,6 +99,7 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
     hi = par[P_HI]
     inv_span = 1.0 / (hi - lo)
     inl4 = 4.0 * par[P_INL]
+    has_var = var_mode > 0
     nchunk = max(1, min(nvec, max(4, nvec // 256)))  # long unit-stride runs per channel
     for ck in numba.prange(nchunk):
         v0 = ck * nvec // nchunk
@@ -177,29 +179,8 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
             g_h = adc_gain[ch_adc[h]] * inv_step
             o_h = adc_offset[ch_adc[h]]
             for i in range(m):
-                ip = ib[i]
-                ip = isat if ip > isat else ip
-                ip = -isat if ip < -isat else ip
-                reading = ip
-                if analog:
-                    iq = qb[i]
-                    iq = isat if iq > isat else iq
-                    reading = ip - iq
-                if var_mode > 0:
-                    var = vb[i] + cvar
-                else:
-                    var = shot * abs(ip) + cvar
-                    if analog:
-                        var += shot * abs(qb[i] if qb[i] < isat else isat)
-                v = reading * g_h + o_h + math.sqrt(var) * zb[i]
-                u = (v - lo) * inv_span
-                u = 0.0 if u < 0.0 else u
-                u = 1.0 if u > 1.0 else u
-                v += inl4 * u * (1.0 - u)
-                c = math.floor(v + 0.5)
-                c = lo if c < lo else c
-                c = hi if c > hi else c
-                cb[i] = c
+                cb[i] = _convert(ib[i], qb[i], vb[i], zb[i], g_h, o_h, isat, shot, cvar,
+                                 analog, has_var, lo, hi, inv_span, inl4)
             t = ch_tgt[h]
             coef = ch_coef[h]
             for b in range(v1 - v0):
