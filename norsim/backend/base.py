@@ -289,9 +289,12 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------- reads ----
     @abc.abstractmethod
-    def mvm(self, tile_id: str, x: np.ndarray, stream: Stream) -> MvmResult:
+    def mvm(self, tile_id: str, x: np.ndarray, stream: Stream, purpose: str = "run",
+            ) -> MvmResult:
         """Matrix-vector products of the batch of unsigned input codes ``x`` (B, rows)
-        (*required*; see the module docstring for units)."""
+        (*required*; see the module docstring for units). ``purpose`` is ``'run'`` (inference:
+        the sim back-end certifies its IR surrogate on sampled vectors of these) or
+        ``'calibration'`` (the pass that follows :meth:`calibrate`)."""
 
     def probe(self, tile_id: str, stream: Stream, x: np.ndarray | None = None,
               patterns: PatternSpec | None = None) -> ProbeReading:
