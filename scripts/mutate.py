@@ -57,6 +57,9 @@ from mutants import Site, mutate, sites  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
+_PROGRAMMING_TESTS = ("tests/test_pin_programming.py", "tests/test_device_programming.py")
+_IV_TESTS = ("tests/test_pin_iv.py", "tests/test_device_iv.py")
+
 #: core module -> (its source file, the test files that pin it)
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     # fast modules first; in each list the fast, pinning tests first (pytest -x stops early)
@@ -72,11 +75,22 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                 "tests/test_array_periphery.py")),
     # tests/test_device_verify.py (1.5 min idle, 6.5 min under load per run) is left to
     # --extra-tests: a first pass with the fast tests, its survivors rerun with it
-    "programming": ("norsim/device/programming.py", ("tests/test_pin_programming.py",
-                                                     "tests/test_device_programming.py")),
+    # programming: the public API and reports, the counter-based random streams, the ISPP
+    # kernel and its NumPy twin (norsim/device/programming.py re-exports the others)
+    "programming": ("norsim/device/programming.py", _PROGRAMMING_TESTS),
+    "programming_rng": ("norsim/device/counter_rng.py", _PROGRAMMING_TESTS),
+    "ispp_kernel": ("norsim/device/ispp_kernel.py", _PROGRAMMING_TESTS),
+    "ispp_numpy": ("norsim/device/ispp_numpy.py", _PROGRAMMING_TESTS),
     "device_vecmath": ("norsim/device/vecmath.py", ("tests/test_device_vecmath.py",
                                                     "tests/test_device_iv.py")),
-    "device_iv": ("norsim/device/iv.py", ("tests/test_pin_iv.py", "tests/test_device_iv.py")),
+    # device I-V: the cell model (norsim/device/iv.py, which re-exports the others), one
+    # transistor (EKV), the split-gate node solve (scalar + NumPy twin), its vectorised
+    # kernel, and V_th for a target current
+    "device_iv": ("norsim/device/iv.py", _IV_TESTS),
+    "device_iv_ekv": ("norsim/device/iv_ekv.py", _IV_TESTS),
+    "device_iv_split": ("norsim/device/iv_split.py", _IV_TESTS),
+    "device_iv_split_vec": ("norsim/device/iv_split_vec.py", _IV_TESTS),
+    "device_iv_vth": ("norsim/device/iv_vth.py", _IV_TESTS),
     "array_kernels": ("norsim/array/kernels.py", ("tests/test_pin_kernels.py",
                                                   "tests/test_pin_adc.py",
                                                   "tests/test_array_kernels.py",
@@ -105,27 +119,27 @@ EQUIVALENT: dict[str, str] = {
     "np.exp(ret.a_sigma_ln * rng.standard_normal(vth.shape))":
         "dividing by exp(sigma z) is multiplying by exp(sigma (-z)): -z is standard normal "
         "too, so the log-normal law of A is unchanged (only the seeded draws differ)",
-    "programming::<module>::11400714819323198485->11400714819323198486@20::"
+    "programming_rng::<module>::11400714819323198485->11400714819323198486@20::"
     "11400714819323198485":
         "the golden-ratio increment of the counter hash (splitmix64) off by one: another "
         "stream of equally distributed uniforms; every test is distributional or compares "
         "the kernel with its twin, which share the constant",
-    "programming::poisson_table_fast_len::drop right term@19::np.searchsorted(cdf, 1.0 - "
+    "programming_rng::poisson_table_fast_len::drop right term@19::np.searchsorted(cdf, 1.0 - "
     "1e-09, side='left') + 1":
         "nfast only splits _poisson_table's count into a branch-free part and a search that "
         "goes on past it: the drawn k is the same for any nfast (speed only)",
-    "programming::_ispp_kernel::Sub->Add@12::ncell + _BLOCK - 1":
+    "ispp_kernel::_ispp_kernel::Sub->Add@12::ncell + _BLOCK - 1":
         "(ncell + BLOCK + 1) // BLOCK adds a block only when ncell % BLOCK is 0 or 255; that "
         "block starts at or past the last cell, so its loops do nothing (255, 256 and 257 "
         "cells in tests/test_pin_programming.py give the reference's result with it)",
-    "programming::_ispp_kernel::0->1@54::for q in range(na if (last or nflag) else 0):":
+    "ispp_kernel::_ispp_kernel::0->1@54::for q in range(na if (last or nflag) else 0):":
         "with no flagged cell and not the last pulse, q = 0 enters a body guarded by "
         "'last or c_flag[0]', which is false",
-    "programming::_ispp_numpy::1->2@38::for i in range(law.tune_max + 1):  # the last "
+    "ispp_numpy::_ispp_numpy::1->2@38::for i in range(law.tune_max + 1):  # the last "
     "iteration is a final verify, no pulse":
         "the loop breaks at i == tune_max, so the range's extra iteration is never reached "
         "(tests/test_pin_programming.py pins the limit itself)",
-    "programming::_poisson::0:Lt->LtE@25::_uniform(seed, c) < r":
+    "programming_rng::_poisson::0:Lt->LtE@25::_uniform(seed, c) < r":
         "uniforms are multiples of 2**-53: u <= r and u < r differ with probability 2**-53 "
         "per draw",
     "device_iv::<module>::16384->16385@18::_SG_PREDICT_MIN = 16384    # common reads at least "
