@@ -20,9 +20,10 @@ Failure handling (:class:`RemoteConfig`):
   chain over the state-changing calls it saw: ``program``, ``calibrate``, ``set_adc``,
   ``set_read_voltage``, ``retune_cells``) must equal the one the client kept. If the chip
   lost its state, ``on_lost_state='fail'`` (default) raises :class:`RemoteStateLost`;
-  ``'replay'`` re-sends the journal of those calls in order (programming and calibration
-  come back; the noise streams restart, so later reads are a fresh, not a bit-identical,
-  continuation);
+  ``'replay'`` re-sends the journal in order: those calls, each preceded by the reads
+  (``mvm``, ``probe``) that had advanced its noise stream, so programming and calibration
+  come back exactly; streams still live at the loss restart from the journal's position,
+  and the replayed reads count in the tiles' event counts;
 * a corrupt frame or a protocol violation is a one-line :class:`~norsim.backend.wire.
   ProtocolError` (not retried: the stream is dropped).
 """
@@ -132,7 +133,8 @@ class RemoteBackend(Backend):
         self.boot_id: str | None = None     # the server's, when the first tile was programmed
         self.server_info: BackendInfo | None = None
         self.chains: dict[str, str] = {}    # tile -> state chain, as the server must have it
-        self.journal: list[tuple[str, dict]] = []  # state-changing calls, in order
+        self.journal: list[tuple[str, dict]] = []  # calls that made the tiles' state
+        self._pending: dict[tuple, list] = {}  # reads on live streams, by stream
         self.reconnects = 0
         self.closed = False
         self._rid = 0
@@ -223,7 +225,7 @@ class RemoteBackend(Backend):
                                             "use remote.on_lost_state = 'replay'"))
         self.boot_id = boot
         journal, self.chains = self.journal, {}
-        self.journal = []
+        self.journal, self._pending = [], {}
         for method, args in journal:  # the same calls, in order: the same chains
             self._exchange(method, args)
             self._record(method, args)
@@ -247,20 +249,31 @@ class RemoteBackend(Backend):
                 raise wire.ProtocolError(f"the server refused a frame: {msg}")
             if kind == "NotImplementedError":
                 raise NotImplementedError(self._err(msg))
-            raise wire.RemoteCallError(kind, f"{method}: {msg}")
+            raise wire.RemoteCallError(kind, self._err(f"{method}{_tile_note(args)} failed on "
+                                                       f"the server: {kind}: {msg}"))
         if f.type != wire.RESPONSE or f.request_id != rid:
             raise wire.ProtocolError(f"expected the RESPONSE to request {rid}, got "
                                      f"{wire.TYPE_NAMES[f.type]} {f.request_id}")
         return f.body.get("result")
 
     def _record(self, method: str, args: dict) -> None:
-        if method in wire.STATE_METHODS:
-            tile = str(args["tile_id"])
-            prev = "" if method == "program" else self.chains.get(tile, "")
-            self.chains[tile] = wire.chain_digest(prev, method, args)
-            if method == "program":  # a re-program replaces the tile's history
-                self.journal = [(m, a) for m, a in self.journal if a["tile_id"] != tile]
-            self.journal.append((method, args))
+        """Keep the chains and the journal: every state-changing call, preceded by the reads
+        that advanced its noise stream since that stream last started (so a replay gives the
+        state-changing call the same draws)."""
+        stream = tuple(args["stream"]) if "stream" in args else None
+        if method == "release":
+            self._pending.pop(stream, None)
+            return
+        if method not in wire.STATE_METHODS:
+            if stream is not None and method in ("mvm", "probe"):
+                self._pending.setdefault(stream, []).append((method, args))
+            return
+        tile = str(args["tile_id"])
+        prev = "" if method == "program" else self.chains.get(tile, "")
+        self.chains[tile] = wire.chain_digest(prev, method, args)
+        if stream is not None:
+            self.journal.extend(self._pending.pop(stream, []))
+        self.journal.append((method, args))
 
     def call(self, method: str, **args):
         """Run ``method(**args)`` on the server's back-end: one request, re-sent with the

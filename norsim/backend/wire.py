@@ -81,7 +81,7 @@ class RemoteCallError(NorsimError, RuntimeError):
 
     def __init__(self, kind: str, message: str):
         self.kind = kind
-        super().__init__(f"chip server: {kind}: {message}")
+        super().__init__(message)
 
 
 @dataclasses.dataclass
