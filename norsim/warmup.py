@@ -62,7 +62,7 @@ def warm_kernels(cfg=None, model=None, *, say=print, force: bool = False) -> flo
         return 0.0
     import numpy as np
 
-    from norsim.mapping.evaluate import evaluate_chip
+    from norsim.experiments.evaluate import evaluate_chip
     from norsim.scenarios import scenarios
 
     t0 = time.perf_counter()

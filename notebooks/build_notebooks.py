@@ -582,7 +582,7 @@ signal-to-noise ratio against exact integers (far more sensitive than accuracy o
 '''),
     code('''
 from norsim.data import load_dataset
-from norsim.mapping.evaluate import evaluate_chip
+from norsim.experiments.evaluate import evaluate_chip
 
 IMAGES, CALIB = (32, 16) if QUICK else (1000, 256)
 R_NET = [300.0] if QUICK else [1.0, 10.0, 100.0, 300.0, 1000.0]
@@ -688,7 +688,7 @@ import importlib.util, warnings
 warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm.auto in a kernel
 import norsim.zoo
 from norsim.data import load_dataset
-from norsim.mapping.evaluate import evaluate_chip
+from norsim.experiments.evaluate import evaluate_chip
 
 IMAGES = 24 if QUICK else 1000
 CALIB = 16 if QUICK else 256

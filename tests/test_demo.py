@@ -15,7 +15,7 @@ import pytest
 from norsim import zoo
 from norsim.config.presets import load_preset
 from norsim.mapping import mapper, program_cache
-from norsim.mapping.evaluate import evaluate_jobs
+from norsim.experiments.evaluate import evaluate_jobs
 from norsim.scenarios import scenarios
 
 SMALL = {"mapping.calibration_images": 16, "compensation.recalibration_images": 16,

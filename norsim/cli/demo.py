@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from norsim.cli.run import load_eval_data, load_model
     from norsim.cost.report import format_summary
     from norsim.mapping import preflight
-    from norsim.mapping.evaluate import evaluate_jobs, jsonable, reference_correct, summarize
+    from norsim.experiments.evaluate import evaluate_jobs, jsonable, reference_correct, summarize
     from norsim.outputs import check_output_dir
     from norsim.progress import Progress
     from norsim.scenarios import scenarios

@@ -112,7 +112,7 @@ def format_report(rep: dict, label: str = "analog chip") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from norsim.mapping.evaluate import evaluate, jsonable
+    from norsim.experiments.evaluate import evaluate, jsonable
 
     from norsim.mapping import preflight
     from norsim.outputs import check_output_file

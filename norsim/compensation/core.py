@@ -40,8 +40,8 @@ import numpy as np
 
 from norsim.array import encodings as enc_mod
 from norsim.array.cells import ArrayCell
-from norsim.array.kernels import P_SHOT, bitplanes, readout
-from norsim.array.periphery import readout_params
+from norsim.backend import sim_ops
+from norsim.backend.base import PatternSpec
 from norsim.config.sim import SimConfig
 from norsim.errors import ConfigError, InputError
 
@@ -74,14 +74,17 @@ class CompensationCost:
     images: int = 0
     extra_cells: int = 0
 
-    def add_reads(self, arr, n_vectors: int, n_channels: int, charge_c: float) -> None:
-        cyc = n_vectors * arr.cycles
+    def add_reads(self, cal, n_vectors: int, n_channels: int, charge_c: float,
+                  v_bl_v: float) -> None:
+        """Reads of ``n_vectors`` test vectors on a tile with periphery state ``cal``
+        (:class:`norsim.backend.base.Calibration`) at bit-line voltage ``v_bl_v``."""
+        cyc = n_vectors * cal.cycles
         self.reads += cyc
         self.conversions += cyc * n_channels
-        q = float(charge_c) * arr.t_read_s  # summed currents x read time
+        q = float(charge_c) * cal.t_read_s  # summed currents x read time
         self.bitline_charge_c += q
-        self.energy_j += q * arr.cfg.device.read.v_bl_read_v
-        self.time_s += cyc * arr.t_read_s
+        self.energy_j += q * v_bl_v
+        self.time_s += cyc * cal.t_read_s
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,60 +136,15 @@ def refresh_cost(chip, n_refresh: int) -> CompensationCost:
 
 
 # ------------------------------------------------------------------- probe reads ----
-def _check_supported(arr) -> None:
-    if not arr.bitserial:
-        raise ConfigError("array.encoding.input_scheme", arr.scheme,
-                          "'bit_serial' for on-chip compensation (test patterns are read as "
-                          "bit-planes)")
-
-
-def nominal_cell_currents(arr) -> np.ndarray:
-    """The current each cell should conduct at its programmed level (controller knowledge)."""
-    return enc_mod.level_currents(arr.layout.levels, arr.cfg.device.levels)
-
-
-def probe(arr, x: np.ndarray, rng: np.random.Generator):
-    """Read test patterns ``x`` (B, rows) through the tile's periphery, channel by channel.
-
-    Returns ``(codes, expected_lsb, charge)``: the ADC code of every channel at every input
-    cycle (B*cycles, H), the code an exact chip would give (nominal currents of the
-    programmed levels / step, without leakage), and the bit-line charge of the reads.
-    """
-    _check_supported(arr)
-    x = enc_mod.check_codes(x, arr.rows_used, arr.nbits_in, "probe pattern")
-    cur, leak, _ = arr._readings(x, rng)
-    ch = arr._channels
-    h = ch["pos"].size
-    chans = {"pos": ch["pos"], "neg": ch["neg"], "tgt": np.arange(h, dtype=np.int64),
-             "coef": np.ones(h), "adc": ch["adc"]}
-    par = readout_params(arr.cfg.array, arr.adc, arr.t_read_s, arr.temperature_k)
-    par[P_SHOT] = arr._shot_ratio
-    key = int(rng.integers(0, 2**63))
-    codes, charge = readout(cur, leak, 1, chans, arr.adc.gain, arr.adc.offset, par, key=key,
-                            n_out_cols=h, vleak=arr._vleak)
-    planes = bitplanes(x, arr.nbits_in).astype(np.float64)
-    e_col = planes @ nominal_cell_currents(arr)
-    expected = e_col[:, ch["pos"]]
-    if np.all(ch["neg"] >= 0):
-        expected = expected - e_col[:, ch["neg"]]
-    return codes, expected / arr.adc.step_a, float(np.sum(charge))
-
-
-def _patterns(rng, n: int, rows: int, densities, xmax: int) -> np.ndarray:
-    d = np.asarray(densities, dtype=np.float64)[np.arange(n) % len(densities)]
-    on = rng.random((n, rows)) < d[:, None]
-    on[np.arange(n), rng.integers(0, rows, n)] = True  # never an empty pattern
-    return on.astype(np.int64) * xmax
-
-
-def _usable_hi(arr) -> np.ndarray:
-    """Per channel, the code above which a read may be clipped by the ADC or, before it, by
-    the integrator (design data: C_int V_swing / t_read), with a 10% guard band."""
-    s = arr.cfg.array.sense
-    isat = s.integrator_cap_f * s.integrator_swing_v / arr.t_read_s
-    gain = np.asarray(arr.adc.gain, dtype=np.float64)[arr._channels["adc"]]
-    return 0.9 * np.minimum(arr.adc.hi, isat * gain / arr.adc.step_a)
-
+# array-level operations of the simulated tile (the sim back-end calls them; kept here under
+# their former names for array-level studies and tests)
+_check_supported = sim_ops.check_supported
+nominal_cell_currents = sim_ops.nominal_cell_currents
+probe = sim_ops.probe
+_patterns = sim_ops.patterns
+_usable_hi = sim_ops.usable_hi
+_per_channel_adc = sim_ops.per_channel_adc
+set_read_voltage = sim_ops.set_read_voltage
 
 #: a per-channel trim gain outside this range (after the tile's ratiometric gain) is an
 #: ill-conditioned fit, not a column: the channel gets an offset-only trim instead
@@ -220,15 +178,39 @@ def _fit_offset(codes, expected, lo, hi, min_points=4):
     return float(np.median(codes[ok] - expected[ok]))
 
 
-def _per_channel_adc(arr) -> None:
-    """Give every conversion channel its own ADC gain/offset entry (trimmable per channel)."""
-    ch = arr._channels
-    idx = ch["adc"]
-    if idx.size and np.array_equal(idx, np.arange(idx.size)) and arr.adc.gain.size == idx.size:
-        return
-    arr.adc.gain = np.asarray(arr.adc.gain, dtype=np.float64)[idx].copy()
-    arr.adc.offset = np.asarray(arr.adc.offset, dtype=np.float64)[idx].copy()
-    ch["adc"] = np.arange(idx.size, dtype=np.int64)
+# ------------------------------------------------- what the controller knows of a tile ----
+@dataclass
+class TileKnowledge:
+    """The controller's design data of one programmed tile: its back-end id, configuration
+    and the weight layout it asked for (programmed levels, conversion channels)."""
+
+    tile_id: str
+    cfg: SimConfig
+    layout: object   # norsim.array.encodings.WeightLayout
+
+    @property
+    def nominal_currents(self) -> np.ndarray:
+        return enc_mod.level_currents(self.layout.levels, self.cfg.device.levels)
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.layout.pos.size)
+
+
+def _check_scheme(cfg: SimConfig) -> None:
+    scheme = cfg.array.encoding.input_scheme
+    if scheme != "bit_serial":
+        raise ConfigError("array.encoding.input_scheme", scheme,
+                          "'bit_serial' for on-chip compensation (test patterns are read as "
+                          "bit-planes)")
+
+
+def _weight_tile(layer, tile) -> TileKnowledge:
+    from norsim.mapping.mapper import raw_weight_matrix
+
+    w = raw_weight_matrix(layer.node)[tile.row_start:tile.row_stop, tile.col_start:tile.col_stop]
+    cfg = layer.layer_cfg
+    return TileKnowledge(tile.tile_id, cfg, enc_mod.encode_weights(w, cfg.array.encoding))
 
 
 # ------------------------------------------------------------- reference columns ----
@@ -239,13 +221,13 @@ def _reference_weights(rows: int, enc, k: int) -> np.ndarray:
 
 
 def attach_references(chip) -> CompensationState:
-    """Program the reference columns of every analog tile (idempotent); ``chip.compensation``."""
-    from norsim.mapping.mapper import _program_tile
-
+    """Program the reference columns of every analog tile through the chip's back-end
+    (idempotent; tile id ``<weight tile id>/ref``); ``chip.compensation``."""
     state = getattr(chip, "compensation", None)
     if state is not None and state.references:
         return state
     state = state or CompensationState()
+    backend = chip.backend
     cfg = chip.cfg
     ccfg = cfg.compensation
     cost = CompensationCost("reference_columns")
@@ -257,75 +239,93 @@ def attach_references(chip) -> CompensationState:
                                   weight_bits=cfg.array.encoding.weight_bits)
         rcfg = dataclasses.replace(lcfg, array=dataclasses.replace(lcfg.array, encoding=enc))
         for ti, tile in enumerate(layer.tiles):
-            w_ref = _reference_weights(tile.array.rows_used, enc, ccfg.reference_columns)
-            rtile = _program_tile(w_ref, rcfg, cfg.rng(_STREAM_REF, li, ti))
-            arr = rtile.array
-            _check_supported(arr)
+            w_ref = _reference_weights(tile.row_stop - tile.row_start, enc,
+                                       ccfg.reference_columns)
+            rid = tile.tile_id + "/ref"
+            report = backend.program(rid, w_ref, rcfg, (_STREAM_REF, li, ti))
+            _check_scheme(rcfg)
+            know = TileKnowledge(rid, rcfg, enc_mod.encode_weights(w_ref, enc))
             # the reference ADC's range: the nominal current of the top reference column
-            fs = float(nominal_cell_currents(arr).sum(axis=0).max())
-            arr.adc.set_range(fs, arr.unit_a, rcfg.array.adc.step_integer_units)
+            fs = float(know.nominal_currents.sum(axis=0).max())
+            cal = backend.calibration(rid)
+            backend.set_adc(rid, cal.gain, cal.offset, full_scale_a=fs)
+            local = getattr(backend, "local_tile", None)
             state.references[(layer.name, ti)] = {
-                "array": arr, "program_time_s": rtile.program_time_s,
-                "program_energy_j": rtile.program_energy_j}
-            cost.program_time_s += rtile.program_time_s
-            cost.program_energy_j += rtile.program_energy_j
-            cost.extra_cells += arr.rows_used * arr.phys_cols
+                "tile_id": rid, "knowledge": know,
+                "array": None if local is None else local(rid).array,
+                "program_time_s": report.program_time_s,
+                "program_energy_j": report.program_energy_j}
+            cost.program_time_s += report.program_time_s
+            cost.program_energy_j += report.program_energy_j
+            cost.extra_cells += report.rows * report.phys_cols
     cost.time_s, cost.energy_j = cost.program_time_s, cost.program_energy_j
     state.costs.append(cost)
     chip.compensation = state
     return state
 
 
-def reference_gain(ref_arr, rng: np.random.Generator, n_patterns: int,
-                   cost: CompensationCost | None = None) -> float:
+def _reference_gain(backend, know: TileKnowledge, stream, n_patterns: int,
+                    cost: CompensationCost | None = None) -> float:
     """Gain of the reference columns (codes / nominal codes) from patterns at several row
     densities, so a drifted (larger or smaller) current still lands inside the ADC range."""
-    x = _patterns(rng, max(n_patterns, 5), ref_arr.rows_used,
-                  (1.0, 0.5, 0.25, 0.125, 0.0625), ref_arr.xmax)
-    codes, exp, charge = probe(ref_arr, x, rng)
+    rd = backend.probe(know.tile_id, stream, patterns=PatternSpec(
+        max(n_patterns, 5), (1.0, 0.5, 0.25, 0.125, 0.0625)))
+    cal = backend.calibration(know.tile_id)
     if cost is not None:
-        cost.add_reads(ref_arr, x.shape[0], codes.shape[1], charge)
-    pos = ref_arr._channels["coef"] > 0
-    hi = _usable_hi(ref_arr)[pos][None, :]
-    c, e = codes[:, pos], exp[:, pos]
+        cost.add_reads(cal, rd.x.shape[0], rd.codes.shape[1], rd.charge_c,
+                       know.cfg.device.read.v_bl_read_v)
+    pos = know.layout.coef > 0
+    hi = cal.usable_hi[pos][None, :]
+    c, e = rd.codes[:, pos], rd.expected_lsb[:, pos]
     keep = c < hi
-    fit = _fit(c[keep], e[keep], ref_arr.adc.lo, ref_arr.adc.hi)
+    fit = _fit(c[keep], e[keep], cal.lo, cal.hi)
     if fit is None:
         raise InputError("reference columns", "no unclipped reads",
                          "reference readings inside the ADC range at some test density")
     return fit[0]
 
 
+def _one_tile_backend(arr, rng: np.random.Generator):
+    """A sim back-end around one simulated array whose stream ``()`` is ``rng``."""
+    from norsim.backend.sim import SimBackend
+    from norsim.mapping.mapper import Tile
+
+    b = SimBackend(arr.cfg)
+    b.adopt("array", Tile(arr, 0, arr.rows_used, 0, arr.n_out, tile_id="array"), arr.cfg)
+    b.streams.live[()] = rng
+    return b, TileKnowledge("array", arr.cfg, arr.layout)
+
+
+def reference_gain(ref_arr, rng: np.random.Generator, n_patterns: int,
+                   cost: CompensationCost | None = None) -> float:
+    """:func:`_reference_gain` of one simulated reference array read with ``rng``."""
+    backend, know = _one_tile_backend(ref_arr, rng)
+    return _reference_gain(backend, know, (), n_patterns, cost)
+
+
 # ------------------------------------------------------------------ read bias ----
-def set_read_voltage(arr, v_cg: float) -> None:
-    """Re-bias a programmed tile's control gates at ``v_cg`` (V_th map, per-cell factors,
-    RTN traps and ADC draws unchanged; currents, trap deltas and noise recomputed)."""
-    _check_supported(arr)
-    dev = arr.cfg.device
-    dev = dataclasses.replace(dev, read=dataclasses.replace(dev.read, v_cg_read_v=float(v_cg)))
-    arr.cfg = dataclasses.replace(arr.cfg, device=dev)
-    arr.cell = ArrayCell(dev, arr.cfg.array.sense.clamp_gain)
-    arr.i_on = arr.cell.on_current(arr.vth) * arr.current_scale
-    arr.i_off = arr.cell.off_current(arr.vth) * arr.current_scale
-    arr._d_tab = arr._trap_deltas()
-    arr._cell_noise()
+def _dlni_dvcg_cfg(cfg: SimConfig, v: float) -> float:
+    """d ln I / dV_cg at control-gate voltage ``v`` of the nominal cell of ``cfg``, averaged
+    over the conducting levels of one cell (design data, not the chip's state)."""
+    dev = cfg.device
+    dev = dataclasses.replace(dev, read=dataclasses.replace(dev.read, v_cg_read_v=float(v)))
+    cell = ArrayCell(dev, cfg.array.sense.clamp_gain)
+    lv = dev.levels
+    i_lv = enc_mod.level_currents(np.arange(1, lv.levels_per_cell), lv)
+    vth = cell.vth_for_current(i_lv)
+    h = 1e-3
+
+    def cur(vg):
+        if cell.split:
+            return cell.current(vth, v_cg=vg)
+        return cell.current(vth, v_wl=vg, v_cg=vg)
+
+    return float(np.mean(np.log(cur(v + h) / cur(v - h)) / (2 * h)))
 
 
 def _dlni_dvcg(arr) -> float:
-    """d ln I / dV_cg of the nominal cell, averaged over the conducting levels of one cell
-    (design data, not the chip's state)."""
-    lv = arr.cfg.device.levels
-    i_lv = enc_mod.level_currents(np.arange(1, lv.levels_per_cell), lv)
-    vth = arr.cell.vth_for_current(i_lv)
-    h = 1e-3
-    v = arr.cfg.device.read.v_cg_read_v
-
-    def cur(vg):
-        if arr.cell.split:
-            return arr.cell.current(vth, v_cg=vg)
-        return arr.cell.current(vth, v_wl=vg, v_cg=vg)
-
-    return float(np.mean(np.log(cur(v + h) / cur(v - h)) / (2 * h)))
+    """:func:`_dlni_dvcg_cfg` at a simulated array's present read bias."""
+    return _dlni_dvcg_cfg(arr.cfg, arr.cfg.device.read.v_cg_read_v)
 
 
 # ------------------------------------------------------------------ the steps ----
@@ -336,122 +336,119 @@ def _tiles(chip):
                 yield layer, ti, tile
 
 
-def adjust_read_bias(chip, state: CompensationState, rng: np.random.Generator) -> CompensationCost:
+def adjust_read_bias(chip, state: CompensationState, stream) -> CompensationCost:
     """Word-line temperature tracking (open loop) and/or adaptive read voltage (closed loop
     on the reference columns), per tile; the tile's ADC full scale follows the current."""
+    backend = chip.backend
     cfg = chip.cfg
     c = cfg.compensation
     cost = CompensationCost("read_bias")
     shifts = {}
     for layer, ti, tile in _tiles(chip):
-        ref = state.references[(layer.name, ti)]["array"]
+        ref = state.references[(layer.name, ti)]["knowledge"]
         v0 = cfg.device.read.v_cg_read_v
         v = v0
         if c.wl_temperature_tracking:
             v += c.wl_tempco_v_per_k * (cfg.device.read.temperature_k - cfg.mapping.program_temperature_k)
-        g_before = reference_gain(ref, rng, c.probe_patterns, cost)
+        g_before = _reference_gain(backend, ref, stream, c.probe_patterns, cost)
         if v != v0:
-            set_read_voltage(ref, v)
+            backend.set_read_voltage(ref.tile_id, v)
         if c.adaptive_read_voltage:
-            slope = _dlni_dvcg(ref)
+            slope = _dlni_dvcg_cfg(ref.cfg, backend.calibration(ref.tile_id).v_cg_read_v)
             for _ in range(c.read_voltage_iterations):
-                g = reference_gain(ref, rng, c.probe_patterns, cost)
+                g = _reference_gain(backend, ref, stream, c.probe_patterns, cost)
                 v -= np.log(g) / slope
-                set_read_voltage(ref, v)
+                backend.set_read_voltage(ref.tile_id, v)
         if v != v0:
-            g_after = reference_gain(ref, rng, c.probe_patterns, cost)
-            set_read_voltage(tile.array, v)
-            a = tile.array
-            if a.adc.full_scale_a is not None:  # the range follows the reference current
-                a.adc.set_range(a.adc.full_scale_a * g_after / g_before, a.unit_a,
-                                a.cfg.array.adc.step_integer_units)
+            g_after = _reference_gain(backend, ref, stream, c.probe_patterns, cost)
+            backend.set_read_voltage(tile.tile_id, v)
+            cal = backend.calibration(tile.tile_id)
+            if cal.full_scale_a is not None:  # the range follows the reference current
+                backend.set_adc(tile.tile_id, cal.gain, cal.offset,
+                                full_scale_a=cal.full_scale_a * g_after / g_before)
         shifts[f"{layer.name}/{ti}"] = float(v - v0)
     state.log["read_voltage_shift_v"] = shifts
     return cost
 
 
-def screen_cells(chip, state: CompensationState, rng: np.random.Generator) -> CompensationCost:
+def screen_cells(chip, state: CompensationState, stream) -> CompensationCost:
     """Find and re-program cells that leak far more than their level allows (the
     fast-leaking retention tail): every row of a tile is read alone (all columns in
     parallel, one cycle with the input's lowest bit); a cell whose code exceeds
     ``screen_factor`` x its level's nominal code (and 3 LSB above it) is re-tuned to its target
     V_th at the present read bias (modelled as exact placement; cost: a full tuning sequence)."""
+    backend = chip.backend
     c = chip.cfg.compensation
     cost = CompensationCost("cell_screen")
     found = 0
     for layer, ti, tile in _tiles(chip):
-        arr = tile.array
-        _check_supported(arr)
-        n = arr.rows_used
+        know = _weight_tile(layer, tile)
+        _check_scheme(know.cfg)
+        n = tile.row_stop - tile.row_start
         x = np.eye(n, dtype=np.int64)  # row r alone, input code 1: only the first cycle drives
-        codes, exp, charge = probe(arr, x, rng)
-        q = charge * arr.t_read_s  # one driven cycle per row is what the screen needs
+        rd = backend.probe(tile.tile_id, stream, x=x)
+        codes, exp = rd.codes, rd.expected_lsb
+        cal = backend.calibration(tile.tile_id)
+        q = rd.charge_c * cal.t_read_s  # one driven cycle per row is what the screen needs
         cost.reads += n
         cost.conversions += n * codes.shape[1]
         cost.bitline_charge_c += q
-        cost.energy_j += q * arr.cfg.device.read.v_bl_read_v
-        cost.time_s += n * arr.t_read_s
-        first = codes[::arr.cycles]  # (rows, H) the cycle with the row on
-        e1 = exp[::arr.cycles]
-        gain = np.asarray(arr.adc.gain, dtype=np.float64)[arr._channels["adc"]]
+        cost.energy_j += q * know.cfg.device.read.v_bl_read_v
+        cost.time_s += n * cal.t_read_s
+        first = codes[::cal.cycles]  # (rows, H) the cycle with the row on
+        e1 = exp[::cal.cycles]
+        gain = cal.gain[cal.channel_adc]
         bad = (first > c.screen_factor * e1 * gain[None, :]) & (first > e1 * gain[None, :] + 3)
         if not bad.any():
             continue
         rows, chans = np.nonzero(bad)
-        cols = arr._channels["pos"][chans]
+        cols = know.layout.pos[chans]
         found += rows.size
-        vth = arr.vth.copy()
-        scale = arr.current_scale.copy()
-        i_target = nominal_cell_currents(arr)[rows, cols]
-        vth[rows, cols] = arr.cell.vth_for_current(i_target)
-        scale[rows, cols] = 1.0
-        arr.vth = vth
-        arr.vth.setflags(write=False)
-        arr.current_scale = scale
-        set_read_voltage(arr, arr.cfg.device.read.v_cg_read_v)
-        pg = arr.cfg.device.programming
-        per_cell_t = pg.tune_max_pulses * (pg.pulse_width_s + pg.verify_reads * pg.verify_time_s)
-        cost.program_time_s += rows.size * per_cell_t
-        cost.program_energy_j += (rows.size * pg.tune_max_pulses * pg.pulse_width_s
-                                  * pg.program_current_a * pg.program_voltage_v / pg.pump_efficiency)
+        rep = backend.retune_cells(tile.tile_id, rows, cols)
+        cost.program_time_s += rep.program_time_s
+        cost.program_energy_j += rep.program_energy_j
     cost.time_s += cost.program_time_s
     cost.energy_j += cost.program_energy_j
     state.log["cells_reprogrammed"] = found
     return cost
 
 
-def correct_gain(chip, state: CompensationState, rng: np.random.Generator) -> CompensationCost:
+def correct_gain(chip, state: CompensationState, stream) -> CompensationCost:
     """Ratiometric (reference-column) gain per tile, then per-channel gain/offset trim."""
+    backend = chip.backend
     c = chip.cfg.compensation
     cost = CompensationCost(f"gain_{c.gain_correction}")
     gains, fits, fallbacks, offset_only = {}, [], 0, 0
     for layer, ti, tile in _tiles(chip):
-        arr = tile.array
-        _check_supported(arr)
-        if arr.adc.step_a is None:
+        know = _weight_tile(layer, tile)
+        _check_scheme(know.cfg)
+        cal = backend.calibration(tile.tile_id)
+        if cal.step_a is None:
             raise InputError("chip", "ADC ranges not set",
                              "norsim.mapping.engine.calibrate(chip, x_cal) before compensation")
-        ref = state.references[(layer.name, ti)]["array"]
-        g = reference_gain(ref, rng, c.probe_patterns, cost)
+        ref = state.references[(layer.name, ti)]["knowledge"]
+        g = _reference_gain(backend, ref, stream, c.probe_patterns, cost)
         gains[f"{layer.name}/{ti}"] = g
-        _per_channel_adc(arr)
-        arr.adc.gain = arr.adc.gain / g
-        arr.adc.set_range(arr.adc.full_scale_a / g, arr.unit_a, arr.cfg.array.adc.step_integer_units)
+        idx = cal.channel_adc  # every conversion channel gets its own trimmable ADC entry
+        cal = backend.set_adc(tile.tile_id, cal.gain[idx] / g, cal.offset[idx].copy(),
+                              full_scale_a=cal.full_scale_a / g, per_channel=True)
         if c.gain_correction != "per_column":
             continue
         # test patterns at two densities sized so the nominal column current sits well
         # inside the range; clipped reads are discarded by the fit
-        e_all = nominal_cell_currents(arr).sum(axis=0).max()
-        d0 = float(np.clip(0.5 * arr.adc.full_scale_a / max(e_all, 1e-30), 1.0 / arr.rows_used, 1.0))
-        x = _patterns(rng, c.probe_patterns, arr.rows_used, (d0, d0 / 3), arr.xmax)
-        codes, exp, charge = probe(arr, x, rng)
-        cost.add_reads(arr, x.shape[0], codes.shape[1], charge)
-        gain, off = arr.adc.gain.copy(), arr.adc.offset.copy()
-        hi = _usable_hi(arr)
+        e_all = know.nominal_currents.sum(axis=0).max()
+        rows_used = tile.row_stop - tile.row_start
+        d0 = float(np.clip(0.5 * cal.full_scale_a / max(e_all, 1e-30), 1.0 / rows_used, 1.0))
+        rd = backend.probe(tile.tile_id, stream, patterns=PatternSpec(c.probe_patterns, (d0, d0 / 3)))
+        codes, exp = rd.codes, rd.expected_lsb
+        cost.add_reads(cal, rd.x.shape[0], codes.shape[1], rd.charge_c,
+                       know.cfg.device.read.v_bl_read_v)
+        gain, off = cal.gain.copy(), cal.offset.copy()
+        hi = cal.usable_hi
         for h in range(codes.shape[1]):
-            fit = _fit(codes[:, h], exp[:, h], arr.adc.lo, hi[h], gain_bounds=CHANNEL_GAIN_BOUNDS)
+            fit = _fit(codes[:, h], exp[:, h], cal.lo, hi[h], gain_bounds=CHANNEL_GAIN_BOUNDS)
             if fit is None:
-                oh = _fit_offset(codes[:, h], exp[:, h], arr.adc.lo, hi[h])
+                oh = _fit_offset(codes[:, h], exp[:, h], cal.lo, hi[h])
                 if oh is None:
                     fallbacks += 1
                 else:
@@ -462,7 +459,7 @@ def correct_gain(chip, state: CompensationState, rng: np.random.Generator) -> Co
             fits.append(gh)
             gain[h] = gain[h] / gh
             off[h] = (off[h] - oh) / gh
-        arr.adc.gain, arr.adc.offset = gain, off
+        backend.set_adc(tile.tile_id, gain, off)
     state.log["reference_gain"] = gains
     if fits:
         state.log["channel_gain_quantiles"] = np.quantile(fits, [0.05, 0.5, 0.95]).tolist()
@@ -492,6 +489,7 @@ def recalibrate_activations(chip, images: np.ndarray) -> CompensationCost:
     from norsim.mapping import engine
     from norsim.mapping import reference as ref
 
+    backend = chip.backend
     c = chip.cfg.compensation
     model = chip.model
     x = ref.input_codes(model, images)
@@ -504,9 +502,9 @@ def recalibrate_activations(chip, images: np.ndarray) -> CompensationCost:
         return acc
 
     ref.run_reference(model, x, matmul=ref_hook)
-    rng = chip.cfg.rng(_STREAM_RECAL)
+    stream = (_STREAM_RECAL,)
     cost = CompensationCost("activation_recalibration", images=int(x.shape[0]))
-    before = {(ln, i): t.array.events.read_cycles
+    before = {(ln, i): backend.events(t.tile_id).get("read_cycles", 0)
               for ln, L in chip.layers.items() for i, t in enumerate(L.tiles)}
 
     def hook(cols, node):
@@ -514,7 +512,7 @@ def recalibrate_activations(chip, images: np.ndarray) -> CompensationCost:
         if not layer.analog:
             return ref.integer_matmul(cols, node)
         layer.acc_correction = None
-        acc = engine._layer_matmul(layer, cols, rng, False).astype(np.float64)
+        acc = engine._layer_matmul(layer, cols, backend, stream, False).astype(np.float64)
         mu_t, var_t = targets[node.name]
         mu_c, var_c = acc.mean(axis=0), acc.var(axis=0)
         if c.recalibration_scale == "channel":
@@ -526,19 +524,21 @@ def recalibrate_activations(chip, images: np.ndarray) -> CompensationCost:
         return layer.acc_correction(acc)
 
     ref.run_reference(model, x, matmul=hook)
+    backend.release(stream)
     for ln, L in chip.layers.items():
         for i, t in enumerate(L.tiles):
-            ev = t.array.events
-            cyc = ev.read_cycles - before[(ln, i)]
+            cyc = backend.events(t.tile_id).get("read_cycles", 0) - before[(ln, i)]
+            cal = backend.calibration(t.tile_id)
             cost.reads += cyc
-            cost.conversions += cyc * t.array._channels["pos"].size
-            cost.time_s += cyc * t.array.t_read_s
+            cost.conversions += cyc * cal.pos.size
+            cost.time_s += cyc * cal.t_read_s
     return cost
 
 
 def compensate(chip, calib_images: np.ndarray | None = None) -> CompensationState:
     """Run the enabled compensation steps on a mapped chip whose ADC ranges are set
-    (``engine.calibrate``). Returns the state (also ``chip.compensation``)."""
+    (``engine.calibrate``), through its back-end. Returns the state (also
+    ``chip.compensation``)."""
     cfg = chip.cfg
     c = cfg.compensation
     if not chip.calibrated:
@@ -547,13 +547,14 @@ def compensate(chip, calib_images: np.ndarray | None = None) -> CompensationStat
     state = attach_references(chip)
     if not c.enabled:
         return state
-    rng = cfg.rng(_STREAM_PROBE)
+    stream = (_STREAM_PROBE,)
     if c.adaptive_read_voltage or c.wl_temperature_tracking:
-        state.costs.append(adjust_read_bias(chip, state, rng))
+        state.costs.append(adjust_read_bias(chip, state, stream))
     if c.cell_screen:
-        state.costs.append(screen_cells(chip, state, rng))
+        state.costs.append(screen_cells(chip, state, stream))
     if c.gain_correction != "off":
-        state.costs.append(correct_gain(chip, state, rng))
+        state.costs.append(correct_gain(chip, state, stream))
+    chip.backend.release(stream)
     if c.activation_recalibration:
         if calib_images is None:
             raise InputError("calib_images", None, "calibration images for the activation "
@@ -562,12 +563,13 @@ def compensate(chip, calib_images: np.ndarray | None = None) -> CompensationStat
     return state
 
 
-def prepare_chip(model, cfg: SimConfig, calib_images: np.ndarray):
-    """Map (with refresh taken into account), set ADC ranges, compensate when enabled."""
+def prepare_chip(model, cfg: SimConfig, calib_images: np.ndarray, backend=None):
+    """Map (with refresh taken into account) onto ``backend`` (default: a new ``sim``
+    back-end), set ADC ranges, compensate when enabled."""
     from norsim.mapping import engine, mapper
 
     eff, n_refresh = effective_config(cfg)
-    chip = mapper.map_model(model, eff)
+    chip = mapper.map_model(model, eff, backend=backend)
     chip.cfg = cfg if n_refresh == 0 else eff
     engine.calibrate(chip, calib_images[:cfg.mapping.calibration_images])
     if cfg.compensation.enabled:

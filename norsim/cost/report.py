@@ -43,7 +43,7 @@ def run_for_cost(model, cfg, x, x_cal):
 
 
 def cost_from_evaluation(rep: dict, cfg) -> CostReport:
-    """Cost of the first chip instance of a ``mapping.evaluate.evaluate(..., keep_chips=True)``
+    """Cost of the first chip instance of a ``experiments.evaluate.evaluate(..., keep_chips=True)``
     report (its tiles counted the evaluation images only). Drops the chips from ``rep``."""
     chip = rep["instances"][0]["chip"]
     out = cost_of_chip(chip, int(rep["images"]), cfg)

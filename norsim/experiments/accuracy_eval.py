@@ -6,7 +6,7 @@ taken from the spec file's folder); ``data`` is a data-set name of
 Each point maps the model onto arrays with the point's configuration (seed = one chip
 instance), calibrates the ADC ranges on the first ``mapping.calibration_images`` images of the
 calibration split (never test images) and runs the test images
-(:func:`norsim.mapping.evaluate.evaluate_chip`).
+(:func:`norsim.experiments.evaluate.evaluate_chip`).
 
 Metrics: ``accuracy`` with ``accuracy_n`` (test images: ``norsim plot`` draws its Wilson
 interval), ``reference_accuracy`` and ``accuracy_drop`` (exact integer reference on the same
@@ -100,7 +100,7 @@ def check_spec(spec, tasks) -> None:
 def evaluate(point) -> dict:
     import numpy as np
 
-    from norsim.mapping.evaluate import evaluate_chip
+    from norsim.experiments.evaluate import evaluate_chip
 
     opts = AccuracyEvalOptions.from_dict(point.options, "options.").validate("options.")
     cfg = point.config

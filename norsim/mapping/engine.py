@@ -4,6 +4,8 @@ The engine executes the QuantModel graph with the integer reference's own node f
 (pooling, residual adds, requantisation) and swaps only the conv/linear matrix products for
 the tiles' analog estimates (rounded to integers after the digital shift-add and row-block
 accumulation). So with ideal analog settings the chip equals the integer reference bit for bit.
+Tiles are reached only through the chip's back-end (:mod:`norsim.backend`): ``mvm`` per tile
+and batch, ``calibrate`` on the calibration pass, with stream keys for the randomness.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from tqdm.auto import tqdm
 
 from norsim.errors import InputError
 from norsim.mapping import reference as ref
-from norsim.mapping.ir_drop import apply_ir_drop, check_ir
 from norsim.mapping.mapper import Chip, MappedLayer, raw_weight_matrix
 
 _STREAM_READ = 202
@@ -59,26 +60,23 @@ class ChipRun:
     layer_stats: dict[str, LayerStats] = field(default_factory=dict)
 
 
-def _layer_matmul(layer: MappedLayer, cols: np.ndarray, rng: np.random.Generator,
+def _layer_matmul(layer: MappedLayer, cols: np.ndarray, backend, stream: tuple,
                   calibrate: bool) -> np.ndarray:
-    """Integer accumulators (rows, out) of one layer from its tiles."""
+    """Integer accumulators (rows, out) of one layer from its tiles, through the back-end
+    (every tile's call continues the generator of ``stream``: :mod:`norsim.backend.base`)."""
     node = layer.node
     x = np.asarray(cols)
     if layer.in_signed:  # arrays take unsigned codes: shift, then remove the offset digitally
         offset = 1 << (layer.in_bits - 1)
         x = x.astype(np.int64) + offset
     acc = np.zeros((x.shape[0], layer.out_features), dtype=np.float64)
-    mcfg = layer.layer_cfg.mapping
     for tile in layer.tiles:
         xb = x[:, tile.row_start:tile.row_stop]
         if calibrate:
-            if mcfg.ir_drop != "none":
-                apply_ir_drop(tile, xb, mcfg.ir_drop, mcfg.ir_drop_vectors, rng)
-            if layer.layer_cfg.array.adc.range_mode == "calibrated":
-                tile.array.calibrate(xb, rng)
-        acc[:, tile.col_start:tile.col_stop] += tile.array.matmul(xb, rng)
-        if mcfg.ir_drop == "network" and not calibrate:
-            check_ir(tile, xb, mcfg.ir_check_vectors)
+            backend.calibrate(tile.tile_id, xb, stream)
+        res = backend.mvm(tile.tile_id, xb, stream,
+                          purpose="calibration" if calibrate else "run")
+        acc[:, tile.col_start:tile.col_stop] += res.values
     acc = np.rint(acc).astype(np.int64)
     if layer.in_signed:
         acc -= offset * raw_weight_matrix(node).sum(axis=0)[None, :]
@@ -87,13 +85,15 @@ def _layer_matmul(layer: MappedLayer, cols: np.ndarray, rng: np.random.Generator
     return acc
 
 
-def _make_hook(chip: Chip, rng: np.random.Generator, calibrate: bool,
+def _make_hook(chip: Chip, stream: tuple, calibrate: bool,
                stats: dict[str, LayerStats] | None):
+    backend = chip.backend
+
     def hook(cols: np.ndarray, node) -> np.ndarray:
         layer = chip.layers[node.name]
         if not layer.analog:
             return ref.integer_matmul(cols, node)
-        acc = _layer_matmul(layer, cols, rng, calibrate)
+        acc = _layer_matmul(layer, cols, backend, stream, calibrate)
         # --- compensation hook (norsim.compensation): re-calibrated requantisation affine
         if getattr(layer, "acc_correction", None) is not None:
             acc = layer.acc_correction(acc)
@@ -110,12 +110,14 @@ def calibrate(chip: Chip, images: np.ndarray) -> None:
     Layer by layer, each tile sees the activations the chip's own earlier layers produce on the
     calibration images (never evaluation images), as a real chip's calibration would.
     """
+    backend = chip.backend
     if chip.cfg.array.adc.range_mode == "calibrated" or chip.cfg.mapping.ir_drop != "none":
         x = ref.input_codes(chip.model, images)
-        rng = chip.cfg.rng(_STREAM_CALIB)
-        ref.run_reference(chip.model, x, matmul=_make_hook(chip, rng, True, None))
+        stream = (_STREAM_CALIB,)
+        ref.run_reference(chip.model, x, matmul=_make_hook(chip, stream, True, None))
+        backend.release(stream)
     for tile in chip.tiles():  # event counts (cost model) cover only the images run later
-        tile.array.events.reset()
+        backend.reset_events(tile.tile_id)
     chip.calibrated = True
 
 
@@ -132,9 +134,10 @@ def run(chip: Chip, images: np.ndarray, *, batch_size: int | None = None,
     starts = range(0, n, bs)
     for b, start in enumerate(tqdm(starts, desc="chip", unit="batch", disable=not progress,
                                    leave=False)):
-        rng = chip.cfg.rng(_STREAM_READ, stream, b)
+        key = (_STREAM_READ, stream, b)
         outs.append(ref.run_reference(chip.model, x[start:start + bs],
-                                      matmul=_make_hook(chip, rng, False, stats)))
+                                      matmul=_make_hook(chip, key, False, stats)))
+        chip.backend.release(key)
     out = np.concatenate(outs) if outs else np.zeros((0,))
     return ChipRun(out, predict_from_output(chip.model, out), stats or {})
 

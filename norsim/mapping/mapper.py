@@ -37,7 +37,7 @@ _STREAM_TILE = 101
 class Tile:
     """One programmed array and where it sits in its layer's weight matrix."""
 
-    array: NorArray
+    array: NorArray | None      # the simulated array (sim back-end only; None elsewhere)
     row_start: int
     row_stop: int
     col_start: int
@@ -50,10 +50,17 @@ class Tile:
     failed_cells: int = 0       # cells that failed verify and were not repaired
     failed_before_repair: int = 0  # cells flagged by program-and-verify before column repair
     repaired_columns: int = 0   # columns replaced by spares
+    tile_id: str = ""           # the back-end's id of the tile (norsim.backend.base.tile_id)
+    geometry: tuple | None = None  # (rows used, physical columns, array rows, array cols)
+    failed_mask: object = None  # (rows, phys_cols) bool: cells failed and not repaired
+    pulses: int = -1            # program pulses of the tile in total (-1: not counted)
 
     @property
     def utilisation(self) -> float:
         a = self.array
+        if a is None:
+            r, c, rows, cols = self.geometry
+            return (r * c) / (rows * cols)
         return (a.rows_used * a.phys_cols) / (a.cfg.array.rows * a.cfg.array.cols)
 
 
@@ -141,7 +148,8 @@ def layer_config(cfg: SimConfig, node: Conv2d | Linear, in_bits: int) -> SimConf
 
 def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> tuple:
     """ISPP program-and-verify of one tile's cells with column repair: (V_th, program time,
-    energy, failed-cell mask, repaired columns, variation, cells flagged before repair)."""
+    energy, failed-cell mask, repaired columns, variation, cells flagged before repair,
+    program pulses in total)."""
     from norsim.device.iv import cell_model
     from norsim.device.programming import program
     from norsim.device.variation import draw_variation
@@ -193,7 +201,8 @@ def _program_cells(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator
         from norsim.device.disturb import tuning_shift
 
         vth = vth + tuning_shift(None, dev, vth=vth, **hist)
-    return vth, time_s, energy_j, failed, bad_cols, variation, failed_before
+    return vth, time_s, energy_j, failed, bad_cols, variation, failed_before, int(
+        np.sum(hist["pulses"]))
 
 
 def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator) -> Tile:
@@ -210,7 +219,7 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     if programmed is None:
         programmed = _program_cells(w_block, cfg, rng)
         program_cache.store(ck, programmed, rng)
-    vth, time_s, energy_j, failed, bad_cols, variation, failed_before = programmed
+    vth, time_s, energy_j, failed, bad_cols, variation, failed_before, pulses = programmed
     if mcfg.retention_time_s > 0:
         vth = bake(rng, vth, mcfg.retention_time_s, mcfg.retention_temperature_k,
                    dev.retention, dev.cell)
@@ -230,7 +239,8 @@ def _program_tile(w_block: np.ndarray, cfg: SimConfig, rng: np.random.Generator)
     arr = NorArray.from_weights(w_block, cfg, rng, vth_map=vth, current_scale=scale)
     return Tile(arr, 0, 0, 0, 0, program_time_s=time_s, program_energy_j=energy_j,
                 variation=variation, failed_cells=int(failed.sum()),
-                failed_before_repair=failed_before, repaired_columns=int(bad_cols.size))
+                failed_before_repair=failed_before, repaired_columns=int(bad_cols.size),
+                failed_mask=failed, pulses=pulses)
 
 
 def _col_block(cfg: SimConfig) -> int:
@@ -249,6 +259,18 @@ class Chip:
     cfg: SimConfig
     layers: dict[str, MappedLayer]
     calibrated: bool = False
+    backend: object = None   # the norsim.backend.Backend holding the tiles (None: a new sim)
+
+    def __post_init__(self):
+        if self.backend is None:   # tiles built by hand: a sim back-end around them
+            from norsim.backend.sim import SimBackend
+
+            self.backend = SimBackend(self.cfg)
+            for layer in self.layers.values():
+                for k, tile in enumerate(layer.tiles):
+                    if not tile.tile_id:
+                        tile.tile_id = f"{layer.name}/t{k}"
+                    self.backend.adopt(tile.tile_id, tile, layer.layer_cfg, self.cfg)
 
     def summary(self) -> list[dict]:
         return [layer.summary() for layer in self.layers.values()]
@@ -325,8 +347,25 @@ def check_fits(model: QuantModel, cfg: SimConfig) -> list[LayerPlan]:
     return plan_tiles(model, cfg)
 
 
-def map_model(model: QuantModel, cfg: SimConfig) -> Chip:
-    """Tile and program every conv/linear node of ``model``; draws from ``cfg.seed``."""
+def _tile_from_report(report, lcfg: SimConfig) -> Tile:
+    """The host's record of a tile programmed on a back-end without a local array."""
+    return Tile(None, 0, 0, 0, 0, program_time_s=report.program_time_s,
+                program_energy_j=report.program_energy_j, failed_cells=report.failed_cells,
+                failed_before_repair=report.failed_before_repair,
+                repaired_columns=report.repaired_columns, tile_id=report.tile_id,
+                geometry=(report.rows, report.phys_cols, lcfg.array.rows, lcfg.array.cols),
+                failed_mask=report.failed, pulses=report.pulses)
+
+
+def map_model(model: QuantModel, cfg: SimConfig, backend=None) -> Chip:
+    """Tile and program every conv/linear node of ``model`` on ``backend`` (a
+    :class:`norsim.backend.base.Backend`; default: a new ``sim`` back-end); draws from
+    ``cfg.seed`` (stream keys ``(101, layer index, tile index)``)."""
+    from norsim.backend.base import tile_id as make_tile_id
+    from norsim.backend.sim import SimBackend
+
+    if backend is None:
+        backend = SimBackend(cfg)
     layers: dict[str, MappedLayer] = {}
     for plan in plan_tiles(model, cfg):  # every layer checked before the first is programmed
         node, w = plan.node, plan.weights
@@ -338,10 +377,13 @@ def map_model(model: QuantModel, cfg: SimConfig) -> Chip:
             for r0 in range(0, w.shape[0], rows):
                 for c0 in range(0, w.shape[1], cols):
                     r1, c1 = min(r0 + rows, w.shape[0]), min(c0 + cols, w.shape[1])
-                    rng = cfg.rng(_STREAM_TILE, plan.index, t_index)
-                    tile = _program_tile(w[r0:r1, c0:c1], lcfg, rng)
+                    tid = make_tile_id(node.name, r0 // rows, c0 // cols)
+                    report = backend.program(tid, w[r0:r1, c0:c1], lcfg,
+                                             (_STREAM_TILE, plan.index, t_index))
+                    local = getattr(backend, "local_tile", None)
+                    tile = local(tid) if local is not None else _tile_from_report(report, lcfg)
                     tile.row_start, tile.row_stop, tile.col_start, tile.col_stop = r0, r1, c0, c1
                     layer.tiles.append(tile)
                     t_index += 1
         layers[node.name] = layer
-    return Chip(model, cfg, layers)
+    return Chip(model, cfg, layers, backend=backend)

@@ -32,16 +32,22 @@ def _check_labels(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def evaluate_chip(model: QuantModel, cfg: SimConfig, images, labels, calib_images, *,
-                  progress: bool = False) -> dict:
-    """One chip instance (``cfg.seed``): map, calibrate, run. Returns metrics and details."""
+                  progress: bool = False, backend=None) -> dict:
+    """One chip instance (``cfg.seed``): map, calibrate, run. Returns metrics and details.
+
+    ``backend``: a :class:`norsim.backend.base.Backend`, a spec string (``'sim'``,
+    ``'replay:DIR'``, ``'remote:HOST:PORT'``: :func:`norsim.backend.open_backend`) or None
+    (a new ``sim`` back-end)."""
     labels = _check_labels(images, labels)
+    from norsim.backend import open_backend
     from norsim.compensation.core import prepare_chip
 
     t0 = time.perf_counter()
+    be = open_backend(backend, cfg)
     # map, set the ADC ranges on the calibration split, compensate when enabled
-    chip = prepare_chip(model, cfg, calib_images)
+    chip = prepare_chip(model, cfg, calib_images, backend=be)
     for tile in chip.tiles():  # compensation reads are costed by the compensation module
-        tile.array.events.reset()
+        be.reset_events(tile.tile_id)
     t_map = time.perf_counter() - t0
     run = engine.run(chip, images, progress=progress)
     correct = run.predictions == labels
@@ -53,10 +59,10 @@ def evaluate_chip(model: QuantModel, cfg: SimConfig, images, labels, calib_image
         layers.append(row)
     events = {}
     for name, layer in chip.layers.items():
-        events[name] = [t.array.events.as_dict() for t in layer.tiles]
+        events[name] = [be.events(t.tile_id) for t in layer.tiles]
     return {"seed": cfg.seed, "accuracy": float(correct.mean()), "correct": correct,
             "layers": layers, "events": events, "seconds": time.perf_counter() - t0,
-            "seconds_mapping": t_map, "chip": chip}
+            "seconds_mapping": t_map, "chip": chip, "backend": be.info().kind}
 
 
 def reference_correct(model: QuantModel, images, labels) -> np.ndarray:
@@ -103,9 +109,10 @@ def summarize(ref_correct: np.ndarray, chips: list[dict], cfg: SimConfig) -> dic
 
 def evaluate(model: QuantModel, cfg: SimConfig, images, labels, calib_images, *,
              seeds=(0,), progress: bool = False, keep_chips: bool = False,
-             on_chip=None) -> dict:
+             on_chip=None, backend=None) -> dict:
     """Integer reference vs analog chip over several chip instances (seeds); see
-    :func:`summarize` for the report. ``on_chip(result)`` is called after each instance."""
+    :func:`summarize` for the report. ``on_chip(result)`` is called after each instance.
+    ``backend``: a back-end spec string (each instance opens its own) or None (``sim``)."""
     from norsim.mapping import preflight
 
     labels = _check_labels(images, labels)
@@ -114,7 +121,7 @@ def evaluate(model: QuantModel, cfg: SimConfig, images, labels, calib_images, *,
     chips = []
     for s in seeds:
         res = evaluate_chip(model, dataclasses.replace(cfg, seed=int(s)), images, labels,
-                            calib_images, progress=progress)
+                            calib_images, progress=progress, backend=backend)
         if not keep_chips:
             res.pop("chip")
         chips.append(res)
