@@ -24,6 +24,11 @@ def test_bitplanes_and_wordline_stats_equal_numpy():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 32, size=(37, 19))
     np.testing.assert_array_equal(K.bitplanes(x, 5), K.bitplanes_numpy(x, 5))
+    # transposed uint8 planes (RTN walk): blocks of 64 vectors, a partial last block
+    xl = rng.integers(0, 32, size=(150, 19))
+    bt = K.bitplanes_t(xl, 5)
+    assert bt.dtype == np.uint8 and bt.shape == (19, 150 * 5)
+    np.testing.assert_array_equal(bt, K.bitplanes_numpy(xl, 5).T.astype(np.uint8))
     a, r = K.wl_stats(x, 5)
     ar, rr = K.wl_stats_numpy(x, 5)
     np.testing.assert_array_equal(a, ar)

@@ -67,6 +67,7 @@ class BitSerialFastPath:
         of the whole batch (RTN walked over it first, normals addressed by their global
         counter), so the result does not depend on the chunk size. ``codes``: return the
         code of every conversion instead (:meth:`conversion_codes`)."""
+        x = np.ascontiguousarray(x, dtype=np.int64)  # once: every kernel below takes it as is
         vmode = self.variance_mode()
         j0 = self._rtn_base(x.shape[0])
         g, leak = self._base(j0, with_var=vmode == 1)

@@ -124,10 +124,10 @@ def hash_uniform_numpy(key: int, counters) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- bit-planes ----
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _bitplanes_kernel(x, nbits, out):
     nb, nr = x.shape
-    for b in range(nb):
+    for b in numba.prange(nb):
         for k in range(nbits):
             row = out[b * nbits + k]
             for r in range(nr):
@@ -142,15 +142,21 @@ def bitplanes(x: np.ndarray, nbits: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _bitplanes_t_kernel(x, nbits, out):
+    # blocks of vectors (their rows of x stay in cache while every output row takes its
+    # slice), blocks in parallel: a transpose, not a strided read of x per output row
     nb, nr = x.shape
-    for r in range(nr):
-        row = out[r]
-        for b in range(nb):
-            v = x[b, r]
-            for k in range(nbits):
-                row[b * nbits + k] = (v >> k) & 1
+    blk = 64
+    for ib in numba.prange((nb + blk - 1) // blk):
+        b0 = ib * blk
+        b1 = min(b0 + blk, nb)
+        for r in range(nr):
+            row = out[r]
+            for b in range(b0, b1):
+                v = x[b, r]
+                for k in range(nbits):
+                    row[b * nbits + k] = (v >> k) & 1
 
 
 def bitplanes_t(x: np.ndarray, nbits: int) -> np.ndarray:

@@ -515,8 +515,10 @@ class NorArray(BitSerialFastPath):
         self._check_outputs(x, out)
         return out
 
-    #: rows (vectors x cycles) of one chunk of the numba matmul path
-    CHUNK_ROWS = 4096
+    #: rows (vectors x cycles) of one chunk of the numba matmul paths; the bit-serial one's
+    #: product ``g.T @ planes.T`` reaches the BLAS rate only for wide right-hand sides
+    #: (issue 17: 4096 rows ran at about half the rate of 32768 on two threads)
+    CHUNK_ROWS = 32768
     #: per-vector IR-drop surrogate (norsim.array.ir_modes.ModalIrSurrogate), set by the engine
     #: for mapping.ir_drop = 'network' (bit-serial inputs); None: fast mode's nominal bias
     ir_surrogate = None

@@ -69,6 +69,7 @@ def _rtn_kernel(xt, bp, nbits, bitserial, cell_row, cell_id, d_tab, state, base,
         cnt = np.ones((ncell, ntrap), dtype=np.int64)
         jnow = np.zeros(ncell, dtype=np.int64)
         cc = corr[g]
+        dvt = np.empty_like(cc[:2])  # the interval's two deltas in the corrections' dtype
         for c in range(ncell):
             i = c0 + c
             cid = np.int64(cell_id[i])
@@ -98,13 +99,16 @@ def _rtn_kernel(xt, bp, nbits, bitserial, cell_row, cell_id, d_tab, state, base,
                     if j != j0 and end > b:
                         if bitserial:
                             dv0 = d_tab[i, j, 0] - d_tab[i, j0, 0]
-                            ddv = (d_tab[i, j, 1] - d_tab[i, j0, 1]) - dv0
+                            dvt[0] = dv0
+                            dvt[1] = (d_tab[i, j, 1] - d_tab[i, j0, 1]) - dv0
+                            d0 = dvt[0]  # float32 corrections: float32 arithmetic (twice
+                            dd = dvt[1]  # the SIMD width; the deltas rounded once)
                             # unit-stride views indexed from 0: no negative-index
                             # wraparound test, so the loop vectorises (3x faster)
                             cv = cc[b * nbits:end * nbits]
                             bv = br[b * nbits:end * nbits]
                             for q in range(cv.size):
-                                cv[q] += dv0 + ddv * bv[q]
+                                cv[q] += d0 + dd * bv[q]
                         else:
                             for bb in range(b, end):
                                 xv = xr[bb]
@@ -151,10 +155,10 @@ def joint_states(state) -> np.ndarray:
     return (state << np.arange(state.shape[1])[None, :]).sum(axis=1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _majority_base_kernel(state, p01, p10, nvec, out):
     n, ntrap = state.shape
-    for i in range(n):
+    for i in numba.prange(n):
         j = 0
         for t in range(ntrap):
             s = state[i, t]
@@ -186,8 +190,9 @@ def rtn_majority_base(state, p01, p10, nvec) -> np.ndarray:
     return out
 
 
-#: multiplies per time block of the RTN walk (corrections of one block stay in cache)
-RTN_BLOCK = 1024
+#: multiplies per time block of the RTN walk (corrections of one block stay in cache;
+#: 4096 walked 5-10 % faster than 1024 on the nor40 tile, issue 17)
+RTN_BLOCK = 4096
 
 
 @dataclass
