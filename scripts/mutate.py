@@ -60,6 +60,11 @@ ROOT = Path(__file__).resolve().parents[1]
 _PROGRAMMING_TESTS = ("tests/test_pin_programming.py", "tests/test_device_programming.py")
 _IV_TESTS = ("tests/test_pin_iv.py", "tests/test_device_iv.py")
 
+#: the tests that pin circuit mode's modules
+_CIRCUIT_TESTS = ("tests/test_pin_circuit.py", "tests/test_circuit_solver.py",
+                  "tests/test_circuit_straps.py", "tests/test_circuit_newton.py",
+                  "tests/test_ir_network.py", "tests/test_circuit_surrogate.py")
+
 #: core module -> (its source file, the test files that pin it)
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     # fast modules first; in each list the fast, pinning tests first (pytest -x stops early)
@@ -95,12 +100,12 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
                                                   "tests/test_pin_adc.py",
                                                   "tests/test_array_kernels.py",
                                                   "tests/test_array_ideal.py")),
-    "circuit_solver": ("norsim/array/circuit.py", ("tests/test_pin_circuit.py",
-                                                   "tests/test_circuit_solver.py",
-                                                   "tests/test_circuit_straps.py",
-                                                   "tests/test_circuit_newton.py",
-                                                   "tests/test_ir_network.py",
-                                                   "tests/test_circuit_surrogate.py")),
+    # circuit mode, split along its seams (issue 19): the solver and its dispatch, the
+    # reference path with the sparse-LU Newton, Newton-Krylov, the wire network
+    "circuit_solver": ("norsim/array/circuit.py", _CIRCUIT_TESTS),
+    "circuit_reference": ("norsim/array/circuit_reference.py", _CIRCUIT_TESTS),
+    "circuit_krylov": ("norsim/array/circuit_krylov.py", _CIRCUIT_TESTS),
+    "circuit_network": ("norsim/array/circuit_network.py", _CIRCUIT_TESTS),
 }
 
 #: mutants known to be equivalent (no test can tell them apart): key -> reason. The key is
@@ -147,7 +152,7 @@ EQUIVALENT: dict[str, str] = {
         "the call size from which the split-gate solve starts from the node table instead of "
         "V_D (speed): it switches only for a call of exactly 16384 elements, and both starts "
         "converge to the same current (tests/test_device_iv.py checks the two agree)",
-    "circuit_solver::CircuitSolver._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
+    "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
         "chunk is solved to the same tolerance",

@@ -36,7 +36,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from norsim.array.circuit_kernels import _exact_row
+from norsim.array.circuit_exact import _exact_row
+from norsim.array.circuit_iv import load_vector
 from norsim.device.vecmath import exp_nonpos
 
 __all__ = ["newton_batch", "line_data"]
@@ -380,21 +381,9 @@ def _newton_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, vth, n_
     tmpj = np.zeros(nj1)
     tol_first = 0.1 * np.sqrt(tol * u_t)
     for k in range(nb):
-        for c in range(cols):
-            out_ideal[k, c] = 0.0
-        for r in range(rows):
-            lv = inv[k, r]
-            for c in range(cols):
-                ia[r, c] = t_i[lv, r, c]
-                la[r, c] = t_a[lv, r, c]
-                lb[r, c] = t_b[lv, r, c]
-                ua[r, c] = 0.0
-                u[r, c] = 0.0
-                out_ideal[k, c] += ia[r, c]
-                if split:
-                    xa[r, c] = t_x[lv, r, c]
-                    xda[r, c] = t_xd[lv, r, c]
-                    xsa[r, c] = t_xs[lv, r, c]
+        load_vector(k, split, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, ia, la, lb, ua, xa, xda, xsa,
+                    out_ideal[k])
+        u[:, :] = 0.0
         va[:, :] = 0.0
         v[:, :] = 0.0
         y[:, :] = 0.0
