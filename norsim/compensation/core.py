@@ -250,9 +250,10 @@ def attach_references(chip) -> CompensationState:
             cal = backend.calibration(rid)
             backend.set_adc(rid, cal.gain, cal.offset, full_scale_a=fs)
             local = getattr(backend, "local_tile", None)
+            local = None if local is None else local(rid)
             state.references[(layer.name, ti)] = {
                 "tile_id": rid, "knowledge": know,
-                "array": None if local is None else local(rid).array,
+                "array": None if local is None else local.array,
                 "program_time_s": report.program_time_s,
                 "program_energy_j": report.program_energy_j}
             cost.program_time_s += report.program_time_s

@@ -380,8 +380,10 @@ def map_model(model: QuantModel, cfg: SimConfig, backend=None) -> Chip:
                     tid = make_tile_id(node.name, r0 // rows, c0 // cols)
                     report = backend.program(tid, w[r0:r1, c0:c1], lcfg,
                                              (_STREAM_TILE, plan.index, t_index))
-                    local = getattr(backend, "local_tile", None)
-                    tile = local(tid) if local is not None else _tile_from_report(report, lcfg)
+                    local = getattr(backend, "local_tile", None)  # sim: the host shares it
+                    tile = local(tid) if local is not None else None
+                    if tile is None:
+                        tile = _tile_from_report(report, lcfg)
                     tile.row_start, tile.row_stop, tile.col_start, tile.col_stop = r0, r1, c0, c1
                     layer.tiles.append(tile)
                     t_index += 1
