@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from norsim.array.circuit_exact import _exact_row, _exp_mode, _model_currents
-from norsim.array.circuit_iv import load_vector
+from norsim.array.circuit_iv import load_vector, store_vector
 from norsim.array.circuit_linear import _chains_axis0, _solve_sl, no_strap
 
 
@@ -68,6 +68,25 @@ def certified_error(au, bu, av, bv, du, dv, dist_u, dist_v, amax, bmax):
                 best = e
                 best_rho = rho
     return best, best_rho
+
+
+@numba.njit(cache=True, inline="always")
+def _take_sweep(new, cur, anchor):
+    """cur = new (2-D); returns (largest update, largest distance of new from the anchor,
+    every value finite)."""
+    d = 0.0
+    dist = 0.0
+    ok = True
+    n0, n1 = new.shape
+    for i in range(n0):
+        for j in range(n1):
+            g = new[i, j]
+            if not (abs(g) < np.inf):
+                ok = False
+            d = max(d, abs(g - cur[i, j]))
+            dist = max(dist, abs(g - anchor[i, j]))
+            cur[i, j] = g
+    return d, dist, ok
 
 
 @numba.njit(cache=True)
@@ -203,27 +222,9 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
                 _chains_axis0(im, bl_inv_den, bl_cp, bl_off, gu)
                 _solve_sl(s, sl_inv_den, sl_cp, sl_off, sl_along_rows, gv, strap)
                 sweeps += 1
-                du = 0.0
-                dist_u = 0.0
-                ok = True
-                for r in range(rows):
-                    for c in range(cols):
-                        g = gu[r, c]
-                        if not (abs(g) < np.inf):
-                            ok = False
-                        du = max(du, abs(g - u[r, c]))
-                        dist_u = max(dist_u, abs(g - ua[r, c]))
-                        u[r, c] = g
-                dv = 0.0
-                dist_v = 0.0
-                for ln in range(n_lines):
-                    for c in range(cols):
-                        g = gv[ln, c]
-                        if not (abs(g) < np.inf):
-                            ok = False
-                        dv = max(dv, abs(g - v[ln, c]))
-                        dist_v = max(dist_v, abs(g - va[ln, c]))
-                        v[ln, c] = g
+                du, dist_u, ok_u = _take_sweep(gu, u, ua)
+                dv, dist_v, ok_v = _take_sweep(gv, v, va)
+                ok = ok_u and ok_v
                 at_anchor = False
                 if not ok:
                     break
@@ -290,15 +291,5 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
         if status != 0:
             continue
         # the converged vector: the last sweep's currents and the drops they cause
-        for c in range(cols):
-            out_col[k, c] = 0.0
-        for r in range(rows):
-            ln = line_of_row[r]
-            for c in range(cols):
-                x = im[r, c]
-                out_i[k, r, c] = x
-                out_col[k, c] += x
-                out_u[k, r, c] = u[r, c]
-                out_vd[k, r, c] = v_bl - u[r, c]
-                out_v[k, r, c] = v[ln, c]
-                out_vs[k, r, c] = v_sl + v[ln, c]
+        store_vector(k, im, u, v, line_of_row, v_bl, v_sl, out_i, out_col, out_u, out_vd, out_v,
+                     out_vs)

@@ -413,3 +413,23 @@ def load_vector(k, split, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, ia, la, lb, ua, x
                 xa[r, c] = t_x[lv, r, c]
                 xda[r, c] = t_xd[lv, r, c]
                 xsa[r, c] = t_xs[lv, r, c]
+
+
+@numba.njit(cache=True)
+def store_vector(k, im, u, v, line_of_row, v_bl, v_sl, out_i, out_col, out_u, out_vd, out_v,
+                 out_vs):
+    """Write converged vector ``k``: cell currents ``im``, bit-line drops ``u`` (R, C) and
+    source-line rises ``v`` (lines, C) as per-cell results, and the column currents."""
+    rows, cols = im.shape
+    for c in range(cols):
+        out_col[k, c] = 0.0
+    for r in range(rows):
+        ln = line_of_row[r]
+        for c in range(cols):
+            x = im[r, c]
+            out_i[k, r, c] = x
+            out_col[k, c] += x
+            out_u[k, r, c] = u[r, c]
+            out_vd[k, r, c] = v_bl - u[r, c]
+            out_v[k, r, c] = v[ln, c]
+            out_vs[k, r, c] = v_sl + v[ln, c]

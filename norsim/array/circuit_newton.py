@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from norsim.array.circuit_exact import _exact_row
-from norsim.array.circuit_iv import load_vector
+from norsim.array.circuit_iv import load_vector, store_vector
 from norsim.device.vecmath import exp_nonpos
 
 __all__ = ["newton_batch", "line_data"]
@@ -504,18 +504,8 @@ def _newton_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, vth, n_
         g_lines[:, :] = 0.0
         _model_bl(ia, la, lb, ua, u, v, va, line_of_row, bl_d, bl_off, im, gdm, gsm, fu,
                   bl_inv, bl_cp, s_lines, g_lines, zero_row)
-        for c in range(cols):
-            out_col[k, c] = 0.0
-        for r in range(rows):
-            ln = line_of_row[r]
-            for c in range(cols):
-                x = im[r, c]
-                out_i[k, r, c] = x
-                out_col[k, c] += x
-                out_u[k, r, c] = u[r, c]
-                out_vd[k, r, c] = v_bl - u[r, c]
-                out_v[k, r, c] = v[ln, c]
-                out_vs[k, r, c] = v_sl + v[ln, c]
+        store_vector(k, im, u, v, line_of_row, v_bl, v_sl, out_i, out_col, out_u, out_vd, out_v,
+                     out_vs)
 
 
 #: arguments of :func:`_newton_batch_kernel` indexed by vector (sliced per thread): wl, inv
