@@ -7,12 +7,15 @@ from norsim.backend.base import (API_VERSION, Backend, BackendInfo, Calibration,
 
 
 def open_backend(spec=None, cfg=None):
-    """A back-end from ``spec``: an existing :class:`Backend` (returned as is), None or
+    """A back-end from ``spec``: an existing :class:`Backend` (returned as is), a factory
+    ``cfg -> Backend``, None or
     ``'sim'`` (a new simulator back-end for ``cfg``), ``'replay:DIR'`` (recorded
     measurements, :mod:`norsim.backend.replay`) or ``'remote:HOST:PORT'`` (a chip server,
     ``norsim.backend.remote``). A bad spec is a one-line InputError."""
     if isinstance(spec, Backend):
         return spec
+    if callable(spec):   # a factory: cfg -> Backend (e.g. a recorder around a back-end)
+        return spec(cfg)
     kind, arg = parse_backend("sim" if spec is None else spec)
     if kind == "sim":
         from norsim.backend.sim import SimBackend

@@ -1,8 +1,10 @@
-"""``norsim run``: a QuantModel on simulated NOR arrays over a data set, with a report."""
+"""``norsim run``: a QuantModel on NOR arrays (simulated, recorded or a chip server: ``--backend``)
+over a data set, with a report."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -54,9 +56,17 @@ def add_model_data_args(p: argparse.ArgumentParser, default_model: str | None = 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a model on simulated NOR arrays and report accuracy")
+    p = sub.add_parser("run", help="run a model on NOR arrays (simulated, recorded or a chip "
+                                   "server) and report accuracy")
     add_model_data_args(p)
     add_config_args(p)
+    p.add_argument("--backend", default="sim", metavar="SPEC",
+                   help="where the chip runs: 'sim' (the simulator, default), 'replay:DIR' "
+                        "(a recorded chip) or 'remote:HOST:PORT' (a chip server); see "
+                        "docs/chip-in-the-loop.md")
+    p.add_argument("--record", default=None, metavar="DIR",
+                   help="record the run (one chip instance) into a replay directory DIR "
+                        "(a new or empty folder) for --backend replay:DIR")
     p.add_argument("--json", dest="json_out", default=None, help="write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -111,6 +121,40 @@ def format_report(rep: dict, label: str = "analog chip") -> str:
     return "\n".join(lines)
 
 
+def _backend_factory(args):
+    """The --backend spec (checked), wrapped in a recorder for --record."""
+    from norsim.backend.base import parse_backend
+
+    kind, arg = parse_backend(args.backend)
+    if kind == "replay" and not Path(arg).is_dir():
+        raise InputError("--backend", args.backend, "replay:DIR with an existing directory "
+                         "(written by norsim run --record DIR)")
+    if args.seeds > 1 and (kind == "replay" or args.record):
+        raise InputError("--seeds", args.seeds, "1 with --record or a replay back-end (a replay "
+                         "directory holds one chip instance)")
+    if not args.record:
+        return args.backend
+    rec = Path(args.record)
+    if rec.exists() and (not rec.is_dir() or any(rec.iterdir())):
+        raise InputError("--record", args.record, "a new or empty folder")
+    spec = args.backend
+
+    def factory(cfg):
+        from norsim.backend import open_backend
+        from norsim.backend.recorder import RecordingBackend
+
+        return RecordingBackend(open_backend(spec, cfg), rec, cfg)
+    return factory
+
+
+def backend_header(info, spec: str) -> str:
+    """The line naming the back-end a run used."""
+    t = "" if info.temperature_k != info.temperature_k else f", {info.temperature_k:.1f} K"
+    return (f"back-end: {spec} ({info.kind}; chip {info.chip_id or '?'}; "
+            f"{info.firmware or 'firmware ?'}{t}; {info.time_since_programming_s:.3g} s since "
+            f"programming; {info.protocol})")
+
+
 def run(args: argparse.Namespace) -> int:
     from norsim.experiments.evaluate import evaluate, jsonable
 
@@ -121,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--seeds", args.seeds, "at least 1")
     if args.json_out:
         check_output_file("--json", args.json_out)
+    backend = _backend_factory(args)
     cfg = config_from_args(args)
     model = load_model(args.model)
     preflight.check_job(model, cfg)
@@ -137,17 +182,31 @@ def run(args: argparse.Namespace) -> int:
                        seeds=range(cfg.seed, cfg.seed + args.seeds),
                        progress=not args.no_progress and sys.stderr.isatty(), keep_chips=True,
                        on_chip=lambda r: bar.step(f"chip {r['seed']}: "
-                                                  f"{100 * r['accuracy']:.2f} %"))
+                                                  f"{100 * r['accuracy']:.2f} %"),
+                       backend=backend)
     finally:
         bar.close()
-    from norsim.cost.report import cost_from_evaluation, format_report as format_cost
+    chips = [inst["chip"] for inst in rep["instances"]]
+    print(backend_header(chips[0].backend.info(), args.backend))
+    cost = None
+    if all(t.array is not None for t in chips[0].tiles()):
+        from norsim.cost.report import cost_from_evaluation, format_report as format_cost
 
-    cost = cost_from_evaluation(rep, cfg)  # energy/latency/area of seed cfg.seed's chip
+        cost = cost_from_evaluation(rep, cfg)  # energy/latency/area of seed cfg.seed's chip
     print(format_report(rep))
-    print("\n" + format_cost(cost))
+    if cost is not None:
+        print("\n" + format_cost(cost))
+    else:
+        print("\n(energy, latency, area: the cost model needs simulated tiles; back-end "
+              f"{args.backend!r} has none)")
+    for chip in chips:
+        chip.backend.close()     # a recording is written here
+    if args.record:
+        print(f"recorded: {args.record} (replay with --backend replay:{args.record})")
     if args.json_out:
         out = jsonable(rep)
-        out["cost"] = cost.as_dict()
+        out["backend"] = dataclasses.asdict(chips[0].backend.info())
+        out["cost"] = None if cost is None else cost.as_dict()
         out["config"] = cfg.to_dict()
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(out, indent=1))

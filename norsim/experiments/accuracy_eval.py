@@ -14,7 +14,8 @@ images minus the chip, when ``reference`` is on), ``mvm_snr_db_min`` (lowest per
 of the analog layers against exact integers) and ``mapping_s`` (time to map and program).
 
 Options: ``images`` (evaluate the first N test images; 0 = all), ``data_dir`` (root of the
-larger data sets, default ``$NORSIM_DATA``), ``reference`` (default true).
+larger data sets, default ``$NORSIM_DATA``), ``reference`` (default true), ``backend``
+(``'sim'``, ``'replay:DIR'`` or ``'remote:HOST:PORT'``: where every point's chip runs).
 Model, data and the reference predictions are loaded once per worker process.
 """
 
@@ -39,6 +40,9 @@ class AccuracyEvalOptions(ConfigBase):
     data_dir: str = param("", "Root folder of the larger data sets ('' = $NORSIM_DATA).")
     reference: bool = param(True, "Also run the exact integer reference on the same images "
                                   "(metrics reference_accuracy and accuracy_drop).")
+    backend: str = param("sim", "Hardware back-end every point runs on: 'sim' (the "
+                                "simulator), 'replay:DIR' (a recorded chip) or "
+                                "'remote:HOST:PORT' (a chip server); see docs/chip-in-the-loop.md.")
 
 
 def _model(ref: str):
@@ -81,6 +85,7 @@ def check_spec(spec, tasks) -> None:
     from norsim.mapping.preflight import check_job
 
     opts = AccuracyEvalOptions.from_dict(spec.options, "options.").validate("options.")
+    _check_backend(opts.backend)
     _, model = _model(spec.model)
     _, (x, _y, x_cal) = _data(spec.data or "mnist", opts.data_dir, opts.images)
     seen: set[str] = set()
@@ -97,6 +102,19 @@ def check_spec(spec, tasks) -> None:
                                                     f"{where})") from None
 
 
+def _check_backend(spec: str) -> None:
+    from norsim.backend.base import parse_backend
+    from norsim.errors import InputError
+
+    try:
+        kind, arg = parse_backend(spec)
+    except InputError:
+        raise ConfigError("options.backend", spec,
+                          "'sim', 'replay:DIR' or 'remote:HOST:PORT'") from None
+    if kind == "replay" and not Path(arg).is_dir():
+        raise ConfigError("options.backend", spec, "replay:DIR with an existing directory")
+
+
 def evaluate(point) -> dict:
     import numpy as np
 
@@ -106,7 +124,9 @@ def evaluate(point) -> dict:
     cfg = point.config
     mkey, model = _model(point.model)
     dkey, (x, y, x_cal) = _data(point.data or "mnist", opts.data_dir, opts.images)
-    res = evaluate_chip(model, cfg, x, y, x_cal[:cfg.mapping.calibration_images])
+    res = evaluate_chip(model, cfg, x, y, x_cal[:cfg.mapping.calibration_images],
+                        backend=opts.backend)
+    res.pop("chip").backend.close()
     n = int(np.asarray(y).size)
     out = {"accuracy": float(res["accuracy"]), "accuracy_n": n,
            "mapping_s": float(res.get("seconds_mapping", 0.0))}

@@ -36,8 +36,9 @@ def evaluate_chip(model: QuantModel, cfg: SimConfig, images, labels, calib_image
     """One chip instance (``cfg.seed``): map, calibrate, run. Returns metrics and details.
 
     ``backend``: a :class:`norsim.backend.base.Backend`, a spec string (``'sim'``,
-    ``'replay:DIR'``, ``'remote:HOST:PORT'``: :func:`norsim.backend.open_backend`) or None
-    (a new ``sim`` back-end)."""
+    ``'replay:DIR'``, ``'remote:HOST:PORT'``: :func:`norsim.backend.open_backend`), a factory
+    ``cfg -> Backend`` or None (a new ``sim`` back-end). The result's ``chip.backend`` is
+    open; whoever drops the chip closes it."""
     labels = _check_labels(images, labels)
     from norsim.backend import open_backend
     from norsim.compensation.core import prepare_chip
@@ -123,7 +124,7 @@ def evaluate(model: QuantModel, cfg: SimConfig, images, labels, calib_images, *,
         res = evaluate_chip(model, dataclasses.replace(cfg, seed=int(s)), images, labels,
                             calib_images, progress=progress, backend=backend)
         if not keep_chips:
-            res.pop("chip")
+            res.pop("chip").backend.close()
         chips.append(res)
         if on_chip is not None:
             on_chip(res)
@@ -156,6 +157,7 @@ def _run_group(group, finish) -> list:
             chip = res.pop("chip")
             if finish is not None:
                 finish(res, chip, cfg)
+            chip.backend.close()
             out.append((key, res))
     return out
 
@@ -217,7 +219,8 @@ def jsonable(report: dict) -> dict:
     """The report without per-image arrays (for JSON output)."""
     def clean(v):
         if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items() if k not in ("correct", "chip")}
+            return {str(k): clean(x) for k, x in v.items()   # the report's "chip" summary
+                    if k != "correct" and not (k == "chip" and not isinstance(x, dict))}
         if isinstance(v, (list, tuple)):
             return [clean(x) for x in v]
         if isinstance(v, np.ndarray):
