@@ -68,6 +68,21 @@ def test_ir_drop_row_is_the_ideal_chip_with_per_vector_ir_drop():
     assert c.mapping.programming == "ideal" and not c.array.noise.rtn_enabled
 
 
+def test_ir_drop_row_reports_its_certification(small):
+    """The ir_drop row runs the per-vector IR surrogate and carries its certification
+    (exact circuit solves during the run, error in ADC LSB), printed under the row."""
+    model, images, labels = small
+    full = load_preset().with_overrides({"array.rows": 64, "array.cols": 64,
+                                         "mapping.ir_check_vectors": 2})
+    rep = bud.budget(model, full, images[:3], labels[:3], images[:3], seeds=(0,),
+                     effects=["ir_drop"], layer_sensitivity=False)
+    ic = rep["effects"]["ir_drop"]["ir_check"]
+    assert ic["n_checked"] == 2 * ic["tiles"] and 0 < ic["fraction_checked"] < 1
+    assert 0 < ic["max_error_lsb"] <= 0.25 and ic["max_ir_effect_lsb"] > ic["max_error_lsb"]
+    assert "IR surrogate certified on" in bud.format_report(rep)
+    assert "ir_check" not in rep["effects"]["all"]  # the all-on chip runs without it
+
+
 def test_budget_of_an_ideal_configuration_is_exact(small):
     model, images, labels = small
     full = mapper.ideal_config(load_preset().with_overrides({"array.rows": 128, "array.cols": 128}))
