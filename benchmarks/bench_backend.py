@@ -10,8 +10,13 @@ request, so the protocol costs one loopback round trip, framing and a CRC per ti
 The server runs with the same thread counts as this process (``NUMBA_NUM_THREADS`` and the
 BLAS variables set to ``NORSIM_BENCH_THREADS``); while it computes, this process waits.
 
-Also reported: the outputs of both runs compared (``bit_identical``), the request count of
-the remote run, the round trip of a one-vector ``mvm`` (``round_trip_ms``, median of 200),
+Also reported: the outputs of the first timed run of each compared (``bit_identical``: the
+two chips received the same calls up to there; later runs differ by the read noise of the
+repetitions), the request count of
+the remote run, the protocol's round trip (``round_trip_ms``: a ``_state`` request, median
+of 200), a one-vector ``mvm`` on the first tile in process and remote
+(``mvm_one_vector_ms_*``, median of 20: the server's work is the same, the difference is
+the protocol),
 and with ``--small-batch N`` the same ratio at a batch of N images (more requests per image).
 The last line is one JSON object with ``ratio_remote_vs_inprocess`` (remote seconds per
 image / in-process seconds per image; target < 1.5) and the thread settings.
@@ -37,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _threads import pin, record  # noqa: E402
 
 from norsim import zoo  # noqa: E402
+from norsim.backend import wire  # noqa: E402
 from norsim.backend.remote import RemoteBackend  # noqa: E402
 from norsim.config.presets import load_preset  # noqa: E402
 from norsim.data import load_dataset  # noqa: E402
@@ -96,9 +102,11 @@ def main() -> int:
         timed_run(remote, x[:batch], batch)
         best = {"in": (np.inf, np.inf, None), "re": (np.inf, np.inf, None)}
         rid0 = rb._rid
+        first = {}
         for _ in range(a.reps):
             for key, chip in (("in", local), ("re", remote)):
                 r = timed_run(chip, x, batch)
+                first.setdefault(key, r[2].outputs)  # the same call sequence on both chips
                 if r[0] < best[key][0]:
                     best[key] = r
         n = x.shape[0]
@@ -106,7 +114,7 @@ def main() -> int:
         out["inprocess_images_per_s"] = n / best["in"][0]
         out["remote_images_per_s"] = n / best["re"][0]
         out["ratio_remote_vs_inprocess"] = best["re"][0] / best["in"][0]
-        out["bit_identical"] = bool(np.array_equal(best["in"][2].outputs, best["re"][2].outputs))
+        out["bit_identical"] = bool(np.array_equal(first["in"], first["re"]))
         print(json.dumps({"case": f"batch {batch}", **{k: out[k] for k in (
             "inprocess_images_per_s", "remote_images_per_s", "ratio_remote_vs_inprocess")}}),
             flush=True)
@@ -117,14 +125,21 @@ def main() -> int:
             out[f"ratio_remote_vs_inprocess_batch{sb}"] = tr / ti
             print(json.dumps({"case": f"batch {sb}", "inprocess_images_per_s": n / ti,
                               "remote_images_per_s": n / tr, "ratio": tr / ti}), flush=True)
-        tile = next(iter(remote.tiles()))
-        v = np.zeros((1, tile.row_stop - tile.row_start), dtype=np.int64)
         rt = []
-        for _ in range(200):
+        for _ in range(200):  # the protocol alone: a request the server answers at once
             t0 = time.perf_counter()
-            rb.mvm(tile.tile_id, v, (999,))
+            rb._exchange(wire.STATE_QUERY, {})
             rt.append(time.perf_counter() - t0)
         out["round_trip_ms"] = 1e3 * float(np.median(rt))
+        for key, chip in (("inprocess", local), ("remote", remote)):
+            tile = next(iter(chip.tiles()))
+            v = np.ones((1, tile.row_stop - tile.row_start), dtype=np.int64)
+            ts = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                chip.backend.mvm(tile.tile_id, v, (999,))
+                ts.append(time.perf_counter() - t0)
+            out[f"mvm_one_vector_ms_{key}"] = 1e3 * float(np.median(ts))
         rb.close()
     finally:
         proc.terminate()

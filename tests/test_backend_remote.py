@@ -348,6 +348,27 @@ def test_restarted_server_lost_state_fails_or_replays():
         rb.close()
 
 
+def test_an_idle_client_yields_to_a_waiting_one():
+    """One client at a time: a client that stays connected but idle is disconnected when
+    another waits (--handover-s); it reconnects, re-verifies and finds its tile changed."""
+    from norsim.backend.remote import RemoteBackend, RemoteConfig, RemoteStateLost
+    from norsim.config.presets import load_preset
+
+    cfg = load_preset("nor40").with_overrides(SMALL)
+    w = np.random.default_rng(0).integers(-7, 8, size=(40, 10))
+    with chip_server("--handover-s", "0.2") as (port, _):
+        first = RemoteBackend(f"127.0.0.1:{port}", RemoteConfig(backoff_s=0.01))
+        first.program("t/r0c0", w, cfg, (5,))
+        t0 = time.monotonic()
+        second = RemoteBackend(f"127.0.0.1:{port}", RemoteConfig(connect_timeout_s=3))
+        assert time.monotonic() - t0 < 2.5
+        second.program("t/r0c0", -w, cfg, (5,))
+        second.close()
+        with pytest.raises(RemoteStateLost) as e:
+            first.mvm("t/r0c0", np.zeros((1, 40), dtype=np.int64), (1,))
+        assert "tile 't/r0c0' was changed by another client" in _one_line_error(e)
+
+
 def test_mvm_batch_is_one_request():
     """A whole batch of vectors travels in one frame: one round trip per tile and batch."""
     from norsim.backend.remote import RemoteBackend

@@ -5,7 +5,8 @@ simulator, :class:`norsim.backend.sim.SimBackend`) behind the wire protocol of
     python -m norsim.backend.chip_server --port 0 --preset nor40
 
 prints the bound port alone on its first stdout line (flushed), then serves one client at
-a time on the loopback interface until SIGTERM / Ctrl-C. The chip state (programmed tiles,
+a time on the loopback interface until SIGTERM / Ctrl-C (a client idle for ``--handover-s``
+while another waits is disconnected; it reconnects and re-verifies when it comes back). The chip state (programmed tiles,
 calibration, noise streams) lives as long as the process, across client connections, so a
 client that reconnects finds its tiles as it left them (it checks: ``_state``).
 
@@ -23,6 +24,7 @@ import argparse
 import dataclasses
 import ipaddress
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -57,14 +59,15 @@ class ChipServer(socketserver.TCPServer):
 
     def __init__(self, backend, host: str = "127.0.0.1", port: int = 0, *,
                  faults: Faults | None = None, allow_remote: bool = False,
-                 idle_timeout_s: float = 600.0, max_payload: int = wire.MAX_PAYLOAD_BYTES,
-                 log=None):
+                 idle_timeout_s: float = 600.0, handover_s: float = 1.0,
+                 max_payload: int = wire.MAX_PAYLOAD_BYTES, log=None):
         check_bind_host(host, allow_remote)
         self.backend = backend
         self.faults = faults or Faults()
         self.versions = ((self.faults.speak_version,) if self.faults.speak_version is not None
                          else wire.VERSIONS)
         self.idle_timeout_s = idle_timeout_s
+        self.handover_s = handover_s
         self.max_payload = max_payload
         self.boot_id = uuid.uuid4().hex   # changes when the chip state is lost (a restart)
         self.chains: dict[str, str] = {}  # tile -> state chain (wire.chain_digest)
@@ -72,6 +75,10 @@ class ChipServer(socketserver.TCPServer):
         self.last_answer: tuple | None = None  # (session, request id, type, body)
         self.log = log
         super().__init__((host, port), _Handler)
+
+    def server_bind(self) -> None:
+        wire.tune_socket(self.socket)  # accepted sockets inherit the buffer sizes
+        super().server_bind()
 
     @property
     def port(self) -> int:
@@ -125,13 +132,12 @@ class _Handler(socketserver.BaseRequestHandler):
             last = bytearray(bytes(bufs[-1]))
             last[len(last) // 2] ^= 0x5A
             bufs[-1] = bytes(last)
-        for b in bufs:
-            self.request.sendall(b)
+        wire.send_buffers(self.request, bufs)
 
     def handle(self) -> None:
         srv = self.server
         sock = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        wire.tune_socket(sock)
         sock.settimeout(srv.idle_timeout_s)
         try:
             version, session = self._hello()
@@ -139,6 +145,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             served = 0
             while True:
+                if not self._wait_for_request():
+                    srv._say("another client is waiting and this one is idle: connection closed")
+                    return
                 f = wire.recv_frame(sock, max_payload=srv.max_payload)
                 if f.type == wire.BYE:
                     return
@@ -186,6 +195,27 @@ class _Handler(socketserver.BaseRequestHandler):
                 pass
         except OSError:
             return
+
+    def _wait_for_request(self) -> bool:
+        """Wait for the client's next frame (True); False when another client has waited
+        while this one stayed idle for ``handover_s`` (a host that forgot to close yields);
+        socket.timeout after ``idle_timeout_s``."""
+        srv = self.server
+        t0 = time.monotonic()
+        while True:
+            idle = time.monotonic() - t0
+            if idle >= srv.idle_timeout_s:
+                raise socket.timeout
+            r, _, _ = select.select([self.request, srv.socket], [], [],
+                                    min(0.5, srv.idle_timeout_s - idle))
+            if self.request in r:
+                return True
+            if srv.socket in r:
+                if idle >= srv.handover_s:
+                    return False
+                r, _, _ = select.select([self.request], [], [], srv.handover_s - idle)
+                if r:
+                    return True
 
     def _hello(self):
         srv = self.server
@@ -254,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="FIELD=VALUE", help="override one configuration field")
     p.add_argument("--idle-timeout-s", type=float, default=600.0,
                    help="close a connection idle this long (s)")
+    p.add_argument("--handover-s", type=float, default=1.0,
+                   help="close a connection idle this long while another client waits (s)")
     g = p.add_argument_group("fault injection (tests)")
     g.add_argument("--delay-s", type=float, default=0.0, help="sleep before every answer (s)")
     g.add_argument("--corrupt-after", type=int, default=0, metavar="K",
@@ -274,7 +306,8 @@ def _interrupt(signum, frame):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("delay_s", "corrupt_after", "drop_after", "exit_after", "idle_timeout_s"):
+    for name in ("delay_s", "corrupt_after", "drop_after", "exit_after", "idle_timeout_s",
+                 "handover_s"):
         if getattr(args, name) < 0:
             raise InputError("--" + name.replace("_", "-"), getattr(args, name), "a value >= 0")
     if not 0 <= args.port <= 65535:
@@ -290,6 +323,7 @@ def main(argv=None) -> int:
                     args.speak_version)
     server = ChipServer(make_sim_backend(cfg), args.host, args.port, faults=faults,
                         allow_remote=args.allow_remote, idle_timeout_s=args.idle_timeout_s,
+                        handover_s=args.handover_s,
                         log=None if args.quiet else sys.stderr)
     print(server.port, flush=True)
     server._say(f"serving {server.backend.info().chip_id or 'a chip'} on "

@@ -151,14 +151,22 @@ class RemoteBackend(Backend):
 
     def _connect(self) -> None:
         cfg = self.config
+        sock = None
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=cfg.connect_timeout_s)
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            fam, typ, proto, _, addr = infos[0]
+            sock = socket.socket(fam, typ, proto)
+            wire.tune_socket(sock)  # buffers before connect: the window scale follows them
+            sock.settimeout(cfg.connect_timeout_s)
+            sock.connect(addr)
         except socket.timeout:
+            sock.close()
             raise RemoteTimeout(self._err(f"no connection within {cfg.connect_timeout_s:g} s "
                                           "(remote.connect_timeout_s)")) from None
         except OSError as e:
+            if sock is not None:
+                sock.close()
             raise wire.ConnectionLost(f"cannot connect: {e.strerror or e}") from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             wire.send_frame(sock, wire.HELLO, {"versions": list(wire.VERSIONS),
                                                "client": "norsim", "session": self.session},
