@@ -24,6 +24,11 @@ Prints one JSON object on its last line. Keys:
                                                 SIMD loops use norsim.device.vecmath)
   load_average_1min_start / _end                the machine's load around the run (wall-clock
                                                 rates on a loaded machine are lower bounds)
+  numpy_exp_per_s, numpy_exp_per_cpu_s         a plain baseline in the same run (np.exp,
+                                                50 passes over 2e6 float64, one thread)
+  *_per_cpu_s_per_numpy_exp                     kernel rates per CPU-second over the
+                                                baseline's: merit apart from the machine's
+                                                load and speed (a load slows both alike)
   targets, targets_met_wall, targets_met_projected_idle (per-CPU-s rate x threads)
                                                 the issue-2 targets (the I-V target is
                                                 for the plain EKV transistor, fg_*)
@@ -134,7 +139,8 @@ def main() -> dict:
     n_var = n_cells // 10
     var = draw_variation(cfg.rng(2), (n_var,), dev.variation, dev.cell)
     out["ispp_cells_per_s_with_variation"] = _best_rate(
-        lambda: program(cfg.rng(1), model, dev, i_t[:n_var], variation=var), n_var, repeat=1)
+        lambda: program(cfg.rng(1), model, dev, i_t[:n_var], variation=var), n_var, repeat=1,
+        key="ispp_cells_with_variation_per_cpu_s")
     kw = var.iv_kwargs(model)
     for key, newton in (("vth_direct_per_s", False), ("vth_newton_per_s", True)):
         out[key] = _best_rate(lambda newton=newton: vth_for_current(
@@ -142,6 +148,19 @@ def main() -> dict:
     out["vth_direct_speedup"] = out["vth_direct_per_s"] / out["vth_newton_per_s"]
     res = program(cfg.rng(1), model, dev, i_t[:n_var], vth_target=vt[:n_var])
     out["ispp_pulses_per_cell_mean"] = float(res.pulses.mean())
+    # a plain baseline in the same process (50 passes of np.exp over the I-V's 2e6 values, one
+    # thread: a run as long as the kernels', which a load slows alike); the kernels' rates per
+    # CPU-second over its rate per CPU-second are the machine-independent figures of merit
+    x_exp = rng.uniform(-5.0, 0.0, n_iv)
+    y_exp = np.empty(n_iv)
+
+    def exp_passes():
+        for _ in range(50):
+            np.exp(x_exp, out=y_exp)
+    out["numpy_exp_per_s"] = _best_rate(exp_passes, 50 * n_iv, key="numpy_exp_per_cpu_s")
+    for k in ("iv_evals_per_cpu_s_numba", "ispp_cells_per_cpu_s",
+              "ispp_cells_with_variation_per_cpu_s"):
+        out[k + "_per_numpy_exp"] = CPU_RATES[k] / CPU_RATES["numpy_exp_per_cpu_s"]
     out.update(CPU_RATES)  # rates per CPU-second: what an unloaded core would give
     out["load_average_1min_end"] = os.getloadavg()[0]
     targets = {"fg_evals_per_s_numba": 5e7, "iv_evals_per_s_numba": 5e7,
