@@ -1,7 +1,8 @@
 """The ``remote:HOST:PORT`` back-end against the reference chip server (a subprocess on the
 loopback interface, started and stopped here): the wire format's checks, the demo model end
 to end bit for bit against the in-process ``sim``, and one fault per test (corrupt frame,
-wrong protocol version, slow server, dropped connection, killed server)."""
+wrong protocol version, slow server, dropped connection, killed server, a sweep point on a
+killed server resumed)."""
 
 from __future__ import annotations
 
@@ -384,3 +385,62 @@ def test_mvm_batch_is_one_request():
             res = rb.mvm("t/r0c0", np.random.default_rng(2).integers(0, 16, (500, 40)), (7,))
             assert rb._rid == n0 + 1
     assert isinstance(res, MvmResult) and res.values.shape == (500, 10)
+
+
+# ------------------------------------------------------------------ a sweep on a killed chip
+def test_sweep_point_on_a_killed_server_fails_then_resumes_with_nothing_lost(tmp_path):
+    """Three chip instances (seeds) of a small model swept on the remote back-end; the
+    server exits in the middle of the second: that point (and the third, which finds no
+    server) is recorded as failed with one line; the first is kept. With the server back on
+    its port, ``retry_failed`` runs exactly the failed points, and every accuracy equals the
+    same sweep on the in-process ``sim``."""
+    from norsim.backend.remote import RemoteBackend
+    from norsim.config.sim import SimConfig
+    from norsim.data import load_dataset
+    from norsim.experiments import sweep
+    from norsim.experiments.evaluate import evaluate_chip
+    from norsim.mapping.quant_model import QuantModel
+
+    from test_sweep_accuracy import _tiny_model
+
+    _tiny_model(tmp_path / "tiny.npz")
+    (tmp_path / "base.toml").write_text("[mapping]\ncalibration_images = 16\n")
+
+    def spec(name, backend):
+        p = tmp_path / f"{name}.toml"
+        p.write_text('[sweep]\nevaluator = "accuracy"\nmodel = "tiny.npz"\ndata = "mnist"\n'
+                     '[base]\nconfig = "base.toml"\n[seeds]\nroot = 3\ncount = 3\n'
+                     f'[options]\nimages = 32\nreference = false\nbackend = "{backend}"\n')
+        return p
+
+    # requests one chip instance sends (the server exits half-way through the second)
+    test, calib = load_dataset("mnist", "test"), load_dataset("mnist", "calib")
+    model = QuantModel.load(tmp_path / "tiny.npz")
+    cfg = SimConfig.from_toml((tmp_path / "base.toml").read_text())
+    with chip_server() as (port, _):
+        rb = RemoteBackend(f"127.0.0.1:{port}")
+        evaluate_chip(model, cfg, test.x[:32], test.y[:32], calib.x[:16], backend=rb)
+        per_point = rb._rid
+        rb.close()
+    assert per_point > 4
+
+    with chip_server("--exit-after", str(per_point + per_point // 2)) as (port, proc):
+        s = spec("remote", f"remote:127.0.0.1:{port}")
+        df = sweep(s, tmp_path / "remote.sqlite", workers=1, progress=False)
+        assert proc.wait(10) == 3
+    assert sorted(df.status) == ["error", "error", "ok"]
+    for err in df[df.status == "error"].error:
+        line = err.strip().splitlines()[-1]
+        assert f"remote chip 127.0.0.1:{port}" in line, err
+    kept = df[df.status == "ok"].iloc[0]
+
+    with chip_server(port=port):
+        df2 = sweep(s, tmp_path / "remote.sqlite", workers=1, progress=False, retry_failed=True)
+    assert (df2.status == "ok").all() and len(df2) == 3
+    again = df2[df2.seed == kept.seed].iloc[0]
+    assert again.accuracy == kept.accuracy and again.finished_at == kept.finished_at
+
+    sim = sweep(spec("sim", "sim"), tmp_path / "sim.sqlite", workers=1, progress=False)
+    a = df2.sort_values("seed").accuracy.to_numpy()
+    b = sim.sort_values("seed").accuracy.to_numpy()
+    np.testing.assert_array_equal(a, b)
