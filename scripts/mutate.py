@@ -152,6 +152,12 @@ EQUIVALENT: dict[str, str] = {
         "the call size from which the split-gate solve starts from the node table instead of "
         "V_D (speed): it switches only for a call of exactly 16384 elements, and both starts "
         "converge to the same current (tests/test_device_iv.py checks the two agree)",
+    "device_iv_vth::_vth_direct_kernel::Div->Mult@20::tol * alpha_g / (nk * u_t)":
+        "the stop of the Newton iteration on the pinch-off voltage converted with (n U_T)^2 "
+        "~ 1e-3 too small: a tighter stop of a quadratically convergent iteration, at most "
+        "one more step; the V_th it returns is the same (0 difference at tol_v = 1e-11, 1e-6 "
+        "and 1e-3 V over 1 pA - 20 uA, split- and stacked-gate, checked with "
+        "NUMBA_DISABLE_JIT=1)",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
