@@ -6,9 +6,10 @@ simulator, :class:`norsim.backend.sim.SimBackend`) behind the wire protocol of
 
 prints the bound port alone on its first stdout line (flushed), then serves one client at
 a time on the loopback interface until SIGTERM / Ctrl-C (a client idle for ``--handover-s``
-while another waits is disconnected; it reconnects and re-verifies when it comes back). The chip state (programmed tiles,
-calibration, noise streams) lives as long as the process, across client connections, so a
-client that reconnects finds its tiles as it left them (it checks: ``_state``).
+while another waits is disconnected; it reconnects and re-verifies when it comes back). The
+chip state (programmed tiles, calibration, noise streams) lives as long as the process,
+across client connections, so a client that reconnects finds its tiles as it left them (it
+checks: ``_state``).
 
 Fault injection for tests (each off by default): ``--delay-s`` (sleep before every answer),
 ``--corrupt-after K`` (the K-th answer goes out with one flipped byte), ``--drop-after K``
@@ -96,7 +97,8 @@ class ChipServer(socketserver.TCPServer):
         if method not in wire.BACKEND_METHODS:
             raise InputError("method", method, f"one of {', '.join(wire.BACKEND_METHODS)}")
         if not isinstance(args, dict):
-            raise InputError(f"{method} arguments", type(args).__name__, "a table of named arguments")
+            raise InputError(f"{method} arguments", type(args).__name__,
+                             "a table of named arguments")
         link = None
         if method in wire.STATE_METHODS:
             tile = str(args.get("tile_id"))

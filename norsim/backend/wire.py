@@ -30,6 +30,7 @@ malformed header) raises a one-line :class:`ProtocolError` naming what was wrong
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import socket
@@ -95,6 +96,7 @@ class Frame:
 
 
 # ------------------------------------------------------------------ values <-> JSON + payload
+@functools.lru_cache(maxsize=1)
 def _registry() -> dict:
     """Dataclasses allowed on the wire: those defined in norsim.backend.base."""
     try:
