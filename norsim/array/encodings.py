@@ -144,6 +144,8 @@ def check_codes(x, rows: int, bits: int, name: str = "x_codes") -> np.ndarray:
                 raise InputError(name, x[x != np.round(x)].ravel()[0], "integer codes")
     x = x.astype(np.int64, copy=False)
     hi = (1 << bits) - 1
+    if x.size == 0 or (x.min() >= 0 and x.max() <= hi):  # two reductions, no temporaries
+        return x
     bad = (x < 0) | (x > hi)
     if np.any(bad):
         raise InputError(name, int(x[bad].ravel()[0]), f"codes in [0, {hi}] (input_bits = {bits})")

@@ -414,22 +414,24 @@ def readout_numpy(cur, leak, nbits, channels, adc_gain, adc_offset, par, *, key=
 
 
 # ------------------------------------------------------------------ word-line stats ----
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _wl_stats_kernel(x, nbits, active):
     nb, nr = x.shape
     mask = (1 << nbits) - 1
     runs = 0
-    for b in range(nb):
+    for b in numba.prange(nb):  # vectors in parallel; runs summed as a reduction
+        n_runs = 0
         for k in range(nbits):
             active[b * nbits + k] = 0
         for r in range(nr):
             v = x[b, r] & mask
             s = v & ~(v << 1)  # first bit of each run of ones
             while s:
-                runs += 1
+                n_runs += 1
                 s &= s - 1
             for k in range(nbits):
                 active[b * nbits + k] += (v >> k) & 1
+        runs += n_runs
     return runs
 
 
