@@ -85,3 +85,25 @@ def test_sweep_runs_a_point_on_a_replay(tmp_path):
     df = sweep(spec, tmp_path / "s.sqlite", workers=1, progress=False)
     assert (df.status == "ok").all(), df.error.tolist()
     assert df.accuracy.iloc[0] == sim["chip"]["accuracy_mean"]
+
+
+@pytest.mark.slow
+def test_run_on_the_reference_chip_server_reports_what_sim_reports(tmp_path):
+    """``--backend remote:HOST:PORT`` against the reference server (loopback, started and
+    stopped here): the same report as the in-process simulator."""
+    srv = subprocess.Popen([sys.executable, "-m", "norsim.backend.chip_server", "--port", "0",
+                            "--quiet"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(srv.stdout.readline())
+        r = _cli(*RUN, "--backend", f"remote:127.0.0.1:{port}", "--json",
+                 str(tmp_path / "remote.json"))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"back-end: remote:127.0.0.1:{port} (remote;")
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+    s = _cli(*RUN, "--json", str(tmp_path / "sim.json"))
+    assert s.returncode == 0, s.stderr
+    rem, sim = (json.loads((tmp_path / f).read_text()) for f in ("remote.json", "sim.json"))
+    assert rem["backend"]["kind"] == "remote"
+    assert rem["chip"] == sim["chip"] and rem["instances"][0]["layers"] == sim["instances"][0]["layers"]

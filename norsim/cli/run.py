@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     chips = [inst["chip"] for inst in rep["instances"]]
-    print(backend_header(chips[0].backend.info(), args.backend))
+    info = chips[0].backend.info()
+    print(backend_header(info, args.backend))
     cost = None
     if all(t.array is not None for t in chips[0].tiles()):
         from norsim.cost.report import cost_from_evaluation, format_report as format_cost
@@ -205,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"recorded: {args.record} (replay with --backend replay:{args.record})")
     if args.json_out:
         out = jsonable(rep)
-        out["backend"] = dataclasses.asdict(chips[0].backend.info())
+        out["backend"] = dataclasses.asdict(info)
         out["cost"] = None if cost is None else cost.as_dict()
         out["config"] = cfg.to_dict()
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
