@@ -12,12 +12,10 @@ BLAS variables set to ``NORSIM_BENCH_THREADS``); while it computes, this process
 
 Also reported: the outputs of the first timed run of each compared (``bit_identical``: the
 two chips received the same calls up to there; later runs differ by the read noise of the
-repetitions), the request count of
-the remote run, the protocol's round trip (``round_trip_ms``: a ``_state`` request, median
-of 200), a one-vector ``mvm`` on the first tile in process and remote
-(``mvm_one_vector_ms_*``, median of 20: the server's work is the same, the difference is
-the protocol),
-and with ``--small-batch N`` the same ratio at a batch of N images (more requests per image).
+repetitions), the request count of the remote run, the protocol's round trip
+(``round_trip_ms``: a ``_state`` request that the server answers without work, median of
+200), and with ``--small-batch N`` (default 10; 0: skip) the same ratio at a batch of N
+images (more requests per image).
 The last line is one JSON object with ``ratio_remote_vs_inprocess`` (remote seconds per
 image / in-process seconds per image; target < 1.5) and the thread settings.
 
@@ -131,15 +129,6 @@ def main() -> int:
             rb._exchange(wire.STATE_QUERY, {})
             rt.append(time.perf_counter() - t0)
         out["round_trip_ms"] = 1e3 * float(np.median(rt))
-        for key, chip in (("inprocess", local), ("remote", remote)):
-            tile = next(iter(chip.tiles()))
-            v = np.ones((1, tile.row_stop - tile.row_start), dtype=np.int64)
-            ts = []
-            for _ in range(20):
-                t0 = time.perf_counter()
-                chip.backend.mvm(tile.tile_id, v, (999,))
-                ts.append(time.perf_counter() - t0)
-            out[f"mvm_one_vector_ms_{key}"] = 1e3 * float(np.median(ts))
         rb.close()
     finally:
         proc.terminate()
