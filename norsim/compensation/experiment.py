@@ -202,6 +202,9 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--calib", type=int, default=96, help="calibration images (ADC ranges, re-calibration)")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seed-list", default=None, metavar="S,S,...",
+                   help="run only these chip seeds, in this order (e.g. to split a study over "
+                        "processes sharing --parts); default 0 ... seeds-1")
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--json", default=None)
     p.add_argument("--parts", default=None,
@@ -241,10 +244,16 @@ def main(argv=None) -> int:
                       {"model": a.model, "preset": a.preset, "images": a.images, "calib": a.calib,
                        "overrides": a.overrides, "fresh_off_only": a.fresh_off_only,
                        "compensation_on": COMPENSATION_ON})
+    seeds = list(range(a.seeds))
+    if a.seed_list:
+        try:
+            seeds = [int(v) for v in a.seed_list.split(",")]
+        except ValueError:
+            p.error(f"--seed-list: {a.seed_list!r} is not a comma-separated list of integers")
     results = {}
     for name in conditions:
         results[name] = []
-        for s in range(a.seeds):
+        for s in seeds:
             on = None if (a.fresh_off_only and name == "fresh_300K") else COMPENSATION_ON
             r = store.load(name, s)
             resumed = r is not None
