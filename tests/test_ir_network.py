@@ -41,6 +41,28 @@ def test_surrogate_tracks_circuit_mode_per_vector():
     assert err < 0.25 * static_err
 
 
+def test_strap_modes_carry_a_half_used_tile():
+    """A 128 x 128 tile conducting only in its left half (a 64-channel layer's tile), preset
+    wires and straps: against circuit mode the default four strap modes follow the
+    column-asymmetric rise to 2 % of the largest effect; one or two modes miss it by > 10 %."""
+    cfg = load_preset("nor40")
+    vth, _, _, model = check_setup(cfg, 128, 128, 1)
+    vth[:, 64:] = 8.0  # erased-off, unused columns
+    from norsim.array.circuit import CircuitSolver
+    i_on = CircuitSolver(vth, cfg, model).nominal(
+        np.full((1, 128), cfg.device.read.v_select_on_v))[0][0]
+    rng = np.random.default_rng(6)
+    x = (rng.random((8, 128)) < rng.uniform(0.2, 1.0, (8, 1))).astype(np.float32)
+    x[0] = 1.0  # every row on: the tile's largest effect
+    sur = ModalIrSurrogate(vth, cfg, i_on, model=model)
+    exact = sur.exact_delta(x)
+    effect = np.abs(exact).max()
+    assert np.abs(sur.delta(x) - exact).max() <= 0.02 * effect
+    for m in (1, 2):
+        few = ModalIrSurrogate(vth, cfg, i_on, model=model, modes_sl=m)
+        assert np.abs(few.delta(x) - exact).max() > 0.1 * effect
+
+
 def test_surrogate_is_first_order_in_the_wire_resistance():
     """First order in the wire resistance: the surrogate's change is proportional to R
     (halving every resistance halves it, to its second-order terms)."""
