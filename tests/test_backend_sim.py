@@ -35,7 +35,8 @@ SUMMED = ("events", "events_after_prepare", "cost")
 
 
 @pytest.mark.parametrize("key", [
-    "ideal", "every_step",
+    "ideal",
+    pytest.param("every_step", marks=pytest.mark.slow),   # ~40-80 s: programming + every step
     pytest.param("fresh", marks=pytest.mark.slow),
     pytest.param("baked", marks=pytest.mark.slow),
     pytest.param("compensated", marks=pytest.mark.slow)])
@@ -89,8 +90,9 @@ def test_engine_through_the_seam_equals_the_direct_loop():
     rng = np.random.default_rng(3)
     model = random_lenet(rng, calib_n=8)
     images = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
-    cfg = load_preset().with_overrides({"array.rows": 64, "array.cols": 64, "seed": 5,
-                                        "array.adc.noise_lsb": 0.4})
+    cfg = load_preset().with_overrides({"array.rows": 128, "array.cols": 128, "seed": 5,
+                                        "array.adc.noise_lsb": 0.4,
+                                        "mapping.programming": "ideal"})
     chip = mapper.map_model(model, cfg)
     engine.calibrate(chip, images[:4])
     assert isinstance(chip.backend, SimBackend)
@@ -108,14 +110,17 @@ def test_engine_through_the_seam_equals_the_direct_loop():
 def test_tile_ids_reports_and_maps():
     rng = np.random.default_rng(4)
     model = random_lenet(rng, calib_n=4)
-    cfg = load_preset().with_overrides({"array.rows": 64, "array.cols": 64})
+    cfg = load_preset().with_overrides({"array.rows": 64, "array.cols": 64,
+                                        "mapping.programming": "ideal"})
     chip = mapper.map_model(model, cfg)
     be = chip.backend
     ids = [t.tile_id for t in chip.tiles()]
     assert ids == be.tile_ids() and len(set(ids)) == len(ids)
     first = next(chip.tiles())
-    layer = next(iter(chip.layers.values()))
+    layer = next(L for L in chip.layers.values() if L.tiles)
     assert first.tile_id == tile_id(layer.name, 0, 0)
+    assert layer.tiles[-1].tile_id == tile_id(layer.name, (layer.tiles[-1].row_start // 64),
+                                              (layer.tiles[-1].col_start // layer.tiles[0].col_stop))
     m = be.read_map(first.tile_id, "vth")
     np.testing.assert_array_equal(m.values, first.array.vth)
     cur = be.read_map(first.tile_id, "current")
