@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from norsim.array.circuit_exact import _exact_row, _exp_mode, _model_currents
-from norsim.array.circuit_iv import load_vector, store_vector
+from norsim.array.circuit_iv import load_vector, record_status, store_vector
 from norsim.array.circuit_linear import _chains_axis0, _solve_sl, no_strap
 
 
@@ -284,10 +284,8 @@ def _solve_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, tile_ing
             q = qa if qa == qa else np.inf
             if q < np.inf:
                 au, bu, av, bv = q * t_au, q * t_bu, q * t_av, q * t_bv
-        out_status[k] = status
-        out_sweeps[k] = sweeps
-        out_step[k] = step
-        out_iter[k] = done_outer
+        record_status(k, status, sweeps, step, done_outer, out_status, out_sweeps, out_step,
+                      out_iter)
         if status != 0:
             continue
         # the converged vector: the last sweep's currents and the drops they cause

@@ -433,3 +433,12 @@ def store_vector(k, im, u, v, line_of_row, v_bl, v_sl, out_i, out_col, out_u, ou
             out_vd[k, r, c] = v_bl - u[r, c]
             out_v[k, r, c] = v[ln, c]
             out_vs[k, r, c] = v_sl + v[ln, c]
+
+
+@numba.njit(cache=True, inline="always")
+def record_status(k, status, count, step, outer, out_status, out_count, out_step, out_iter):
+    """Vector ``k``'s status (0 solved), sweep or inner-step count, last step and steps."""
+    out_status[k] = status
+    out_count[k] = count
+    out_step[k] = step
+    out_iter[k] = outer

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from norsim.array.circuit_exact import _exact_row
-from norsim.array.circuit_iv import load_vector, store_vector
+from norsim.array.circuit_iv import load_vector, record_status, store_vector
 from norsim.device.vecmath import exp_nonpos
 
 __all__ = ["newton_batch", "line_data"]
@@ -493,10 +493,8 @@ def _newton_batch_kernel(split, wl, inv, t_i, t_a, t_b, t_x, t_xd, t_xs, vth, n_
                 for c in range(cols):
                     ua[r, c] = u[r, c]
             va[:, :] = v
-        out_status[k] = status
-        out_inner[k] = inner_total
-        out_step[k] = step
-        out_iter[k] = done_outer
+        record_status(k, status, inner_total, step, done_outer, out_status, out_inner, out_step,
+                      out_iter)
         if status != 0:
             continue
         # the local-model currents at the converged drops
