@@ -17,7 +17,7 @@ from scipy.sparse.linalg import splu
 from norsim.array.circuit_config import WireConfig
 from norsim.array.circuit_linear import (FactorSolver, chain_coefficients, no_strap,
                                          strap_coefficients, strap_correct)
-from norsim.array.circuit_newton import line_data
+from norsim.array.circuit_newton_lines import line_data
 from norsim.errors import InputError
 
 __all__ = ["WireNetwork", "wire_network", "clamp_voltage", "clamp_gain_of"]
