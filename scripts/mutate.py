@@ -158,6 +158,11 @@ EQUIVALENT: dict[str, str] = {
         "one more step; the V_th it returns is the same (0 difference at tol_v = 1e-11, 1e-6 "
         "and 1e-3 V over 1 pA - 20 uA, split- and stacked-gate, checked with "
         "NUMBA_DISABLE_JIT=1)",
+    "device_iv_vth::_vth_kernel::0:Gt->GtE@15::if cur > 0.0:":
+        "cur == 0 (an underflowed current) then takes the first branch: h = ln 0 - ln I_t = "
+        "-inf <= 0 sets hi = V_th, as the other branch does, and the Newton step "
+        "-h cur / dI = -inf x 0 is NaN, the other branch's value: the same bracket update "
+        "and the same bisection step",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
