@@ -1,5 +1,5 @@
 """The fast tier against the exact path on LeNet-MNIST and the CIFAR-10 zoo model (issue 17,
-point 4): 5 chips each, paired draw for draw (norsim.mapping.equivalence).
+point 4): 5 chips each, paired draw for draw (norsim.experiments.equivalence).
 
 Fast tier: ``array.noise.cell_variance = 'bounded_ratio'`` (the default); exact path:
 ``'exact'``. Everything else on the fast path is exact arithmetic (RTN walk bit-identical,
@@ -29,7 +29,7 @@ from norsim import zoo  # noqa: E402
 from norsim.cli.run import load_eval_data  # noqa: E402
 from norsim.config import load_preset  # noqa: E402
 from norsim.errors import InputError  # noqa: E402
-from norsim.mapping.equivalence import tier_equivalence  # noqa: E402
+from norsim.experiments.equivalence import tier_equivalence  # noqa: E402
 
 FAST = ["array.noise.cell_variance='bounded_ratio'"]
 EXACT = ["array.noise.cell_variance='exact'"]

@@ -8,7 +8,7 @@ import numpy as np
 from norsim import zoo
 from norsim.cli.run import load_eval_data
 from norsim.config import load_preset
-from norsim.mapping.equivalence import _tv_distance, tier_equivalence
+from norsim.experiments.equivalence import _tv_distance, tier_equivalence
 
 
 def test_total_variation_distance_closed_forms():
