@@ -1,6 +1,7 @@
 """The compensation study keeps every finished (condition, chip) pair and resumes from it."""
 
 import numpy as np
+import pytest
 
 from norsim.compensation.experiment import PartStore
 
@@ -25,3 +26,17 @@ def test_part_store_round_trip_and_signature(tmp_path):
     # another seed, condition or setting is not a finished pair
     assert store.load("read_358K", 4) is None and store.load("read_233K", 3) is None
     assert PartStore(tmp_path, {"images": 38, "overrides": []}).load("read_358K", 3) is None
+
+
+def test_summary_pairs_only_seeds_with_a_fresh_baseline():
+    from norsim.compensation.experiment import summarise
+    from norsim.config.presets import load_preset
+
+    rng = np.random.default_rng(1)
+    fresh = {**_result(rng), "seed": 4}
+    hot = [{**_result(rng), "seed": 4}, {**_result(rng), "seed": 3}]  # seed 3 has no baseline yet
+    out = summarise({"fresh_300K": [fresh], "read_358K": hot}, np.ones(37, bool),
+                    load_preset("nor40"))
+    assert out["read_358K"]["off"]["per_seed"] == [float(hot[0]["off"].mean())]
+    assert out["read_358K"]["off"]["vs_fresh_300K"]["mean"] == pytest.approx(
+        hot[0]["off"].mean() - fresh["off"].mean(), abs=1e-12)

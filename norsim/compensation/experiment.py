@@ -121,6 +121,9 @@ def summarise(results: dict, ref_correct: np.ndarray, cfg) -> dict:
     base = {r["seed"]: r["off"] for r in results["fresh_300K"]}
     out = {}
     for name, rows in results.items():
+        rows = [r for r in rows if r["seed"] in base]  # a partial run: pairs with a baseline
+        if not rows:
+            continue
         row = {}
         for mode in ("off", "on"):
             accs = np.array([r[mode].mean() for r in rows])
