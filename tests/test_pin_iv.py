@@ -112,3 +112,27 @@ def test_stacked_cell_vth_follows_its_gate_volt_for_volt():
                               n=a["n"], beta=a["beta"], dibl_eta=a["dibl_eta"], newton=newton)
         np.testing.assert_allclose(vth - a["v_wl"], np.full(48, vth[0] - a["v_wl"][0]),
                                    atol=1e-9)
+
+
+def test_node_table_is_built_only_for_a_common_read():
+    # the split-gate kernel's node table is the kernel's own solution on a V_th grid of
+    # _SG_PREDICT_POINTS points with the call's other inputs: only a common read (one bias,
+    # one n, beta, eta) can be reused that way. With a per-cell bias the table would describe
+    # cell 0's bias, and a per-cell input shorter than the grid would be read past its end
+    from norsim.device.iv import (_CELL_NAMES, _SG_PREDICT_MIN, _SG_PREDICT_POINTS,
+                                  _flat_inputs, _node_predictor)
+
+    model = cell_model(DEV.cell, DEV.read.temperature_k)
+    fg, r = model.fg, DEV.read
+    consts = model._kernel_constants()
+
+    def table(size, per_cell_vd):
+        vd = np.full(size, r.v_bl_read_v) if per_cell_vd else r.v_bl_read_v
+        _, flat, steps, ranges = _flat_inputs(
+            (r.v_select_on_v, r.v_cg_read_v, vd, r.v_sl_read_v, np.linspace(0.5, 1.5, size),
+             fg.n, fg.beta, fg.dibl_eta), _CELL_NAMES, _CELL_NAMES)
+        return _node_predictor(flat, steps, size, consts, ranges["v_th"])[2]
+
+    assert table(100, True).size == 0                     # per-cell bias, shorter than the grid
+    assert table(2 * _SG_PREDICT_MIN, True).size == 0     # per-cell bias, a large call
+    assert table(2 * _SG_PREDICT_MIN, False).size == _SG_PREDICT_POINTS   # a large common read
