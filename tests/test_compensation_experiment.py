@@ -40,3 +40,15 @@ def test_summary_pairs_only_seeds_with_a_fresh_baseline():
     assert out["read_358K"]["off"]["per_seed"] == [float(hot[0]["off"].mean())]
     assert out["read_358K"]["off"]["vs_fresh_300K"]["mean"] == pytest.approx(
         hot[0]["off"].mean() - fresh["off"].mean(), abs=1e-12)
+
+
+def test_chip_replicate_interval_is_the_t_interval_of_per_chip_differences():
+    from scipy import stats
+
+    from norsim.compensation.experiment import _t_interval
+
+    d = np.array([0.01, 0.03, -0.02, 0.00, 0.02])
+    lo, hi = _t_interval(d)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert (lo, hi) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert _t_interval(np.array([0.5])) is None

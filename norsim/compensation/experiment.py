@@ -116,6 +116,18 @@ class PartStore:
         tmp.replace(self._path(condition, seed))
 
 
+def _t_interval(per_chip: np.ndarray, confidence: float = 0.95) -> list[float] | None:
+    """t-interval of the mean per-chip paired difference (chips as replicates); None with one
+    chip."""
+    from scipy import stats
+
+    if per_chip.size < 2:
+        return None
+    half = stats.t.ppf((1 + confidence) / 2, per_chip.size - 1) * per_chip.std(ddof=1) \
+        / np.sqrt(per_chip.size)
+    return [float(per_chip.mean() - half), float(per_chip.mean() + half)]
+
+
 def summarise(results: dict, ref_correct: np.ndarray, cfg) -> dict:
     """Per condition: accuracy on/off over seeds, paired differences vs fresh 300 K off."""
     base = {r["seed"]: r["off"] for r in results["fresh_300K"]}
@@ -131,12 +143,14 @@ def summarise(results: dict, ref_correct: np.ndarray, cfg) -> dict:
                                     n_boot=1000) for r in rows]
             diff = np.mean([r[mode] for r in rows], axis=0) - np.mean([base[r["seed"]] for r in rows], axis=0)
             boots = diff[cfg.rng(_STREAM_BOOT).integers(0, diff.size, (1000, diff.size))].mean(axis=1)
+            per_chip = np.array([r[mode].mean() - base[r["seed"]].mean() for r in rows])
             snr = {k: float(np.mean([r[f"snr_{mode}_db"][k] for r in rows]))
                    for k in rows[0][f"snr_{mode}_db"]}
             row[mode] = {"accuracy_mean": float(accs.mean()), "per_seed": accs.tolist(),
                          "spread": seed_spread(accs),
                          "vs_fresh_300K": {"mean": float(diff.mean()),
                                            "bootstrap_95": np.quantile(boots, [0.025, 0.975]).tolist(),
+                                           "t_over_chips_95": _t_interval(per_chip),
                                            "mcnemar_p": [p.mcnemar_p for p in pairs]},
                          "vs_reference": float(accs.mean() - ref_correct.mean()),
                          "snr_db": snr}
@@ -147,7 +161,10 @@ def summarise(results: dict, ref_correct: np.ndarray, cfg) -> dict:
 
 
 def markdown_table(summary: dict) -> str:
-    lines = ["| condition | comp. off % | off - fresh (95% CI) pts | comp. on % | on - fresh (95% CI) pts | "
+    """The study's table: paired differences with two intervals, the paired bootstrap over
+    images with the chips held fixed and the t-interval over chips as replicates."""
+    lines = ["| condition | comp. off % | off - fresh pts (95% CI: images; chips) | comp. on % | "
+             "on - fresh pts (95% CI: images; chips) | "
              "min McNemar p (on) | worst-layer SNR off / on dB |", "|---|---|---|---|---|---|---|"]
     for name, row in summary.items():
         cells = [name]
@@ -155,8 +172,10 @@ def markdown_table(summary: dict) -> str:
             r = row[mode]
             d = r["vs_fresh_300K"]
             cells.append(f"{100 * r['accuracy_mean']:.2f} (sd {100 * r['spread']['std']:.2f})")
+            t = d.get("t_over_chips_95")
+            chips = (f"; {100 * t[0]:+.2f} to {100 * t[1]:+.2f}" if t else "")
             cells.append(f"{100 * d['mean']:+.2f} ({100 * d['bootstrap_95'][0]:+.2f} to "
-                         f"{100 * d['bootstrap_95'][1]:+.2f})")
+                         f"{100 * d['bootstrap_95'][1]:+.2f}{chips})")
         cells.append(f"{min(row['on']['vs_fresh_300K']['mcnemar_p']):.3g}")
         cells.append(f"{min(row['off']['snr_db'].values()):.1f} / {min(row['on']['snr_db'].values()):.1f}")
         lines.append("| " + " | ".join(cells) + " |")
