@@ -153,9 +153,10 @@ EQUIVALENT: dict[str, str] = {
         "V_D (speed): it switches only for a call of exactly 16384 elements, and both starts "
         "converge to the same current (tests/test_device_iv.py checks the two agree)",
     "device_iv::CellModel::200->201@20::max_iter: int = 200":
-        "the iteration cap of the safeguarded split-gate node solve: Newton kept inside a "
-        "bracket converges in a few steps (the vectorised passes take most elements before "
-        "it runs), so neither cap is reached and one more allowed iteration changes nothing",
+        "the iteration cap of the safeguarded split-gate node solve (Newton, quadratic near "
+        "the root, inside a bracket; bisection when a step leaves it): pure bisection of a "
+        "bracket of |V_D - V_S| < 10 V reaches the 1e-15 V stop within ~54 steps, so a cap of "
+        "200 is not the binding stop and one more allowed iteration changes nothing",
     "device_iv_vth::_vth_direct_kernel::Div->Mult@20::tol * alpha_g / (nk * u_t)":
         "the stop of the Newton iteration on the pinch-off voltage converted with (n U_T)^2 "
         "~ 1e-3 too small: a tighter stop of a quadratically convergent iteration, at most "
