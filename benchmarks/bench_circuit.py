@@ -66,7 +66,7 @@ from norsim.array.surrogate import IrDropSurrogate  # noqa: E402
 from norsim.config.presets import load_preset  # noqa: E402
 
 BATCH = 64
-RESNET_IMAGES = 4  # per batch: one certifying batch, one timed steady batch
+RESNET_IMAGES = 4  # per batch: one certifying batch, one timed steady batch (--resnet-images N)
 STRESS_BATCH = 16
 STRESS_SCALE = 50.0
 BIG_BATCH = 16
@@ -177,6 +177,17 @@ def _timed_run(chip, imgs) -> tuple:
     return ((time.perf_counter() - t0) / len(imgs), (time.process_time() - c0) / len(imgs))
 
 
+def _resnet_images() -> int:
+    """``--resnet-images N`` on the command line (images per batch), else RESNET_IMAGES."""
+    argv = sys.argv[1:]
+    if "--resnet-images" in argv:
+        n = int(argv[argv.index("--resnet-images") + 1])
+        if n < 1:
+            raise SystemExit(f"--resnet-images: {n}; expected an integer >= 1")
+        return n
+    return RESNET_IMAGES
+
+
 def _ir_resnet18() -> dict:
     """IR-aware ResNet-18 (issue 19, point 4): seconds per image, the one-time certification,
     the certified error, and the same chip without IR drop in the same process."""
@@ -184,10 +195,11 @@ def _ir_resnet18() -> dict:
     from norsim.mapping.ir_drop import ir_check_summary
     from norsim.mapping.random_models import blob_images, random_resnet18
 
+    n_img = _resnet_images()
     rng = np.random.default_rng(SEED)
     model = random_resnet18(rng, calib_n=4)
     c, h, w = model.input.shape
-    imgs = blob_images(rng, 2 * RESNET_IMAGES, h, w, c)
+    imgs = blob_images(rng, 2 * n_img, h, w, c)
     calib = blob_images(rng, 4, h, w, c)
     t0 = time.perf_counter()
     chip = _resnet_chip(model, calib, "network")
@@ -196,13 +208,13 @@ def _ir_resnet18() -> dict:
     for t in chip.tiles():  # certify the timed run only: its first batch does the checks
         t.ir_check.n_vectors = t.ir_check.n_checked = 0
         t.ir_check.max_error_a = t.ir_check.max_error_lsb = t.ir_check.max_effect_lsb = 0.0
-    first, first_cpu = _timed_run(chip, imgs[:RESNET_IMAGES])
-    wall, cpu = _timed_run(chip, imgs[RESNET_IMAGES:])
+    first, first_cpu = _timed_run(chip, imgs[:n_img])
+    wall, cpu = _timed_run(chip, imgs[n_img:])
     rep = ir_check_summary(chip)
     del chip
     base = _resnet_chip(model, calib, "none")
     engine.run(base, imgs[:1], collect_stats=False)
-    base_wall, base_cpu = _timed_run(base, imgs[RESNET_IMAGES:])
+    base_wall, base_cpu = _timed_run(base, imgs[n_img:])
     return {"ir_resnet18_s_per_image": wall, "ir_resnet18_cpu_s_per_image": cpu,
             "ir_resnet18_certified_error_lsb": rep["max_error_lsb"],
             "ir_resnet18_fraction_checked": rep["fraction_checked"],
@@ -210,8 +222,8 @@ def _ir_resnet18() -> dict:
             "ir_resnet18_ir_effect_lsb": rep["max_ir_effect_lsb"],
             "ir_resnet18_certify_batch_s_per_image": first,
             "ir_resnet18_certify_batch_cpu_s_per_image": first_cpu,
-            "ir_resnet18_check_cpu_s": (first_cpu - cpu) * RESNET_IMAGES,
-            "ir_resnet18_images": 2 * RESNET_IMAGES,
+            "ir_resnet18_check_cpu_s": (first_cpu - cpu) * n_img,
+            "ir_resnet18_images": 2 * n_img,
             "ir_resnet18_tiles": rep["tiles"], "ir_resnet18_setup_s": setup,
             "resnet18_no_ir_s_per_image": base_wall,
             "resnet18_no_ir_cpu_s_per_image": base_cpu}
