@@ -64,6 +64,12 @@ _IV_TESTS = ("tests/test_pin_iv.py", "tests/test_device_iv.py")
 _CIRCUIT_TESTS = ("tests/test_pin_circuit.py", "tests/test_circuit_solver.py",
                   "tests/test_circuit_straps.py", "tests/test_circuit_newton.py",
                   "tests/test_ir_network.py", "tests/test_circuit_surrogate.py")
+#: circuit mode's kernels (cell evaluation, linear solves, batch and Newton kernels): their
+#: kernel-vs-twin tests first, then the solver's
+_CIRCUIT_KERNEL_TESTS = ("tests/test_circuit_kernels.py", *_CIRCUIT_TESTS)
+#: the array's bit-serial fast path (column-major readout, per-read noise, exact RTN)
+_ARRAY_READ_TESTS = ("tests/test_pin_kernels.py", "tests/test_array_fast_path.py",
+                     "tests/test_array_kernels.py", "tests/test_array_noise.py")
 
 #: core module -> (its source file, the test files that pin it)
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -106,6 +112,24 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "circuit_reference": ("norsim/array/circuit_reference.py", _CIRCUIT_TESTS),
     "circuit_krylov": ("norsim/array/circuit_krylov.py", _CIRCUIT_TESTS),
     "circuit_network": ("norsim/array/circuit_network.py", _CIRCUIT_TESTS),
+    # circuit mode's numba kernels, each with its NumPy twin (norsim/array/circuit_kernels.py
+    # only re-exports them): cell evaluation, the exact row evaluation, linear solves, the
+    # default batch kernel with its certified stop, the per-vector Newton kernel and its
+    # line solves
+    "circuit_iv": ("norsim/array/circuit_iv.py", _CIRCUIT_KERNEL_TESTS),
+    "circuit_exact": ("norsim/array/circuit_exact.py", _CIRCUIT_KERNEL_TESTS),
+    "circuit_linear": ("norsim/array/circuit_linear.py", _CIRCUIT_KERNEL_TESTS),
+    "circuit_batch": ("norsim/array/circuit_batch.py", _CIRCUIT_KERNEL_TESTS),
+    "circuit_newton": ("norsim/array/circuit_newton.py", _CIRCUIT_KERNEL_TESTS),
+    "circuit_newton_lines": ("norsim/array/circuit_newton_lines.py", _CIRCUIT_KERNEL_TESTS),
+    # the array's read path: column-major readout (issue 17), per-read noise, exact RTN
+    "readout_t": ("norsim/array/readout_t.py", _ARRAY_READ_TESTS),
+    "noise_read": ("norsim/array/noise_read.py", _ARRAY_READ_TESTS),
+    "rtn_kernels": ("norsim/array/rtn_kernels.py", _ARRAY_READ_TESTS),
+    # weight and input encodings (integer weights -> cell levels -> conversion channels)
+    "encodings": ("norsim/array/encodings.py", ("tests/test_array_ideal.py",
+                                                "tests/test_array_periphery.py",
+                                                "tests/test_pin_adc.py")),
 }
 
 #: mutants known to be equivalent (no test can tell them apart): key -> reason. The key is

@@ -24,7 +24,8 @@ def test_at_least_three_designs_two_figures_each(table):
 @pytest.mark.parametrize("role", ["headline", "second"])
 def test_prediction_within_25_percent_or_explained(table, key, role):
     """Every figure within 25 % of the paper, unless the design explains that figure (at
-    most one per design) -- then still within a factor of 2 -- or lists it as unreached
+    most one per design) -- then on the side its explanation states, within a factor of 2 --
+    or lists it as unreached
     (its arithmetic is tested by the design's own test below)."""
     row = next(r for r in table if r["design"] == key and r["role"] == role)
     d = pub.DESIGNS[key]
@@ -32,7 +33,9 @@ def test_prediction_within_25_percent_or_explained(table, key, role):
         assert not (0.75 <= row["ratio"] <= 1.25), ("reached: drop it from unreached", row)
         return
     if row["explained"]:
-        assert 0.5 <= row["ratio"] <= 2.0, row
+        # the one explained row (Mythic power) is a model covering less than the chip: it
+        # must come out lower; tests/test_pin_published.py checks it at both cost corners
+        assert 0.5 <= row["ratio"] < 1.0, row
     else:
         assert abs(row["ratio"] - 1.0) <= pub.TOLERANCE, row
 
