@@ -68,7 +68,8 @@ _CIRCUIT_TESTS = ("tests/test_pin_circuit.py", "tests/test_circuit_solver.py",
 #: kernel-vs-twin tests first, then the solver's
 _CIRCUIT_KERNEL_TESTS = ("tests/test_circuit_kernels.py", *_CIRCUIT_TESTS)
 #: the array's bit-serial fast path (column-major readout, per-read noise, exact RTN)
-_ARRAY_READ_TESTS = ("tests/test_pin_kernels.py", "tests/test_array_fast_path.py",
+_ARRAY_READ_TESTS = ("tests/test_pin_readout.py", "tests/test_pin_kernels.py",
+                     "tests/test_array_fast_path.py",
                      "tests/test_array_kernels.py", "tests/test_array_noise.py")
 
 #: core module -> (its source file, the test files that pin it)
@@ -192,6 +193,12 @@ EQUIVALENT: dict[str, str] = {
         "-inf <= 0 sets hi = V_th, as the other branch does, and the Newton step "
         "-h cur / dI = -inf x 0 is NaN, the other branch's value: the same bracket update "
         "and the same bisection step",
+    "readout_t::_readout_t_kernel::drop right term@46::start + n0 + m":
+        "the negative column's RTN-correction slice corr[sq, start+n0 : start+n0] is empty, "
+        "but numba does not check bounds (NUMBA_BOUNDSCHECK unset, as in every run): the "
+        "empty view keeps the same data pointer, so crq[i] loads corr[sq, start+n0+i], the "
+        "values the full slice holds -- undefined behaviour that reads the same memory (the "
+        "positive column's slice, same code, is pinned through its sp >= 0 branch)",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
