@@ -8,12 +8,15 @@ Prints one JSON line: ``seconds`` (one batch through all tiles, median of repeat
 process) and ``flop_floor_ratio`` (bit-planes x polarities x tile padding: the multiply-adds
 the readout cannot avoid, relative to the GEMM; ``flop_floor_ratio_with_variance`` doubles
 it for the per-cell noise variances summed in the same product, which the preset's 1/f and
-thermal noise require). The same is timed without RTN
-(``*_no_rtn``): exact RTN costs O(multiplies x cells whose traps switch within the batch),
-which the preset's 1 us - 100 s trap time constants make the dominant term.
-``ratio_vs_floor`` (and ``_no_rtn``): ``ratio_vs_gemm`` over ``flop_floor_ratio_with_variance``.
-``ratio_vs_gemm_cpu`` (and ``_no_rtn``): the same ratios from process CPU time
-(``time.process_time``, all threads), steadier than wall clock on a shared machine.
+thermal noise require). The same is timed,
+alternating within every repeat, with the exact RTN tier (``*_exact_rtn``:
+``array.noise.rtn_tier = 'exact'``; exact RTN costs O(switches + multiplies x cells away
+from their base state), which the preset's 1 us - 100 s trap time constants make the
+dominant term) and without RTN (``*_no_rtn``); ``rtn_tier`` / ``rtn_modes`` say what the
+default ran. ``ratio_vs_floor`` (and ``_exact_rtn``, ``_no_rtn``): ``ratio_vs_gemm`` over
+``flop_floor_ratio_with_variance``. ``ratio_vs_gemm_cpu`` (and the others): the same ratios
+from process CPU time (``time.process_time``, all threads), steadier than wall clock on a
+shared machine.
 """
 
 from __future__ import annotations
@@ -46,29 +49,37 @@ def _tiles(cfg, w, x_cal):
     return tiles
 
 
-def _time(tiles, x, rng, gemm, cols_logical, rows):
-    def analog():
+def _time(tilesets, x, rng, gemm, cols_logical, rows):
+    """Median wall and CPU seconds of one batch through each tile set and of the GEMM, the
+    sets timed in turn within every repeat (A/B/C alternating: the same load for each)."""
+    def analog(tiles):
         y = np.zeros((BATCH, OUT))
         for r0, c0, t in tiles:
             y[:, c0:c0 + cols_logical] += t.matmul(x[:, r0:r0 + rows], rng)
         return y
 
-    analog(), gemm()  # warm-up (numba compile / cache load, BLAS threads)
-    t_an, t_gm, c_an, c_gm = [], [], [], []
+    for tiles in tilesets.values():  # warm-up (numba compile / cache load, BLAS threads)
+        analog(tiles)
+    gemm()
+    wall = {k: [] for k in tilesets}
+    cpu = {k: [] for k in tilesets}
+    t_gm, c_gm, ys = [], [], {}
 
-    def timed(fn, wall, cpu):
+    def timed(fn, w, c):
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+        w.append(time.perf_counter() - t0)
+        c.append(time.process_time() - c0)
         return out
 
     for _ in range(REPEATS):
         timed(gemm, t_gm, c_gm)
-        y = timed(analog, t_an, c_an)
+        for k, tiles in tilesets.items():
+            ys[k] = timed(lambda: analog(tiles), wall[k], cpu[k])
         timed(gemm, t_gm, c_gm)
-    _time.cpu_ratio = float(np.median(c_an) / np.median(c_gm))
-    return float(np.median(t_an)), float(np.median(t_gm)), y
+    g, cg = float(np.median(t_gm)), float(np.median(c_gm))
+    return ({k: float(np.median(v)) for k, v in wall.items()}, g,
+            {k: float(np.median(v)) / cg for k, v in cpu.items()}, ys)
 
 
 def main() -> int:
@@ -85,24 +96,31 @@ def main() -> int:
         return xf @ wf
 
     rows, cols_logical = a.rows, a.cols // 2
-    seconds, t_gemm, y = _time(_tiles(cfg, w, x_cal), x, rng, gemm, cols_logical, rows)
-    cpu_ratio = _time.cpu_ratio
-    cfg_nr = cfg.with_overrides(["array.noise.rtn_enabled=false"])
-    s_nr, g_nr, _ = _time(_tiles(cfg_nr, w, x_cal), x, rng, gemm, cols_logical, rows)
-    cpu_ratio_nr = _time.cpu_ratio
+    sets = {"default": _tiles(cfg, w, x_cal),
+            "exact_rtn": _tiles(cfg.with_overrides(["array.noise.rtn_tier='exact'"]), w, x_cal),
+            "no_rtn": _tiles(cfg.with_overrides(["array.noise.rtn_enabled=false"]), w, x_cal)}
+    modes = sorted({t.rtn_mode() for _, _, t in sets["default"]})
+    sec, t_gemm, cpu, ys = _time(sets, x, rng, gemm, cols_logical, rows)
     n_row_tiles = -(-IN // rows)
     floor = a.encoding.input_bits * 2 * (n_row_tiles * rows) / IN
     exact = x @ w
-    rel_err = float(np.sqrt(np.mean((y - exact) ** 2)) / np.sqrt(np.mean(exact.astype(float) ** 2)))
-    print(json.dumps({"seconds": seconds, "ratio_vs_gemm": seconds / t_gemm,
+    rel_err = float(np.sqrt(np.mean((ys["default"] - exact) ** 2))
+                    / np.sqrt(np.mean(exact.astype(float) ** 2)))
+    print(json.dumps({"seconds": sec["default"], "ratio_vs_gemm": sec["default"] / t_gemm,
+                      "rtn_tier": a.noise.rtn_tier, "rtn_modes": modes,
                       "flop_floor_ratio": floor, "flop_floor_ratio_with_variance": 2 * floor,
                       # issue 17's figure: time over the FLOP floor of the products the
                       # configuration needs (current + 1/f variance) at this process's GEMM rate
-                      "ratio_vs_floor": seconds / t_gemm / (2 * floor),
-                      "ratio_vs_floor_no_rtn": s_nr / g_nr / (2 * floor),
+                      "ratio_vs_floor": sec["default"] / t_gemm / (2 * floor),
+                      "ratio_vs_floor_exact_rtn": sec["exact_rtn"] / t_gemm / (2 * floor),
+                      "ratio_vs_floor_no_rtn": sec["no_rtn"] / t_gemm / (2 * floor),
                       "gemm_seconds": t_gemm,
-                      "seconds_no_rtn": s_nr, "ratio_vs_gemm_no_rtn": s_nr / g_nr,
-                      "ratio_vs_gemm_cpu": cpu_ratio, "ratio_vs_gemm_cpu_no_rtn": cpu_ratio_nr,
+                      "seconds_exact_rtn": sec["exact_rtn"],
+                      "ratio_vs_gemm_exact_rtn": sec["exact_rtn"] / t_gemm,
+                      "seconds_no_rtn": sec["no_rtn"], "ratio_vs_gemm_no_rtn": sec["no_rtn"] / t_gemm,
+                      "ratio_vs_gemm_cpu": cpu["default"],
+                      "ratio_vs_gemm_cpu_exact_rtn": cpu["exact_rtn"],
+                      "ratio_vs_gemm_cpu_no_rtn": cpu["no_rtn"],
                       "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                       "tiles": n_row_tiles * (OUT // cols_logical), "batch": BATCH,
                       "rms_error_rel": rel_err, **record()}))

@@ -136,6 +136,15 @@ class ReadNoiseConfig(ConfigBase):
         "half the product cost, issue 17) or 'exact' (the per-cell variance matrix summed "
         "by a second bit-plane product: the reference tier). See docs/benchmarks.md (tiers).",
         choices=("bounded_ratio", "exact"))
+    rtn_tier: str = param(
+        "approximate", "How the bit-serial fast path samples RTN: 'approximate' (traps whose "
+        "correlation time is under 256 multiplies replaced by a Gaussian of matched mean and "
+        "variance, with the share common to the cycles of one multiply that matches the "
+        "recombined output's variance; slower traps walked exactly; only with gaussian_source = "
+        "'counter_hash' and at least 0.01 LSB^2 of kT/C + ADC noise per conversion, else "
+        "'exact'; norsim.array.rtn_tier) or 'exact' (every trap a "
+        "two-state Markov chain walked at every multiply: the reference tier). See "
+        "docs/benchmarks.md (tiers).", choices=("approximate", "exact"))
 
 
 @dataclass

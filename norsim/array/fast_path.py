@@ -12,7 +12,17 @@ from norsim.array.kernels import P_CONST_VAR, P_NOISE_LSB, P_SHOT, P_STEP, bitpl
 from norsim.array.periphery import readout_params
 from norsim.array.readout_t import (VARIANCE_ERROR_LIMIT_LSB, Z_MAX, readout_t,
                                     sigma_error_bound_lsb)
+from norsim.array.rtn_kernels import rtn_corrections, rtn_majority_base, rtn_plan, rtn_prepare
+from norsim.array.rtn_tier import SHARED_KEY_XOR, approximate_tables, pair_counts, shared_split
 from norsim.errors import InputError
+
+#: the approximate RTN tier runs only where every conversion has at least this read-noise
+#: variance besides its cells' (kT/C + ADC noise; nor40: 0.0102 LSB^2): the regime its
+#: equivalence was measured in. Without that dither a fast trap's two-valued current meets
+#: the ADC's rounding edges, and a Gaussian of the same variance moves more codes (measured
+#: with kT/C, ADC and cell noise off: recombined-output noise variance +5 % on dense inputs,
+#: +23 % on sparse ones; docs/benchmarks.md "Tiers")
+RTN_MIN_DITHER_LSB2 = 0.01
 
 
 class BitSerialFastPath:
@@ -34,6 +44,45 @@ class BitSerialFastPath:
             mode = 2 if err * Z_MAX < VARIANCE_ERROR_LIMIT_LSB else 1
             self._vmode_cache = (self.adc.step_a, mode)
         return mode
+
+    def rtn_mode(self) -> str:
+        """How this tile's bit-serial fast path samples RTN: 'none' (no walked traps),
+        'exact' (every trap walked) or 'approximate' (``array.noise.rtn_tier``: slow traps
+        walked, fast ones a Gaussian of matched mean and variance, ``norsim.array.rtn_tier``;
+        needs the counter-hash normals and a trap fast enough to approximate)."""
+        if not self.traps.n or self._rtn_order is None:
+            return "none"
+        nz = self.cfg.array.noise
+        if (nz.rtn_tier != "approximate" or not self.bitserial
+                or nz.gaussian_source != "counter_hash"):
+            return "exact"
+        if self.adc.step_a is None or self._dither_lsb2() < RTN_MIN_DITHER_LSB2:
+            return "exact"
+        return "approximate" if self._rtn_tier()[0].fast.any() else "exact"
+
+    def _dither_lsb2(self) -> float:
+        """The read-noise variance every conversion has whatever its cells (kT/C + ADC
+        input-referred, LSB^2)."""
+        par = readout_params(self.cfg.array, self.adc, self.t_read_s, self.temperature_k)
+        inv = 1.0 / par[P_STEP]
+        return float(par[P_CONST_VAR] * inv * inv + par[P_NOISE_LSB] ** 2)
+
+    def _rtn_tier(self):
+        """(RtnTier tables, walk plan or None, fast-trap variance on-minus-off (rows, P),
+        its off part per column (P,)), rebuilt whenever the trap deltas are."""
+        cache = getattr(self, "_rtn_tier_cache", None)
+        if cache is not None and cache[0] is self._d_tab:
+            return cache[1]
+        t = self.traps
+        tier = approximate_tables(self._d_on, self._d_off, self._p01, self._p10)
+        plan = (rtn_prepare(rtn_plan(t.col, tier.live), t.row, tier.d_tab, tier.p01, tier.p10)
+                if tier.live.any() else None)
+        w_d = np.zeros((self.rows_used, self.phys_cols))
+        np.add.at(w_d, (t.row, t.col), tier.w_on - tier.w_off)
+        vconst = np.bincount(t.col, weights=tier.w_off, minlength=self.phys_cols)
+        out = (tier, plan, w_d, vconst)
+        self._rtn_tier_cache = (self._d_tab, out)
+        return out
 
     def variance_error_bound_lsb(self) -> float:
         """Worst-case |sigma_ratio - sigma_exact| of one conversion (ADC LSB) of the
@@ -69,16 +118,34 @@ class BitSerialFastPath:
         code of every conversion instead (:meth:`conversion_codes`)."""
         x = np.ascontiguousarray(x, dtype=np.int64)  # once: every kernel below takes it as is
         vmode = self.variance_mode()
-        j0 = self._rtn_base(x.shape[0])
-        g, leak = self._base(j0, with_var=vmode == 1)
+        corr = slot = rtn = None
+        if self.rtn_mode() == "approximate":
+            tier, plan, w_d, vconst = self._rtn_tier()
+            t = self.traps
+            j0 = rtn_majority_base(t.state, tier.p01, tier.p10, x.shape[0])
+            g, leak = self._base(j0, with_var=vmode == 1, d_on=tier.d_on, d_off=tier.d_off)
+            key = int(rng.integers(0, 2**63))  # the exact walk's draw: same slow-trap paths
+            if plan is not None:
+                cols, corr = rtn_corrections(x, self.cycles, True, t.row, t.col, tier.d_tab,
+                                             t.state, tier.p01, tier.p10, key,
+                                             x.shape[0] * self.cycles, self.dtype, plan=plan,
+                                             base=j0)
+            ratio, rho = shared_split(pair_counts(x, self.nbits_in), x.shape[0],
+                                      g[:, :self.phys_cols], w_d)
+            rtn = [ratio, rho, vconst]
+        else:
+            j0 = self._rtn_base(x.shape[0])
+            g, leak = self._base(j0, with_var=vmode == 1)
+            if self.traps.n:
+                cols, corr = self._rtn(x, rng, j0)
         gt = np.ascontiguousarray(g.T)
-        corr = slot = None
-        if self.traps.n:
-            cols, corr = self._rtn(x, rng, j0)
+        if corr is not None:
             slot = np.full(self.phys_cols, -1, dtype=np.int64)
             slot[cols] = np.arange(cols.size)
         n_rows = x.shape[0] * self.cycles
         z, key = self._readout_draws(rng, n_rows)
+        if rtn is not None:
+            rtn.append(int(np.uint64(key) ^ SHARED_KEY_XOR))
         nch = self._channels["pos"].size
         chans, nb, n_out = self._channels, self.cycles, self.n_out
         if codes:  # every conversion its own output: one "cycle" per row, weight 1
@@ -103,7 +170,8 @@ class BitSerialFastPath:
                               self.adc.offset, par, corr=corr, slot=slot, start=r0, key=key,
                               counter0=r0 * nch, z=None if z is None else z[r0:r1],
                               n_out_cols=n_out, var_mode=vmode, vratio=self._vratio,
-                              vleak=self._vleak)
+                              vleak=self._vleak,
+                              rtn=None if rtn is None else (*rtn, v0))
             if codes:
                 out[r0:r1] = o
                 continue

@@ -318,10 +318,13 @@ class NorArray(BitSerialFastPath):
         t = self.traps
         return rtn_majority_base(t.state, self._p01, self._p10, nvec) if t.n else None
 
-    def _base(self, j0=None, with_var=True):
+    def _base(self, j0=None, with_var=True, d_on=None, d_off=None):
         """Current (and, ``with_var``, cell-variance) matrix and leakage with the traps' joint
-        states ``j0`` (default: the present ones) folded in."""
+        states ``j0`` (default: the present ones) folded in (their current changes ``d_on``,
+        ``d_off`` (n, J): default the exact ones; the approximate RTN tier passes its own)."""
         t = self.traps
+        d_on = self._d_on if d_on is None else d_on
+        d_off = self._d_off if d_off is None else d_off
         if t.n and j0 is None:
             j0 = t.joint_state()
         ii = np.arange(t.n)
@@ -331,8 +334,8 @@ class NorArray(BitSerialFastPath):
             if t.n:
                 g = g.copy()
                 leak_cells = leak_cells.copy()
-                g[t.row, t.col] += self._d_on[ii, j0] - self._d_off[ii, j0]
-                leak_cells[t.row, t.col] += self._d_off[ii, j0]
+                g[t.row, t.col] += d_on[ii, j0] - d_off[ii, j0]
+                leak_cells[t.row, t.col] += d_off[ii, j0]
             if self._var is not None and with_var:
                 g = np.concatenate([g, self._var], axis=1)
             return np.ascontiguousarray(g, dtype=self.dtype), leak_cells.sum(axis=0)

@@ -35,9 +35,8 @@ import numba
 import numpy as np
 
 from norsim.array.kernels import (P_CONST_VAR, P_HI, P_INL, P_ISAT, P_LO, P_NOISE_LSB, P_SHOT,
-                                  P_STEP, _central, _convert, _inv_norm_numpy, _P_LOW, _tail,
-                                  _uniform,
-                                  readout_numpy)
+                                  P_STEP, _central, _convert, _inv_norm, _inv_norm_numpy, _P_LOW,
+                                  _tail, _uniform, _uniform_numpy, readout_numpy)
 
 #: the bounded-ratio variance is used only where its worst-case effect on one conversion,
 #: |d sigma| x Z_MAX, is below this (LSB); issue 17 allows errors below 1/10 LSB
@@ -82,10 +81,39 @@ def sigma_error_bound_lsb(bound_a2: np.ndarray, channels, step_a: float,
     return float(np.max(e / (2.0 * np.sqrt(vmin))))
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _rtn_shared(ib, wb, sb, su, stix, bidx, kidx, crow, ratio, rho, vconst, key, ctr0, ncolp):
+    """Approximate RTN tier (``rtn_tier``) on one column's readings of a chunk: add the
+    shared part ``sqrt(rho r_k I) z_b`` (one normal per multiply, counter ``ctr0 + b P``) to
+    the currents ``ib`` and leave the white variance ``(1 - rho) r_k I + vconst`` in ``wb``
+    (``bidx``/``kidx``: multiply and cycle of each reading; loops written to vectorise)."""
+    nv = sb.size
+    for b in range(nv):  # hash + central rational (vectorises), the tails compacted after
+        u = _uniform(key, np.uint64(ctr0 + b * ncolp))
+        su[b] = u
+        sb[b] = _central(u)
+    nt = 0
+    for b in range(nv):
+        u = su[b]
+        stix[nt] = b
+        nt += 1 if (u < _P_LOW or u > 1.0 - _P_LOW) else 0
+    for j in range(nt):
+        b = stix[j]
+        sb[b] = _tail(su[b])
+    sq = math.sqrt(rho)
+    w1 = 1.0 - rho
+    for i in range(ib.size):
+        v = ratio[kidx[i]] * np.float64(crow[i])
+        v = v if v > 0.0 else 0.0
+        ib[i] = ib[i] + math.sqrt(v) * sq * sb[bidx[i]]
+        wb[i] = w1 * v + vconst
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef,
                       ch_adc, adc_gain, adc_offset, par, key, counter0, z, use_hash, analog,
-                      var_mode, var_off, vratio, vleak, out_t):
+                      var_mode, var_off, vratio, vleak, rtn_on, rtn_ratio, rtn_rho, rtn_vconst,
+                      rtn_key, mult0, out_t):
     nrows = cur_t.shape[1]
     nvec = nrows // nbits
     nch = ch_pos.size
@@ -99,13 +127,20 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
     hi = par[P_HI]
     inv_span = 1.0 / (hi - lo)
     inl4 = 4.0 * par[P_INL]
-    has_var = var_mode > 0
-    nchunk = max(1, min(nvec, max(4, nvec // 256)))  # long unit-stride runs per channel
+    has_var = var_mode > 0 or rtn_on
+    ncolp = leak.size
+    # rows per multiply: the shift-add's nbits, or (per-conversion codes, nbits = 1) the
+    # approximate RTN tier's cycles per multiply; chunks hold whole multiplies
+    ncyc = rtn_ratio.shape[1]
+    rpm = nbits if nbits > ncyc else ncyc
+    nmul = nrows // rpm
+    nchunk = max(1, min(nmul, max(4, nmul // 256)))  # long unit-stride runs per channel
     for ck in numba.prange(nchunk):
-        v0 = ck * nvec // nchunk
-        v1 = (ck + 1) * nvec // nchunk
-        n0 = v0 * nbits
-        m = (v1 - v0) * nbits
+        n0 = (ck * nmul // nchunk) * rpm
+        n1 = ((ck + 1) * nmul // nchunk) * rpm
+        v0 = n0 // nbits
+        v1 = n1 // nbits
+        m = n1 - n0
         zb = np.empty(m)
         ub = np.empty(m)
         ib = np.empty(m)
@@ -114,6 +149,12 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
         cb = np.empty(m)
         ab = np.empty(v1 - v0)
         tix = np.empty(m, dtype=np.int64)
+        wb = np.zeros(m)   # approximate RTN tier: white fast-trap variance (A^2)
+        sb = np.empty(m // rpm)
+        su = np.empty(m // rpm)
+        stix = np.empty(m // rpm, dtype=np.int64)
+        bidx = np.arange(m) // ncyc
+        kidx = np.arange(m) % ncyc
         for h in range(nch):
             if use_hash:
                 for i in range(m):  # vectorises: hash + central rational
@@ -140,20 +181,27 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
             if sp >= 0:
                 crr = corr[sp, start + n0:start + n0 + m]
                 for i in range(m):
-                    ib[i] = (np.float64(crow[i]) + np.float64(crr[i])) + lp
+                    ib[i] = np.float64(crow[i]) + np.float64(crr[i])
             else:
                 for i in range(m):
-                    ib[i] = np.float64(crow[i]) + lp
+                    ib[i] = np.float64(crow[i])
+            if rtn_on:
+                _rtn_shared(ib, wb, sb, su, stix, bidx, kidx, crow, rtn_ratio[p], rtn_rho[p],
+                            rtn_vconst[p], rtn_key, (mult0 + n0 // rpm) * ncolp + p, ncolp)
+            for i in range(m):
+                ib[i] += lp
+            vl = vleak[p]
             if var_mode == 1:
                 vrow = cur_t[var_off + p, n0:n0 + m]
-                vl = vleak[p]
                 for i in range(m):
-                    vb[i] = (np.float64(vrow[i]) + vl) * vscale
+                    vb[i] = ((np.float64(vrow[i]) + wb[i]) + vl) * vscale
             elif var_mode == 2:
                 rp = vratio[p]
-                vl = vleak[p]
                 for i in range(m):
-                    vb[i] = (rp * np.float64(crow[i]) + vl) * vscale
+                    vb[i] = ((rp * np.float64(crow[i]) + wb[i]) + vl) * vscale
+            elif rtn_on:
+                for i in range(m):
+                    vb[i] = (wb[i] + 0.0) * vscale
             if analog:
                 q = ch_neg[h]
                 qrow = cur_t[q, n0:n0 + m]
@@ -162,20 +210,28 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
                 if sq >= 0:
                     crq = corr[sq, start + n0:start + n0 + m]
                     for i in range(m):
-                        qb[i] = (np.float64(qrow[i]) + np.float64(crq[i])) + lq
+                        qb[i] = np.float64(qrow[i]) + np.float64(crq[i])
                 else:
                     for i in range(m):
-                        qb[i] = np.float64(qrow[i]) + lq
+                        qb[i] = np.float64(qrow[i])
+                if rtn_on:
+                    _rtn_shared(qb, wb, sb, su, stix, bidx, kidx, qrow, rtn_ratio[q],
+                                rtn_rho[q], rtn_vconst[q], rtn_key,
+                                (mult0 + n0 // rpm) * ncolp + q, ncolp)
+                for i in range(m):
+                    qb[i] += lq
+                vl = vleak[q]
                 if var_mode == 1:
                     vrow = cur_t[var_off + q, n0:n0 + m]
-                    vl = vleak[q]
                     for i in range(m):
-                        vb[i] += (np.float64(vrow[i]) + vl) * vscale
+                        vb[i] += ((np.float64(vrow[i]) + wb[i]) + vl) * vscale
                 elif var_mode == 2:
                     rq = vratio[q]
-                    vl = vleak[q]
                     for i in range(m):
-                        vb[i] += (rq * np.float64(qrow[i]) + vl) * vscale
+                        vb[i] += ((rq * np.float64(qrow[i]) + wb[i]) + vl) * vscale
+                elif rtn_on:
+                    for i in range(m):
+                        vb[i] += (wb[i] + 0.0) * vscale
             g_h = adc_gain[ch_adc[h]] * inv_step
             o_h = adc_offset[ch_adc[h]]
             for i in range(m):
@@ -214,9 +270,22 @@ def _prep(cur_t, corr, slot, leak, channels, vratio, vleak, var_mode, p):
     return corr, np.ascontiguousarray(slot, dtype=np.int64), leak, vleak, vratio, analog
 
 
+def _rtn_args(rtn, p, nbits):
+    if rtn is None:
+        return (False, np.zeros((p, nbits)), np.zeros(p), np.zeros(p), np.uint64(0),
+                np.int64(0))
+    ratio, rho, vconst, key, mult0 = rtn
+    ratio = np.ascontiguousarray(ratio, dtype=np.float64)
+    if ratio.ndim != 2 or ratio.shape[0] != p or (nbits != 1 and ratio.shape[1] != nbits):
+        raise ValueError(f"rtn ratio of shape {ratio.shape}, expected {(p, nbits)} (or "
+                         f"(P, cycles) for per-conversion codes, nbits = 1)")
+    return (True, ratio, np.ascontiguousarray(rho, dtype=np.float64),
+            np.ascontiguousarray(vconst, dtype=np.float64), np.uint64(key), np.int64(mult0))
+
+
 def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=None, slot=None,
               start=0, key=0, counter0=0, z=None, n_out_cols, var_mode=0, vratio=None,
-              vleak=None):
+              vleak=None, rtn=None):
     """Fused periphery on column-major currents (numba). Returns (codes combined per logical
     column (B, C), charge (P,)).
 
@@ -225,6 +294,11 @@ def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=N
     (-1: none): RTN corrections of physical column p in ``corr[slot[p], start + n]``.
     ``z`` (B*nbits, H) normals, else the counter hash under ``key`` (counter
     ``counter0 + n*H + h``), as :func:`norsim.array.kernels.readout`.
+    ``rtn``: the approximate RTN tier's (ratio (P, nbits), shared fraction rho (P,), constant
+    variance (P,) A^2, key, index of the chunk's first multiply) (``norsim.array.rtn_tier``):
+    physical column p's reading in cycle k of multiply b gets ``sqrt(rho r I) z`` (I its
+    product current, r = ratio[p, k], z = the counter-hash normal ``(mult0 + b) P + p``) and
+    its conversion the variance ``(1 - rho) r I + vconst``; None: off.
     """
     p = leak.size
     cur_t = np.ascontiguousarray(cur_t)
@@ -243,7 +317,7 @@ def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=N
                       np.ascontiguousarray(adc_offset, dtype=np.float64),
                       np.ascontiguousarray(par, dtype=np.float64), np.uint64(key),
                       np.int64(counter0), zz, use_hash, analog, int(var_mode), int(p), vratio,
-                      vleak, out_t)
+                      vleak, *_rtn_args(rtn, p, int(nbits)), out_t)
     charge = cur_t[:p].sum(axis=1, dtype=np.float64) + nrows * leak
     has = slot >= 0
     if has.any() and corr.shape[1] > 1:  # row sums of the slice in place (no gathered copy)
@@ -253,7 +327,7 @@ def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=N
 
 def readout_t_numpy(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=None,
                     slot=None, start=0, key=0, counter0=0, z=None, n_out_cols, var_mode=0,
-                    vratio=None, vleak=None):
+                    vratio=None, vleak=None, rtn=None):
     """Reference twin of :func:`readout_t`: the row-major currents it stands for, with the RTN
     corrections added and (var_mode 2) the ratio variance as explicit columns, through
     :func:`norsim.array.kernels.readout_numpy`."""
@@ -267,12 +341,26 @@ def readout_t_numpy(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, 
     has = slot >= 0
     if has.any():
         cur[has] += corr[slot[has], start:start + nrows].astype(np.float64)
+    white = 0.0
+    if rtn is not None:  # approximate RTN tier: shared normal per multiply, white variance
+        _, ratio, rho, vconst, rkey, mult0 = _rtn_args(rtn, p, int(nbits))
+        ncyc = ratio.shape[1]
+        k = np.arange(nrows) % ncyc
+        b = np.arange(nrows) // ncyc
+        ctr = ((int(mult0) + b)[None, :] * p + np.arange(p)[:, None]).astype(np.uint64)
+        zs = _inv_norm_numpy(_uniform_numpy(rkey, ctr))
+        v = np.maximum(ratio[:, k] * raw, 0.0)
+        cur = cur + np.sqrt(v) * np.sqrt(rho)[:, None] * zs
+        white = (1.0 - rho[:, None]) * v + vconst[:, None]
     if var_mode == 1:
-        cur = np.concatenate([cur, cur_t[p:2 * p].astype(np.float64)])
+        cur = np.concatenate([cur, cur_t[p:2 * p].astype(np.float64) + white])
     elif var_mode == 2:
-        cur = np.concatenate([cur, vratio[:, None] * raw])
+        cur = np.concatenate([cur, vratio[:, None] * raw + white])
+    elif rtn is not None:
+        cur = np.concatenate([cur, white + 0.0])
+        vleak = np.zeros(p)
     par = np.array(par, dtype=np.float64)
-    if var_mode == 0:
+    if var_mode == 0 and rtn is None:
         vleak = None
     return readout_numpy(cur.T, leak, nbits, channels, np.asarray(adc_gain, np.float64),
                          np.asarray(adc_offset, np.float64), par, key=key, counter0=counter0,

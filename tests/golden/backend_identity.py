@@ -23,7 +23,9 @@ HERE = Path(__file__).resolve().parent
 FILE = HERE / "backend_identity.npz"
 N_IMAGES, N_CALIB, BATCH = 12, 16, 5
 SMALL = {"mapping.calibration_images": N_CALIB, "compensation.recalibration_images": N_CALIB,
-         "array.rows": 128, "array.cols": 128, "seed": 7}
+         "array.rows": 128, "array.cols": 128, "seed": 7,
+         # recorded with exact RTN (before the approximate tier became the default, issue 17)
+         "array.noise.rtn_tier": "exact"}
 
 
 def cases():
