@@ -7,7 +7,7 @@ import pytest
 from norsim.array.ir_modes import ModalIrSurrogate
 from norsim.array.spice import check_setup
 from norsim.config.presets import load_preset
-from norsim.errors import ConfigError
+from norsim.errors import ConfigError, InputError
 from norsim.mapping import engine, mapper
 from norsim.mapping.ir_drop import _attach_network, check_ir, ir_check_summary
 from norsim.mapping.random_models import random_lenet
@@ -182,3 +182,50 @@ def test_fused_add_equals_delta_and_skips_unused_columns(monkeypatch):
     assert every.cidx.size == 48
     np.testing.assert_allclose(d[:, :30], every.delta(x)[:, :30], rtol=1e-6)
     assert np.abs(every.delta(x)[:, 30:]).max() < 1e-40
+
+
+def test_sparse_path_equals_the_dense_product(monkeypatch):
+    """The fused sparse path (projections summed from the on word lines' rows) against the
+    reference dense path (one BLAS product, then the combine pass) on the same planes:
+    sparse and dense bit-planes, an all-zero plane, a non-binary plane, delta and the
+    in-place add; the two differ only by the float32 rounding of the projections. 'auto'
+    sends sparse batches to the sparse kernel, dense ones to the product."""
+    import norsim.array.ir_modes as ir_modes
+
+    sur, i_on = _surrogate(96, 4.0)
+    rng = np.random.default_rng(11)
+    dens = np.concatenate([np.full(10, 0.05), np.full(10, 0.15), np.full(6, 0.6)])
+    x = (rng.random((26, 96)) < dens[:, None]).astype(np.float32)
+    x[3] = 0.0
+    xn = x.copy()
+    xn[5] *= 0.5  # a non-binary vector takes the multiply loop
+    icol = x @ i_on
+    for planes in (x, xn):
+        ref = sur.delta(planes, path="dense")
+        new = sur.delta(planes, path="sparse")
+        scale = np.abs(ref).max()
+        assert scale > 0
+        np.testing.assert_allclose(new, ref, rtol=0, atol=1e-5 * scale)
+        assert np.all(new[3] == 0.0)
+    # a non-binary plane is its own arithmetic, not rounded to binary
+    assert np.abs(sur.delta(xn, path="sparse")[5] - sur.delta(x, path="sparse")[5]).max() > \
+        0.1 * np.abs(sur.delta(x)[5]).max()
+    cur = {}
+    for p in ("dense", "sparse"):
+        cur[p] = np.ascontiguousarray(np.vstack([icol.T, np.ones((2, 26))]))
+        sur.add_t(x, cur[p], path=p)
+    np.testing.assert_allclose(cur["sparse"], cur["dense"], rtol=0,
+                               atol=1e-5 * np.abs(sur.delta(x)).max())
+    np.testing.assert_array_equal(cur["sparse"][96:], 1.0)
+
+    def no_dense(*a):
+        raise AssertionError("dense path taken")
+
+    monkeypatch.setattr(ir_modes, "_combine_kernel", no_dense)
+    sparse = x[:20]
+    assert np.count_nonzero(sparse) <= ir_modes.SPARSE_MAX_DENSITY * sparse.size
+    np.testing.assert_array_equal(sur.delta(sparse), sur.delta(sparse, path="sparse"))
+    with pytest.raises(AssertionError, match="dense path"):
+        sur.delta(x[20:])  # 60 % ones: the dense product
+    with pytest.raises(InputError, match="path"):
+        sur.delta(sparse, path="fast")
