@@ -199,6 +199,10 @@ EQUIVALENT: dict[str, str] = {
         "empty view keeps the same data pointer, so crq[i] loads corr[sq, start+n0+i], the "
         "values the full slice holds -- undefined behaviour that reads the same memory (the "
         "positive column's slice, same code, is pinned through its sp >= 0 branch)",
+    "rtn_kernels::rtn_corrections::1->2@26::xt = np.zeros((1, 1), dtype=np.uint8)":
+        "the placeholder of the non-bit-serial input codes on the bit-serial path: there the "
+        "kernel takes xr = xt[0] and never reads it (only the bit-planes bp), so a (2, 1) "
+        "placeholder instead of (1, 1) changes nothing",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
