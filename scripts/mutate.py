@@ -66,7 +66,8 @@ _CIRCUIT_TESTS = ("tests/test_pin_circuit.py", "tests/test_circuit_solver.py",
                   "tests/test_ir_network.py", "tests/test_circuit_surrogate.py")
 #: circuit mode's kernels (cell evaluation, linear solves, batch and Newton kernels): their
 #: kernel-vs-twin tests first, then the solver's
-_CIRCUIT_KERNEL_TESTS = ("tests/test_circuit_kernels.py", *_CIRCUIT_TESTS)
+_CIRCUIT_KERNEL_TESTS = ("tests/test_pin_circuit_batch.py", "tests/test_circuit_kernels.py",
+                         *_CIRCUIT_TESTS)
 #: the array's bit-serial fast path (column-major readout, per-read noise, exact RTN)
 _ARRAY_READ_TESTS = ("tests/test_pin_readout.py", "tests/test_pin_kernels.py",
                      "tests/test_array_fast_path.py",
@@ -203,6 +204,19 @@ EQUIVALENT: dict[str, str] = {
         "the placeholder of the non-bit-serial input codes on the bit-serial path: there the "
         "kernel takes xr = xt[0] and never reads it (only the bit-planes bp), so a (2, 1) "
         "placeholder instead of (1, 1) changes nothing",
+    "circuit_batch::certified_error::0:LtE->Lt@11::rho <= RHO_MAX":
+        "rho = f max(...) is a product of an exp() and sums of the tile's conductance "
+        "bounds; it equals 2/3 exactly (where <= and < differ) with probability ~0, and a "
+        "vector refused there sweeps once more (rho shrinks) or takes the reference path",
+    "circuit_batch::_solve_batch_kernel::0:LtE->Lt@28::step * step / u_t <= tol":
+        "the Newton-step test at exact equality step^2 / U_T == tol (probability ~0); "
+        "otherwise the same branch",
+    "circuit_batch::_solve_batch_kernel::0:Eq->NotEq@34::tol_in = tol_first if outer == 1 "
+    "else 0.1 * tol":
+        "speed only: tol_in decides when the sweeps hand over to the next exact evaluation "
+        "(Newton step), never the stop, which stays res + err <= tol with the Newton test; a "
+        "vector that then stalls takes the reference path (same tolerance). Swapping the "
+        "first and later inner tolerances changes the sweep count, not the certified result",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
