@@ -25,7 +25,8 @@ NOISY = ["array.noise.shot_enabled=true", "array.noise.ktc_enabled=true",
          "device.noise.rtn_trap_probability=1.0",  # every trap site active (mechanics test)
          "device.noise.rtn_tau_min_s=1e-12", "device.noise.rtn_tau_max_s=2e-12",  # iid per multiply
          "device.noise.rtn_mean_v=0.003", "array.encoding.input_bits=1",
-         "array.adc.step_integer_units=false"]
+         "array.adc.step_integer_units=false",
+         "array.noise.rtn_tier='exact'"]  # the exact walk is what this file tests (issue 17)
 
 
 def _array(active_rows, seed=0):
@@ -103,7 +104,8 @@ def test_rtn_is_frozen_across_the_bit_serial_cycles_of_one_multiply():
                                            "device.noise.rtn_tau_min_s=1e-12",
                                            "device.noise.rtn_tau_max_s=2e-12",
                                            "device.noise.rtn_mean_v=0.01",
-                                           "array.adc.step_integer_units=false"])
+                                           "array.adc.step_integer_units=false",
+                                           "array.noise.rtn_tier='exact'"])
     w = np.array([[7], [0], [0], [0]])
     arr = NorArray.from_weights(w, cfg, np.random.default_rng(4), precision="float64")
     x = np.zeros((5000, 4), dtype=np.int64)

@@ -61,7 +61,7 @@ def test_approximate_tables_average_the_fast_trap_and_keep_the_slow_one():
     d_off = rng.random((n, 4)) * 1e-11
     p01 = np.tile([0.2, 1e-5], (n, 1))  # trap 0 fast (correlation 1/0.3 multiplies), 1 slow
     p10 = np.tile([0.1, 1e-5], (n, 1))
-    tab = T.approximate_tables(d_on, d_off, p01, p10)
+    tab = T.approximate_tables(d_on, d_off, p01, p10, 256)
     assert tab.fast[:, 0].all() and not tab.fast[:, 1].any()
     assert np.all(tab.p01[:, 0] == 0) and np.all(tab.p01[:, 1] == 1e-5) and tab.live.all()
     p = 2 / 3  # occupancy of the fast trap
@@ -73,6 +73,11 @@ def test_approximate_tables_average_the_fast_trap_and_keep_the_slow_one():
     # variance p (1 - p) (d1 - d0)^2 at each slow state, weighted by its occupancy (1/2)
     v = [p * (1 - p) * (d_on[:, 1 | s] - d_on[:, s]) ** 2 for s in (0, 2)]
     np.testing.assert_allclose(tab.w_on, 0.5 * v[0] + 0.5 * v[1], rtol=1e-9)
+
+
+def test_fast_multiplies_is_the_batch_over_min_switches_rounded_down_to_a_power_of_two():
+    assert T.fast_multiplies(4096) == 256 and T.fast_multiplies(4095) == 128
+    assert T.fast_multiplies(T.MIN_SWITCHES) == 1 and T.fast_multiplies(T.MIN_SWITCHES - 1) == 0
 
 
 def test_shared_fraction_is_one_for_all_or_nothing_codes_and_zero_for_one_bit_codes():

@@ -13,7 +13,8 @@ from norsim.array.periphery import readout_params
 from norsim.array.readout_t import (VARIANCE_ERROR_LIMIT_LSB, Z_MAX, readout_t,
                                     sigma_error_bound_lsb)
 from norsim.array.rtn_kernels import rtn_corrections, rtn_majority_base, rtn_plan, rtn_prepare
-from norsim.array.rtn_tier import SHARED_KEY_XOR, approximate_tables, pair_counts, shared_split
+from norsim.array.rtn_tier import (SHARED_KEY_XOR, approximate_tables, fast_multiplies, pair_counts,
+                                   shared_split)
 from norsim.errors import InputError
 
 #: the approximate RTN tier runs only where every conversion has at least this read-noise
@@ -58,7 +59,7 @@ class BitSerialFastPath:
             return "exact"
         if self.adc.step_a is None or self._dither_lsb2() < RTN_MIN_DITHER_LSB2:
             return "exact"
-        return "approximate" if self._rtn_tier()[0].fast.any() else "exact"
+        return "approximate"  # a batch too short to hold a fast trap still walks them all
 
     def _dither_lsb2(self) -> float:
         """The read-noise variance every conversion has whatever its cells (kT/C + ADC
@@ -67,21 +68,24 @@ class BitSerialFastPath:
         inv = 1.0 / par[P_STEP]
         return float(par[P_CONST_VAR] * inv * inv + par[P_NOISE_LSB] ** 2)
 
-    def _rtn_tier(self):
-        """(RtnTier tables, walk plan or None, fast-trap variance on-minus-off (rows, P),
-        its off part per column (P,)), rebuilt whenever the trap deltas are."""
+    def _rtn_tier(self, k_mult):
+        """(RtnTier tables for traps faster than ``k_mult`` multiplies, walk plan or None,
+        fast-trap variance on-minus-off (rows, P), its off part per column (P,)), cached per
+        ``k_mult`` and rebuilt whenever the trap deltas are."""
         cache = getattr(self, "_rtn_tier_cache", None)
-        if cache is not None and cache[0] is self._d_tab:
-            return cache[1]
+        if cache is None or cache[0] is not self._d_tab:
+            cache = self._rtn_tier_cache = (self._d_tab, {})
+        if k_mult in cache[1]:
+            return cache[1][k_mult]
         t = self.traps
-        tier = approximate_tables(self._d_on, self._d_off, self._p01, self._p10)
+        tier = approximate_tables(self._d_on, self._d_off, self._p01, self._p10, k_mult)
         plan = (rtn_prepare(rtn_plan(t.col, tier.live), t.row, tier.d_tab, tier.p01, tier.p10)
                 if tier.live.any() else None)
         w_d = np.zeros((self.rows_used, self.phys_cols))
         np.add.at(w_d, (t.row, t.col), tier.w_on - tier.w_off)
         vconst = np.bincount(t.col, weights=tier.w_off, minlength=self.phys_cols)
         out = (tier, plan, w_d, vconst)
-        self._rtn_tier_cache = (self._d_tab, out)
+        cache[1][k_mult] = out
         return out
 
     def variance_error_bound_lsb(self) -> float:
@@ -119,8 +123,12 @@ class BitSerialFastPath:
         x = np.ascontiguousarray(x, dtype=np.int64)  # once: every kernel below takes it as is
         vmode = self.variance_mode()
         corr = slot = rtn = None
-        if self.rtn_mode() == "approximate":
-            tier, plan, w_d, vconst = self._rtn_tier()
+        k_mult = fast_multiplies(x.shape[0])
+        approx = k_mult > 0 and self.rtn_mode() == "approximate"
+        if approx:
+            tier, plan, w_d, vconst = self._rtn_tier(k_mult)
+            approx = bool(tier.fast.any())
+        if approx:
             t = self.traps
             j0 = rtn_majority_base(t.state, tier.p01, tier.p10, x.shape[0])
             g, leak = self._base(j0, with_var=vmode == 1, d_on=tier.d_on, d_off=tier.d_off)

@@ -5,9 +5,9 @@ from its batch's base state; with the nor40 trap population (time constants log-
 1 us - 100 s) almost all of it comes from the traps that switch within a few hundred
 multiplies. The approximate tier splits every cell's traps by their correlation time:
 
-* **slow** traps (correlation time >= ``FAST_MULTIPLIES`` multiplies, so fewer than
-  N / ``FAST_MULTIPLIES`` switches in a batch of N) stay exact: the same walk, the same
-  draws (counters), their state carried from batch to batch by the chain;
+* **slow** traps (correlation time >= K = N / ``MIN_SWITCHES`` multiplies in a batch of N,
+  :func:`fast_multiplies`, so at most ~``MIN_SWITCHES`` switches in the batch) stay exact: the
+  same walk, the same draws (counters), their state carried from batch to batch by the chain;
 * **fast** traps are frozen and replaced by a Gaussian of the same mean and variance:
   their stationary occupancy is folded into the cell's current (``d_eff``: the current
   change averaged over the fast traps' joint states, per joint state of the slow ones) and
@@ -28,7 +28,7 @@ multiplies. The approximate tier splits every cell's traps by their correlation 
     recombined variance by up to (sum 2^k)^2 / sum 4^k = 2.6 for 4 bits.
 
 What the tier does not keep: the correlation of a fast trap's state across multiplies (at
-most ``FAST_MULTIPLIES`` multiplies long) and the two-valued shape of one trap's current
+most K multiplies long) and the two-valued shape of one trap's current
 (the column sums many). docs/benchmarks.md ("Tiers") and docs/physics.md ("Noise per read")
 give the measured bounds.
 """
@@ -40,23 +40,32 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-#: traps whose correlation time 1 / (p01 + p10) is below this many multiplies are fast
-#: (approximated). 256 multiplies (100 us at the nor40 read) keeps the low-frequency part
-#: of RTN (the per-batch drift of a column's mean) in the exact walk: a trap of correlation
-#: time K moves the mean of an N-multiply batch by ~ sqrt(2 K / N) of its own sd, which the
-#: Gaussian (independent per multiply) would average away (issue 17 measurements,
-#: docs/benchmarks.md "Tiers").
-FAST_MULTIPLIES = 256.0
+#: a trap is fast (approximated) in a batch of N multiplies when its correlation time
+#: 1 / (p01 + p10) is below K = N / MIN_SWITCHES multiplies (K rounded down to a power of 2,
+#: so that a few table sets serve every batch size): it switches ~ 2 p (1 - p) N / K times
+#: per batch, and the Gaussian, independent per multiply, loses the batch-mean drift such a
+#: trap causes, ~ sqrt(2 K / N) = 0.35 of its own sd. Slower traps (those that would switch
+#: fewer than ~MIN_SWITCHES times in the batch) stay in the exact walk. N = 4096: K = 256
+#: (100 us at the nor40 read); N < 16: every trap exact.
+MIN_SWITCHES = 16
+
+
+def fast_multiplies(nvec) -> int:
+    """K of :data:`MIN_SWITCHES` for a batch of ``nvec`` multiplies (0: no fast trap)."""
+    k = int(nvec) // MIN_SWITCHES
+    return 0 if k < 1 else 1 << (k.bit_length() - 1)
+
+
 #: key of the shared normals: the readout key xor this (no extra Generator draw, so both
 #: tiers take the same RTN key and readout normals from the same generator state)
 SHARED_KEY_XOR = np.uint64(0x5DEECE66DA3B9F21)
 
 
-def fast_traps(p01, p10, fast_multiplies=FAST_MULTIPLIES) -> np.ndarray:
+def fast_traps(p01, p10, k_mult) -> np.ndarray:
     """(n, T) bool: traps that switch (p01 + p10 > 0) with a correlation time below
-    ``fast_multiplies`` multiplies."""
+    ``k_mult`` multiplies."""
     m = np.asarray(p01, dtype=np.float64) + np.asarray(p10, dtype=np.float64)
-    return m * fast_multiplies > 1.0
+    return m * k_mult > 1.0
 
 
 @dataclass
@@ -73,7 +82,7 @@ class RtnTier:
     live: np.ndarray     # (n,) bool: cells with a slow switching trap (walked)
 
 
-def approximate_tables(d_on, d_off, p01, p10, fast_multiplies=FAST_MULTIPLIES) -> RtnTier:
+def approximate_tables(d_on, d_off, p01, p10, k_mult) -> RtnTier:
     """Average each cell's current change over its fast traps' stationary joint states
     (occupancy p = p01 / (p01 + p10)), per joint state J of the slow ones (the fast bits
     of J are ignored), and their variance, averaged over the slow traps' stationary
@@ -84,7 +93,7 @@ def approximate_tables(d_on, d_off, p01, p10, fast_multiplies=FAST_MULTIPLIES) -
     p10 = np.asarray(p10, dtype=np.float64)
     n, ntrap = p01.shape
     nj = 1 << ntrap
-    fast = fast_traps(p01, p10, fast_multiplies)
+    fast = fast_traps(p01, p10, k_mult)
     m = p01 + p10
     p = np.divide(p01, m, out=np.zeros_like(m), where=m > 0)
     fmask = (fast.astype(np.int64) << np.arange(ntrap)).sum(axis=1) if ntrap else np.zeros(n, np.int64)

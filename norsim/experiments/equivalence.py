@@ -6,6 +6,8 @@ and the copy's tiles switched to the exact path (``exact`` overrides act when a 
 give the same chip): the same programmed cells, RTN traps, ADC draws and read-noise streams,
 paired draw for draw. Both run the same images. Reported:
 
+* the flip rate (fraction of image-runs whose correctness differs between the tiers) and the
+  image-runs a +-``tolerance_points`` interval needs at that rate, 1.96^2 f / tol^2;
 * the paired accuracy difference (fast - exact), with the intervals of
   :func:`norsim.stats.paired_intervals`: conditional on the chips (bootstrap over images),
   two-level (chips, then images) and the t-interval over the per-chip differences; the tier
@@ -14,7 +16,9 @@ paired draw for draw. Both run the same images. Reported:
   (``NorArray.conversion_codes``; the tile's own inputs, taken from the exact integer
   reference, the same generator state given to both tiers): the mean shift per ADC column
   (channel) in LSB, its largest absolute value over columns and tiles (limit
-  ``max_shift_lsb``), the fraction of conversions whose code moved, and the
+  ``max_shift_lsb``; and its largest excess over 3 standard errors of the column's mean
+  difference, which separates a shift from the sampling noise of few conversions), the
+  fraction of conversions whose code moved, and the
   total-variation distance between the two tiers' code histograms (pooled per chip,
   largest over chips).
 """
@@ -77,7 +81,7 @@ def tier_equivalence(model, cfg, images, labels, calib_images, *, fast, exact, c
 
     labels = np.asarray(labels)
     cf, ce = cfg.with_overrides(list(fast)), cfg.with_overrides(list(exact))
-    diffs, shifts, moved, tvs, acc_f, acc_e = [], [], [], [], [], []
+    diffs, shifts, excess, moved, tvs, acc_f, acc_e = [], [], [], [], [], [], []
     for k in range(chips):
         seed = int(cfg.seed) + k
         chip_f = prepare_chip(model, dataclasses.replace(cf, seed=seed), calib_images)
@@ -92,7 +96,13 @@ def tier_equivalence(model, cfg, images, labels, calib_images, *, fast, exact, c
         acc_e.append(float(ok_e.mean()))
         ca, cb = _tile_codes(chip_f, chip_e, model, images[:code_images], seed)
         for a, b in zip(ca, cb):
-            shifts.append(np.abs((a - b).mean(axis=0)).max())
+            d = (a - b).astype(np.float64)
+            sh = np.abs(d.mean(axis=0))
+            shifts.append(sh.max())
+            # beyond 3 standard errors of the column's own mean difference: the part of a
+            # shift that the conversions' count cannot explain (short batches, few codes)
+            se = d.std(axis=0) / np.sqrt(max(d.shape[0], 1))
+            excess.append(float(np.clip(sh - 3 * se, 0, None).max()))
             moved.append(float(np.mean(a != b)))
         tvs.append(_tv_distance(np.concatenate([a.ravel() for a in ca]),
                                 np.concatenate([b.ravel() for b in cb])))
@@ -107,13 +117,21 @@ def tier_equivalence(model, cfg, images, labels, calib_images, *, fast, exact, c
            for key in ("conditional", "two_level", "t_over_chips", "over_chips")}
     max_shift = float(max(shifts)) if shifts else 0.0
     inside = -tolerance_points <= pts["over_chips"][0] and pts["over_chips"][1] <= tolerance_points
+    # a tier that changes noise draws churns predictions at the flip rate f (both ways);
+    # the mean of N paired image-runs then has sd sqrt(f / N), so a +-tol interval needs
+    # N >= 1.96^2 f / tol^2 image-runs (before any chip-to-chip spread)
+    flip = float(np.abs(d).mean())
+    need = 1.96 ** 2 * flip / (tolerance_points / 100) ** 2
     return {"chips": chips, "images": int(d.shape[1]), "accuracy_fast": acc_f,
+            "flip_rate": flip, "image_runs_needed": int(np.ceil(need)),
+            "image_runs": int(d.size),
             "accuracy_exact": acc_e, "diff_points": 100 * float(d.mean()),
             "images_differing": int(np.abs(d).sum()), "interval_points": pts,
             "estimator": "over_chips = hull of the two-level bootstrap and the t-interval",
             "tolerance_points": tolerance_points, "accuracy_equivalent": bool(inside),
             "code_images": int(min(code_images, len(images))), "tiles": len(shifts) // chips,
             "max_mean_code_shift_lsb": max_shift, "max_shift_limit_lsb": max_shift_lsb,
+            "max_shift_beyond_3se_lsb": float(max(excess)) if excess else 0.0,
             "fraction_outputs_moved": float(np.mean(moved)) if moved else 0.0,
             "code_tv_distance_max": float(max(tvs)) if tvs else 0.0,
             "codes_equivalent": bool(max_shift <= max_shift_lsb),
