@@ -101,3 +101,17 @@ def test_bounded_ratio_falls_back_to_exact_without_a_variance_floor():
     # the leaking cells' variance is the only floor left: tiny, so the bound fails
     assert arr.variance_error_bound_lsb() * RT.Z_MAX > RT.VARIANCE_ERROR_LIMIT_LSB
     assert arr.variance_mode() == 1
+
+
+@pytest.mark.parametrize("nbits", [1, 4, 6, 8])
+def test_word_line_statistics_kernels_equal_the_numpy_twin(nbits):
+    # nbits <= 6: per-vector code histograms; wider codes: the per-row bit loop
+    rng = np.random.default_rng(nbits)
+    x = rng.integers(0, 1 << nbits, size=(133, 41)) * (rng.random((133, 41)) < 0.7)
+    a, r = K.wl_stats(x, nbits)
+    ar, rr = K.wl_stats_numpy(x, nbits)
+    np.testing.assert_array_equal(a, ar)
+    assert r == rr and r > 0
+    act = np.empty_like(a)
+    assert K._wl_stats_kernel(np.ascontiguousarray(x, dtype=np.int64), nbits, act) == r
+    np.testing.assert_array_equal(act, a)

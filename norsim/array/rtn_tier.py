@@ -134,10 +134,10 @@ def approximate_tables(d_on, d_off, p01, p10, k_mult) -> RtnTier:
                    ((p01w + p10w) > 0).any(axis=1))
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _code_hist_kernel(x, nchunk, out):
     nb, nr = x.shape
-    for c in numba.prange(nchunk):
+    for c in range(nchunk):  # serial: ~2 ms per 4096 x 256 batch, not worth the threads
         b0 = c * nb // nchunk
         b1 = (c + 1) * nb // nchunk
         acc = out[c]
@@ -155,7 +155,7 @@ def pair_counts(x, nbits) -> np.ndarray:
     ncode = 1 << int(nbits)
     if ncode > 4096:  # wide codes: the bit-plane twin
         return pair_counts_numpy(x, nbits)
-    nchunk = max(1, min(numba.get_num_threads(), x.shape[0]))
+    nchunk = 1
     hist = np.zeros((nchunk, x.shape[1], ncode), dtype=np.int64)
     if x.size:
         _code_hist_kernel(x, nchunk, hist)
