@@ -217,6 +217,11 @@ EQUIVALENT: dict[str, str] = {
         "(Newton step), never the stop, which stays res + err <= tol with the Newton test; a "
         "vector that then stalls takes the reference path (same tolerance). Swapping the "
         "first and later inner tolerances changes the sweep count, not the certified result",
+    "circuit_iv::_split_point::0:Lt->LtE@26::x_new = x + dx if dg < 0.0 else 0.5 * (lo + hi)":
+        "at dg == 0 (both derivatives underflowed) the Newton block did not run, so dx is "
+        "still the 0.0 of the previous pass and x_new = x; but x has just become lo or hi (g "
+        "!= 0 moved that end of the bracket to x), so x_new is not strictly inside and the "
+        "next line bisects: the original's branch",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
