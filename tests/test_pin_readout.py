@@ -62,3 +62,23 @@ def test_rtn_joint_states_enumerate_every_trap_combination_once():
         np.testing.assert_allclose(shifts[:, j], amp @ bits, rtol=1e-15, atol=0.0)
     js = cells.joint_state()
     np.testing.assert_allclose(shifts[np.arange(n), js], (amp * state).sum(axis=1), rtol=1e-15)
+
+
+@pytest.mark.xfail(strict=True, reason="bug found by mutation testing (issue 26), in "
+                   "norsim/array/readout_t.py (not this test's owner): readout_t skips the RTN "
+                   "corrections of the charge when corr has one column (`corr.shape[1] > 1` "
+                   "meant to spot the (1, 1) placeholder, whose slots are all -1 anyway): a "
+                   "one-cycle batch (1 vector, 1 input bit) at start 0 loses them. Fix: drop "
+                   "that clause; this test then passes and strict xfail flags it")
+def test_charge_of_a_one_cycle_batch_keeps_its_rtn_corrections():
+    rng = np.random.default_rng(1)
+    n_ch = n_out = 3
+    cur_t = (rng.random((n_ch, 1)) * 2e-6).astype(np.float32)
+    slot = np.arange(n_ch, dtype=np.int64)
+    corr = (rng.standard_normal((n_ch, 1)) * 3e-8).astype(np.float32)
+    leak = np.zeros(n_ch)
+    ch, gain, offset, par = readout_setup(False, n_ch, n_out, rng)
+    _, charge = RT.readout_t(cur_t, leak, 1, ch, gain, offset, par, corr=corr, slot=slot,
+                             start=0, key=1, counter0=0, n_out_cols=n_out)
+    want = cur_t[:, 0].astype(np.float64) + corr[:, 0].astype(np.float64)
+    np.testing.assert_allclose(charge, want, rtol=1e-12, atol=0.0)
