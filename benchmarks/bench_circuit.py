@@ -40,8 +40,11 @@ per tile: ``ir_resnet18_certify_batch_*`` per image, ``ir_resnet18_check_cpu_s``
 CPU seconds), with the certification beside it: ``ir_resnet18_certified_error_lsb``
 (largest surrogate error against those exact solves, in ADC LSB),
 ``ir_resnet18_fraction_checked`` and ``ir_resnet18_ir_effect_lsb`` (the largest IR effect on
-the checked vectors). ``resnet18_no_ir_*``: the same model and images without IR drop, in
-the same process (the floor). ``--no-resnet`` skips it (keys null); ``--resnet-only`` runs
+the checked vectors). ``ir_resnet18_dense_path_*``: the steady batch again with every
+tile's surrogate on its reference path (one dense product per batch instead of the sparse
+kernel; ``ir_resnet18_sparse_path_speedup``, ``*_cpu_speedup``: dense over the default).
+``resnet18_no_ir_*``: the same model and images without IR drop, in the same process (the
+floor). ``--no-resnet`` skips it (keys null); ``--resnet-only`` runs
 only it.
 """
 
@@ -211,6 +214,9 @@ def _ir_resnet18() -> dict:
     first, first_cpu = _timed_run(chip, imgs[:n_img])
     wall, cpu = _timed_run(chip, imgs[n_img:])
     rep = ir_check_summary(chip)
+    for t in chip.tiles():  # the reference twin: every tile's surrogate by the dense product
+        t.array.ir_surrogate.path = "dense"
+    dense_wall, dense_cpu = _timed_run(chip, imgs[n_img:])
     del chip
     base = _resnet_chip(model, calib, "none")
     engine.run(base, imgs[:1], collect_stats=False)
@@ -225,6 +231,10 @@ def _ir_resnet18() -> dict:
             "ir_resnet18_check_cpu_s": (first_cpu - cpu) * n_img,
             "ir_resnet18_images": 2 * n_img,
             "ir_resnet18_tiles": rep["tiles"], "ir_resnet18_setup_s": setup,
+            "ir_resnet18_dense_path_s_per_image": dense_wall,
+            "ir_resnet18_dense_path_cpu_s_per_image": dense_cpu,
+            "ir_resnet18_sparse_path_speedup": dense_wall / wall,
+            "ir_resnet18_sparse_path_cpu_speedup": dense_cpu / cpu,
             "resnet18_no_ir_s_per_image": base_wall,
             "resnet18_no_ir_cpu_s_per_image": base_cpu}
 

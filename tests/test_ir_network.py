@@ -229,3 +229,6 @@ def test_sparse_path_equals_the_dense_product(monkeypatch):
         sur.delta(x[20:])  # 60 % ones: the dense product
     with pytest.raises(InputError, match="path"):
         sur.delta(sparse, path="fast")
+    sur.path = "dense"  # an instance's default path (bench_circuit times the reference so)
+    with pytest.raises(AssertionError, match="dense path"):
+        sur.add_t(sparse, np.ascontiguousarray(icol[:20].T))

@@ -134,10 +134,11 @@ def _sparse_kernel(planes, w_r, coef_pair, coef_single, cidx, icol, out, add):
     """:func:`_combine_kernel` fused with its projections for sparse planes: per vector
     (blocks of vectors in parallel), the projections ``y`` are the sum of the rows of
     ``w_r`` ((R, L), the stacked matrix's transpose) of its non-zero word lines (times the
-    value where it is not 1), then the same first- and second-order combine with ``icol``
-    into ``out`` (``add`` as there; each vector reads its own column of ``icol`` before it
-    writes its column of ``out``). The same sums as the dense product in another order:
-    equal to float32 rounding of the projections."""
+    value where it is not 1) and give the vector's first-order changes at once; then, per
+    block, the same second-order combine with ``icol`` into ``out`` (``add`` as there),
+    column by column over the block's vectors (contiguous in the column-major currents).
+    The same sums as the dense product in another order: equal to float32 rounding of the
+    projections."""
     nv, nr = planes.shape
     ln = w_r.shape[1]
     c_n = cidx.size
@@ -145,11 +146,13 @@ def _sparse_kernel(planes, w_r, coef_pair, coef_single, cidx, icol, out, add):
     a0 = (2 * n_pair + n_single) * c_n  # first alpha element
     blk = 16
     for ib in numba.prange((nv + blk - 1) // blk):
+        n0 = ib * blk
+        nb = min(nv, n0 + blk) - n0
         y = np.empty(ln, dtype=np.float32)
-        d = np.empty(c_n)
-        ic = np.empty(c_n)
+        d = np.zeros((c_n, nb))
         idx = np.empty(nr, dtype=np.int64)
-        for n in range(ib * blk, min(nv, (ib + 1) * blk)):
+        for i in range(nb):
+            n = n0 + i
             k = 0
             binary = True
             for r in range(nr):
@@ -174,30 +177,30 @@ def _sparse_kernel(planes, w_r, coef_pair, coef_single, cidx, icol, out, add):
                 for l in range(ln):
                     y[l] += v * w0[l]
                 q += 1
-            for c in range(c_n):
-                d[c] = 0.0
             for m in range(n_pair):
                 kk, ba, bb = coef_pair[m], 2 * m * c_n, (2 * m + 1) * c_n
                 for c in range(c_n):
-                    d[c] += kk * y[ba + c] * y[bb + c]
+                    d[c, i] += kk * y[ba + c] * y[bb + c]
             for m in range(n_single):
                 kk, bs = coef_single[m] * y[a0 + m], (2 * n_pair + m) * c_n
                 for c in range(c_n):
-                    d[c] += kk * y[bs + c]
-            s = 0.0
-            tot = 0.0
-            for c in range(c_n):
-                ic[c] = icol[cidx[c], n]
-                s += d[c]
-                tot += ic[c]
-            eps = s / tot if tot > 0.0 else 0.0  # the vector's relative current change
-            for c in range(c_n):
-                i0 = ic[c]
-                t = d[c] / i0 if i0 > 0.0 else 0.0
-                v = d[c] * (1.0 + eps + 0.5 * t)
-                j = cidx[c]
-                out[j, n] = out[j, n] + v if add else v
-
+                    d[c, i] += kk * y[bs + c]
+        s = np.zeros(nb)
+        tot = np.zeros(nb)
+        for c in range(c_n):
+            j = cidx[c]
+            for i in range(nb):
+                s[i] += d[c, i]
+                tot[i] += icol[j, n0 + i]
+        for i in range(nb):  # eps: the vector's relative current change
+            s[i] = s[i] / tot[i] if tot[i] > 0.0 else 0.0
+        for c in range(c_n):
+            j = cidx[c]
+            for i in range(nb):
+                i0 = icol[j, n0 + i]
+                t = d[c, i] / i0 if i0 > 0.0 else 0.0
+                v = d[c, i] * (1.0 + s[i] + 0.5 * t)
+                out[j, n0 + i] = out[j, n0 + i] + v if add else v
 
 class ModalIrSurrogate:
     """First-order per-vector IR drop of one tile from the top modes of its wire networks.
@@ -283,11 +286,17 @@ class ModalIrSurrogate:
                              f"(vectors, {self.w_r.shape[0]}) binary word-line vectors")
         return x
 
-    def _apply(self, x, icol_t, out, add: bool, path: str) -> None:
+    #: the default path of :meth:`delta` and :meth:`add_t` (an instance may set its own,
+    #: e.g. 'dense' to time the reference path in a network run)
+    path = "auto"
+
+    def _apply(self, x, icol_t, out, add: bool, path) -> None:
         """The change of planes ``x`` with nominal currents ``icol_t`` into ``out`` (see
-        :func:`_combine_kernel`) by ``path``: 'sparse' (:func:`_sparse_kernel`), 'dense' (one
-        BLAS product, then the combine pass: the reference), 'auto' (sparse when at most
-        :data:`SPARSE_MAX_DENSITY` of the planes' entries are non-zero)."""
+        :func:`_combine_kernel`) by ``path`` (None: ``self.path``): 'sparse'
+        (:func:`_sparse_kernel`), 'dense' (one BLAS product, then the combine pass: the
+        reference), 'auto' (sparse when at most :data:`SPARSE_MAX_DENSITY` of the planes'
+        entries are non-zero)."""
+        path = self.path if path is None else path
         if path not in ("auto", "sparse", "dense"):
             raise InputError("path", path, "'auto', 'sparse' or 'dense'")
         if path == "auto":
@@ -299,7 +308,7 @@ class ModalIrSurrogate:
             y = self.w_t @ x.T
             _combine_kernel(y, self.coef_pair, self.coef_single, self.cidx, icol_t, out, add)
 
-    def delta(self, planes, icol=None, *, path: str = "auto") -> np.ndarray:
+    def delta(self, planes, icol=None, *, path: str | None = None) -> np.ndarray:
         """Column-current change (N, C) of binary word-line vectors ``planes`` (N, R);
         ``icol`` (N, C): their nominal column currents (default: planes @ i_on). ``path``:
         as :meth:`add_t`."""
@@ -310,11 +319,12 @@ class ModalIrSurrogate:
         self._apply(x, icol_t, out, False, path)
         return out.T
 
-    def add_t(self, planes, cur_t, *, path: str = "auto") -> None:
+    def add_t(self, planes, cur_t, *, path: str | None = None) -> None:
         """Add the change of ``planes`` (N, R) in place to column-major currents ``cur_t``
-        (>= C, N), whose first C rows are the vectors' nominal column currents. ``path``:
-        'auto' (sparse planes by the fused sparse kernel, dense ones by the dense product),
-        'sparse' or 'dense' (the reference: one BLAS product, then the combine pass)."""
+        (>= C, N), whose first C rows are the vectors' nominal column currents. ``path``
+        (default ``self.path``, 'auto'): 'auto' (sparse planes by the fused sparse kernel,
+        dense ones by the dense product), 'sparse' or 'dense' (the reference: one BLAS
+        product, then the combine pass)."""
         self._apply(self._planes(planes), cur_t, cur_t, True, path)
 
     def exact_delta(self, planes) -> np.ndarray:
