@@ -46,3 +46,22 @@ def test_certified_error_none_beyond_the_contraction_limit():
     # just inside the limit: a certificate of rho / (1 - rho) res = 2 res at most
     e, rho = certified_error(0.6, 0.0, 0.0, 0.6, 1e-4, 1e-4, 0.0, 0.0, 0.0, 0.0)
     assert rho == pytest.approx(0.6) and e == pytest.approx(0.6 / 0.4 * 1e-4, rel=1e-12)
+
+
+def test_newton_kernel_reports_its_line_solves():
+    """The per-vector Newton kernel (heavy IR drop) reports its work: every outer Newton step
+    makes at least one pass of line solves, so inner_iterations >= iterations >= 1 (a
+    mutant that counted the passes down, ``inner_total -= 1``, passed every test: none
+    read the Newton path's counts)."""
+    from _circuit_helpers import tile
+
+    from norsim.array.circuit import CircuitSolver
+    from norsim.config.presets import load_preset
+
+    cfg = load_preset("nor40")
+    vth, wl, model = tile(cfg, 20, 14, seed=30, lo=0.3e-6, hi=1e-6, batch=3)
+    solver = CircuitSolver(vth, cfg, model, wires=cfg.array.wires.scaled(80.0))
+    res = solver.solve(wl, method="newton")
+    assert solver.last_stats["reference_vectors"] == 0
+    inner, outer = np.asarray(res.inner_iterations), np.asarray(res.iterations)
+    assert np.all(outer >= 1) and np.all(inner >= outer), (inner, outer)
