@@ -82,12 +82,13 @@ def sigma_error_bound_lsb(bound_a2: np.ndarray, channels, step_a: float,
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _rtn_shared(ib, wb, sb, su, stix, bidx, kidx, crow, ratio, rho, vconst, key, ctr0, ncolp):
+def _rtn_shared(ib, wb, sb, su, stix, crow, sr, w1r, srho, vconst, key, ctr0, ncolp):
     """Approximate RTN tier (``rtn_tier``) on one column's readings of a chunk: add the
-    shared part ``sqrt(rho r_k I) z_b`` (one normal per multiply, counter ``ctr0 + b P``) to
-    the currents ``ib`` and leave the white variance ``(1 - rho) r_k I + vconst`` in ``wb``
-    (``bidx``/``kidx``: multiply and cycle of each reading; loops written to vectorise)."""
+    shared part ``sqrt(r_k) sqrt(I) sqrt(rho) z_b`` (one normal per multiply, counter
+    ``ctr0 + b P``) to the currents ``ib`` and leave the white variance
+    ``(1 - rho) r_k I + vconst`` in ``wb`` (I = max(product current, 0))."""
     nv = sb.size
+    ncyc = sr.size
     for b in range(nv):  # hash + central rational (vectorises), the tails compacted after
         u = _uniform(key, np.uint64(ctr0 + b * ncolp))
         su[b] = u
@@ -100,20 +101,21 @@ def _rtn_shared(ib, wb, sb, su, stix, bidx, kidx, crow, ratio, rho, vconst, key,
     for j in range(nt):
         b = stix[j]
         sb[b] = _tail(su[b])
-    sq = math.sqrt(rho)
-    w1 = 1.0 - rho
-    for i in range(ib.size):
-        v = ratio[kidx[i]] * np.float64(crow[i])
-        v = v if v > 0.0 else 0.0
-        ib[i] = ib[i] + math.sqrt(v) * sq * sb[bidx[i]]
-        wb[i] = w1 * v + vconst
+    for b in range(nv):
+        zz = srho * sb[b]
+        for k in range(ncyc):
+            i = b * ncyc + k
+            c = np.float64(crow[i])
+            c = c if c > 0.0 else 0.0
+            ib[i] = ib[i] + (sr[k] * math.sqrt(c)) * zz
+            wb[i] = w1r[k] * c + vconst
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef,
                       ch_adc, adc_gain, adc_offset, par, key, counter0, z, use_hash, analog,
-                      var_mode, var_off, vratio, vleak, rtn_on, rtn_ratio, rtn_rho, rtn_vconst,
-                      rtn_key, mult0, out_t):
+                      var_mode, var_off, vratio, vleak, rtn_on, rtn_sr, rtn_w1r, rtn_srho,
+                      rtn_vconst, rtn_key, mult0, out_t):
     nrows = cur_t.shape[1]
     nvec = nrows // nbits
     nch = ch_pos.size
@@ -131,7 +133,7 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
     ncolp = leak.size
     # rows per multiply: the shift-add's nbits, or (per-conversion codes, nbits = 1) the
     # approximate RTN tier's cycles per multiply; chunks hold whole multiplies
-    ncyc = rtn_ratio.shape[1]
+    ncyc = rtn_sr.shape[1]
     rpm = nbits if nbits > ncyc else ncyc
     nmul = nrows // rpm
     nchunk = max(1, min(nmul, max(4, nmul // 256)))  # long unit-stride runs per channel
@@ -153,8 +155,6 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
         sb = np.empty(m // rpm)
         su = np.empty(m // rpm)
         stix = np.empty(m // rpm, dtype=np.int64)
-        bidx = np.arange(m) // ncyc
-        kidx = np.arange(m) % ncyc
         for h in range(nch):
             if use_hash:
                 for i in range(m):  # vectorises: hash + central rational
@@ -186,7 +186,7 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
                 for i in range(m):
                     ib[i] = np.float64(crow[i])
             if rtn_on:
-                _rtn_shared(ib, wb, sb, su, stix, bidx, kidx, crow, rtn_ratio[p], rtn_rho[p],
+                _rtn_shared(ib, wb, sb, su, stix, crow, rtn_sr[p], rtn_w1r[p], rtn_srho[p],
                             rtn_vconst[p], rtn_key, (mult0 + n0 // rpm) * ncolp + p, ncolp)
             for i in range(m):
                 ib[i] += lp
@@ -215,8 +215,8 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
                     for i in range(m):
                         qb[i] = np.float64(qrow[i])
                 if rtn_on:
-                    _rtn_shared(qb, wb, sb, su, stix, bidx, kidx, qrow, rtn_ratio[q],
-                                rtn_rho[q], rtn_vconst[q], rtn_key,
+                    _rtn_shared(qb, wb, sb, su, stix, qrow, rtn_sr[q], rtn_w1r[q],
+                                rtn_srho[q], rtn_vconst[q], rtn_key,
                                 (mult0 + n0 // rpm) * ncolp + q, ncolp)
                 for i in range(m):
                     qb[i] += lq
@@ -271,16 +271,21 @@ def _prep(cur_t, corr, slot, leak, channels, vratio, vleak, var_mode, p):
 
 
 def _rtn_args(rtn, p, nbits):
+    """The RTN tier's arrays as both twins use them: (on, sqrt(ratio), (1 - rho) ratio,
+    sqrt(rho), vconst, key, mult0)."""
     if rtn is None:
-        return (False, np.zeros((p, nbits)), np.zeros(p), np.zeros(p), np.uint64(0),
-                np.int64(0))
+        return (False, np.zeros((p, nbits)), np.zeros((p, nbits)), np.zeros(p), np.zeros(p),
+                np.uint64(0), np.int64(0))
     ratio, rho, vconst, key, mult0 = rtn
     ratio = np.ascontiguousarray(ratio, dtype=np.float64)
     if ratio.ndim != 2 or ratio.shape[0] != p or (nbits != 1 and ratio.shape[1] != nbits):
         raise ValueError(f"rtn ratio of shape {ratio.shape}, expected {(p, nbits)} (or "
                          f"(P, cycles) for per-conversion codes, nbits = 1)")
-    return (True, ratio, np.ascontiguousarray(rho, dtype=np.float64),
-            np.ascontiguousarray(vconst, dtype=np.float64), np.uint64(key), np.int64(mult0))
+    rho = np.asarray(rho, dtype=np.float64)
+    return (True, np.sqrt(np.maximum(ratio, 0.0)),
+            np.ascontiguousarray((1.0 - rho)[:, None] * ratio),
+            np.sqrt(np.clip(rho, 0.0, 1.0)), np.ascontiguousarray(vconst, dtype=np.float64),
+            np.uint64(key), np.int64(mult0))
 
 
 def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=None, slot=None,
@@ -343,15 +348,15 @@ def readout_t_numpy(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, 
         cur[has] += corr[slot[has], start:start + nrows].astype(np.float64)
     white = 0.0
     if rtn is not None:  # approximate RTN tier: shared normal per multiply, white variance
-        _, ratio, rho, vconst, rkey, mult0 = _rtn_args(rtn, p, int(nbits))
-        ncyc = ratio.shape[1]
+        _, sr, w1r, srho, vconst, rkey, mult0 = _rtn_args(rtn, p, int(nbits))
+        ncyc = sr.shape[1]
         k = np.arange(nrows) % ncyc
         b = np.arange(nrows) // ncyc
         ctr = ((int(mult0) + b)[None, :] * p + np.arange(p)[:, None]).astype(np.uint64)
         zs = _inv_norm_numpy(_uniform_numpy(rkey, ctr))
-        v = np.maximum(ratio[:, k] * raw, 0.0)
-        cur = cur + np.sqrt(v) * np.sqrt(rho)[:, None] * zs
-        white = (1.0 - rho[:, None]) * v + vconst[:, None]
+        c = np.maximum(raw, 0.0)
+        cur = cur + (sr[:, k] * np.sqrt(c)) * (srho[:, None] * zs)
+        white = w1r[:, k] * c + vconst[:, None]
     if var_mode == 1:
         cur = np.concatenate([cur, cur_t[p:2 * p].astype(np.float64) + white])
     elif var_mode == 2:
