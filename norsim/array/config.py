@@ -138,7 +138,8 @@ class ReadNoiseConfig(ConfigBase):
         choices=("bounded_ratio", "exact"))
     rtn_tier: str = param(
         "approximate", "How the bit-serial fast path samples RTN: 'approximate' (traps whose "
-        "correlation time is under 256 multiplies replaced by a Gaussian of matched mean and "
+        "correlation time is under N/16 multiplies in a batch of N, i.e. that would switch "
+        "more than ~16 times in it, replaced by a Gaussian of matched mean and "
         "variance, with the share common to the cycles of one multiply that matches the "
         "recombined output's variance; slower traps walked exactly; only with gaussian_source = "
         "'counter_hash' and at least 0.01 LSB^2 of kT/C + ADC noise per conversion, else "
