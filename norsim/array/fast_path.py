@@ -70,22 +70,24 @@ class BitSerialFastPath:
 
     def _rtn_tier(self, k_mult):
         """(RtnTier tables for traps faster than ``k_mult`` multiplies, walk plan or None,
-        fast-trap variance on-minus-off (rows, P), its off part per column (P,)), cached per
-        ``k_mult`` and rebuilt whenever the trap deltas are."""
+        fast-trap variance on-minus-off (rows, P), its off part per column (P,)), cached for
+        the last ``k_mult`` only (a few MB per 256 x 256 tile: a network holds hundreds of
+        tiles; a batch size change costs one rebuild, ~20 ms) and rebuilt whenever the trap
+        deltas are."""
         cache = getattr(self, "_rtn_tier_cache", None)
-        if cache is None or cache[0] is not self._d_tab:
-            cache = self._rtn_tier_cache = (self._d_tab, {})
-        if k_mult in cache[1]:
-            return cache[1][k_mult]
+        if cache is not None and cache[0] is self._d_tab and cache[1] == k_mult:
+            return cache[2]
+        self._rtn_tier_cache = None
         t = self.traps
         tier = approximate_tables(self._d_on, self._d_off, self._p01, self._p10, k_mult)
         plan = (rtn_prepare(rtn_plan(t.col, tier.live), t.row, tier.d_tab, tier.p01, tier.p10)
                 if tier.live.any() else None)
+        tier.d_tab = None  # gathered into the plan; the walk reads only the plan's copy
         w_d = np.zeros((self.rows_used, self.phys_cols))
         np.add.at(w_d, (t.row, t.col), tier.w_on - tier.w_off)
         vconst = np.bincount(t.col, weights=tier.w_off, minlength=self.phys_cols)
-        out = (tier, plan, w_d, vconst)
-        cache[1][k_mult] = out
+        out = (tier, plan, w_d.astype(np.float32), vconst)
+        self._rtn_tier_cache = (self._d_tab, k_mult, out)
         return out
 
     def variance_error_bound_lsb(self) -> float:
