@@ -227,6 +227,9 @@ EQUIVALENT: dict[str, str] = {
         "remainder e^t t^6 / 6! grows from 5.7e-18 to 1.0e-17 relative, still ten times "
         "below a double's rounding (1.1e-16), so the currents round to the same values as "
         "with exp (no test tolerance, however tight, can see it)",
+    "circuit_newton_lines::_inv_small::0->1@16::n = a.shape[0]":
+        "the matrix inverted is square (the straps' block of the block-Thomas solve): its "
+        "shape[1] is its shape[0]",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
