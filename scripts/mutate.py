@@ -230,6 +230,10 @@ EQUIVALENT: dict[str, str] = {
     "circuit_newton_lines::_inv_small::0->1@16::n = a.shape[0]":
         "the matrix inverted is square (the straps' block of the block-Thomas solve): its "
         "shape[1] is its shape[0]",
+    "circuit_network::_chain_matrix::0->1@29::off = np.full(max(n - 1, 0), -g_seg)":
+        "differs only for n <= 1 node (one line of one node): the off-diagonal then has one "
+        "entry instead of none, but length 1 sets it to 0 (off[:] = 0.0) and scipy's diags "
+        "drops a diagonal outside a 1 x 1 matrix: the same matrix (checked)",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
