@@ -234,6 +234,26 @@ EQUIVALENT: dict[str, str] = {
         "differs only for n <= 1 node (one line of one node): the off-diagonal then has one "
         "entry instead of none, but length 1 sets it to 0 (off[:] = 0.0) and scipy's diags "
         "drops a diagonal outside a 1 x 1 matrix: the same matrix (checked)",
+    "circuit_reference::ReferencePath._inner::0->1@55::depth = w.anderson_depth if "
+    "w.anderson_depth > 0 else ANDERSON_FALLBACK_DEPTH":
+        "speed only: a configured Anderson depth of exactly 1 would get the fallback depth "
+        "(5) instead; the mixing history changes the sweep count, not the stop (same "
+        "tolerance); no preset or test sets depth 1",
+    "circuit_reference::ReferencePath._solve_reference::drop right term@22::_take(xint, act, "
+    "full) - _take(dxd, act, full) * du + _take(dxs, act, full) * dv":
+        "the predicted start of the split-gate internal node (x + dx/dV_D dV_D + dx/dV_S "
+        "dV_S) without its source-line term: only the start of the safeguarded node solve, "
+        "which converges inside its bracket to the same node (1e-15 V stop) from any start",
+    "circuit_krylov::KrylovPath._solve_newton_krylov.gmres::1e-08->x1.1@54::return dx, "
+    "np.linalg.norm(res, axis=0) <= 1e-8 * np.maximum(b_norm, 1e-300)":
+        "the inner GMRES's 'converged' flag at 1.1e-8 instead of 1e-8 relative: the flag "
+        "only steers the inexact Newton step; the outer iteration stops on its own residual "
+        "and step tests at the solver tolerance",
+    "circuit_krylov::KrylovPath._solve_newton_krylov::40->41@27::for _ in range(40):  # "
+    "Armijo halving, per vector":
+        "the cap of the Armijo step halving: 40 halvings shrink the step to 2^-40 ~ 1e-12 of "
+        "the Newton step; a 41st is never reached (a vector still failing then goes to the "
+        "fallback path either way)",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
