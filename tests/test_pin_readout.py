@@ -64,13 +64,9 @@ def test_rtn_joint_states_enumerate_every_trap_combination_once():
     np.testing.assert_allclose(shifts[np.arange(n), js], (amp * state).sum(axis=1), rtol=1e-15)
 
 
-@pytest.mark.xfail(strict=True, reason="bug found by mutation testing (issue 26), in "
-                   "norsim/array/readout_t.py (not this test's owner): readout_t skips the RTN "
-                   "corrections of the charge when corr has one column (`corr.shape[1] > 1` "
-                   "meant to spot the (1, 1) placeholder, whose slots are all -1 anyway): a "
-                   "one-cycle batch (1 vector, 1 input bit) at start 0 loses them. Fix: drop "
-                   "that clause; this test then passes and strict xfail flags it")
 def test_charge_of_a_one_cycle_batch_keeps_its_rtn_corrections():
+    """Regression (issue 26, found by mutation testing): a one-cycle batch (one vector, one
+    input bit) at start 0 kept its RTN corrections out of the integrated charge."""
     rng = np.random.default_rng(1)
     n_ch = n_out = 3
     cur_t = (rng.random((n_ch, 1)) * 2e-6).astype(np.float32)

@@ -325,7 +325,7 @@ def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=N
                       vleak, *_rtn_args(rtn, p, int(nbits)), out_t)
     charge = cur_t[:p].sum(axis=1, dtype=np.float64) + nrows * leak
     has = slot >= 0
-    if has.any() and corr.shape[1] > 1:  # row sums of the slice in place (no gathered copy)
+    if has.any():  # row sums of the slice in place (no gathered copy)
         charge[has] += corr[:, start:start + nrows].sum(axis=1, dtype=np.float64)[slot[has]]
     return out_t.T, charge
 
