@@ -137,15 +137,17 @@ class ReadNoiseConfig(ConfigBase):
         "by a second bit-plane product: the reference tier). See docs/benchmarks.md (tiers).",
         choices=("bounded_ratio", "exact"))
     rtn_tier: str = param(
-        "approximate", "How the bit-serial fast path samples RTN: 'approximate' (traps whose "
+        "exact", "How the bit-serial fast path samples RTN: 'exact' (every trap a two-state "
+        "Markov chain walked at every multiply: the reference tier, the default because the "
+        "approximate tier has not passed issue 17's network-level equivalence) or "
+        "'approximate' (opt-in; traps whose "
         "correlation time is under N/16 multiplies in a batch of N, i.e. that would switch "
         "more than ~16 times in it, replaced by a Gaussian of matched mean and "
         "variance, with the share common to the cycles of one multiply that matches the "
         "recombined output's variance; slower traps walked exactly; only with gaussian_source = "
         "'counter_hash' and at least 0.01 LSB^2 of kT/C + ADC noise per conversion, else "
-        "'exact'; norsim.array.rtn_tier) or 'exact' (every trap a "
-        "two-state Markov chain walked at every multiply: the reference tier). See "
-        "docs/benchmarks.md (tiers).", choices=("approximate", "exact"))
+        "'exact'; norsim.array.rtn_tier). See docs/benchmarks.md (tiers).",
+        choices=("exact", "approximate"))
 
 
 @dataclass
