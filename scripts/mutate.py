@@ -254,6 +254,11 @@ EQUIVALENT: dict[str, str] = {
         "the cap of the Armijo step halving: 40 halvings shrink the step to 2^-40 ~ 1e-12 of "
         "the Newton step; a 41st is never reached (a vector still failing then goes to the "
         "fallback path either way)",
+    "ispp_numpy::_ispp_numpy.trap_step::0:Lt->LtE@18::_uniform_np(seeds, base + _TRAP_SLOT + "
+    "j) < prob":
+        "the NumPy twin's uniforms are (k + 1/2) 2**-53: u <= p and u < p differ only when p "
+        "lies exactly on that grid, probability ~2**-53 per draw (as programming_rng's "
+        "_poisson)",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
