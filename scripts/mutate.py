@@ -57,7 +57,8 @@ from mutants import Site, mutate, sites  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_PROGRAMMING_TESTS = ("tests/test_pin_programming.py", "tests/test_device_programming.py")
+_PROGRAMMING_TESTS = ("tests/test_pin_program_cost.py", "tests/test_pin_programming.py",
+                      "tests/test_device_programming.py")
 _IV_TESTS = ("tests/test_pin_iv.py", "tests/test_device_iv.py")
 
 #: the tests that pin circuit mode's modules
@@ -259,6 +260,9 @@ EQUIVALENT: dict[str, str] = {
         "the NumPy twin's uniforms are (k + 1/2) 2**-53: u <= p and u < p differ only when p "
         "lies exactly on that grid, probability ~2**-53 per draw (as programming_rng's "
         "_poisson)",
+    "programming_rng::_poisson::0:Lt->LtE@25::_uniform(seed, c + _TWO32) < r":
+        "the same 2**-53 grid argument as the other _poisson comparison: u <= r and u < r "
+        "differ with probability ~2**-53 per draw",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
