@@ -263,6 +263,9 @@ EQUIVALENT: dict[str, str] = {
     "programming_rng::_poisson::0:Lt->LtE@25::_uniform(seed, c + _TWO32) < r":
         "the same 2**-53 grid argument as the other _poisson comparison: u <= r and u < r "
         "differ with probability ~2**-53 per draw",
+    "programming_rng::_poisson::0:Lt->LtE@23::if k < 0.0 or (us < 0.013 and v > us):":
+        "rejects k == 0 in the PTRS branch, which runs only for lam >= PTRS_ABOVE = 128: "
+        "P(k = 0) = exp(-lam) <= 3e-56 there, so no draw can tell the two apart",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
