@@ -207,6 +207,27 @@ def _tail(u):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def _hash_normals(key, base, stride, m, ub, zb, tix):
+    """Standard normals ``zb[:m]`` of counters ``base + i stride`` under ``key``: the
+    uniforms (``ub``) and the central rational for all (vectorises), then the ~5 % tail
+    draws, their indices compacted into ``tix`` first so that the compiler cannot
+    if-convert the (log, sqrt) tail onto every lane."""
+    b0, st = np.uint64(base), np.uint64(stride)  # unsigned throughout (uint64 + int64 is a float)
+    for i in range(m):
+        u = _uniform(key, b0 + np.uint64(i) * st)
+        ub[i] = u
+        zb[i] = _central(u)
+    nt = 0
+    for i in range(m):
+        u = ub[i]
+        tix[nt] = i
+        nt += 1 if (u < _P_LOW or u > 1.0 - _P_LOW) else 0
+    for j in range(nt):
+        i = tix[j]
+        zb[i] = _tail(ub[i])
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _convert(ip, iq, var, z, g_h, o_h, isat, shot, cvar, analog, has_var, lo, hi, inv_span,
              inl4):
     """One ADC conversion, shared by ``readout`` and ``readout_t._readout_t_kernel``: the
@@ -273,21 +294,7 @@ def _readout_kernel(cur, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef, ch_adc, a
                 n = b * nbits + k
                 w = float(1 << k)
                 if use_hash:
-                    base = np.uint64(counter0 + n * nch)
-                    for h in range(nch):  # vectorises: hash + central rational
-                        u = _uniform(key, base + np.uint64(h))
-                        ub[h] = u
-                        zb[h] = _central(u)
-                    # the ~5 % tail draws: compact their indices first, so that the
-                    # compiler cannot if-convert the (log, sqrt) tail onto every lane
-                    nt = 0
-                    for h in range(nch):
-                        u = ub[h]
-                        tix[nt] = h
-                        nt += 1 if (u < _P_LOW or u > 1.0 - _P_LOW) else 0
-                    for i in range(nt):
-                        h = tix[i]
-                        zb[h] = _tail(ub[h])
+                    _hash_normals(key, np.uint64(counter0 + n * nch), 1, nch, ub, zb, tix)
                 else:
                     for h in range(nch):
                         zb[h] = z[n, h]

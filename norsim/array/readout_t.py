@@ -35,8 +35,8 @@ import numba
 import numpy as np
 
 from norsim.array.kernels import (P_CONST_VAR, P_HI, P_INL, P_ISAT, P_LO, P_NOISE_LSB, P_SHOT,
-                                  P_STEP, _central, _convert, _inv_norm, _inv_norm_numpy, _P_LOW,
-                                  _tail, _uniform, _uniform_numpy, readout_numpy)
+                                  P_STEP, _convert, _hash_normals, _inv_norm, _inv_norm_numpy,
+                                  _uniform_numpy, readout_numpy)
 
 #: the bounded-ratio variance is used only where its worst-case effect on one conversion,
 #: |d sigma| x Z_MAX, is below this (LSB); issue 17 allows errors below 1/10 LSB
@@ -89,18 +89,7 @@ def _rtn_shared(ib, wb, sb, su, stix, crow, sr, w1r, srho, vconst, key, ctr0, nc
     ``(1 - rho) r_k I + vconst`` in ``wb`` (I = max(product current, 0))."""
     nv = sb.size
     ncyc = sr.size
-    for b in range(nv):  # hash + central rational (vectorises), the tails compacted after
-        u = _uniform(key, np.uint64(ctr0 + b * ncolp))
-        su[b] = u
-        sb[b] = _central(u)
-    nt = 0
-    for b in range(nv):
-        u = su[b]
-        stix[nt] = b
-        nt += 1 if (u < _P_LOW or u > 1.0 - _P_LOW) else 0
-    for j in range(nt):
-        b = stix[j]
-        sb[b] = _tail(su[b])
+    _hash_normals(key, ctr0, ncolp, nv, su, sb, stix)
     for b in range(nv):
         zz = srho * sb[b]
         for k in range(ncyc):
@@ -157,18 +146,7 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
         stix = np.empty(m // rpm, dtype=np.int64)
         for h in range(nch):
             if use_hash:
-                for i in range(m):  # vectorises: hash + central rational
-                    u = _uniform(key, np.uint64(counter0 + (n0 + i) * nch + h))
-                    ub[i] = u
-                    zb[i] = _central(u)
-                nt = 0
-                for i in range(m):  # the ~5 % tail draws, compacted first
-                    u = ub[i]
-                    tix[nt] = i
-                    nt += 1 if (u < _P_LOW or u > 1.0 - _P_LOW) else 0
-                for j in range(nt):
-                    i = tix[j]
-                    zb[i] = _tail(ub[i])
+                _hash_normals(key, counter0 + n0 * nch + h, nch, m, ub, zb, tix)
             else:
                 zv = z[n0:n0 + m]
                 for i in range(m):
