@@ -136,3 +136,25 @@ def test_node_table_is_built_only_for_a_common_read():
     assert table(100, True).size == 0                     # per-cell bias, shorter than the grid
     assert table(2 * _SG_PREDICT_MIN, True).size == 0     # per-cell bias, a large call
     assert table(2 * _SG_PREDICT_MIN, False).size == _SG_PREDICT_POINTS   # a large common read
+
+
+@pytest.mark.parametrize("derivatives", [False, True])
+@pytest.mark.parametrize("per_cell", ["n", "beta", "dibl_eta"])
+def test_ekv_kernel_reads_a_per_element_parameter_among_scalars(per_cell, derivatives):
+    """One EKV transistor parameter per element while the other two are scalars (stride 0):
+    the kernel's scalar shortcut (one n, beta, eta for all elements) must not take it; the
+    currents equal the NumPy reference (a mutant that let the shortcut read n[0] for every
+    element survived the split-gate tests, issue 26)."""
+    from norsim.device.iv_ekv import ekv_current, ekv_current_numpy
+
+    rng = np.random.default_rng(7)
+    m = 300
+    par = {"n": 1.3, "beta": 5e-4, "dibl_eta": 0.05}
+    par[per_cell] = par[per_cell] * rng.uniform(0.6, 1.4, m)
+    vth = rng.uniform(0.3, 0.9, m)
+    args = (1.2, 0.5, 0.0, vth, par["n"], 0.6, par["beta"], par["dibl_eta"], 0.0259)
+    ref = ekv_current_numpy(*args)
+    got = ekv_current(*args, derivatives=derivatives)
+    got = got[0] if derivatives else got
+    assert np.ptp(ref / ekv_current_numpy(1.2, 0.5, 0.0, vth, 1.3, 0.6, 5e-4, 0.05, 0.0259)) > 0.1
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
