@@ -158,3 +158,26 @@ def test_ekv_kernel_reads_a_per_element_parameter_among_scalars(per_cell, deriva
     got = got[0] if derivatives else got
     assert np.ptp(ref / ekv_current_numpy(1.2, 0.5, 0.0, vth, 1.3, 0.6, 5e-4, 0.05, 0.0259)) > 0.1
     np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("vth", [0.6, 1.0, 1.4])
+def test_split_gate_conductances_at_zero_bias_are_the_current_slopes(vth):
+    """At V_D = V_S the safeguarded split-gate solver skips its Newton loop (an empty
+    bracket) and returns I = 0 with the implicit-function conductances dI/dV_D and dI/dV_S
+    of its final evaluation; they must equal central differences of the current around the
+    zero-bias point (a mutant of the final dI/dV_S survived every I-V test, issue 26)."""
+    from norsim.device.iv_split import _split_solve
+
+    model = cell_model(DEV.cell, DEV.read.temperature_k)
+    fg, sel, r = model.fg, model.sel, DEV.read
+
+    def solve(vd, vs):
+        return _split_solve(r.v_select_on_v, r.v_cg_read_v, vd, vs, vth, fg.n, fg.beta,
+                            fg.dibl_eta, fg.alpha_g, fg.u_t, model.select_vth, sel.n,
+                            sel.beta, sel.dibl_eta, model.max_iter)
+
+    v, h = r.v_sl_read_v, 1e-6
+    i, gd, gs, _, _ = solve(v, v)
+    assert i == 0.0 and gd > 0.0 > gs
+    np.testing.assert_allclose(gd, (solve(v + h, v)[0] - solve(v - h, v)[0]) / (2 * h), rtol=1e-6)
+    np.testing.assert_allclose(gs, (solve(v, v + h)[0] - solve(v, v - h)[0]) / (2 * h), rtol=1e-6)
