@@ -181,3 +181,41 @@ def test_split_gate_conductances_at_zero_bias_are_the_current_slopes(vth):
     assert i == 0.0 and gd > 0.0 > gs
     np.testing.assert_allclose(gd, (solve(v + h, v)[0] - solve(v - h, v)[0]) / (2 * h), rtol=1e-6)
     np.testing.assert_allclose(gs, (solve(v, v + h)[0] - solve(v, v - h)[0]) / (2 * h), rtol=1e-6)
+
+
+@pytest.mark.parametrize("sel_eta", [0.0, 0.05])
+@pytest.mark.parametrize("vth", [0.6, 1.0, 1.4])
+def test_split_gate_vth_slope_at_the_iteration_cap_is_the_current_slope(vth, sel_eta):
+    """The split-gate solver returns dI/dV_th (the implicit-function theorem at its node) on
+    both exits: the Newton step test (the usual one) and the end of its loop, reached at a
+    read bias only when ``max_iter`` runs out. Capped one iteration before the step test
+    fires, it stops at a node already converged to ~1e-10 V: its current equals the full
+    solve's and its dI/dV_th must equal a central difference of the current in V_th (a
+    mutant of that return, -p * b / den -> -p / b / den, off by b^2 with b = dI_sel/dx in
+    A/V, survived every I-V test, issue 26; the V_th kernel's Newton uses this value)."""
+    from norsim.device.iv_split import _split_solve
+
+    model = cell_model(DEV.cell, DEV.read.temperature_k)
+    fg, sel, r = model.fg, model.sel, DEV.read
+
+    def solve(v_th, max_iter=200):
+        return _split_solve(r.v_select_on_v, r.v_cg_read_v, r.v_bl_read_v, r.v_sl_read_v, v_th,
+                            fg.n, fg.beta, fg.dibl_eta, fg.alpha_g, fg.u_t, model.select_vth,
+                            sel.n, sel.beta, sel_eta, max_iter)
+
+    full = solve(vth)
+    h = 1e-5
+    slope = (solve(vth + h)[0] - solve(vth - h)[0]) / (2 * h)
+    np.testing.assert_allclose(full[4], slope, rtol=1e-6)   # the Newton exit
+    capped = 0
+    for max_iter in range(1, 60):
+        got = solve(vth, max_iter)
+        if got == full:          # the step test fired: the full solve's Newton exit
+            break
+        if abs(got[0] / full[0] - 1.0) < 1e-9:   # stopped by the cap at a converged node
+            capped += 1
+            np.testing.assert_allclose(got[4], slope, rtol=1e-6)
+            np.testing.assert_allclose(got[1:3], full[1:3], rtol=1e-6)
+    else:
+        raise AssertionError("the solver did not reach its step test within 60 iterations")
+    assert capped >= 1
