@@ -30,7 +30,10 @@ bench: env
 	for b in benchmarks/bench_*.py; do echo "== $$b"; \
 	  NORSIM_BENCH_THREADS=$(BENCH_THREADS) OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) $$b || exit 1; done
 
-# mutation testing of the core (issue 26; not part of `make test`): docs/testing.md
+# mutation testing of the core (issue 26; not part of `make test`): docs/testing.md.
+# Resumable: each finished mutant is journaled (results/mutation/journal.jsonl) and a rerun
+# skips those whose module, tests and scripts/mutants.py are unchanged; add --no-journal
+# to MUTATE_ARGS to run every mutant again, --journal PATH for another journal
 MUTATE_ARGS ?= --max-mutants 20 --seed 0 --jobs 2
 mutate: env
 	nice -n 2 $(PY) scripts/mutate.py $(MUTATE_ARGS)

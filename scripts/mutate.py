@@ -29,7 +29,15 @@ The last line on stdout is one JSON object: per module the mutants run, killed (
 time-out), survivors (with their source line and change), the known-equivalent mutants among
 them, and ``score`` = killed / (mutants - equivalent). Progress goes to stderr.
 
+Resumable: every finished mutant and every module's baseline is appended (one fsynced JSON
+line) to a journal, ``results/mutation/journal.jsonl`` unless ``--journal PATH`` or
+``--no-journal``. A run takes over each chosen mutant whose module, key and fingerprint (the
+sha256 of the module's source, of its test files and of ``scripts/mutants.py``) match a
+journaled outcome, so a killed run resumes where it stopped and a changed module or test
+reruns; resumed mutants count in the score, and ``seconds`` sums the journaled times.
+
     python scripts/mutate.py                                  # every core module, 30 each
+    python scripts/mutate.py --no-journal                     # the same, nothing resumed
     python scripts/mutate.py --module retention --max-mutants 0   # all mutants of one module
     python scripts/mutate.py --list                           # modules, sites, mapped tests
 """
@@ -49,6 +57,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -286,6 +295,130 @@ EQUIVALENT: dict[str, str] = {
         "chunk is solved to the same tolerance",
 }
 
+# ---- journal (resumable runs) ----------------------------------------------------------------
+
+#: the default journal of finished mutants and baselines (one JSON object per line)
+JOURNAL = ROOT / "results" / "mutation" / "journal.jsonl"
+#: journaled outcomes taken over by a later run (an "error", i.e. no test collected, reruns)
+RESUMABLE = ("killed", "timeout", "survived")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def fingerprint(root: Path, rel: str, tests, mutants_py: Path) -> dict:
+    """What a mutant's outcome is keyed on besides the mutant itself: the sha256 of the
+    module's source, of each test file run against it and of the mutation operators
+    (``scripts/mutants.py``), and one short ``id`` over the three."""
+    hashes = {"source": file_sha256(root / rel),
+              "tests": {t: file_sha256(root / t) for t in tests},
+              "mutants": file_sha256(mutants_py)}
+    hashes["id"] = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
+    return hashes
+
+
+def site_id(site: Site) -> str:
+    """The site within one version of the source (the EQUIVALENT key may repeat when two
+    identical lines of a function take the same change at the same column)."""
+    return f"{site.index}:{site.change}"
+
+
+class Journal:
+    """Append-only journal of finished mutants and baselines: every entry is one JSON line
+    written with a single ``write`` on an ``O_APPEND`` descriptor and fsynced, so a killed
+    run leaves whole lines (a torn last line is skipped when read). A later run takes over
+    every mutant whose module, key, site and fingerprint match (the last matching entry
+    wins), so it resumes where a killed run stopped, and a changed source, test file or
+    mutants.py reruns that module's mutants. ``path=None``: no journal (nothing read or
+    written)."""
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path else None
+        self._lock = threading.Lock()
+        self.mutants: dict[tuple, dict] = {}
+        self.baselines: dict[tuple, list[dict]] = {}
+        self.bad_lines = 0
+        if self.path and self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                    self._index(e)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    self.bad_lines += 1
+
+    def _index(self, e: dict) -> None:
+        if e["kind"] == "mutant":
+            self.mutants[(e["module"], e["key"], e["site"], e["fp"])] = e
+        elif e["kind"] == "baseline":
+            self.baselines.setdefault((e["module"], e["fp"]), []).append(e)
+
+    def lookup(self, module: str, site: Site, fp: str) -> dict | None:
+        e = self.mutants.get((module, site.key(module), site_id(site), fp))
+        return e if e and e["status"] in RESUMABLE else None
+
+    def module_baselines(self, module: str, fp: str) -> list[dict]:
+        return self.baselines.get((module, fp), [])
+
+    def append(self, entry: dict) -> None:
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **entry}
+        self._index(entry)
+        if self.path is None:
+            return
+        data = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def record_mutant(self, module: str, site: Site, hashes: dict, status: str,
+                      seconds: float) -> None:
+        self.append({"kind": "mutant", "module": module, "key": site.key(module),
+                     "site": site_id(site), "fp": hashes["id"], "hashes": hashes,
+                     "status": status, "seconds": round(seconds, 2), "line": site.line,
+                     "col": site.col, "function": site.function, "change": site.change,
+                     "source": site.source})
+
+    def record_baseline(self, module: str, hashes: dict, seconds: float) -> None:
+        self.append({"kind": "baseline", "module": module, "fp": hashes["id"],
+                     "hashes": hashes, "status": "passed", "seconds": round(seconds, 2)})
+
+
+def summarize(name: str, rel: str, tests, n_sites: int, results, carried=(), before=None,
+              baseline_secs=(), seconds_run: float = 0.0) -> dict:
+    """A module's result from its mutants' outcomes ``results``: (site, status, seconds,
+    resumed) each. ``seconds`` sums the mutants' and the journaled baselines' times over
+    every run that contributed (``seconds_run``: this process's share)."""
+    killed = [r for r in results if r[1] in ("killed", "timeout")]
+    survivors = [r[0] for r in results if r[1] == "survived"] + list(carried)
+    errors = [r[0] for r in results if r[1] == "error"]
+    n_mutants, n_killed = len(results), len(killed)
+    n_timeouts = sum(r[1] == "timeout" for r in results)
+    if before:  # a rerun of the survivors: the mutants killed then stay killed
+        n_mutants, n_killed = before["mutants"], before["killed"] + len(killed)
+        n_timeouts += before["timeouts"]
+    equivalent = [s for s in survivors if s.key(name) in EQUIVALENT]
+    denom = n_mutants - len(equivalent) - len(errors)
+    baseline_secs = list(baseline_secs)
+    return {
+        "module": rel, "tests": list(tests), "sites": n_sites, "mutants": n_mutants,
+        "killed": n_killed, "timeouts": n_timeouts, "errors": len(errors),
+        "survivors": len(survivors), "equivalent": len(equivalent),
+        "resumed": sum(bool(r[3]) for r in results),
+        "survived": [{"line": s.line, "col": s.col, "function": s.function, "change": s.change,
+                      "source": s.source, "key": s.key(name),
+                      "equivalent": EQUIVALENT.get(s.key(name))} for s in survivors],
+        "score": round(n_killed / denom, 3) if denom else None,
+        "baseline_s": round(max(baseline_secs), 1) if baseline_secs else None,
+        "seconds": round(sum(r[2] for r in results) + sum(baseline_secs), 1),
+        "seconds_run": round(seconds_run, 1),
+    }
+
+
 # ---- running ---------------------------------------------------------------------------------
 
 def _import_graph() -> dict[str, set[str]]:
@@ -378,10 +511,18 @@ def _seed_cache(cache: Path, copy_root: Path) -> int:
 class Worker:
     """One private copy of the repository with its own numba cache."""
 
-    def __init__(self, base: Path, k: int, no_jit: bool, seed_cache: bool):
+    def __init__(self, base: Path, k: int, no_jit: bool, seed_cache: bool, users=None):
         self.dir = base / f"w{k}"
-        _make_copy(self.dir)
+        _make_copy(self.dir)  # (also puts back a source a killed run left mutated)
         self.cache = base / f"cache{k}"
+        self.inflight = base / f"inflight{k}.txt"
+        if self.inflight.is_file():
+            # a run was killed while a mutant was in this copy: its module's cache entries,
+            # and those of every module importing it, were compiled against the mutant
+            rel = self.inflight.read_text().strip()
+            _drop_cache(self.cache, dependents(rel, users if users is not None else
+                                               _import_graph()))
+            self.inflight.unlink()
         if seed_cache and not no_jit:
             _seed_cache(self.cache, self.dir)
         self.env = dict(os.environ, NUMBA_CACHE_DIR=str(self.cache), PYTHONPATH=str(self.dir),
@@ -389,18 +530,39 @@ class Worker:
         if no_jit:
             self.env["NUMBA_DISABLE_JIT"] = "1"
 
+    proc = None
+
+    def kill(self) -> None:
+        """Kill the tests running in this copy, if any."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def mark_inflight(self, rel: str | None) -> None:
+        """Note (or clear) the module mutated in this copy, for a run that gets killed."""
+        if rel is None:
+            self.inflight.unlink(missing_ok=True)
+        else:
+            self.inflight.write_text(rel)
+
     def pytest(self, tests, timeout: float) -> tuple[str, float, str]:
         cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                "-o", "addopts=", *tests]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env,
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            text=True, start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             return "timeout", time.perf_counter() - t0, ""
+        except BaseException:  # the harness interrupted (Ctrl-C, SIGTERM): no orphan
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         # 0: every test passed; 5: no test collected (a mapping error); anything else,
         # a collection error from a mutant that breaks the import included: killed
         status = {0: "survived", 5: "error"}.get(proc.returncode, "killed")
@@ -419,10 +581,13 @@ def _earlier_results(path: Path) -> dict:
     return out
 
 
-def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
+def run_module(name: str, args, workers: "queue.Queue[Worker]", users,
+               journal: Journal | None = None) -> dict:
+    journal = journal or Journal(None)
     rel, tests = MODULES[name]
     tests = [t for t in (*tests, *args.extra_tests) if (args.snapshot / t).exists()]
     source = (args.snapshot / rel).read_text()  # the copies' snapshot, not the live tree
+    hashes = fingerprint(args.snapshot, rel, tests, Path(__file__).resolve().parent / "mutants.py")
     all_sites = sites(source)
     chosen = list(all_sites)
     if args.max_mutants and len(chosen) > args.max_mutants:
@@ -440,16 +605,18 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
     if before and args.skip_equivalent:
         carried = [s for s in chosen if s.key(name) in EQUIVALENT]
         chosen = [s for s in chosen if s.key(name) not in EQUIVALENT]
+    done = {s: journal.lookup(name, s, hashes["id"]) for s in chosen}
+    todo = [s for s in chosen if done[s] is None]
     deps = dependents(rel, users)
     t_start = time.perf_counter()
 
     # baseline: the unmutated copy must pass (and gives the time limit; it also fills each
-    # worker's numba cache)
+    # worker's numba cache); not run when the journal has every chosen mutant
     base_times = []
     ws = []
     while not workers.empty():
         ws.append(workers.get())
-    for w in ws if chosen else ():
+    for w in ws if todo else ():
         _drop_cache(w.cache, deps)
         status, secs, out = w.pytest(tests, timeout=args.baseline_timeout)
         base_times.append(secs)
@@ -459,18 +626,22 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
             print(f"[{name}] the unmutated tests fail in the copy ({status}):\n{out}",
                   file=sys.stderr, flush=True)
             return {"module": rel, "tests": tests, "baseline_failed": status, "score": None}
+        journal.record_baseline(name, hashes, secs)
     for w in ws:
         workers.put(w)
-    base_times = base_times or [0.0]
-    limit = max(args.min_timeout, args.timeout_factor * max(base_times))
-    print(f"[{name}] {len(all_sites)} sites, {len(chosen)} mutants, baseline {max(base_times):.1f} s,"
-          f" limit {limit:.0f} s, tests: {' '.join(tests)}", file=sys.stderr, flush=True)
+    limit = max(args.min_timeout, args.timeout_factor * max(base_times or [0.0]))
+    resumed = len(chosen) - len(todo)
+    print(f"[{name}] {len(all_sites)} sites, {len(chosen)} mutants ({resumed} resumed from the "
+          f"journal), baseline " + (f"{max(base_times):.1f} s, limit {limit:.0f} s" if base_times
+                                    else "not run") + f", tests: {' '.join(tests)}",
+          file=sys.stderr, flush=True)
 
     def one(site: Site):
         w = workers.get()
         target = w.dir / rel
         st = target.stat()
         try:
+            w.mark_inflight(rel)
             target.write_text(mutate(source, site))
             # a unique stamp per mutant: numba's cache index checks the source's mtime + size
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000 * (site.index + 1)))
@@ -480,36 +651,45 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users) -> dict:
             target.write_text(source)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
             _drop_cache(w.cache, deps)
+            w.mark_inflight(None)
             workers.put(w)
+        journal.record_mutant(name, site, hashes, status, secs)
         return site, status, secs, out
 
     results = []
-    with cf.ThreadPoolExecutor(max_workers=len(ws)) as ex:
-        for i, (site, status, secs, out) in enumerate(ex.map(one, chosen), 1):
-            results.append((site, status, secs))
-            print(f"[{name}] {i}/{len(chosen)} {status:8s} {secs:6.1f} s  line {site.line}:{site.col} "
-                  f"{site.function}: {site.change}  `{site.source}`", file=sys.stderr, flush=True)
-            if status == "error":
-                print(out, file=sys.stderr)
-    killed = [r for r in results if r[1] in ("killed", "timeout")]
-    survivors = [r[0] for r in results if r[1] == "survived"] + carried
-    errors = [r[0] for r in results if r[1] == "error"]
-    n_mutants, n_killed = len(results), len(killed)
-    n_timeouts = sum(r[1] == "timeout" for r in results)
-    if before:  # a rerun of the survivors: the mutants killed then stay killed
-        n_mutants, n_killed = before["mutants"], before["killed"] + len(killed)
-        n_timeouts += before["timeouts"]
-    equivalent = [s for s in survivors if s.key(name) in EQUIVALENT]
-    denom = n_mutants - len(equivalent) - len(errors)
-    return {
-        "module": rel, "tests": tests, "sites": len(all_sites), "mutants": n_mutants,
-        "killed": n_killed, "timeouts": n_timeouts, "errors": len(errors),
-        "survived": [{"line": s.line, "col": s.col, "function": s.function, "change": s.change,
-                      "source": s.source, "key": s.key(name),
-                      "equivalent": EQUIVALENT.get(s.key(name))} for s in survivors],
-        "score": round(n_killed / denom, 3) if denom else None,
-        "baseline_s": round(max(base_times), 1), "seconds": round(time.perf_counter() - t_start, 1),
-    }
+    i = 0
+    for site in chosen:
+        if done[site] is not None:
+            i += 1
+            e = done[site]
+            results.append((site, e["status"], e["seconds"], True))
+            print(f"[{name}] {i}/{len(chosen)} {e['status']:8s} {e['seconds']:6.1f} s  line "
+                  f"{site.line}:{site.col} {site.function}: {site.change}  `{site.source}`  "
+                  f"(resumed: journal {e.get('time', '?')})", file=sys.stderr, flush=True)
+    def finished():
+        if len(ws) <= 1:  # in this thread: Ctrl-C / SIGTERM reach the running tests at once
+            yield from map(one, todo)
+            return
+        with cf.ThreadPoolExecutor(max_workers=len(ws)) as ex:
+            try:
+                yield from ex.map(one, todo)
+            except BaseException:
+                for w in ws:
+                    w.kill()
+                raise
+
+    for site, status, secs, out in finished():
+        i += 1
+        results.append((site, status, secs, False))
+        print(f"[{name}] {i}/{len(chosen)} {status:8s} {secs:6.1f} s  line {site.line}:{site.col} "
+              f"{site.function}: {site.change}  `{site.source}`", file=sys.stderr, flush=True)
+        if status == "error":
+            print(out, file=sys.stderr)
+    results.sort(key=lambda r: (r[0].line, r[0].index, r[0].change))
+    if journal.path is not None:  # every baseline journaled for this fingerprint, this run's too
+        base_times = [e["seconds"] for e in journal.module_baselines(name, hashes["id"])]
+    return summarize(name, rel, tests, len(all_sites), results, carried, before, base_times,
+                     time.perf_counter() - t_start)
 
 
 def main(argv=None) -> int:
@@ -542,6 +722,11 @@ def main(argv=None) -> int:
                                       "reused by later runs (default: a temporary folder)")
     ap.add_argument("--no-seed-cache", action="store_true",
                     help="start each copy's numba cache empty (default: from NUMBA_CACHE_DIR)")
+    ap.add_argument("--journal", metavar="PATH", default=str(JOURNAL),
+                    help="journal of finished mutants and baselines, read to resume and "
+                         "appended to (default: results/mutation/journal.jsonl)")
+    ap.add_argument("--no-journal", action="store_true",
+                    help="neither read nor write a journal (every mutant runs)")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error(f"--jobs {args.jobs}: expected at least 1")
@@ -560,15 +745,23 @@ def main(argv=None) -> int:
         args.keep = True
     else:
         base = Path(tempfile.mkdtemp(prefix="norsim-mutate-"))
+    journal = Journal(None if args.no_journal else Path(args.journal).resolve())
+    if journal.path:
+        print(f"journal {journal.path}: {len(journal.mutants)} mutants, "
+              f"{sum(map(len, journal.baselines.values()))} baselines"
+              + (f", {journal.bad_lines} unreadable lines skipped" if journal.bad_lines else ""),
+              file=sys.stderr, flush=True)
+    # SIGTERM as Ctrl-C: the running tests are killed and the copy's source put back
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.perf_counter()
     try:
         workers: "queue.Queue[Worker]" = queue.Queue()
         for k in range(args.jobs):
-            workers.put(Worker(base, k, args.no_jit, not args.no_seed_cache))
+            workers.put(Worker(base, k, args.no_jit, not args.no_seed_cache, users))
         args.snapshot = base / "w0"
         report = {}
         for n in names:
-            report[n] = run_module(n, args, workers, users)
+            report[n] = run_module(n, args, workers, users, journal)
             # each module's result as soon as it is known (a long run can be followed)
             print(json.dumps({n: report[n]}), file=sys.stderr, flush=True)
     finally:
@@ -577,7 +770,10 @@ def main(argv=None) -> int:
     scores = [r["score"] for r in report.values()]
     scores = None if None in scores else scores
     print(json.dumps({"seed": args.seed, "max_mutants": args.max_mutants, "jobs": args.jobs,
-                      "no_jit": args.no_jit, "seconds": round(time.perf_counter() - t0, 1),
+                      "no_jit": args.no_jit, "journal": str(journal.path) if journal.path else None,
+                      "seconds": round(time.perf_counter() - t0, 1),
+                      "total_seconds": round(sum(r.get("seconds") or 0.0 for r in report.values()), 1),
+                      "resumed": sum(r.get("resumed", 0) for r in report.values()),
                       "min_score": min(scores) if scores else None, "modules": report}))
     return 0
 
