@@ -123,6 +123,16 @@ def hash_uniform_numpy(key: int, counters) -> np.ndarray:
     return _uniform_numpy(key, np.asarray(counters, dtype=np.uint64))
 
 
+def int64_rows(x) -> np.ndarray:
+    """``x`` as int64 with unit stride along its rows, copied only if it is not: a column
+    slice of a wider batch (each tile's rows of a layer's inputs) is read in place by the
+    kernels (their loops run along rows), which saves a copy of the batch per tile."""
+    x = np.asarray(x)
+    if x.dtype == np.int64 and x.ndim == 2 and (x.shape[1] <= 1 or x.strides[1] == 8):
+        return x
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
 # ------------------------------------------------------------------------- bit-planes ----
 @numba.njit(cache=True, parallel=True)
 def _bitplanes_kernel(x, nbits, out):
@@ -136,7 +146,7 @@ def _bitplanes_kernel(x, nbits, out):
 
 def bitplanes(x: np.ndarray, nbits: int) -> np.ndarray:
     """(B, R) unsigned codes -> (B*nbits, R) float32 planes, row b*nbits+k = bit k of x[b]."""
-    x = np.ascontiguousarray(x, dtype=np.int64)
+    x = int64_rows(x)
     out = np.empty((x.shape[0] * nbits, x.shape[1]), dtype=np.float32)
     _bitplanes_kernel(x, int(nbits), out)
     return out
@@ -161,7 +171,7 @@ def _bitplanes_t_kernel(x, nbits, out):
 
 def bitplanes_t(x: np.ndarray, nbits: int) -> np.ndarray:
     """(B, R) unsigned codes -> (R, B*nbits) uint8 planes, [r, b*nbits+k] = bit k of x[b, r]."""
-    x = np.ascontiguousarray(x, dtype=np.int64)
+    x = int64_rows(x)
     out = np.empty((x.shape[1], x.shape[0] * nbits), dtype=np.uint8)
     _bitplanes_t_kernel(x, int(nbits), out)
     return out
@@ -479,7 +489,7 @@ def wl_stats(x: np.ndarray, nbits: int):
 
     A run of consecutive one-bits is one word-line pulse held over those cycles: 2 toggles.
     """
-    x = np.ascontiguousarray(x, dtype=np.int64)
+    x = int64_rows(x)
     active = np.empty(x.shape[0] * nbits, dtype=np.int64)
     kernel = _wl_stats_hist_kernel if nbits <= 6 else _wl_stats_kernel
     runs = kernel(x, int(nbits), active)
