@@ -531,9 +531,12 @@ class Worker:
             self.env["NUMBA_DISABLE_JIT"] = "1"
 
     proc = None
+    interrupted = False
 
     def kill(self) -> None:
-        """Kill the tests running in this copy, if any."""
+        """Kill the tests running in this copy, if any (the harness is being interrupted:
+        their outcome is not a result)."""
+        self.interrupted = True
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -550,6 +553,8 @@ class Worker:
     def pytest(self, tests, timeout: float) -> tuple[str, float, str]:
         cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                "-o", "addopts=", *tests]
+        if self.interrupted:
+            raise KeyboardInterrupt
         t0 = time.perf_counter()
         proc = self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env,
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -563,6 +568,8 @@ class Worker:
         except BaseException:  # the harness interrupted (Ctrl-C, SIGTERM): no orphan
             os.killpg(proc.pid, signal.SIGKILL)
             raise
+        if self.interrupted:  # killed by kill(): not a test failure, nothing to journal
+            raise KeyboardInterrupt
         # 0: every test passed; 5: no test collected (a mapping error); anything else,
         # a collection error from a mutant that breaks the import included: killed
         status = {0: "survived", 5: "error"}.get(proc.returncode, "killed")
@@ -673,7 +680,8 @@ def run_module(name: str, args, workers: "queue.Queue[Worker]", users,
         with cf.ThreadPoolExecutor(max_workers=len(ws)) as ex:
             try:
                 yield from ex.map(one, todo)
-            except BaseException:
+            except BaseException:  # interrupted: no new mutant starts, the running ones stop
+                ex.shutdown(wait=False, cancel_futures=True)
                 for w in ws:
                     w.kill()
                 raise

@@ -181,3 +181,30 @@ def test_the_default_journal_and_the_options():
     assert mutate.JOURNAL == ROOT / "results" / "mutation" / "journal.jsonl"
     makefile = (ROOT / "Makefile").read_text()
     assert "--no-journal" not in makefile.split("MUTATE_ARGS ?=")[1].splitlines()[0]
+
+
+def test_tests_killed_by_an_interrupted_run_are_no_outcome(tmp_path):
+    """With two jobs an interrupted harness kills the copies' running tests; their exit
+    status must not be taken (and journaled) as a killed mutant."""
+    import threading
+    import time
+
+    (tmp_path / "test_slow.py").write_text("import time\n\ndef test_slow():\n    time.sleep(60)\n")
+    w = mutate.Worker.__new__(mutate.Worker)
+    w.dir, w.env = tmp_path, dict(__import__("os").environ, PYTHONDONTWRITEBYTECODE="1")
+    caught = []
+
+    def run():
+        try:
+            caught.append(w.pytest(["test_slow.py"], timeout=120))
+        except KeyboardInterrupt as e:
+            caught.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    while w.proc is None:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    w.kill()
+    t.join(30)
+    assert not t.is_alive() and len(caught) == 1 and isinstance(caught[0], KeyboardInterrupt)
