@@ -115,3 +115,26 @@ def test_word_line_statistics_kernels_equal_the_numpy_twin(nbits):
     act = np.empty_like(a)
     assert K._wl_stats_kernel(np.ascontiguousarray(x, dtype=np.int64), nbits, act) == r
     np.testing.assert_array_equal(act, a)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int16, np.uint8])
+def test_narrow_integer_codes_give_the_int64_result(dtype):
+    """The bit-serial path reads a network's int32 (im2col) codes, or narrower ones, as they
+    are, column slices in place: the same outputs, RTN walk and events as int64 codes, on
+    two arrays built alike with the full preset's noise."""
+    cfg = load_preset("nor40")
+    w = np.random.default_rng(2).integers(-7, 8, size=(48, 6))
+    wide = np.random.default_rng(3).integers(0, 16, size=(40, 70))
+    outs, evs = [], []
+    for codes in (wide.astype(np.int64)[:, 11:59], wide.astype(dtype)[:, 11:59]):
+        arr = NorArray.from_weights(w, cfg, np.random.default_rng(4))
+        arr.calibrate(wide[:, :48], np.random.default_rng(5))
+        rng = np.random.default_rng(6)
+        outs.append(np.concatenate([arr.matmul(codes, rng), arr.matmul(codes[:7], rng)]))
+        evs.append((arr.events.wl_toggles, arr.events.bitline_charge_c.copy(),
+                    arr.traps.state.copy()))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert evs[0][0] == evs[1][0]
+    np.testing.assert_array_equal(evs[0][1], evs[1][1])
+    np.testing.assert_array_equal(evs[0][2], evs[1][2])
+    assert np.ptp(outs[0], axis=0).any()  # not a constant output

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from norsim.array.config import EncodingConfig
+from norsim.array.kernels import CODE_DTYPES
 from norsim.errors import InputError
 
 
@@ -126,8 +127,11 @@ def level_currents(levels: np.ndarray, lv) -> np.ndarray:
     return lv.i_off_a + levels * lv.i_unit_a
 
 
-def check_codes(x, rows: int, bits: int, name: str = "x_codes") -> np.ndarray:
-    """Validate unsigned input codes (B, rows) in [0, 2^bits - 1]; 1-D means one vector."""
+def check_codes(x, rows: int, bits: int, name: str = "x_codes", *,
+                keep_dtype: bool = False) -> np.ndarray:
+    """Validate unsigned input codes (B, rows) in [0, 2^bits - 1]; 1-D means one vector.
+    Returns int64 codes, or with ``keep_dtype`` integer codes in their own dtype when it is
+    one of ``norsim.array.kernels.CODE_DTYPES`` (no copy)."""
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[None, :]
@@ -142,7 +146,8 @@ def check_codes(x, rows: int, bits: int, name: str = "x_codes") -> np.ndarray:
                 raise InputError(name, x[~np.isfinite(x)].ravel()[0], "finite integer codes (no NaN/inf)")
             if np.any(x != np.round(x)):
                 raise InputError(name, x[x != np.round(x)].ravel()[0], "integer codes")
-    x = x.astype(np.int64, copy=False)
+    if not (keep_dtype and x.dtype in CODE_DTYPES):
+        x = x.astype(np.int64, copy=False)
     hi = (1 << bits) - 1
     if x.size == 0 or (x.min() >= 0 and x.max() <= hi):  # two reductions, no temporaries
         return x

@@ -123,12 +123,19 @@ def hash_uniform_numpy(key: int, counters) -> np.ndarray:
     return _uniform_numpy(key, np.asarray(counters, dtype=np.uint64))
 
 
+#: integer input-code dtypes the bit-plane kernels read as they are (a network's im2col codes
+#: are int32: converting each tile's slice to int64 doubled the memory the kernels stream)
+CODE_DTYPES = (np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.int16), np.dtype(np.uint8))
+
+
 def int64_rows(x) -> np.ndarray:
-    """``x`` as int64 with unit stride along its rows, copied only if it is not: a column
-    slice of a wider batch (each tile's rows of a layer's inputs) is read in place by the
-    kernels (their loops run along rows), which saves a copy of the batch per tile."""
+    """Input codes ``x`` (B, R) with unit stride along its rows, in int64 or one of
+    :data:`CODE_DTYPES`, copied only if they are not: a column slice of a wider batch (each
+    tile's rows of a layer's inputs) is read in place by the kernels (their loops run along
+    rows), which saves a copy of the batch per tile."""
     x = np.asarray(x)
-    if x.dtype == np.int64 and x.ndim == 2 and (x.shape[1] <= 1 or x.strides[1] == 8):
+    if (x.dtype in CODE_DTYPES and x.ndim == 2
+            and (x.shape[1] <= 1 or x.strides[1] == x.itemsize)):
         return x
     return np.ascontiguousarray(x, dtype=np.int64)
 

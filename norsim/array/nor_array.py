@@ -462,7 +462,9 @@ class NorArray(BitSerialFastPath):
 
         ``reference=True`` runs the plain NumPy twins of the kernels (same numbers).
         """
-        x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in)
+        # the bit-serial numba path reads int32 (im2col) codes as they are; the others int64
+        fast_t = self.bitserial and not reference
+        x = enc_mod.check_codes(x_codes, self.rows_used, self.nbits_in, keep_dtype=fast_t)
         if self.adc.step_a is None:
             raise InputError("adc range", "not calibrated",
                              "NorArray.calibrate(x_cal) first (adc.range_mode = 'calibrated') "
