@@ -97,7 +97,9 @@ def main(argv=None) -> int:
                 arch=arch, width=a.width, seed=a.seed, batch_size=a.batch_size,
                 float_epochs=fe * a.epochs_scale, qat_epochs=qe * a.epochs_scale,
                 limit_train=a.limit_train, limit_test=a.limit_test,
-                checkpoint_every_s=a.checkpoint_every_s).validate())
+                checkpoint_every_s=a.checkpoint_every_s,
+                # export agreement on the whole test set, as the zoo's other entries
+                export_check_images=10_000).validate())
         if a.publish_partial:
             from norsim.qat.gpu_recipe import compact_phase_checkpoint
             for r in recipes:

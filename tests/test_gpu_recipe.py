@@ -87,8 +87,16 @@ def test_end_to_end_all_families(tmp_path):
                    "exported"):
             assert ev in events
         with tarfile.open(tmp_path / "back" / f"{name}.tar") as tf:
-            assert sorted(tf.getnames()) == sorted(f"{name}/{f}" for f in
-                                                   ("model.npz", "entry.json", "log.jsonl"))
+            assert sorted(tf.getnames()) == sorted(
+                f"{name}/{f}" for f in ("model.npz", "entry.json", "log.jsonl",
+                                        "export_witness.npz"))
+        # the torch twin's logits on the first test images, kept with the entry: the
+        # integer-exact ones are the committed model's, the fake-quant ones within a step
+        with np.load(zoo / name / "export_witness.npz") as w:
+            ex, fq = w["exact_logits"], w["fake_quant_logits"]
+        assert ex.shape == (16, 10) and fq.shape == (16, 10) and fq.dtype == np.float32
+        np.testing.assert_array_equal(ex, logits[:16])   # --export-check-images 16
+        assert (fq.argmax(1) == logits[:16].argmax(1)).mean() >= 0.9
         assert (out / name / "float_fp16.npz").is_file()
     # a rerun resumes from the float checkpoint instead of training the float phase again
     argv2 = argv + ["--archs", "alexnet-bn"]
@@ -235,7 +243,10 @@ def test_phase_killed_and_resumed_is_bit_identical(tmp_path, phase):
         gr.run_phase(fresh(), data, r, phase, log, ckpt=ck, on_step=kill)
     assert torch.load(ck, weights_only=True)["step"] == 6
     resumed = fresh()
-    st2 = gr.run_phase(resumed, data, r, phase, log, ckpt=ck)
+    # evaluation/export settings are not training: a checkpoint resumes under other ones
+    r_eval = dataclasses.replace(r, export_check_images=r.export_check_images + 1,
+                                 exact_eval_images=3)
+    st2 = gr.run_phase(resumed, data, r_eval, phase, log, ckpt=ck)
     assert st2["steps"] == 12 and not ck.exists()
     assert any(rec["event"] == f"{phase}_resumed" and rec["step"] == 6 for rec in log.records)
     a, b = straight.state_dict(), resumed.state_dict()

@@ -181,6 +181,8 @@ def compare(model: QNet, qm: QuantModel, images: np.ndarray, batch: int = 1000,
         out[f"{tag}_images_within_one_step"] = float((d <= 1.0).all(axis=1).mean())
     out["reference_logits"] = ref
     out["fake_quant_logits"] = fq
+    if exact:
+        out["exact_logits"] = pairs[1][1]
     return out
 
 

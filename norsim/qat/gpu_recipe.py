@@ -51,6 +51,10 @@ ARCHS = ("alexnet-bn", "vgg16", "resnet18")
 #: the published full-precision figures the table is held to (percent)
 SEED_FLOAT_ACC = {"alexnet-bn": 90.07, "vgg16": 91.65, "resnet18": 93.23}
 
+#: test images (the first ones: norsim/data/embedded's CIFAR-10 slice) whose torch-twin
+#: logits a zoo entry keeps in export_witness.npz
+WITNESS_IMAGES = 500
+
 DATA_CAVEAT = ("CIFAR-10 training images are JPEG-decoded (mean abs. pixel error 5.8, "
                "reported to cost 2-3 points); test set exact. The 4-bit loss is measured "
                "against the float twin trained on the same images.")
@@ -408,6 +412,17 @@ def _partial_checkpoint(path: Path | None) -> dict | None:
     return state
 
 
+#: recipe fields read only after training (evaluation and export): a checkpoint written
+#: under other values of these resumes
+POST_TRAINING_FIELDS = ("exact_eval_images", "export_check_images")
+
+
+def _training_fields(recipe: dict) -> dict:
+    """A recipe (as a dict) without :data:`POST_TRAINING_FIELDS`, JSON-normalised."""
+    return {k: v for k, v in json.loads(json.dumps(recipe)).items()
+            if k not in POST_TRAINING_FIELDS}
+
+
 def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
               ckpt: Path | None = None, on_step=None, partial: Path | None = None) -> dict:
     """One phase (``float`` or ``qat``) of one-cycle training; returns its statistics.
@@ -446,9 +461,8 @@ def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
     if state is None:
         state, source = _partial_checkpoint(partial), partial
     if state is not None:
-        if (state["phase"] != phase or
-                json.loads(json.dumps(state["recipe"])) != json.loads(json.dumps(
-                    dataclasses.asdict(r)))):
+        if state["phase"] != phase or _training_fields(state["recipe"]) != _training_fields(
+                dataclasses.asdict(r)):
             raise InputError("phase checkpoint", str(source),
                              f"one written by this recipe's {phase} phase (delete it to restart)")
         model.load_state_dict(state["model"])
@@ -677,6 +691,12 @@ def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
                 metadata={"zoo": r.entry_name, "seed": r.seed, "data": "cifar10"})
     nc = min(r.export_check_images, len(x_test))
     chk = compare(model, qm, x_test[:nc].numpy(), batch=250)
+    # the torch twin's logits on the test images shipped in norsim/data/embedded (the first
+    # WITNESS_IMAGES): a clone without the data set or the (large) torch state re-checks the
+    # committed export against them (tests/test_zoo.py)
+    nw = min(WITNESS_IMAGES, nc)
+    witness = {"fake_quant_logits": chk["fake_quant_logits"][:nw].astype(np.float32),
+               "exact_logits": chk["exact_logits"][:nw]}
     chk = {k: v for k, v in chk.items() if not k.endswith("_logits")}
     log("exported", int_exact_test_acc=acc_exact, exact_eval_images=ne,
         exact_eval_seconds=round(t_exact, 1), export_check=chk)
@@ -705,12 +725,14 @@ def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
     d = zoo_dir / r.entry_name
     d.mkdir(parents=True, exist_ok=True)
     qm.save(d / "model.npz")
+    with open(d / "export_witness.npz", "wb") as fh:
+        np.savez_compressed(fh, **witness)
     (d / "entry.json").write_text(json.dumps(entry, indent=1) + "\n")
     (d / "log.jsonl").write_bytes((run_dir / "log.jsonl").read_bytes())
     tar_path = Path(tar_dir or out) / f"{r.entry_name}.tar"
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tar_path.with_suffix(".tmp"), "w") as tf:
-        for f in ("model.npz", "entry.json", "log.jsonl"):
+        for f in ("model.npz", "entry.json", "log.jsonl", "export_witness.npz"):
             tf.add(d / f, arcname=f"{r.entry_name}/{f}")
     tar_path.with_suffix(".tmp").replace(tar_path)
     return entry
