@@ -36,13 +36,13 @@ def test_readout_twins_agree_with_column_and_leakage_variance(with_vleak):
 def test_kernels_read_a_column_slice_of_a_wider_batch_in_place():
     """A tile's rows of a wider input batch (a strided int64 slice) are read where they lie:
     no copy, and the same bit-planes and word-line statistics as from a contiguous copy."""
-    from norsim.array.kernels import bitplanes, bitplanes_t, int64_rows, wl_stats
+    from norsim.array.kernels import bitplanes, bitplanes_t, code_rows, wl_stats
 
     x = np.random.default_rng(3).integers(0, 16, size=(37, 300))
     xs = x[:, 40:296]
-    assert int64_rows(xs) is xs
+    assert code_rows(xs) is xs
     xc = np.ascontiguousarray(xs)
-    assert not np.shares_memory(int64_rows(xs.astype(np.int32)), xs)
+    assert not np.shares_memory(code_rows(xs.astype(np.int32)), xs)
     np.testing.assert_array_equal(bitplanes(xs, 4), bitplanes(xc, 4))
     np.testing.assert_array_equal(bitplanes_t(xs, 4), bitplanes_t(xc, 4))
     a_s, r_s = wl_stats(xs, 4)

@@ -9,7 +9,7 @@ import numpy as np
 
 from norsim.array import encodings as enc_mod
 from norsim.array.kernels import (P_CONST_VAR, P_NOISE_LSB, P_SHOT, P_STEP, bitplanes,
-                                  int64_rows)
+                                  code_rows)
 from norsim.array.periphery import readout_params
 from norsim.array.readout_t import (VARIANCE_ERROR_LIMIT_LSB, Z_MAX, readout_t,
                                     sigma_error_bound_lsb)
@@ -123,7 +123,7 @@ class BitSerialFastPath:
         of the whole batch (RTN walked over it first, normals addressed by their global
         counter), so the result does not depend on the chunk size. ``codes``: return the
         code of every conversion instead (:meth:`conversion_codes`)."""
-        x = int64_rows(x)  # once: every kernel below reads it in place (rows unit-stride)
+        x = code_rows(x)  # once: every kernel below reads it in place (rows unit-stride)
         vmode = self.variance_mode()
         corr = slot = rtn = None
         k_mult = fast_multiplies(x.shape[0])

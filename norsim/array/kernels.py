@@ -128,7 +128,7 @@ def hash_uniform_numpy(key: int, counters) -> np.ndarray:
 CODE_DTYPES = (np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.int16), np.dtype(np.uint8))
 
 
-def int64_rows(x) -> np.ndarray:
+def code_rows(x) -> np.ndarray:
     """Input codes ``x`` (B, R) with unit stride along its rows, in int64 or one of
     :data:`CODE_DTYPES`, copied only if they are not: a column slice of a wider batch (each
     tile's rows of a layer's inputs) is read in place by the kernels (their loops run along
@@ -153,7 +153,7 @@ def _bitplanes_kernel(x, nbits, out):
 
 def bitplanes(x: np.ndarray, nbits: int) -> np.ndarray:
     """(B, R) unsigned codes -> (B*nbits, R) float32 planes, row b*nbits+k = bit k of x[b]."""
-    x = int64_rows(x)
+    x = code_rows(x)
     out = np.empty((x.shape[0] * nbits, x.shape[1]), dtype=np.float32)
     _bitplanes_kernel(x, int(nbits), out)
     return out
@@ -178,7 +178,7 @@ def _bitplanes_t_kernel(x, nbits, out):
 
 def bitplanes_t(x: np.ndarray, nbits: int) -> np.ndarray:
     """(B, R) unsigned codes -> (R, B*nbits) uint8 planes, [r, b*nbits+k] = bit k of x[b, r]."""
-    x = int64_rows(x)
+    x = code_rows(x)
     out = np.empty((x.shape[1], x.shape[0] * nbits), dtype=np.uint8)
     _bitplanes_t_kernel(x, int(nbits), out)
     return out
@@ -496,7 +496,7 @@ def wl_stats(x: np.ndarray, nbits: int):
 
     A run of consecutive one-bits is one word-line pulse held over those cycles: 2 toggles.
     """
-    x = int64_rows(x)
+    x = code_rows(x)
     active = np.empty(x.shape[0] * nbits, dtype=np.int64)
     kernel = _wl_stats_hist_kernel if nbits <= 6 else _wl_stats_kernel
     runs = kernel(x, int(nbits), active)

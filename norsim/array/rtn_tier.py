@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from norsim.array.kernels import int64_rows
+from norsim.array.kernels import code_rows
 
 #: a trap is fast (approximated) in a batch of N multiplies when its correlation time
 #: 1 / (p01 + p10) is below K = N / MIN_SWITCHES multiplies (K rounded down to a power of 2,
@@ -153,7 +153,7 @@ def pair_counts(x, nbits) -> np.ndarray:
     """(rows, nbits, nbits): multiplies of the batch ``x`` (B, rows) in which bits k and j
     of the row's code are both set (numba: per-row code histograms, then a small product
     with the codes' bit pairs)."""
-    x = int64_rows(x)
+    x = code_rows(x)
     ncode = 1 << int(nbits)
     if ncode > 4096:  # wide codes: the bit-plane twin
         return pair_counts_numpy(x, nbits)
