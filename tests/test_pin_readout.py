@@ -14,9 +14,13 @@ from norsim.array import readout_t as RT
 from test_array_kernels import readout_setup
 
 
+@pytest.mark.parametrize("readers", ["one each", "shared"])
 @pytest.mark.parametrize("analog", [False, True])
 @pytest.mark.parametrize("nbits,nvec", [(1, 1), (2, 1), (1, 2), (3, 1)])
-def test_charge_is_the_sum_of_currents_corrections_and_leakage(analog, nbits, nvec):
+def test_charge_is_the_sum_of_currents_corrections_and_leakage(analog, nbits, nvec, readers):
+    """``readers``: every physical column read by one channel (the kernel sums the charge as
+    it reads), or one column read by two channels and another by none (a separate pass):
+    the charge is every physical column's, whoever reads it."""
     rng = np.random.default_rng(100 + 10 * nbits + nvec + analog)
     n_ch, n_out = 6, 3
     phys = 2 * n_ch if analog else n_ch
@@ -30,6 +34,9 @@ def test_charge_is_the_sum_of_currents_corrections_and_leakage(analog, nbits, nv
     corr = (rng.standard_normal((with_corr.size, start + cycles)) * 3e-8).astype(np.float32)
     leak = rng.random(phys) * 1e-9
     ch, gain, offset, par = readout_setup(analog, n_ch, n_out, rng)
+    if readers == "shared":
+        ch = dict(ch, pos=ch["pos"].copy())
+        ch["pos"][1] = ch["pos"][0]
     _, charge = RT.readout_t(cur_t, leak, nbits, ch, gain, offset, par, corr=corr, slot=slot,
                              start=start, key=7, counter0=0, n_out_cols=n_out)
     want = cur_t.astype(np.float64).sum(axis=1) + cycles * leak

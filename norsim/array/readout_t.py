@@ -81,6 +81,16 @@ def sigma_error_bound_lsb(bound_a2: np.ndarray, channels, step_a: float,
     return float(np.max(e / (2.0 * np.sqrt(vmin))))
 
 
+@numba.njit(cache=True, fastmath={"reassoc", "nsz"})
+def _sum_reassoc(b, m):
+    """Sum of ``b[:m]`` (float64), reassociated so that it vectorises (the charge's sum
+    order is free: its tests hold it to 1e-12 relative)."""
+    s = 0.0
+    for i in range(m):
+        s += b[i]
+    return s
+
+
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _rtn_shared(ib, wb, sb, su, stix, crow, sr, w1r, srho, vconst, key, ctr0, ncolp):
     """Approximate RTN tier (``rtn_tier``) on one column's readings of a chunk: add the
@@ -104,7 +114,11 @@ def _rtn_shared(ib, wb, sb, su, stix, crow, sr, w1r, srho, vconst, key, ctr0, nc
 def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_tgt, ch_coef,
                       ch_adc, adc_gain, adc_offset, par, key, counter0, z, use_hash, analog,
                       var_mode, var_off, vratio, vleak, rtn_on, rtn_sr, rtn_w1r, rtn_srho,
-                      rtn_vconst, rtn_key, mult0, out_t):
+                      rtn_vconst, rtn_key, mult0, sum_charge, out_t):
+    """The fused periphery of :func:`readout_t` (its arguments, flattened). ``sum_charge``:
+    every physical column is read by exactly one channel, so the kernel also sums each
+    column's readings with their RTN corrections as it reads them (no second pass over the
+    currents); returns those sums per chunk (nchunk, P), else a (1, P) zero array."""
     nrows = cur_t.shape[1]
     nvec = nrows // nbits
     nch = ch_pos.size
@@ -126,6 +140,7 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
     rpm = nbits if nbits > ncyc else ncyc
     nmul = nrows // rpm
     nchunk = max(1, min(nmul, max(4, nmul // 256)))  # long unit-stride runs per channel
+    charge_part = np.zeros((nchunk if sum_charge else 1, ncolp))
     for ck in numba.prange(nchunk):
         n0 = (ck * nmul // nchunk) * rpm
         n1 = ((ck + 1) * nmul // nchunk) * rpm
@@ -163,6 +178,8 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
             else:
                 for i in range(m):
                     ib[i] = np.float64(crow[i])
+            if sum_charge:
+                charge_part[ck, p] += _sum_reassoc(ib, m)
             if rtn_on:
                 _rtn_shared(ib, wb, sb, su, stix, crow, rtn_sr[p], rtn_w1r[p], rtn_srho[p],
                             rtn_vconst[p], rtn_key, (mult0 + n0 // rpm) * ncolp + p, ncolp)
@@ -192,6 +209,8 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
                 else:
                     for i in range(m):
                         qb[i] = np.float64(qrow[i])
+                if sum_charge:
+                    charge_part[ck, q] += _sum_reassoc(qb, m)
                 if rtn_on:
                     _rtn_shared(qb, wb, sb, su, stix, qrow, rtn_sr[q], rtn_w1r[q],
                                 rtn_srho[q], rtn_vconst[q], rtn_key,
@@ -231,6 +250,7 @@ def _readout_t_kernel(cur_t, corr, slot, start, leak, nbits, ch_pos, ch_neg, ch_
                     orow = out_t[j, v0:v1]
                     for b in range(v1 - v0):
                         orow[b] += ab[b]
+    return charge_part
 
 
 def _prep(cur_t, corr, slot, leak, channels, vratio, vleak, var_mode, p):
@@ -291,7 +311,12 @@ def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=N
     out_t = np.zeros((n_out_cols, nrows // nbits), dtype=np.float64)
     use_hash = z is None
     zz = np.zeros((1, 1)) if use_hash else np.ascontiguousarray(z, dtype=np.float64)
-    _readout_t_kernel(cur_t, corr, slot, int(start), leak, int(nbits),
+    # the kernel sums the charge as it reads when each physical column has one reader
+    reads = np.bincount(channels["pos"], minlength=p)[:p]
+    if analog:
+        reads = reads + np.bincount(channels["neg"], minlength=p)[:p]
+    sum_charge = reads.size == p and bool(np.all(reads == 1))
+    part = _readout_t_kernel(cur_t, corr, slot, int(start), leak, int(nbits),
                       *(np.ascontiguousarray(channels[k], dtype=np.int64)
                         for k in ("pos", "neg", "tgt")),
                       np.ascontiguousarray(channels["coef"], dtype=np.float64),
@@ -300,7 +325,9 @@ def readout_t(cur_t, leak, nbits, channels, adc_gain, adc_offset, par, *, corr=N
                       np.ascontiguousarray(adc_offset, dtype=np.float64),
                       np.ascontiguousarray(par, dtype=np.float64), np.uint64(key),
                       np.int64(counter0), zz, use_hash, analog, int(var_mode), int(p), vratio,
-                      vleak, *_rtn_args(rtn, p, int(nbits)), out_t)
+                      vleak, *_rtn_args(rtn, p, int(nbits)), sum_charge, out_t)
+    if sum_charge:
+        return out_t.T, part.sum(axis=0) + nrows * leak
     charge = cur_t[:p].sum(axis=1, dtype=np.float64) + nrows * leak
     has = slot >= 0
     if has.any():  # row sums of the slice in place (no gathered copy)
