@@ -49,3 +49,19 @@ def test_kernels_read_a_column_slice_of_a_wider_batch_in_place():
     a_c, r_c = wl_stats(xc, 4)
     np.testing.assert_array_equal(a_s, a_c)
     assert r_s == r_c and a_s.sum() == sum(bin(int(v)).count("1") for v in xc.ravel())
+
+
+@pytest.mark.parametrize("nbits", [1, 4, 8, 13])
+def test_bit_planes_and_word_line_statistics_in_one_pass(nbits):
+    """The bit-serial path builds the bit-planes and counts the word-line statistics (active
+    rows per cycle, runs of ones: the energy model's word-line pulses and toggles) in one
+    pass over the codes: the same as the two separate NumPy twins, on a column slice."""
+    from norsim.array.kernels import bitplanes_numpy, bitplanes_stats, wl_stats_numpy
+
+    x = np.random.default_rng(nbits).integers(0, 1 << nbits, size=(29, 70))[:, 3:67]
+    active = np.full(29 * nbits, -1, dtype=np.int64)
+    planes, runs = bitplanes_stats(x, nbits, active)
+    np.testing.assert_array_equal(planes, bitplanes_numpy(x, nbits))
+    a_ref, r_ref = wl_stats_numpy(x, nbits)
+    np.testing.assert_array_equal(active, a_ref)
+    assert runs == r_ref > 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from norsim.array import encodings as enc_mod
-from norsim.array.kernels import (P_CONST_VAR, P_NOISE_LSB, P_SHOT, P_STEP, bitplanes,
+from norsim.array.kernels import (P_CONST_VAR, P_NOISE_LSB, P_SHOT, P_STEP, bitplanes_stats,
                                   code_rows)
 from norsim.array.periphery import readout_params
 from norsim.array.readout_t import (VARIANCE_ERROR_LIMIT_LSB, Z_MAX, readout_t,
@@ -164,11 +164,14 @@ class BitSerialFastPath:
             nb, n_out = 1, nch
         out = np.empty((x.shape[0] * (self.cycles if codes else 1), n_out))
         charge = np.zeros(self.phys_cols)
+        # the word-line statistics (energy) counted while the bit-planes are built
+        active, runs = np.empty(x.shape[0] * self.cycles, dtype=np.int64), 0
         step = max(1, self.CHUNK_ROWS // self.cycles)
         for v0 in range(0, x.shape[0], step):
             v1 = min(v0 + step, x.shape[0])
             r0, r1 = v0 * self.cycles, v1 * self.cycles
-            planes = bitplanes(x[v0:v1], self.nbits_in)
+            planes, n_runs = bitplanes_stats(x[v0:v1], self.nbits_in, active[r0:r1])
+            runs += n_runs
             cur_t = gt @ (planes.T if self.dtype == np.float32 else planes.T.astype(self.dtype))
             if self.ir_surrogate is not None:  # per-vector IR drop (mapping.ir_drop 'network')
                 self.ir_surrogate.add_t(planes, cur_t)
@@ -190,7 +193,7 @@ class BitSerialFastPath:
             charge += ch
         if codes:
             return out
-        self._count(x, None, charge)
+        self._count(x, None, charge, wl=(active, runs))
         out *= self.adc.step_a / self.unit_a
         self._check_outputs(x, out)
         return out

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -157,6 +158,49 @@ def bitplanes(x: np.ndarray, nbits: int) -> np.ndarray:
     out = np.empty((x.shape[0] * nbits, x.shape[1]), dtype=np.float32)
     _bitplanes_kernel(x, int(nbits), out)
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _bitplanes_stats_kernel(x, nbits, runs_of, out, active, runs):
+    """:func:`_bitplanes_kernel` that also counts, per vector, the rows active in each cycle
+    and the runs of ones of its codes (``runs_of[v]``: runs in code v), as it reads them."""
+    nb, nr = x.shape
+    mask = runs_of.size - 1
+    for b in numba.prange(nb):
+        for k in range(nbits):
+            row = out[b * nbits + k]
+            a = 0
+            for r in range(nr):
+                bit = (x[b, r] >> k) & 1
+                row[r] = np.float32(bit)
+                a += bit
+            active[b * nbits + k] = a
+        n = 0
+        for r in range(nr):
+            n += runs_of[x[b, r] & mask]
+        runs[b] = n
+
+
+def bitplanes_stats(x: np.ndarray, nbits: int, active: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`bitplanes` and :func:`wl_stats` in one pass over the codes: returns the planes
+    and the runs of ones, and writes the active rows per cycle into ``active`` (B*nbits,)."""
+    x = code_rows(x)
+    if nbits > 12:  # a runs table of 2^nbits entries would not stay in cache
+        a, runs = wl_stats(x, nbits)
+        active[:] = a
+        return bitplanes(x, nbits), runs
+    out = np.empty((x.shape[0] * nbits, x.shape[1]), dtype=np.float32)
+    runs = np.empty(x.shape[0], dtype=np.int64)
+    _bitplanes_stats_kernel(x, int(nbits), _runs_table(int(nbits)), out, active, runs)
+    return out, int(runs.sum())
+
+
+@functools.lru_cache(maxsize=None)
+def _runs_table(nbits: int) -> np.ndarray:
+    """Runs of consecutive one-bits in each nbits-bit code (index: the code)."""
+    v = np.arange(1 << nbits, dtype=np.int64)
+    starts = v & ~(v << 1)
+    return np.array([bin(int(s)).count("1") for s in starts], dtype=np.int64)
 
 
 @numba.njit(cache=True, parallel=True)

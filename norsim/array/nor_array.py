@@ -573,7 +573,9 @@ class NorArray(BitSerialFastPath):
         return self.matmul(x)
 
     # ------------------------------------------------------------------ events ----
-    def _count(self, x: np.ndarray, planes, charge: np.ndarray) -> None:
+    def _count(self, x: np.ndarray, planes, charge: np.ndarray, wl=None) -> None:
+        """Add a batch to the event counts; ``wl``: its word-line statistics (active rows
+        per cycle, runs of ones) if the caller has counted them already (bit-serial)."""
         ev = self.events
         b = x.shape[0]
         k = self.cycles
@@ -581,7 +583,7 @@ class NorArray(BitSerialFastPath):
         ev.multiplies += b
         ev.read_cycles += b * k
         if self.bitserial:
-            active, runs = wl_stats(x, self.nbits_in)
+            active, runs = wl_stats(x, self.nbits_in) if wl is None else wl
             ev.wl_toggles += 2 * runs
         else:
             active = (x > 0).sum(axis=1)
