@@ -293,6 +293,22 @@ EQUIVALENT: dict[str, str] = {
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
         "chunk is solved to the same tolerance",
+    "programming::program::1->2@40::getattr(res, name).reshape(-1)[idx] = getattr(sub, name)":
+        "numpy treats any negative size in reshape as the one unknown dimension "
+        "(_fix_unknown_dimension): reshape(-2) is reshape(-1), the same flat view of the "
+        "result's contiguous array (checked on numpy 2.4.6 with -W error: shape (n,), "
+        "shares_memory, writes reach the original)",
+    "programming::_program_once::700.0->x1.1@44::z0 = np.exp(np.clip(-a_s * flat(vth0), "
+    "-700.0, 700.0))":
+        "the lower clip of z0 = exp(-alpha_G V_th / s) at exp(-700) (mutant exp(-770) = 0, "
+        "an underflow) binds only for alpha_G V_th0 / inj_slope_v > 700: at the preset "
+        "(6 /V) V_th0 > 117 V, far above vth_max_v <= 10 V. Only inj_slope_v of a few mV "
+        "reaches it, and there the law is outside its numeric domain anyway: a cell above "
+        "V_th0 needs K_i z ~ 1, i.e. (alpha_G V_pgm - V_0) / s > 700, where K_i is clipped at "
+        "exp(700), so programming stalls near V_th0 with either clip: every cell aiming above "
+        "V_th0 fails after max_pulses in both (checked at s = 1 mV, V_th0 = 1.3 V, 400 cells: "
+        "the same failed flags and pulse counts; only the failed cells' V_th differs, by <= 22 "
+        "mV of electrons the clipped z0 injects)",
 }
 
 # ---- journal (resumable runs) ----------------------------------------------------------------

@@ -111,3 +111,50 @@ def test_cell_counts_around_one_parallel_block_equal_the_numpy_reference(n):
     b = program(np.random.default_rng(2), model, dev, i_t, fast=False)
     np.testing.assert_array_equal(a.pulses, b.pulses)
     assert np.max(np.abs(a.vth - b.vth)) < 1e-12 and a.verified.all()
+
+
+def test_fast_traps_forget_their_state_between_verifies():
+    """RTN in the verify (issue 26: the sign of the trap relaxation exp(-dt / tau) was
+    unpinned). A trap in state s is occupied after dt with probability p + (s - p)
+    exp(-dt / tau): with tau = 0.5 ns << dt = t_pulse + t_verify = 2 us the factor is
+    exp(-4000) = 0, so every verify after a pulse sees a fresh draw, occupied with
+    p = tau_e / (tau_c + tau_e) = 1/2. The first verify (before any pulse) reads the
+    equilibrium state drawn with the traps. Cells whose RTN shift alone lifts them past the
+    target, and whose trap starts empty, then pass at verify k >= 1 with probability 2^-k
+    (pulses = k), long before ISPP reaches the target (~40 pulses): mean 2 pulses. A
+    relaxation growing with dt (exp(+dt / tau)) freezes every trap in its first state."""
+    dev = _dev("programming.verify_rtn=true", "noise.rtn_traps_per_cell=1",
+               "noise.rtn_trap_probability=1.0", "noise.rtn_mean_v=0.5",
+               "noise.rtn_level_gain=0.0", "noise.rtn_tau_min_s=1e-9",
+               "noise.rtn_tau_max_s=1e-9")
+    model = cell_model(dev.cell, dev.read.temperature_k)
+    i_t = target_current(dev.levels, np.full(N, 4))
+    vt = target_vth(model, dev, i_t)
+    gap = 0.1  # erased 0.1 V below the target
+    r = program(np.random.default_rng(5), model, dev, i_t, vth_erased=vt - gap)
+    amp = r.traps.unit_amp[:, 0] * dev.noise.rtn_mean_v  # (wear only raises it)
+    occ0 = r.traps.occupied[:, 0]
+    lifts = amp >= gap + 1e-3
+    assert np.all(r.pulses[lifts & occ0] == 0)     # the first verify reads the drawn state
+    k = r.pulses[lifts & ~occ0]
+    assert k.size > 1000 and np.all(k >= 1)
+    for j in (1, 2, 3):
+        frac, want = np.mean(k == j), 0.5 ** j
+        assert abs(frac - want) < 5 * np.sqrt(want * (1 - want) / k.size), (j, frac)
+    assert abs(k.mean() - 2.0) < 5 * np.sqrt(2.0 / k.size)  # geometric: mean 2, var 2
+    assert k.max() < 30  # 2^-29 per cell: ISPP alone would need ~40 pulses
+
+
+def test_few_values_keeps_exactly_limit_values_found_past_the_prefix():
+    """``_few_values`` returns np.unique's result when ``a`` holds at most ``limit`` distinct
+    values, also when one of them is absent from the prefix the candidates come from (the
+    full np.unique path), at the boundary: exactly ``limit`` values kept, limit + 1 not."""
+    from norsim.device.programming import _few_values
+
+    limit = 4
+    a = np.concatenate([np.tile([0.0, 1.0, 2.0], 20), [3.0]])  # prefix of 8 x limit: 3 values
+    uniq, inv = _few_values(a, limit=limit)
+    u2, i2 = np.unique(a, return_inverse=True)
+    assert np.array_equal(uniq, u2) and np.array_equal(inv, i2.reshape(-1))
+    assert uniq.size == limit
+    assert _few_values(np.concatenate([a, [4.0]]), limit=limit) is None
