@@ -504,19 +504,13 @@ def _wl_stats_kernel(x, nbits, active):
 
 
 @numba.njit(cache=True, parallel=True)
-def _wl_stats_hist_kernel(x, nbits, active):
+def _wl_stats_hist_kernel(x, nbits, runs_of, active):
     """:func:`_wl_stats_kernel` for short codes (nbits <= 6): a histogram of each vector's
     codes (one increment per row), then active rows and runs from its 2^nbits bins (issue
     17: the per-row bit loop with its stores cost ~5x more)."""
     nb, nr = x.shape
     ncode = 1 << nbits
     mask = ncode - 1
-    runs_of = np.zeros(ncode, dtype=np.int64)
-    for v in range(ncode):
-        s = v & ~(v << 1)
-        while s:
-            runs_of[v] += 1
-            s &= s - 1
     runs = 0
     for b in numba.prange(nb):
         hv = np.zeros(ncode, dtype=np.int64)
@@ -542,8 +536,10 @@ def wl_stats(x: np.ndarray, nbits: int):
     """
     x = code_rows(x)
     active = np.empty(x.shape[0] * nbits, dtype=np.int64)
-    kernel = _wl_stats_hist_kernel if nbits <= 6 else _wl_stats_kernel
-    runs = kernel(x, int(nbits), active)
+    if nbits <= 6:
+        runs = _wl_stats_hist_kernel(x, int(nbits), _runs_table(int(nbits)), active)
+    else:
+        runs = _wl_stats_kernel(x, int(nbits), active)
     return active, int(runs)
 
 
