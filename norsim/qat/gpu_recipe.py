@@ -369,16 +369,29 @@ def _phase_checkpoint(ckpt: Path | None) -> dict | None:
 
 def compact_phase_checkpoint(ckpt: Path, out: Path) -> Path:
     """The mid-phase checkpoint ``ckpt`` as a small npz that another machine resumes from:
-    weights in fp16, the data order, generator, step and elapsed time kept exactly, the
-    optimiser's momentum dropped (it rebuilds within a few dozen steps; the learning-rate
-    schedule is a function of the step and continues unchanged). A third of the size of the
-    full checkpoint; committed at the end of a sitting (``train_campaign.py
-    --publish-partial``) so that the campaign does not lose a session's progress."""
+    convolution and linear weights in int8 with one float32 scale per output channel
+    (symmetric, round to nearest: a relative error of at most 1/254 of the channel's largest
+    weight, below what one SGD step at the schedule's rates moves a weight), the other
+    floating tensors (BN, biases, clips) in fp16, the data order, generator, step and elapsed
+    time kept exactly, the optimiser's momentum dropped (it rebuilds within a few dozen steps;
+    the learning-rate schedule is a function of the step and continues unchanged). About an
+    eighth of the full checkpoint (fp32 weights and momentum), a half of fp16 weights: the
+    campaign's 150 MB allowance holds one partial per long phase only this way (docs/results.md).
+    Committed at the end of a sitting (``train_campaign.py --publish-partial``) so that the
+    campaign does not lose a session's progress."""
     state = _phase_checkpoint(ckpt)
     if state is None:
         raise FileFormatError(f"{ckpt}: no phase checkpoint to compact")
-    arrays = {f"model/{k}": (v.half() if v.is_floating_point() else v).numpy()
-              for k, v in state["model"].items()}
+    arrays = {}
+    for k, v in state["model"].items():
+        if v.is_floating_point() and v.dim() >= 2:
+            w = v.float().reshape(v.shape[0], -1)
+            scale = w.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127.0
+            arrays[f"model/{k}"] = torch.round(w / scale[:, None]).to(torch.int8).reshape(
+                v.shape).numpy()
+            arrays[f"scale/{k}"] = scale.numpy()
+        else:
+            arrays[f"model/{k}"] = (v.half() if v.is_floating_point() else v).numpy()
     arrays["gen"] = state["gen"].numpy()
     if state["perm"] is not None:
         arrays["perm"] = state["perm"].numpy()
@@ -401,9 +414,16 @@ def _partial_checkpoint(path: Path | None) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
-            state = dict(meta, opt=None,
-                         model={k[6:]: torch.from_numpy(z[k]) for k in z.files
-                                if k.startswith("model/")},
+            model = {}
+            for k in z.files:
+                if not k.startswith("model/"):
+                    continue
+                v = torch.from_numpy(z[k])
+                if f"scale/{k[6:]}" in z.files:     # int8 weights, one scale per channel
+                    scale = torch.from_numpy(z[f"scale/{k[6:]}"])
+                    v = v.float() * scale.reshape((-1,) + (1,) * (v.dim() - 1))
+                model[k[6:]] = v
+            state = dict(meta, opt=None, model=model,
                          gen=torch.from_numpy(z["gen"].copy()),
                          perm=torch.from_numpy(z["perm"]) if "perm" in z.files else None)
     except (OSError, ValueError, KeyError) as exc:
