@@ -389,6 +389,22 @@ class DeviceConfig(ConfigBase):
 
         return operating_region(self)
 
+    def _check_consistency(self, prefix: str) -> None:
+        # The injection law's closed-form pulse (norsim/device/programming.py) evaluates
+        # exp((alpha_G V_pgm - V_0) / s) and exp(-alpha_G V_th / s) and clips both exponents at
+        # 700 (float64 overflows at 709); past the clip programming stalls without an error.
+        p, c = self.programming, self.cell
+        v_pgm_max = p.ispp_start_v + p.ispp_step_v * p.max_pulses
+        vth_reach = max(abs(c.vth_erased_v), abs(c.vth_max_v)) + 1.0   # 1 V for variation
+        s_min = max(c.alpha_g * v_pgm_max - p.inj_offset_v, c.alpha_g * vth_reach) / 700.0
+        if p.inj_slope_v < s_min:
+            from norsim.errors import ConfigError
+
+            raise ConfigError(f"{prefix}programming.inj_slope_v", p.inj_slope_v,
+                              f"a value >= {s_min:.3g} V for this cell and staircase (the "
+                              f"injection law's exponent, up to (alpha_G x {v_pgm_max:g} V - "
+                              f"inj_offset_v) / inj_slope_v, must stay <= 700)")
+
     @classmethod
     def from_dict(cls, data: dict, prefix: str = ""):
         _refuse_removed(data, prefix, _DEVICE_REMOVED)
