@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SEEDS = (0, 1, 2)
-#: JPEG study: float epochs over the 4,000 images (4,000 x 60 = 240k images seen)
+#: JPEG study: float epochs over the 4,000 images (4,000 x 60 = 240k images seen). Both
+#: studies test only after each phase's last epoch (testing 10,000 images after each of 60
+#: epochs of 4,000 would double a run's time)
 JPEG_EPOCHS = 60
 OUT_JSON = ROOT / "results" / "campaign" / "studies.json"
 #: finished runs' summaries, committed so that another machine resumes the study
@@ -101,7 +103,7 @@ def study_jpeg(base: Path) -> None:
         for name, d in dirs.items():
             spec = TrainSpec(arch="vgg-small", data=str(d), epochs=JPEG_EPOCHS,
                              float_epochs=JPEG_EPOCHS, augment=True, seed=seed,
-                             precision="float32").validate()
+                             precision="float32", test_every=JPEG_EPOCHS).validate()
             _run(spec, base / "jpeg" / f"{name}-s{seed}")
 
 
@@ -117,7 +119,8 @@ def study_bf16(base: Path, emulated_bf16: bool = False) -> None:
     for seed in SEEDS:
         for prec in precisions:
             spec = TrainSpec(arch="vgg-small", data="cifar10", epochs=36, float_epochs=22,
-                             augment=True, seed=seed, precision=prec).validate()
+                             augment=True, seed=seed, precision=prec,
+                             test_every=36).validate()
             _run(spec, base / "bf16" / f"{prec}-s{seed}")
 
 

@@ -92,7 +92,8 @@ def test_rerun_with_other_settings_in_same_out_is_refused(data_dir, tmp_path, ca
 
 
 @pytest.mark.parametrize("bad", [["--arch", "lenet9"], ["--epochs", "0"],
-                                 ["--float-epochs", "7"], ["--data", "/nonexistent/dir"]])
+                                 ["--float-epochs", "7"], ["--data", "/nonexistent/dir"],
+                                 ["--test-every", "0"]])
 def test_bad_arguments_fail_in_one_line(bad, tmp_path, capsys, data_dir):
     args = ["train", "--data", str(data_dir), "--epochs", "2", "--no-progress",
             "--out", str(tmp_path / "x")] + bad
@@ -177,6 +178,29 @@ def test_checkpoint_from_before_the_precision_field_resumes(data_dir, tmp_path):
     ck_path = tmp_path / "o" / "checkpoint.pt"
     ck = torch.load(ck_path, weights_only=True)
     del ck["spec"]["precision"]                 # as written by earlier versions
+    del ck["spec"]["test_every"]
     torch.save(ck, ck_path)
     out = train(spec, tmp_path / "o", progress=False, log_fn=lambda s: None)
     assert out["qat_test_acc"] is not None
+
+
+def test_test_every_skips_epochs_but_not_phase_ends_and_changes_nothing_else(data_dir,
+                                                                            tmp_path):
+    """test_every=3 over 4 epochs (1 float): tested after epochs 1 (the float phase's last),
+    3 and 4 (the last), not 2; the training and the summary are those of testing every
+    epoch."""
+    kw = dict(arch="lenet", data=str(data_dir), epochs=4, float_epochs=1, batch_size=64,
+              seed=3, limit_train=128, limit_test=40, calib_size=32)
+    every = train(TrainSpec(**kw), tmp_path / "a", progress=False, log_fn=lambda s: None)
+    sparse = train(TrainSpec(**kw, test_every=3), tmp_path / "b", progress=False,
+                   log_fn=lambda s: None)
+    logs = {}
+    for run in ("a", "b"):
+        recs = [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().split("\n")
+                if line]
+        logs[run] = [r for r in recs if r["event"] == "epoch"]
+    assert [r["test_acc"] is not None for r in logs["b"]] == [True, False, True, True]
+    assert all(r["test_acc"] is not None for r in logs["a"])
+    assert [r["train_loss"] for r in logs["a"]] == [r["train_loss"] for r in logs["b"]]
+    assert {k: v for k, v in sparse.items() if k != "spec"} == \
+        {k: v for k, v in every.items() if k != "spec"}

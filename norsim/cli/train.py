@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with sigma_lnw = sigma_Vth alpha_G / (n U_T) from the preset")
     p.add_argument("--limit-train", type=int, default=0, help="use only the first N training images")
     p.add_argument("--limit-test", type=int, default=0, help="use only the first N test images")
+    p.add_argument("--test-every", type=int, default=1, metavar="K",
+                   help="test accuracy after every K-th epoch (and always after each phase's "
+                        "last epoch; default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "float32"),
                    help="float-phase arithmetic: bf16 autocast + channels_last, or float32 "
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         per_channel=not args.per_layer, symmetric=not args.asymmetric,
         reestimate_every=args.reestimate_every,
         noise_sigma_lnw=sigma_lnw_from_vth(args.noise_sigma_vth_v, cfg),
-        limit_train=args.limit_train, limit_test=args.limit_test,
+        limit_train=args.limit_train, limit_test=args.limit_test, test_every=args.test_every,
         precision=resolve_precision(args.precision)).validate()
     out = Path(args.out)
     if args.restart and (out / CHECKPOINT).exists():

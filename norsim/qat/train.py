@@ -64,6 +64,7 @@ class TrainSpec:
     limit_train: int = 0            # 0: all (tests use small subsets)
     limit_test: int = 0
     precision: str = "float32"      # float phase: "float32" or "bf16" (autocast, channels_last)
+    test_every: int = 1             # test accuracy after every k-th epoch and each phase's last
 
     @property
     def n_float(self) -> int:
@@ -80,6 +81,8 @@ class TrainSpec:
             v = getattr(self, k)
             if not (math.isfinite(v) and v > 0):
                 raise InputError("--" + k.replace("_", "-"), v, "a finite learning rate > 0")
+        if self.test_every < 1:
+            raise InputError("--test-every", self.test_every, "an epoch count >= 1")
         if self.precision not in PRECISIONS:
             raise InputError("--precision", self.precision, "one of " + ", ".join(PRECISIONS))
         if not (math.isfinite(self.noise_sigma_lnw) and 0 <= self.noise_sigma_lnw <= 2):
@@ -176,7 +179,7 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
 
     if ck_path.exists():
         ck = torch.load(ck_path, weights_only=True)
-        if {"precision": "float32"} | ck["spec"] != dataclasses.asdict(spec):
+        if {"precision": "float32", "test_every": 1} | ck["spec"] != dataclasses.asdict(spec):
             raise InputError("--out", str(out), "a fresh directory: its checkpoint was written "
                              "by a different training command (or pass --restart)")
         model = new_model(spec, ck["quantized"])
@@ -255,7 +258,8 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
         bar.close()
         model.to(memory_format=torch.contiguous_format)
         dt = time.perf_counter() - t0
-        acc, _ = evaluate(model, data.x_test, data.y_test)
+        tested = ((epoch + 1) % spec.test_every == 0 or epoch + 1 in (n_float, n_total))
+        acc = evaluate(model, data.x_test, data.y_test)[0] if tested else None
         rec = {"event": "epoch", "epoch": epoch + 1, "phase": phase,
                "bits": "float" if phase == "float" else spec.bits,
                "train_loss": tot_loss / n_train, "train_acc": tot_ok / n_train,
@@ -263,7 +267,7 @@ def train(spec: TrainSpec, out: str | Path, *, data: Dataset | None = None,
                "images_per_s": round(n_train / dt, 1)}
         log.append(rec)
         log_fn(f"epoch {epoch + 1}/{n_total} [{phase}] loss {rec['train_loss']:.4f} "
-               f"test acc {acc:.4f} ({dt:.0f} s)")
+               + (f"test acc {acc:.4f}" if tested else "(not tested)") + f" ({dt:.0f} s)")
         ck = {"spec": dataclasses.asdict(spec), "epochs_done": epoch + 1,
               "quantized": model.quantized, "model": model.state_dict(),
               "opt": opt.state_dict(), "log": json.dumps(log)}
