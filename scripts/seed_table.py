@@ -312,4 +312,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from norsim.errors import NorsimError
+    try:
+        sys.exit(main())
+    except NorsimError as exc:          # one line, as the CLI does
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
