@@ -21,12 +21,14 @@ reduced width (``tests/test_gpu_recipe.py``):
   executor on the first ``export_check_images`` test images, a zoo entry folder
   (``model.npz``, ``entry.json``, ``log.jsonl``, the schema of :mod:`norsim.qat.zoo_entry`)
   and a ``<entry>.tar`` of it for the 8-file limit on what comes back from the GPU machine.
+
+The data files and augmentation are :mod:`norsim.qat.cifar_npz`, the phase checkpoints and
+milestones :mod:`norsim.qat.phase_checkpoint` (both re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -42,10 +44,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from norsim.errors import FileFormatError, InputError
+from norsim.errors import InputError
 from norsim.qat.layers import BasicBlock, QAct, QLayer, QSigned
 from norsim.qat.layers import AvgPool, Flatten, InputQuant
 from norsim.qat.models import QNet, _vgg_features, build_model, count_parameters
+# the data and checkpoint halves of the recipe, re-exported: callers use gpu_recipe.<name>
+from norsim.qat.cifar_npz import (CIFAR_SHA256, find_npz, gpu_augment,  # noqa: F401
+                                  load_cifar, sha256)
+from norsim.qat.phase_checkpoint import (POST_TRAINING_FIELDS, _partial_checkpoint,  # noqa: F401
+                                         _phase_checkpoint, _training_fields,
+                                         compact_phase_checkpoint, load_state_fp16,
+                                         save_state_fp16)
 
 ARCHS = ("alexnet-bn", "vgg16", "resnet18")
 #: the published full-precision figures the table is held to (percent)
@@ -59,17 +68,6 @@ DATA_CAVEAT = ("CIFAR-10 training images are JPEG-decoded (mean abs. pixel error
                "reported to cost 2-3 points); test set exact. The 4-bit loss is measured "
                "against the float twin trained on the same images.")
 
-#: sha256 of the CIFAR-10 npz files (from shared/data/cifar10/README.md)
-CIFAR_SHA256 = {
-    "test.npz": "b206f77a57d4a7927e619536d95a3f9f5c64f6ffe8d1a094dddba81bf45296c2",
-    "train_0.npz": "4f943e763dc50f1646e4337d66aa77f4c195d7636cda92a019ffff46f889cb20",
-    "train_1.npz": "eb259b8a1b82ca02a9e7274133339c1ab6b5b3f904dbafa6c20c377d0ea3c6a6",
-    "train_2.npz": "550d4b3ba13650721eaf2f1c6b9c1ad9c472ce0bd77958aaf4d2b7c87e3ec899",
-    "train_3.npz": "7ef860cf99585de576c9b20e5055b534c141bf6c76e93efbbdcae644eb13e52b",
-    "train_4.npz": "d6aad298df11d505dcee3b48392fdeab3e8b3e19576ba3ec4eed8f4e652f0c4a",
-    "train_lossless_first4000.npz":
-        "5a3a42d44290a419b420982b8bebee85690907a7a4ec2535b9ce037d0c54d8cb",
-}
 
 
 # ---------------------------------------------------------------------------------------
@@ -190,84 +188,6 @@ def one_cycle(p: float, peak: float, warmup: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------
-
-def find_npz(dirs: list[str | Path], name: str) -> Path:
-    """The first ``name`` found in ``dirs`` or any folder below them."""
-    for d in dirs:
-        d = Path(d)
-        if (d / name).is_file():
-            return d / name
-        hits = sorted(d.rglob(name)) if d.is_dir() else []
-        if hits:
-            return hits[0]
-    raise InputError("--data-dir", ", ".join(map(str, dirs)), f"folders holding {name}")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise FileFormatError(f"{path}: unreadable CIFAR-10 npz ({exc})") from None
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] not in ((32, 32, 3), (3, 32, 32)) \
-            or len(x) != len(y):
-        raise FileFormatError(f"{path}: expected x uint8 N x 32 x 32 x 3 and y of length N, "
-                              f"got x {x.dtype} {x.shape}, y {y.shape}")
-    if x.shape[-1] == 3:
-        x = x.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x), np.asarray(y).astype(np.int64).reshape(-1)
-
-
-def load_cifar(dirs: list[str | Path], train_files: int = 5, train_file: str | None = None,
-               check_sha: bool = False) -> dict:
-    """Train (``train_0..train_{k-1}.npz``, or one ``train_file``) and test arrays, NCHW uint8."""
-    names = [train_file] if train_file else [f"train_{k}.npz" for k in range(train_files)]
-    out, sums = {}, {}
-    parts = []
-    for n in names + ["test.npz"]:
-        p = find_npz(dirs, n)
-        if check_sha and n in CIFAR_SHA256:
-            sums[n] = sha256(p)
-            if sums[n] != CIFAR_SHA256[n]:
-                raise FileFormatError(f"{p}: sha256 {sums[n]} differs from {CIFAR_SHA256[n]}")
-        parts.append(_read(p))
-    out["x_train"] = np.concatenate([x for x, _ in parts[:-1]])
-    out["y_train"] = np.concatenate([y for _, y in parts[:-1]])
-    out["x_test"], out["y_test"] = parts[-1]
-    out["files"] = names + ["test.npz"]
-    out["sha256_checked"] = sums
-    return out
-
-
-def gpu_augment(xb: torch.Tensor, gen: torch.Generator, pad: int) -> torch.Tensor:
-    """Random crop from a zero-padded copy and random horizontal flip, on ``xb``'s device
-    (uint8 N x C x H x W in, same out); offsets and flips drawn from ``gen``."""
-    n, _, h, w = xb.shape
-    dev = xb.device
-    p = F.pad(xb, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
-    flip = torch.rand(n, generator=gen, device=dev) < 0.5
-    ar_h = torch.arange(h, device=dev)
-    ar_w = torch.arange(w, device=dev)
-    cols = torch.where(flip[:, None], (w - 1) - ar_w[None, :], ar_w[None, :]) + dx[:, None]
-    rows = ar_h[None, :] + dy[:, None]                                     # n x h
-    idx_n = torch.arange(n, device=dev)[:, None, None]
-    out = p.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]   # n x h x w x c
-    return out.permute(0, 3, 1, 2).contiguous()
-
-
-# ---------------------------------------------------------------------------------------
 # training
 # ---------------------------------------------------------------------------------------
 
@@ -355,92 +275,6 @@ def _adamw(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
             (decay if name.endswith("op.weight") else rest).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay_qat},
                               {"params": rest, "weight_decay": 0.0}], lr=r.lr_qat)
-
-
-def _phase_checkpoint(ckpt: Path | None) -> dict | None:
-    if ckpt is None or not ckpt.is_file():
-        return None
-    try:
-        return torch.load(ckpt, weights_only=True, map_location="cpu")
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise FileFormatError(f"{ckpt}: unreadable phase checkpoint ({exc}); delete it to "
-                              "restart the phase") from None
-
-
-def compact_phase_checkpoint(ckpt: Path, out: Path) -> Path:
-    """The mid-phase checkpoint ``ckpt`` as a small npz that another machine resumes from:
-    convolution and linear weights in int8 with one float32 scale per output channel
-    (symmetric, round to nearest: a relative error of at most 1/254 of the channel's largest
-    weight, below what one SGD step at the schedule's rates moves a weight), the other
-    floating tensors (BN, biases, clips) in fp16, the data order, generator, step and elapsed
-    time kept exactly, the optimiser's momentum dropped (it rebuilds within a few dozen steps;
-    the learning-rate schedule is a function of the step and continues unchanged). About an
-    eighth of the full checkpoint (fp32 weights and momentum), a half of fp16 weights: the
-    campaign's 150 MB allowance holds one partial per long phase only this way (docs/results.md).
-    Committed at the end of a sitting (``train_campaign.py --publish-partial``) so that the
-    campaign does not lose a session's progress."""
-    state = _phase_checkpoint(ckpt)
-    if state is None:
-        raise FileFormatError(f"{ckpt}: no phase checkpoint to compact")
-    arrays = {}
-    for k, v in state["model"].items():
-        if v.is_floating_point() and v.dim() >= 2:
-            w = v.float().reshape(v.shape[0], -1)
-            scale = w.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127.0
-            arrays[f"model/{k}"] = torch.round(w / scale[:, None]).to(torch.int8).reshape(
-                v.shape).numpy()
-            arrays[f"scale/{k}"] = scale.numpy()
-        else:
-            arrays[f"model/{k}"] = (v.half() if v.is_floating_point() else v).numpy()
-    arrays["gen"] = state["gen"].numpy()
-    if state["perm"] is not None:
-        arrays["perm"] = state["perm"].numpy()
-    meta = {k: state[k] for k in ("phase", "recipe", "step", "loss_sum", "seen", "k",
-                                  "elapsed_s")}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(out)
-    return out
-
-
-def _partial_checkpoint(path: Path | None) -> dict | None:
-    """A compact checkpoint (:func:`compact_phase_checkpoint`) in the shape of a full one,
-    with ``opt`` None."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            model = {}
-            for k in z.files:
-                if not k.startswith("model/"):
-                    continue
-                v = torch.from_numpy(z[k])
-                if f"scale/{k[6:]}" in z.files:     # int8 weights, one scale per channel
-                    scale = torch.from_numpy(z[f"scale/{k[6:]}"])
-                    v = v.float() * scale.reshape((-1,) + (1,) * (v.dim() - 1))
-                model[k[6:]] = v
-            state = dict(meta, opt=None, model=model,
-                         gen=torch.from_numpy(z["gen"].copy()),
-                         perm=torch.from_numpy(z["perm"]) if "perm" in z.files else None)
-    except (OSError, ValueError, KeyError) as exc:
-        raise FileFormatError(f"{path}: unreadable compact phase checkpoint ({exc}); delete "
-                              "it to restart the phase") from None
-    return state
-
-
-#: recipe fields read only after training (evaluation and export): a checkpoint written
-#: under other values of these resumes
-POST_TRAINING_FIELDS = ("exact_eval_images", "export_check_images")
-
-
-def _training_fields(recipe: dict) -> dict:
-    """A recipe (as a dict) without :data:`POST_TRAINING_FIELDS`, JSON-normalised."""
-    return {k: v for k, v in json.loads(json.dumps(recipe)).items()
-            if k not in POST_TRAINING_FIELDS}
 
 
 def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
@@ -580,29 +414,6 @@ def _cpu_calibrated(model: QNet):
         for t in patched:
             object.__delattr__(t, "calibrate")
     return undo
-
-
-def save_state_fp16(model: nn.Module, path: Path) -> Path:
-    """State dict as compressed npz: floating tensors fp16, integer buffers as they are."""
-    arrays = {}
-    for k, v in model.state_dict().items():
-        v = v.detach().cpu()
-        arrays[k] = (v.half() if v.is_floating_point() else v).numpy()
-    tmp = path.with_suffix(".tmp.npz")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    tmp.replace(path)
-    return path
-
-
-def load_state_fp16(model: nn.Module, path: Path) -> None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            state = {k: torch.from_numpy(z[k]) for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"{path}: unreadable checkpoint ({exc})") from None
-    ref = model.state_dict()
-    model.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()})
 
 
 def _milestone(run_dir: Path, milestone_dir: Path | None, entry: str, name: str) -> Path:
