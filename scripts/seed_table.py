@@ -71,13 +71,15 @@ def aggregate(rows: list[dict]) -> dict:
         n = [r.get("accuracy_n") for r in rows if r["point_index"] == i and r["status"] == "ok"]
         ref = [r.get("reference_accuracy") for r in rows
                if r["point_index"] == i and r["status"] == "ok"]
-        failed = sum(1 for r in rows if r["point_index"] == i and r["status"] != "ok")
+        errors = [r.get("error") for r in rows if r["point_index"] == i and r["status"] != "ok"]
+        failed = len(errors)
         if not acc:
-            out[cond] = {"chips": 0, "failed": failed}
+            out[cond] = {"chips": 0, "failed": failed, "first_error": errors[0] if errors else None}
             continue
         m = sum(acc) / len(acc)
         sd = math.sqrt(sum((a - m) ** 2 for a in acc) / (len(acc) - 1)) if len(acc) > 1 else None
         out[cond] = {"mean": m, "sd": sd, "chips": len(acc), "failed": failed,
+                     "first_error": errors[0] if errors else None,
                      "images": n[0], "reference": ref[0]}
         if all(v is not None for v in ref):
             d = seed_spread([a - r for a, r in zip(acc, ref)])
@@ -124,6 +126,8 @@ def _pct(v, nd=2) -> str:
 
 
 def _cell(c: dict | None) -> str:
+    if c and c.get("failed"):
+        return f"failed ({c['failed']} runs)"
     if not c or not c.get("chips"):
         return "pending"
     sd = "" if c["sd"] is None else f" ± {100 * c['sd']:.2f}"
@@ -220,9 +224,11 @@ def build(models: list[str], images: int, seeds: int | None, sets: list[str], wo
         data = {"mnist": "mnist", "cifar10": "cifar10"}.get(entry.get("data"), entry.get("data"))
         db = out_dir / f"{name}-n{images}.sqlite"
         if run:
-            try:
+            from norsim.data import load_dataset
+            load_dataset(data, "test")      # a missing data set: one error before any run
+            try:        # errors are not results: a rerun runs the points that failed again
                 run_sweep(spec_for(name, data, images, seeds, sets, ref), db, workers=workers,
-                          progress=progress)
+                          progress=progress, retry_failed=True)
             finally:
                 settle(db)
         on = aggregate(flat_rows(db)[0]) if db.is_file() else {}
@@ -303,6 +309,14 @@ def main(argv=None) -> int:
             f"358 K; comp. = norsim.compensation (per-column trims, adaptive read voltage, "
             f"activation re-calibration). " + cost_note(table["rows"], a.set))
     print(md + "\n" + note)
+    failures = [(r["name"], cond, c) for r in table["rows"]
+                for cond, c in (r.get("on_array") or {}).items() if c.get("failed")]
+    if failures:
+        n = sum(c["failed"] for _, _, c in failures)
+        name, cond, c = failures[0]
+        print(f"error: {n} on-array runs failed (first: {name}, {cond}: {c['first_error']}); "
+              f"the table is not written to the docs; a rerun runs them again", file=sys.stderr)
+        return 1
     if a.json:
         Path(a.json).write_text(json.dumps(table, indent=1, default=float) + "\n")
     if a.write_doc:

@@ -61,11 +61,12 @@ def test_aggregate_mean_and_sample_sd():
     half = 4.302653 * 0.2 / np.sqrt(3)                       # t(0.975, 2) sd / sqrt(n)
     assert d["t95"] == pytest.approx([-0.2 - half, -0.2 + half], rel=1e-5)
     assert "-20.00 [-69.68, +29.68] pts vs int-ref" in m._cell(agg["fresh"])
-    assert agg["10 y 85 C"] == {"chips": 0, "failed": 1}
-    assert "pending" in m._cell(agg["10 y 85 C"])
+    assert agg["10 y 85 C"] == {"chips": 0, "failed": 1, "first_error": None}
+    assert m._cell(agg["10 y 85 C"]) == "failed (1 runs)"
+    assert m._cell(agg["10 y 85 C + comp."]) == "pending"
 
 
-def test_smoke_table_on_the_zoo_lenet(tmp_path):
+def test_smoke_table_on_the_zoo_lenet(tmp_path, capsys):
     from norsim.experiments.results import flat_rows
 
     m = _mod()
@@ -111,6 +112,19 @@ def test_smoke_table_on_the_zoo_lenet(tmp_path):
     md = m.format_table(table["rows"])
     assert md.count(f"{m.PENDING} |") >= 6 and "lenet-mnist-4b" in md
     assert "needs GPU" not in md
+    # a failed run is loud (one line, exit 1, no doc written) and a rerun runs it again
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE points SET status = 'error', error = 'RuntimeError: boom', "
+                    "metrics = '{}' WHERE point_index = 1 AND replicate = 0")
+    capsys.readouterr()
+    assert m.main(args + ["--no-run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 on-array runs failed" in err[0] and "boom" in err[0]
+    assert m.main(args) == 0
+    again = flat_rows(db)[0]
+    assert len(again) == 6 and all(r["status"] == "ok" for r in again)
 
 
 def test_doc_block_is_replaced_between_markers(tmp_path):
