@@ -47,6 +47,14 @@ def evaluate(point) -> dict:
     return ae.evaluate(point)
 
 
+def check_spec(spec, tasks) -> None:
+    """The ``accuracy`` evaluator's up-front checks (options, model, data set, array fit),
+    run by ``run_sweep`` before any point."""
+    from norsim.experiments import accuracy_eval as ae
+
+    ae.check_spec(spec, tasks)
+
+
 def spec_for(name: str, data: str, images: int, seeds: int | None, sets: list[str],
              model_ref: str | None = None) -> dict:
     spec = tomllib.loads(SPEC.read_text())
@@ -224,8 +232,6 @@ def build(models: list[str], images: int, seeds: int | None, sets: list[str], wo
         data = {"mnist": "mnist", "cifar10": "cifar10"}.get(entry.get("data"), entry.get("data"))
         db = out_dir / f"{name}-n{images}.sqlite"
         if run:
-            from norsim.data import load_dataset
-            load_dataset(data, "test")      # a missing data set: one error before any run
             try:        # errors are not results: a rerun runs the points that failed again
                 run_sweep(spec_for(name, data, images, seeds, sets, ref), db, workers=workers,
                           progress=progress, retry_failed=True)
