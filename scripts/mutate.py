@@ -101,7 +101,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     # programming: the public API and reports, the counter-based random streams, the ISPP
     # kernel and its NumPy twin (norsim/device/programming.py re-exports the others)
     "programming": ("norsim/device/programming.py", _PROGRAMMING_TESTS),
-    "programming_rng": ("norsim/device/counter_rng.py", _PROGRAMMING_TESTS),
+    "programming_rng": ("norsim/device/counter_rng.py",
+                        ("tests/test_pin_counter_rng.py",) + _PROGRAMMING_TESTS),
     "ispp_kernel": ("norsim/device/ispp_kernel.py", _PROGRAMMING_TESTS),
     "ispp_numpy": ("norsim/device/ispp_numpy.py", _PROGRAMMING_TESTS),
     "device_vecmath": ("norsim/device/vecmath.py", ("tests/test_device_vecmath.py",
@@ -289,6 +290,22 @@ EQUIVALENT: dict[str, str] = {
     "programming_rng::_poisson::0:Lt->LtE@23::if k < 0.0 or (us < 0.013 and v > us):":
         "rejects k == 0 in the PTRS branch, which runs only for lam >= PTRS_ABOVE = 128: "
         "P(k = 0) = exp(-lam) <= 3e-56 there, so no draw can tell the two apart",
+    "programming_rng::<module>::1000->1001@12::_CHOP_MAX = 1000  # the chop-down table ends "
+    "at k = 1000 (P(k > 1000) is nil for lam < 64)":
+        "poisson_cdf_table (the tuning pulses' electron counts, mean <= PTRS_ABOVE = 128) one "
+        "entry longer: its running sum stops changing long before k = 600 (checked for 2,000 "
+        "means in (0, 128]: entries 600, 999 and 1000 equal), so the added entry repeats the "
+        "last one and the search stops at the same k; they differ only for a uniform above "
+        "the table's last value, which is within 4.2e-15 of 1 (that probability per draw; "
+        "both then return the cap)",
+    "programming_rng::_poisson::drop right term@50::_GUIDE_BINS - 1":
+        "the clamp of the guide index int(u * 256) at 255 never binds: the largest uniform "
+        "is 1 - 2**-54, and 256 (1 - 2**-54) = 256 - 2**-46 exactly (a power-of-two product), "
+        "whose int is 255",
+    "programming_rng::_poisson_np::0:GtE->Gt@28::quick = todo & (us >= 0.07) & (v <= v_r)":
+        "the NumPy twin's PTRS quick acceptance at us == 0.07 exactly: us = 0.5 - |u - 0.5| "
+        "with u on the grid (k + 1/2) 2**-53, equal to the double 0.07 with probability "
+        "~2**-53 per draw (as the kernel's comparisons above)",
     "circuit_reference::ReferencePath._solve_robust::2->3@40::n_tot = self.rows * self.cols * 2":
         "memory chunking of the Newton-Krylov batch: it changes the chunk only where one "
         "would exceed 256 MB of Krylov basis (tiles and batches far beyond any test), and each "
