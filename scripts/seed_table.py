@@ -40,10 +40,23 @@ PENDING = "in training"
 TARGET = "scripts.seed_table:evaluate"
 
 
-def evaluate(point) -> dict:
-    """The ``accuracy`` evaluator (it compensates when the point enables compensation)."""
-    from norsim.experiments import accuracy_eval as ae
+#: programmed tiles kept in a worker process between its runs (one chip's three conditions
+#: differ only after programming; norsim.mapping.program_cache, bit-identical to programming
+#: again): at most this many bytes, least recently used dropped first
+PROGRAM_CACHE_BYTES = 4 << 30
+_PROGRAM_CACHE: list = []
 
+
+def evaluate(point) -> dict:
+    """The ``accuracy`` evaluator (it compensates when the point enables compensation), with
+    a chip's programming reused between its conditions (the sweep runs chip by chip)."""
+    from norsim.experiments import accuracy_eval as ae
+    from norsim.mapping import program_cache
+
+    if not _PROGRAM_CACHE:      # on for the rest of this (worker) process
+        ctx = program_cache.enabled(max_bytes=PROGRAM_CACHE_BYTES)
+        ctx.__enter__()
+        _PROGRAM_CACHE.append(ctx)
     return ae.evaluate(point)
 
 
@@ -234,7 +247,7 @@ def build(models: list[str], images: int, seeds: int | None, sets: list[str], wo
         if run:
             try:        # errors are not results: a rerun runs the points that failed again
                 run_sweep(spec_for(name, data, images, seeds, sets, ref), db, workers=workers,
-                          progress=progress, retry_failed=True)
+                          progress=progress, retry_failed=True, chip_major=True)
             finally:
                 settle(db)
         on = aggregate(flat_rows(db)[0]) if db.is_file() else {}

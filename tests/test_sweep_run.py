@@ -295,3 +295,20 @@ def test_the_same_store_through_a_symlink_takes_the_same_lock(tmp_path):
             run_sweep(spec, tmp_path / "alias.sqlite", workers=1, progress=False)
     finally:
         holder.close()
+
+
+def test_chip_major_order_runs_replicate_by_replicate_with_the_same_rows(tmp_path):
+    """chip_major: every grid point of replicate 0, then of replicate 1 (one worker: the
+    finishing order), and the same stored rows as the grid order."""
+    spec = write_spec(tmp_path, "test", {"device.read.temperature_k": "[280.0, 300.0, 320.0]"},
+                      count=2)
+    a = run_sweep(spec, tmp_path / "grid.sqlite", workers=1, progress=False)
+    b = run_sweep(spec, tmp_path / "chip.sqlite", workers=1, progress=False, chip_major=True)
+    assert a.ran == b.ran == 6
+    ra, rb = _rows(tmp_path / "grid.sqlite"), _rows(tmp_path / "chip.sqlite")
+    order = [k for k, _ in sorted(rb.items(), key=lambda kv: kv[1]["finished_at"])]
+    assert order == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    grid = [k for k, _ in sorted(ra.items(), key=lambda kv: kv[1]["finished_at"])]
+    assert grid == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+    strip = lambda r: {c: v for c, v in r.items() if c not in VOLATILE}  # noqa: E731
+    assert {k: strip(r) for k, r in ra.items()} == {k: strip(r) for k, r in rb.items()}

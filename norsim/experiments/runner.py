@@ -113,13 +113,18 @@ def _make_executor(workers: int, scheduler: str | None):
 
 def run_sweep(spec: "SweepSpec | dict | str | Path", out: str | Path, *,
               workers: int | None = None, scheduler: str | None = None,
-              progress: bool | None = None, retry_failed: bool = False) -> SweepSummary:
+              progress: bool | None = None, retry_failed: bool = False,
+              chip_major: bool = False) -> SweepSummary:
     """Run every unfinished point of ``spec`` and commit each one to ``out``.
 
     ``workers``: local worker processes (default: the CPUs this process may use);
     ``scheduler``: a Dask scheduler address instead of local processes; ``progress``: a
     tqdm bar (None: only on a terminal); ``retry_failed``: run points that failed before
-    again (their error rows are replaced; successful rows are never touched).
+    again (their error rows are replaced; successful rows are never touched);
+    ``chip_major``: start the runs replicate by replicate (every grid point of replicate 0,
+    then of replicate 1, ...) instead of grid point by grid point, so that an evaluator that
+    reuses a chip's programming between grid points (:mod:`norsim.mapping.program_cache`)
+    meets the same chip in consecutive runs; the results do not depend on the order.
     """
     t_start = time.perf_counter()
     spec = as_spec(spec)
@@ -138,6 +143,8 @@ def run_sweep(spec: "SweepSpec | dict | str | Path", out: str | Path, *,
         check_rows_match(store, tasks)
         done = store.finished(include_errors=not retry_failed)
         todo = [t for t in tasks if t.key not in done]
+        if chip_major:
+            todo.sort(key=lambda t: (t.replicate, t.index))
         summary = SweepSummary(store.path, len(tasks), len(done), 0, 0, 0.0)
         if todo:
             _run(todo, spec, store, resolve_target(spec.evaluator), min(workers, len(todo)),
