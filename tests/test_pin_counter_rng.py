@@ -29,3 +29,19 @@ def test_poisson_at_the_method_switch_equals_its_twin(lam):
     se = np.sqrt(lam / seeds.size)
     assert abs(k.mean() - lam) < 5 * se
     assert k.var() == pytest.approx(lam, rel=0.05)
+
+
+def test_tuning_pulse_cdf_table_is_the_poisson_cdf_and_ends_at_one():
+    """poisson_cdf_table (the tuning pulses' electron counts) is Poisson(lam)'s CDF to 1e-13
+    and ends at exactly 1, so that no uniform (the largest is 1 - 2**-54) lies above it and
+    draws the cap of 1000 electrons (the running sum alone ended up to 4.2e-15 below 1)."""
+    from scipy.stats import poisson
+
+    from norsim.device.counter_rng import poisson_cdf_table
+
+    k = np.arange(1001)
+    for lam in (0.37, 5.0, 64.0, 99.99, 100.0, 127.3, PTRS_ABOVE):
+        cdf = poisson_cdf_table(lam)
+        assert cdf.shape == (1001,) and cdf[-1] == 1.0
+        assert np.all(np.diff(cdf) >= 0)
+        np.testing.assert_allclose(cdf, poisson.cdf(k, lam), rtol=0, atol=1e-13)

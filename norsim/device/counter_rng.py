@@ -26,7 +26,7 @@ _TWO53 = 1.0 / 9007199254740992.0
 PTRS_ABOVE = 128.0  # Poisson means from here on use transformed rejection (PTRS); the
 #                    tables below cover Poisson(m < 128) to k = 255 (tail < 1e-20)
 _INV_K = 1.0 / np.arange(1, 1002, dtype=np.float64)  # 1/k table of the chop-down search
-_CHOP_MAX = 1000  # the chop-down table ends at k = 1000 (P(k > 1000) is nil for lam < 64)
+_CHOP_MAX = 1000  # the chop-down table ends at k = 1000 (P(k > 1000) < 1e-300 for lam <= 128)
 # ln k! for k < 4096 (PTRS's acceptance test): a table lookup instead of lgamma per draw, and
 # the numba kernel and its NumPy twin read the same numbers
 _LOGFACT = gammaln(np.arange(1, 4097, dtype=np.float64))
@@ -150,7 +150,9 @@ def poisson_cdf_table(lam: float) -> np.ndarray:
         p *= lam * _INV_K[k]
         f += p
         cdf[k + 1] = f
-    return cdf
+    # the running sum ends a few ulps from 1 (up to 4.2e-15 below it for means <= 128): a
+    # uniform above it would draw the cap, 1000 electrons; normalised, the last entry is 1
+    return cdf / cdf[-1]
 
 
 def poisson_table_fast_len(cdf: np.ndarray) -> int:
