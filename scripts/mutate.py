@@ -291,13 +291,12 @@ EQUIVALENT: dict[str, str] = {
         "rejects k == 0 in the PTRS branch, which runs only for lam >= PTRS_ABOVE = 128: "
         "P(k = 0) = exp(-lam) <= 3e-56 there, so no draw can tell the two apart",
     "programming_rng::<module>::1000->1001@12::_CHOP_MAX = 1000  # the chop-down table ends "
-    "at k = 1000 (P(k > 1000) is nil for lam < 64)":
+    "at k = 1000 (P(k > 1000) < 1e-300 for lam <= 128)":
         "poisson_cdf_table (the tuning pulses' electron counts, mean <= PTRS_ABOVE = 128) one "
         "entry longer: its running sum stops changing long before k = 600 (checked for 2,000 "
         "means in (0, 128]: entries 600, 999 and 1000 equal), so the added entry repeats the "
-        "last one and the search stops at the same k; they differ only for a uniform above "
-        "the table's last value, which is within 4.2e-15 of 1 (that probability per draw; "
-        "both then return the cap)",
+        "last one and the search stops at the same k (the table is normalised to end at 1, "
+        "so no uniform lies above it)",
     "programming_rng::_poisson::drop right term@50::_GUIDE_BINS - 1":
         "the clamp of the guide index int(u * 256) at 255 never binds: the largest uniform "
         "is 1 - 2**-54, and 256 (1 - 2**-54) = 256 - 2**-46 exactly (a power-of-two product), "

@@ -3,6 +3,8 @@ read from ../shared)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from norsim.mapping.quant_model import AvgPool2d, Clip, Flatten, GlobalAvgPool, Input, MaxPool2d, ReLU
@@ -31,6 +33,25 @@ def all_ops_model(seed: int = 0, signed_input: bool = True):
     g = b.matmul("fc1", g, 7, out_bits=8, out_signed=True, zero_point=True)
     f = b.matmul("fc2", g, 4, weight_bits=8, requantize=False)
     return b.build(f, name="all-ops"), imgs
+
+
+def ort_int8_weight_max() -> int:
+    """The largest |int8 weight| ONNX Runtime's CPU kernels multiply exactly with uint8
+    activations. On an x86 CPU without VNNI its u8s8 GEMM adds pairs of products in int16
+    (vpmaddubsw), which saturates at 32767 < 2 x 255 x 127: measured on session 10's AVX2
+    EPYC, a QLinear graph with full-range weights differed from the exact integer result by up
+    to 24 output steps, and by none with weights in [-63, 63]; its quantizer's
+    ``reduce_range`` (7-bit weights) exists for those CPUs. 63 there, 127 elsewhere (VNNI's
+    vpdpbusd and ARM's dot products accumulate in int32)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return 127
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return 63
+    return 127 if ("avx512_vnni" in flags or "avx_vnni" in flags) else 63
 
 
 def run_ort(model_proto, feeds: dict):

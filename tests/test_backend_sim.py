@@ -28,10 +28,14 @@ import backend_identity as golden  # noqa: E402
 
 
 #: pinned arrays holding float sums of bit-line charge (event counts, compensation cost):
-#: equal to 1e-9 relative, because the fast path's charge accumulation changed summation order
-#: after the recording (issue 17, commit 995c3d7: ~1e-12 relative); every other number exact.
-#: Through the seam at the recording's own commit all 60 arrays were equal bit for bit.
+#: equal to 1e-6 relative. The charge sums float32 column currents from the BLAS product,
+#: whose rounding depends on the CPU (the recording's AVX-512 EPYC and session 10's AVX2 one
+#: run different sgemm kernels: up to 8.7e-8 relative, under one float32 ulp, 1.2e-7), and
+#: the fast path's charge accumulation changed summation order after the recording (issue 17,
+#: commit 995c3d7: ~1e-12 relative); every other number exact on both machines. Through the
+#: seam at the recording's own commit all 60 arrays were equal bit for bit.
 SUMMED = ("events", "events_after_prepare", "cost")
+SUMMED_RTOL = 1e-6
 
 
 @pytest.mark.parametrize("key", [
@@ -52,7 +56,7 @@ def test_demo_model_through_the_seam_equals_the_pre_seam_numbers(key):
     for name in sorted(names):
         want = recorded[f"{key}/{name}"]
         if name in SUMMED:
-            np.testing.assert_allclose(got[name], want, rtol=1e-9, atol=0,
+            np.testing.assert_allclose(got[name], want, rtol=SUMMED_RTOL, atol=0,
                                        err_msg=f"{key}/{name} differs from the pre-seam run")
             continue
         np.testing.assert_array_equal(got[name], want,

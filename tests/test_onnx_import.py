@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from _onnx_models import all_ops_model, run_ort  # noqa: E402
+from _onnx_models import all_ops_model, ort_int8_weight_max, run_ort  # noqa: E402
 
 from norsim import zoo  # noqa: E402
 from norsim.errors import FileFormatError  # noqa: E402
@@ -121,9 +121,10 @@ def _qlinear_model(y2_zp=0, y2_type=TensorProto.UINT8, seed=0):
     -> QLinearMatMul (uint8, zero point 128) -> DequantizeLinear. (ONNX Runtime wants the
     same 8-bit type in and out of these operators.)"""
     rng = np.random.default_rng(seed)
-    w1 = rng.integers(-127, 128, (4, 1, 3, 3)).astype(np.int8)
-    w2 = rng.integers(-127, 128, (6, 4, 3, 3)).astype(np.int8)
-    w3 = rng.integers(-127, 128, (6 * 4 * 4, 5)).astype(np.int8)
+    wmax = ort_int8_weight_max()       # full int8 range where ONNX Runtime is exact
+    w1 = rng.integers(-wmax, wmax + 1, (4, 1, 3, 3)).astype(np.int8)
+    w2 = rng.integers(-wmax, wmax + 1, (6, 4, 3, 3)).astype(np.int8)
+    w3 = rng.integers(-wmax, wmax + 1, (6 * 4 * 4, 5)).astype(np.int8)
     inits = [
         _init("s_in", np.float32(1 / 255)), _init("z_in", np.uint8(0)),
         _init("w1", w1), _init("w1_s", rng.uniform(0.002, 0.004, 4).astype(np.float32)),
@@ -352,6 +353,7 @@ def _ort_quantized(tmp_path, symmetric):
     qz.quantize_static(str(f32), str(out), Reader(), quant_format=qz.QuantFormat.QDQ,
                        per_channel=True, activation_type=qz.QuantType.QUInt8,
                        weight_type=qz.QuantType.QInt8,
+                       reduce_range=ort_int8_weight_max() < 127,
                        extra_options={"ActivationSymmetric": symmetric, "TensorQuantOverrides": {
                            "x": [{"scale": np.array(1 / 255, np.float32),
                                   "zero_point": np.array(0, np.uint8)}]}})
