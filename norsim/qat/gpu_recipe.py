@@ -69,7 +69,6 @@ DATA_CAVEAT = ("CIFAR-10 training images are JPEG-decoded (mean abs. pixel error
                "against the float twin trained on the same images.")
 
 
-
 # ---------------------------------------------------------------------------------------
 # models at a width multiplier (1.0 = exactly norsim.qat.models)
 # ---------------------------------------------------------------------------------------
