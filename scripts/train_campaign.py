@@ -18,7 +18,8 @@ A sitting on a machine that will not be there next time ends with
 
 which writes each running phase's latest checkpoint, compacted (int8 weights with a scale per
 output channel, no momentum; ``norsim.qat.phase_checkpoint.compact_phase_checkpoint``), to
-``results/campaign/<entry>/<phase>_partial.npz`` to be committed; a fresh clone resumes from it. The file is deleted when its phase ends.
+``results/campaign/<entry>/<phase>_partial.npz`` to be committed; a fresh clone resumes from
+it. The file is deleted when its phase ends.
 
     NORSIM_TRAIN_DIR=/var/tmp/norsim-train nohup .venv/bin/python scripts/train_campaign.py \\
         > /var/tmp/norsim-train/campaign.out 2>&1 &

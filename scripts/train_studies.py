@@ -5,7 +5,7 @@
   trained on the 4,000 training images that exist losslessly
   (``train_lossless_first4000.npz``) and on their JPEG copies (the first 4,000 of
   ``train_0.npz``), seeds 0-2; test accuracy on the exact 10,000 test images; the paired
-  difference (lossless - JPEG) with its t-interval over seeds. In float32, so that every
+  difference (JPEG - lossless) with its t-interval over seeds. In float32, so that every
   machine computes the same runs (bf16 autocast is emulated on a CPU without AVX-512 BF16,
   where it is 9x slower than float32: 1.9 against 0.21 s for a VGG-small step of 128 images on
   session 10's AVX2 EPYC).

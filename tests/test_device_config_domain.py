@@ -1,6 +1,7 @@
 """Device configurations whose physics would leave its numeric domain are refused up front."""
 
 import dataclasses
+
 import pytest
 
 from norsim.config.presets import load_preset

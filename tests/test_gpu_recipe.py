@@ -292,8 +292,7 @@ def test_a_compact_checkpoint_resumes_the_phase_on_another_machine(tmp_path):
     channel's scale, fp16 BN, no momentum); in an empty run folder it resumes from the compact
     file at the killed step with the same data order and finishes the phase's steps; the
     weights stay close to an uninterrupted run (rounded weights and fresh momentum are the
-    only differences). A compact file of another recipe is
-    refused."""
+    only differences). A compact file of another recipe is refused."""
     rng = np.random.default_rng(4)
     data = {"x_train": torch.from_numpy(rng.integers(0, 256, (96, 3, 32, 32), dtype=np.uint8)),
             "y_train": torch.from_numpy(rng.integers(0, 10, 96))}

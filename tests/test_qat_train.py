@@ -196,8 +196,8 @@ def test_test_every_skips_epochs_but_not_phase_ends_and_changes_nothing_else(dat
                    log_fn=lambda s: None)
     logs = {}
     for run in ("a", "b"):
-        recs = [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().split("\n")
-                if line]
+        lines = (tmp_path / run / "log.jsonl").read_text().splitlines()
+        recs = [json.loads(line) for line in lines if line]
         logs[run] = [r for r in recs if r["event"] == "epoch"]
     assert [r["test_acc"] is not None for r in logs["b"]] == [True, False, True, True]
     assert all(r["test_acc"] is not None for r in logs["a"])

@@ -112,7 +112,7 @@ def test_smoke_table_on_the_zoo_lenet(tmp_path, capsys):
     md = m.format_table(table["rows"])
     assert md.count(f"{m.PENDING} |") >= 6 and "lenet-mnist-4b" in md
     assert "needs GPU" not in md
-    # a failed run is loud (one line, exit 1, no doc written) and a rerun runs it again
+    # a failed run is loud (one line, exit 1) and a rerun runs it again
     import sqlite3
 
     with sqlite3.connect(db) as con:

@@ -14,6 +14,7 @@ from torch import nn
 
 from norsim.errors import FileFormatError
 
+
 def _phase_checkpoint(ckpt: Path | None) -> dict | None:
     if ckpt is None or not ckpt.is_file():
         return None
@@ -33,7 +34,8 @@ def compact_phase_checkpoint(ckpt: Path, out: Path) -> Path:
     time kept exactly, the optimiser's momentum dropped (it rebuilds within a few dozen steps;
     the learning-rate schedule is a function of the step and continues unchanged). About an
     eighth of the full checkpoint (fp32 weights and momentum), a half of fp16 weights: the
-    campaign's 150 MB allowance holds one partial per long phase only this way (docs/results.md).
+    campaign's 150 MB allowance holds three partials this way, one with fp16 weights
+    (docs/results.md).
     Committed at the end of a sitting (``train_campaign.py --publish-partial``) so that the
     campaign does not lose a session's progress."""
     state = _phase_checkpoint(ckpt)
