@@ -124,7 +124,12 @@ def test_budget_cli_writes_report_and_figure(small, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert set(rep["effects"]) == {"rtn", "all"}
     assert out.with_suffix(".png").stat().st_size > 1000
-    assert "sum of marginal" in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert "sum of marginal" in cap.out
+    # no terminal: one progress line per chip run (rtn and all-on, one chip each) on stderr
+    steps = [ln for ln in cap.err.splitlines() if ln.startswith("error budget: ")]
+    assert [ln.split()[2] for ln in steps] == ["1/2", "2/2"]
+    assert "rtn, chip seed" in steps[0] and "all, chip seed" in steps[1]
 
 
 def test_budget_cli_rejects_unknown_effect(capsys):

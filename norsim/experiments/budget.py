@@ -35,6 +35,7 @@ import numpy as np
 from norsim.config.sim import SimConfig
 from norsim.errors import InputError
 from norsim.mapping import engine, mapper
+from norsim.progress import Progress
 from norsim.stats import paired_compare, seed_spread
 
 _STREAM_BOOT = 505
@@ -150,14 +151,20 @@ def _error_powers(run) -> dict:
 
 
 def budget(model, cfg: SimConfig, images, labels, calib, *, seeds=(0,), effects=None,
-           layer_sensitivity: bool = True, progress=None) -> dict:
-    """Run the budget; returns a JSON-able report (see the module docstring)."""
+           layer_sensitivity: bool = True, progress=None, show_progress: bool | None = None) -> dict:
+    """Run the budget; returns a JSON-able report (see the module docstring).
+
+    ``progress(name, row)`` is called after each effect; ``show_progress`` (None: on) prints a
+    step per chip run on stderr (:class:`norsim.progress.Progress`)."""
     labels = np.asarray(labels).astype(np.int64)
     if labels.shape != (np.asarray(images).shape[0],):
         raise InputError("labels", labels.shape, f"one label per image ({np.asarray(images).shape[0]},)")
     _, ref_pred = engine.reference_run(model, images)
     ref_correct = ref_pred == labels
     names = list(effects or EFFECTS) + ["all"]
+    modelled = [n for n in names if effect_config(cfg, n) is not None]
+    bar = Progress(len(modelled) * len(seeds), "error budget", unit="chip run",
+                   enabled=show_progress)
     rows = {}
     chips_all = {}
     for name in names:
@@ -172,6 +179,7 @@ def budget(model, cfg: SimConfig, images, labels, calib, *, seeds=(0,), effects=
         correct, snr, perr = [], [], []
         for s in seeds:
             chip, run = _run(model, c, images, labels, calib, s)
+            bar.step(f"{name}, chip seed {s}")
             if name == "all" and layer_sensitivity:
                 chips_all[s] = chip
             _add_ir_check(row, chip)
@@ -187,12 +195,14 @@ def budget(model, cfg: SimConfig, images, labels, calib, *, seeds=(0,), effects=
         rows[name] = row
         if progress:
             progress(name, row)
+    bar.close()
     report = {"images": int(labels.size), "seeds": [int(s) for s in seeds],
               "reference_accuracy": float(ref_correct.mean()), "effects": rows}
     _marginals(report)
     if layer_sensitivity and chips_all:
         report["layer_sensitivity"] = _layer_sensitivity(model, cfg, images, labels, calib,
-                                                         seeds, chips_all, ref_correct)
+                                                         seeds, chips_all, ref_correct,
+                                                         show_progress)
         ls = report["layer_sensitivity"]
         if ls:
             worst = max(ls, key=lambda k: (ls[k]["drop"], -ls[k]["snr_db"]))
@@ -256,14 +266,19 @@ def _marginals(report: dict) -> None:
         }
 
 
-def _layer_sensitivity(model, cfg, images, labels, calib, seeds, chips_all, ref_correct) -> dict:
+def _layer_sensitivity(model, cfg, images, labels, calib, seeds, chips_all, ref_correct,
+                       show_progress: bool | None = None) -> dict:
     ideal = mapper.ideal_config(cfg)
+    n_analog = sum(layer.analog for layer in chips_all[seeds[0]].layers.values())
+    bar = Progress(len(seeds) * (1 + n_analog), "error budget, one layer at a time",
+                   unit="chip run", enabled=show_progress)
     out: dict[str, dict] = {}
     per_layer: dict[str, list] = {}
     snrs: dict[str, list] = {}
     for s in seeds:
         chip_i = mapper.map_model(model, ideal.with_overrides({"seed": int(s)}))
         engine.calibrate(chip_i, calib[:ideal.mapping.calibration_images])
+        bar.step(f"ideal chip, seed {s}")
         chip_a = chips_all[s]
         for name, layer in chip_a.layers.items():
             if not layer.analog:
@@ -274,6 +289,8 @@ def _layer_sensitivity(model, cfg, images, labels, calib, seeds, chips_all, ref_
             run = engine.run(mix, images)
             per_layer.setdefault(name, []).append(run.predictions == labels)
             snrs.setdefault(name, []).append(run.layer_stats[name].snr_db)
+            bar.step(f"{name} on array, seed {s}")
+    bar.close()
     for name, correct in per_layer.items():
         row = _paired(ref_correct, correct, cfg, seeds)
         row["snr_db"] = float(np.mean(snrs[name]))
