@@ -54,13 +54,15 @@ def test_report_bad_limit_one_line_error(model_path, capsys):
     assert len(err) == 1 and "--limit" in err[0]
 
 
-def test_array_sweep_csv_and_tile_counts(model_path, tmp_path):
+def test_array_sweep_csv_and_tile_counts(model_path, tmp_path, capsys):
     out = tmp_path / "sweep"
     rc = main(["array-sweep", "--model", model_path, "--sizes", "32,64", "--limit", "3",
                "--ir-vectors", "2", "--circuit-max", "32", "--out", str(out),
                "--set", "mapping.programming='ideal'", "--set", "mapping.calibration_images=4",
                "--set", "mapping.first_layer='analog'"])
     assert rc == 0
+    steps = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("array-sweep: ")]
+    assert [ln.split()[1] for ln in steps] == ["1/2", "2/2"]  # a line per size, no terminal
     rows = list(csv.DictReader(open(out / "array_sweep.csv")))
     assert [int(r["size"]) for r in rows] == [32, 64]
     # tiles: per layer ceil(in / N) row blocks x ceil(out / (N // p)) column blocks, p physical

@@ -69,6 +69,9 @@ def test_cli_prints_table_and_writes_figures(tmp_path):
     assert len(figs) >= 6 and all(f.endswith(".png") for f in figs)
     assert r.returncode == int(any(row["status"] == "FAIL" for row in data["rows"]))
     assert np.isfinite(data["tolerances"]["factor"])
+    # no terminal: a progress line per experiment on stderr, the last one counting all of them
+    steps = [ln for ln in r.stderr.splitlines() if ln.startswith("validate-device: ")]
+    assert len(steps) == 12 and steps[-1].startswith("validate-device: 12/12 experiments")
 
 
 def test_figures_pass_the_figure_audit(tmp_path):

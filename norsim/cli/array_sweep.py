@@ -83,7 +83,10 @@ def sweep(model, cfg, sizes, x, y, x_cal, *, ir_vectors: int = 4, circuit_max: i
     """One row per array size (see module docstring)."""
     from norsim.cost.report import cost_of_chip
     from norsim.mapping import engine, mapper
+    from norsim.progress import Progress
 
+    # work per size ~ the tiles' cells, which do not change with N: equal steps
+    bar = Progress(len(sizes), "array-sweep", unit="size")
     rows = []
     for size in sizes:
         # accuracy with IR drop through the surrogate (per-cell factors on calibration vectors)
@@ -101,6 +104,8 @@ def sweep(model, cfg, sizes, x, y, x_cal, *, ir_vectors: int = 4, circuit_max: i
                      "tops_per_w": rep.tops_per_w, "area_mm2": rep.area_mm2,
                      "ir_drop_rel_surrogate": sur, "ir_drop_rel_circuit": circ,
                      "surrogate_error_rel_circuit": err})
+        bar.step(f"{size} x {size}")
+    bar.close()
     return rows
 
 

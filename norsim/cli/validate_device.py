@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     out = Path(args.out)
-    rows = run_validation(cfg, out, quick=args.quick, seed=args.seed)
+    rows = run_validation(cfg, out, quick=args.quick, seed=args.seed, show_progress=None)
     print(format_table(rows))
     print()
     for r in rows:

@@ -366,29 +366,29 @@ def row_cost(cfg: SimConfig, out: Path | None, quick: bool, seed: int) -> list[R
 
 
 def run_validation(cfg: SimConfig, out: str | Path | None = None, quick: bool = False,
-                   seed: int = 0) -> list[Row]:
-    """Run every row; figures into ``out`` (a folder) when given."""
+                   seed: int = 0, show_progress: bool | None = False) -> list[Row]:
+    """Run every row; figures into ``out`` (a folder) when given; ``show_progress`` (None: on)
+    prints a line per experiment on stderr."""
     path = None
     if out is not None:
         path = Path(out)
         path.mkdir(parents=True, exist_ok=True)
-    rows: list[Row] = []
-    rows += row_subthreshold_swing(cfg, path, quick)
-    rows += row_tuning(cfg, path, quick, seed)
-    rows += row_vmm(cfg, path, quick, seed)
-    rows += row_retention(cfg, path, quick, seed)
-    rows += row_granularity(cfg, path, quick, seed)
     from norsim.device.validation_disturb import row_coupling, row_disturb, row_read_disturb
     from norsim.device.validation_noise import row_rtn, row_temperature, row_wear
+    from norsim.progress import Progress
 
-    rows += row_rtn(cfg, path, quick, seed)
-    rows += row_temperature(cfg, path, quick, seed)
-    rows += row_wear(cfg, path, quick, seed)
-
-    rows += row_disturb(cfg, path, quick, seed)
-    rows += row_coupling(cfg, path, quick, seed)
-    rows += row_read_disturb(cfg, path, quick, seed)
-    rows += row_cost(cfg, path, quick, seed)
+    seeded = [(row_tuning, "tuning"), (row_vmm, "VMM precision"), (row_retention, "retention"),
+              (row_granularity, "injection statistics"), (row_rtn, "RTN"),
+              (row_temperature, "temperature"), (row_wear, "wear"),
+              (row_disturb, "program disturb"), (row_coupling, "floating-gate coupling"),
+              (row_read_disturb, "read disturb"), (row_cost, "programming cost")]
+    bar = Progress(1 + len(seeded), "validate-device", unit="experiment", enabled=show_progress)
+    rows: list[Row] = row_subthreshold_swing(cfg, path, quick)
+    bar.step("subthreshold swing")
+    for fn, label in seeded:
+        rows += fn(cfg, path, quick, seed)
+        bar.step(label)
+    bar.close()
     return rows
 
 
