@@ -123,6 +123,8 @@ def test_budget_cli_writes_report_and_figure(small, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     rep = json.loads(out.read_text())
     assert set(rep["effects"]) == {"rtn", "all"}
+    assert rep["produced_by"] == (f"model {path}; preset nor40, options array.rows=128 "
+                                  "array.cols=128 mapping.calibration_images=3")
     assert out.with_suffix(".png").stat().st_size > 1000
     cap = capsys.readouterr()
     assert "sum of marginal" in cap.out

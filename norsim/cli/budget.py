@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from norsim.cli.common import add_config_args, config_from_args
+from norsim.cli.common import add_config_args, config_from_args, produced_by
 from norsim.errors import InputError
 
 
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
                      layer_sensitivity=not args.no_layers,
                      progress=lambda name, row: print(f"  {name}: {100 * row['accuracy']:.2f} %",
                                                       flush=True))
+    rep["produced_by"] = f"model {args.model}; {produced_by(args)}"
+    print(rep["produced_by"])
     print(bud.format_report(rep))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -20,3 +20,11 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     if args.overrides:
         cfg = cfg.with_overrides(args.overrides)
     return cfg.validate()
+
+
+def produced_by(args: argparse.Namespace) -> str:
+    """Where the configuration came from: preset or file, and the options set on top."""
+    base = f"config file {args.config}" if getattr(args, "config", None) else \
+        f"preset {getattr(args, 'preset', 'nor40')}"
+    sets = list(getattr(args, "overrides", []) or [])
+    return base + (", options " + " ".join(sets) if sets else ", no options changed")

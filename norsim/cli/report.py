@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from norsim.cli.common import add_config_args, config_from_args
+from norsim.cli.common import add_config_args, config_from_args, produced_by
 from norsim.errors import InputError, NorsimError
 
 _STREAM_SYNTHETIC = 404
@@ -51,14 +51,6 @@ def calibration_batch(model, n: int, n_cal: int, data_dir: str | None, rng: np.r
     shape = (h, w) if c == 1 else (h, w, c)
     x = rng.integers(0, 256, size=(n_cal + n,) + shape, dtype=np.uint8)
     return x[:n_cal], x[n_cal:], "seeded random images (no data set given, none available)"
-
-
-def produced_by(args: argparse.Namespace) -> str:
-    """Where the configuration came from: preset or file, and the options set on top."""
-    base = f"config file {args.config}" if getattr(args, "config", None) else \
-        f"preset {getattr(args, 'preset', 'nor40')}"
-    sets = list(getattr(args, "overrides", []) or [])
-    return base + (", options " + " ".join(sets) if sets else ", no options changed")
 
 
 def run(args: argparse.Namespace) -> int:

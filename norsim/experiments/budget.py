@@ -366,10 +366,12 @@ def plot_ranking(rep: dict, path) -> None:
             error_kw={"lw": 1, "ecolor": "0.2"})
     ax.set_yticks(range(len(vals)), labels)
     ax.set_ylabel("effect")
-    figstyle.label_axis(ax, "x", figstyle.Quantity(
-        "accuracy drop vs integer reference, marginal over its base", "% points"))
+    figstyle.label_axis(ax, "x", figstyle.Quantity("accuracy drop vs integer reference",
+                                                   "% points"))
     ax.axvline(0, color="k", lw=0.5)
-    seeds = rep["seeds"]
-    figstyle.fit_title(ax, f"error budget: {rep['images']} test images, {len(seeds)} chips; "
-                           "bars: 95 % bootstrap interval of the drop")
+    n = len(rep["seeds"])
+    figstyle.fit_title(ax, f"error budget: {rep['images']} test images, {n} chip{'s' * (n != 1)}; "
+                           "each effect's drop marginal over its base; bars: 95 % bootstrap "
+                           "interval of the drop" + (f". {rep['produced_by']}"
+                                                     if rep.get("produced_by") else ""))
     figstyle.save(fig, path)
