@@ -71,6 +71,13 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--limit-test", type=int, default=0)
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (tests)")
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--noise-aware", default=None, metavar="JSON",
+                   help="noise-aware QAT: a JSON file of per-layer relative output noise "
+                   "({'out_noise_rel': {layer: std / accumulator rms}}, written by "
+                   "scripts/layer_noise.py); the run starts from the plain entry's float "
+                   "milestone and is the zoo entry <arch>-cifar10-4b-<--noise-tag>")
+    p.add_argument("--noise-tag", default="noiseaware",
+                   help="entry-name suffix of a --noise-aware run (default noiseaware)")
     return p.parse_args(argv)
 
 
@@ -89,6 +96,13 @@ def main(argv=None) -> int:
         dirs = a.data_dir or [str(Path(os.environ["NORSIM_DATA"]) / "cifar10")
                               if os.environ.get("NORSIM_DATA")
                               else str(ROOT.parent / "shared" / "data" / "cifar10")]
+        noise = {}
+        if a.noise_aware:
+            try:
+                noise = json.loads(Path(a.noise_aware).read_text())["out_noise_rel"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise InputError("--noise-aware", a.noise_aware,
+                                 f"a readable JSON file with an 'out_noise_rel' object ({exc})")
         recipes = []
         for arch in [s.strip() for s in a.archs.split(",") if s.strip()]:
             if arch not in ARCHS:
@@ -100,7 +114,8 @@ def main(argv=None) -> int:
                 limit_train=a.limit_train, limit_test=a.limit_test,
                 checkpoint_every_s=a.checkpoint_every_s,
                 # export agreement on the whole test set, as the zoo's other entries
-                export_check_images=10_000).validate())
+                export_check_images=10_000, out_noise_rel=dict(noise),
+                noise_tag=a.noise_tag if noise else "").validate())
         if a.publish_partial:
             from norsim.qat.gpu_recipe import compact_phase_checkpoint
             for r in recipes:

@@ -209,11 +209,14 @@ class _Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("phase", ["float", "qat"])
+@pytest.mark.parametrize("phase", ["float", "qat", "qat_output_noise"])
 def test_phase_killed_and_resumed_is_bit_identical(tmp_path, phase):
     """A phase interrupted after step 7 (its last checkpoint written before that step) and
     rerun with the same checkpoint file ends with exactly the weights of an uninterrupted
-    phase; the checkpoint is gone afterwards."""
+    phase; the checkpoint is gone afterwards. With noise-aware QAT's output noise the noise
+    generator's state travels in the checkpoint too."""
+    noise = phase == "qat_output_noise"
+    phase = "qat" if noise else phase
     rng = np.random.default_rng(3)
     data = {"x_train": torch.from_numpy(rng.integers(0, 256, (96, 3, 32, 32), dtype=np.uint8)),
             "y_train": torch.from_numpy(rng.integers(0, 10, 96))}
@@ -226,6 +229,8 @@ def test_phase_killed_and_resumed_is_bit_identical(tmp_path, phase):
         if phase == "qat":
             m.fold_bn()
             m.to_qat(calib, seed=0)
+        if noise:
+            m.set_output_noise({"conv1": 0.3, "block1_conv2": 0.2, "fc1": 0.5}, seed=5)
         return m
 
     torch.set_num_threads(1)

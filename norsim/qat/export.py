@@ -65,6 +65,25 @@ def _matmul_node(q: QLayer, name: str, inp: str, in_scale: torch.Tensor,
     return Linear(name, (inp,), **kw)
 
 
+def qlayer_names(model: QNet) -> dict[str, QLayer]:
+    """Each quantised layer under the name :func:`export` gives its QuantModel node
+    (conv1, fc3, block2_conv1, block2_shortcut, ...), in forward order."""
+    out: dict[str, QLayer] = {}
+    counts: dict[str, int] = {}
+    for L in model.layers:
+        if isinstance(L, QLayer):
+            prefix = "conv" if L.kind == "conv" else "fc"
+            counts[prefix] = counts.get(prefix, 0) + 1
+            out[f"{prefix}{counts[prefix]}"] = L
+        elif isinstance(L, BasicBlock):
+            counts["block"] = counts.get("block", 0) + 1
+            p = f"block{counts['block']}"
+            out[f"{p}_conv1"], out[f"{p}_conv2"] = L.conv1, L.conv2
+            if L.shortcut is not None:
+                out[f"{p}_shortcut"] = L.shortcut
+    return out
+
+
 def export(model: QNet, name: str = "", metadata: dict | None = None) -> QuantModel:
     """The integer :class:`QuantModel` of a quantised (``to_qat``-ed) model."""
     if not isinstance(model, QNet) or not model.quantized:

@@ -36,7 +36,7 @@ import shutil
 import tarfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +154,13 @@ class Recipe:
     exact_eval_images: int = 0      # integer-exact accuracy on the first N test images (0 all)
     export_check_images: int = 500  # export check vs the QuantModel reference executor
     checkpoint_every_s: float = 300.0  # mid-phase checkpoint interval (0: only at phase ends)
+    #: noise-aware QAT: per quantised layer (QuantModel node name), the std of an additive
+    #: Gaussian output noise relative to the rms of its accumulator during the QAT phase, as
+    #: measured on simulated chips (norsim.qat.noise.output_noise_from_chips); {} plain QAT
+    out_noise_rel: dict = field(default_factory=dict)
+    #: suffix of the entry name of a noise-aware run ("noiseaware": <arch>-cifar10-4b-noiseaware);
+    #: such a run starts from the plain entry's float milestone
+    noise_tag: str = ""
 
     def validate(self) -> "Recipe":
         if self.arch not in ARCHS:
@@ -168,12 +175,25 @@ class Recipe:
             raise InputError("batch_size", self.batch_size, ">= 1")
         if not 0 < self.warmup_frac < 1:
             raise InputError("warmup_frac", self.warmup_frac, "in (0, 1)")
+        for k, v in self.out_noise_rel.items():
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 10):
+                raise InputError(f"out_noise_rel[{k!r}]", v, "a relative std in [0, 10]")
+        if bool(self.out_noise_rel) != bool(self.noise_tag):
+            raise InputError("noise_tag", self.noise_tag,
+                             "a name suffix exactly when out_noise_rel is given")
+        if self.noise_tag and not self.noise_tag.replace("-", "").isalnum():
+            raise InputError("noise_tag", self.noise_tag, "letters, digits and '-'")
         return self
 
     @property
-    def entry_name(self) -> str:
+    def float_entry_name(self) -> str:
+        """The entry whose float phase this run uses (its own, or the plain twin's)."""
         w = "" if self.width == 1.0 else f"-w{self.width:g}"
         return f"{self.arch}{w}-cifar10-{self.bits}b"
+
+    @property
+    def entry_name(self) -> str:
+        return self.float_entry_name + (f"-{self.noise_tag}" if self.noise_tag else "")
 
 
 def one_cycle(p: float, peak: float, warmup: float) -> float:
@@ -322,6 +342,8 @@ def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
         if state["opt"] is not None:
             opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])
+        if state.get("noise_gen") is not None and model.noise_generator() is not None:
+            model.noise_generator().set_state(state["noise_gen"])
         step, loss_sum, seen, k = state["step"], state["loss_sum"], state["seen"], state["k"]
         perm = None if state["perm"] is None else state["perm"].to(dev)
         elapsed0 = state["elapsed_s"]
@@ -337,6 +359,8 @@ def run_phase(model: QNet, data: dict, r: Recipe, phase: str, log: Log,
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"phase": phase, "recipe": dataclasses.asdict(r), "model": model.state_dict(),
                     "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
+                    "noise_gen": (None if model.noise_generator() is None
+                                  else model.noise_generator().get_state()),
                     "loss_sum": loss_sum, "seen": seen, "k": k,
                     "perm": None if perm is None else perm.cpu(),
                     "elapsed_s": time.perf_counter() - t0}, tmp)
@@ -444,7 +468,17 @@ def _phase_or_milestone(model, data, r: Recipe, phase: str, log: Log, run_dir: P
                         milestone_dir: Path | None) -> tuple[dict, Path]:
     """Load the phase's end state where it exists (run folder or milestone), else run the
     phase (resuming its mid-phase checkpoint); returns (statistics, end-state path)."""
-    ck = _milestone(run_dir, milestone_dir, r.entry_name, f"{phase}_fp16.npz")
+    if phase == "float" and r.noise_tag:  # the plain twin's float phase, never run again
+        ck = run_dir.parent / r.float_entry_name / "float_fp16.npz"
+        if not ck.is_file():
+            ck = _milestone(run_dir, milestone_dir, r.float_entry_name, "float_fp16.npz")
+        if not ck.is_file():
+            raise InputError("noise_tag", r.noise_tag,
+                             f"a noise-aware run after the plain {r.float_entry_name} float phase "
+                             f"(no float_fp16.npz in {run_dir.parent / r.float_entry_name} or "
+                             f"the milestones)")
+    else:
+        ck = _milestone(run_dir, milestone_dir, r.entry_name, f"{phase}_fp16.npz")
     if ck.is_file():
         load_state_fp16(model, ck)
         log(f"{phase}_resumed", path=ck.name)
@@ -500,6 +534,9 @@ def train_one(r: Recipe, data: dict, out: Path, zoo_dir: Path, command: str,
     del calib
     acc_ptq = evaluate_torch(model, data["x_test"], data["y_test"], r)
     log("fold_and_calibrate", float_test_acc=acc_float, ptq_test_acc=acc_ptq)
+    if r.out_noise_rel:
+        model.set_output_noise(r.out_noise_rel, seed=r.seed * 7919 + 3)
+        log("output_noise", out_noise_rel=r.out_noise_rel)
     st_qat, ck_qat = _phase_or_milestone(model, data, r, "qat", log, run_dir, milestone_dir)
     acc_fq = evaluate_torch(model, data["x_test"], data["y_test"], r)
     log("qat_done", fake_quant_test_acc=acc_fq, **st_qat)

@@ -133,6 +133,9 @@ class QLayer(nn.Module):
                                   reestimate_every=reestimate_every, seed=seed)
         self.quant = False
         self.noise_sigma = 0.0          # log-normal weight noise (noise-aware QAT), training only
+        # additive output noise (noise-aware QAT against a chip's measured per-layer error),
+        # training only: std = out_noise_rel x rms of the bias-free accumulator of the batch
+        self.out_noise_rel = 0.0
         self.noise_gen: torch.Generator | None = None
         self.exact = False
         self.fixed_point_rounding = True   # eval mode: requantise as the integer format does
@@ -210,6 +213,12 @@ class QLayer(nn.Module):
         if b is not None:
             b = fake_quant_bias(b, self.acc_step())
         y = self._apply_op(x, w, b)
+        if self.training and self.out_noise_rel > 0.0:
+            acc = y.detach()
+            if b is not None:
+                acc = acc - (b.detach().reshape(-1, 1, 1) if y.dim() == 4 else b.detach())
+            z = torch.randn(y.shape, generator=self.noise_gen, device=self.noise_gen.device)
+            y = y + (self.out_noise_rel * acc.pow(2).mean().sqrt()) * z.to(y.dtype)
         if not self.training and self.fixed_point_rounding and self.out_q is not None:
             # Evaluated, the requantised value is the format's fixed-point one (multiplier and
             # shift on the exact integer accumulator); a float32 pre-activation within an ulp

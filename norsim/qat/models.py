@@ -10,6 +10,7 @@ activation has ``bits`` bits; the input image is 8-bit (pixel codes, step 1/255)
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -114,6 +115,35 @@ class QNet(nn.Module):
         for m in self.modules():
             if hasattr(m, "fixed_point_rounding"):
                 m.fixed_point_rounding = bool(on)
+
+    def set_output_noise(self, rel: dict[str, float], seed: int = 0) -> None:
+        """Additive Gaussian noise on each quantised layer's output during training, of
+        standard deviation ``rel[name]`` times the rms of the layer's bias-free accumulator
+        (``name`` as in the exported QuantModel: conv1, fc3, block2_conv1, ...; the inverse
+        amplitude SNR a simulated chip measures for that layer, :mod:`norsim.qat.noise`).
+        Layers not named get none; an unknown name is an error."""
+        from norsim.qat.export import qlayer_names
+
+        names = qlayer_names(self)
+        unknown = sorted(set(rel) - set(names))
+        if unknown:
+            raise InputError("output noise layer", unknown[0],
+                             "a quantised layer of this model: " + ", ".join(names))
+        for k, v in rel.items():
+            if not (math.isfinite(v) and 0 <= v <= 10):
+                raise InputError(f"output noise of {k}", v, "a relative std in [0, 10]")
+        dev = next(self.parameters()).device
+        g = torch.Generator(device=dev).manual_seed(int(seed))
+        for name, q in names.items():
+            q.out_noise_rel = float(rel.get(name, 0.0))
+            q.noise_gen = g
+
+    def noise_generator(self) -> "torch.Generator | None":
+        """The generator of the training noise (weight or output noise), if any is set."""
+        for q in self.qlayers():
+            if q.noise_gen is not None and (q.noise_sigma > 0 or q.out_noise_rel > 0):
+                return q.noise_gen
+        return None
 
     def set_noise(self, sigma_lnw: float, seed: int = 0) -> None:
         """Multiplicative log-normal weight noise during quantised training (noise-aware QAT)."""

@@ -26,3 +26,21 @@ def sigma_lnw_from_vth(sigma_vth_v: float, cfg) -> float:
     cell = cfg.device.cell
     u_t = Boltzmann * cfg.device.read.temperature_k / elementary_charge
     return sigma_vth_v * cell.alpha_g / (cell.slope_factor_n * u_t)
+
+
+def output_noise_from_stats(layer_stats: list[dict]) -> dict[str, float]:
+    """Per layer, the error's rms relative to the rms of the exact accumulator, pooled over
+    chips: ``sqrt(sum error power / sum signal power)`` (= 10^(-SNR/20) of the pooled SNR).
+    ``layer_stats``: one ``{layer: LayerStats}`` per simulated chip
+    (:attr:`norsim.mapping.engine.ChipRun.layer_stats`). The noise-aware QAT recipe adds a
+    Gaussian noise of this relative std to each layer's output (``Recipe.out_noise_rel``)."""
+    if not layer_stats:
+        raise InputError("layer_stats", "[]", "the statistics of at least one chip")
+    out = {}
+    for name in layer_stats[0]:
+        sig = sum(s[name].signal_power for s in layer_stats)
+        err = sum(s[name].error_power for s in layer_stats)
+        if sig <= 0:
+            raise InputError(f"signal power of {name}", sig, "> 0 (a layer that computed)")
+        out[name] = math.sqrt(err / sig)
+    return out
