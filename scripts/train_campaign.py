@@ -76,6 +76,8 @@ def parse(argv=None) -> argparse.Namespace:
                    "({'out_noise_rel': {layer: std / accumulator rms}}, written by "
                    "scripts/layer_noise.py); the run starts from the plain entry's float "
                    "milestone and is the zoo entry <arch>-cifar10-4b-<--noise-tag>")
+    p.add_argument("--qat-epochs", type=float, default=None,
+                   help="QAT epochs instead of the plan's (CAMPAIGN_PLAN; still x --epochs-scale)")
     p.add_argument("--noise-tag", default="noiseaware",
                    help="entry-name suffix of a --noise-aware run (default noiseaware)")
     return p.parse_args(argv)
@@ -108,6 +110,10 @@ def main(argv=None) -> int:
             if arch not in ARCHS:
                 raise InputError("--archs", arch, "names from " + ", ".join(ARCHS))
             fe, qe = CAMPAIGN_PLAN[arch]
+            if a.qat_epochs is not None:
+                if not a.qat_epochs > 0:
+                    raise InputError("--qat-epochs", a.qat_epochs, "a number of epochs > 0")
+                qe = a.qat_epochs
             recipes.append(Recipe(
                 arch=arch, width=a.width, seed=a.seed, batch_size=a.batch_size,
                 float_epochs=fe * a.epochs_scale, qat_epochs=qe * a.epochs_scale,
