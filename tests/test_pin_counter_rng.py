@@ -45,3 +45,38 @@ def test_tuning_pulse_cdf_table_is_the_poisson_cdf_and_ends_at_one():
         assert cdf.shape == (1001,) and cdf[-1] == 1.0
         assert np.all(np.diff(cdf) >= 0)
         np.testing.assert_allclose(cdf, poisson.cdf(k, lam), rtol=0, atol=1e-13)
+
+
+def test_counter_hash_is_splitmix64_value_for_value():
+    """_mix(seed, n) is output n + 1 of SplitMix64 seeded with ``seed`` (Steele, Lea & Flood,
+    OOPSLA 2014; Vigna's splitmix64.c): the published first outputs for seed 0. Both the
+    numba function and its NumPy twin, so neither can drift into 'another good stream'."""
+    from norsim.device.counter_rng import _mix, _mix_np
+
+    published = [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F, 0xF88BB8A8724C81EC]
+    for n, want in enumerate(published):
+        assert int(_mix(np.uint64(0), np.uint64(n))) == want
+    got = _mix_np(np.zeros(4, np.uint64), np.arange(4, dtype=np.uint64))
+    assert [int(v) for v in got] == published
+
+
+@pytest.mark.parametrize("lam", [300.5, 5000.0])
+def test_transformed_rejection_draws_follow_the_poisson_law(lam):
+    """PTRS (lam >= PTRS_ABOVE; Hoermann 1993): 200,000 draws in ~100 bins of about equal
+    probability against scipy's Poisson law by a chi-square test; numba and NumPy twin
+    equal draw for draw. The squeeze bound v_r and ln k! (a table below 4096, lgamma above:
+    lam = 5000 draws k > 4096) only decide which test accepts a proposal: a wrong one biases
+    the law (the squeeze region accepts without the ratio test)."""
+    from scipy.stats import chisquare, poisson
+
+    seeds = np.arange(200_000, dtype=np.uint64) * np.uint64(7919) + np.uint64(11)
+    k = _draw(lam, seeds, 40)
+    assert np.array_equal(k, _poisson_np(np.full(seeds.size, lam), seeds, 40))
+    # ~100 bins of about equal mass (each expects >= ~1,000 draws), tails in the end bins:
+    # bin i holds q[i - 1] < k <= q[i]
+    q = np.unique(poisson.ppf(np.linspace(0.005, 0.995, 100), lam))
+    obs = np.bincount(np.searchsorted(q, k, side="left"), minlength=q.size + 1)
+    p = np.diff(np.concatenate([[0.0], poisson.cdf(q, lam), [1.0]]))
+    assert p.min() * seeds.size > 500
+    stat = chisquare(obs, p * seeds.size)
+    assert stat.pvalue > 1e-4, (stat, obs.size)
