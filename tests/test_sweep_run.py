@@ -168,8 +168,9 @@ def test_progress_bar_shows_done_failures_and_eta(tmp_path, capfd):
     spec = write_spec(tmp_path, "test", {"device.read.temperature_k": "[280.0, 300.0]"},
                       count=1, options="fail_points = [0]\n")
     run_sweep(spec, tmp_path / "r.sqlite", workers=1, progress=True)
-    err = capfd.readouterr().err
-    assert "2/2" in err and "failed=1" in err and "<" in err  # elapsed<remaining
+    err = capfd.readouterr().err.splitlines()
+    assert "1/2 runs" in err[0] and "elapsed" in err[0] and "left" in err[0]   # an ETA
+    assert "2/2 runs" in err[1] and "(1 failed)" in err[1]
 
 
 def test_dask_local_cluster_one_worker_two_points(tmp_path):
@@ -312,3 +313,20 @@ def test_chip_major_order_runs_replicate_by_replicate_with_the_same_rows(tmp_pat
     assert grid == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
     strip = lambda r: {c: v for c, v in r.items() if c not in VOLATILE}  # noqa: E731
     assert {k: strip(r) for k, r in ra.items()} == {k: strip(r) for k, r in rb.items()}
+
+
+def test_progress_is_a_line_per_run_without_a_terminal(tmp_path, capsys):
+    """Not a terminal (a log, CI): one line per finished run on stderr; a resumed sweep
+    says how many runs were already done and counts the rest."""
+    spec = write_spec(tmp_path, "device", {"device.read.temperature_k": "[290.0, 300.0]"},
+                      options="cells_per_level = 50\n", count=1)
+    out = tmp_path / "p.sqlite"
+    run_sweep(spec, out, workers=1)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("sweep")]
+    assert [ln.split(": ")[1].split(",")[0] for ln in lines] == ["1/2 runs", "2/2 runs"]
+    spec2 = write_spec(tmp_path, "device", {"device.read.temperature_k": "[290.0, 300.0, 310.0]"},
+                       options="cells_per_level = 50\n", count=1, name="spec2.toml")
+    run_sweep(spec2, out, workers=1)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("sweep")]
+    assert lines == [ln for ln in lines if "(2 of 3 runs already done): 1/1 runs" in ln]
+    assert len(lines) == 1

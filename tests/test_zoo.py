@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,7 +194,12 @@ SEED_ENTRIES = [n for n in zoo.names()
                 and zoo.entry(n)["recipe"].get("width") == 1.0]
 
 
-@pytest.mark.parametrize("name", SEED_ENTRIES)
+#: noise-aware variants (a recipe with out_noise_rel): trained against a chip's error, their
+#: clean 4-bit accuracy is reported, not held to the 1.5-point criterion
+NOISE_AWARE = [n for n in SEED_ENTRIES if zoo.entry(n)["recipe"].get("out_noise_rel")]
+
+
+@pytest.mark.parametrize("name", [n for n in SEED_ENTRIES if n not in NOISE_AWARE])
 def test_seed_entry_meets_the_issue_criteria(name):
     """Float twin within 1 point of the seed figure (no JPEG penalty credited until it is
     measured), 4-bit loss < 1.5 points on all 10k test images, export checked on all 10k."""
@@ -223,3 +229,20 @@ def test_seed_entry_export_reproduces_its_torch_twin_on_the_embedded_slice(name,
     np.testing.assert_array_equal(logits, ex)
     assert (fq.argmax(1) == logits.argmax(1)).mean() >= 0.99
     assert (logits.argmax(1) == y).mean() > 0.8
+
+
+@pytest.mark.parametrize("name", NOISE_AWARE)
+def test_noise_aware_entry_was_trained_against_its_committed_noise_file(name):
+    """The noise in the recipe is the committed measurement (results/campaign/<plain>/
+    noise.json, scripts/layer_noise.py), the float phase is the plain twin's, the export is
+    checked on all 10k test images."""
+    e = zoo.entry(name)
+    plain = name.rsplit("-", 1)[0]
+    noise = json.loads((Path(__file__).resolve().parents[1] / "results" / "campaign" / plain
+                        / "noise.json").read_text())
+    assert e["recipe"]["out_noise_rel"] == noise["out_noise_rel"]
+    assert e["accuracy"]["float_test_acc"] == zoo.entry(plain)["accuracy"]["float_test_acc"]
+    assert e["phases"]["float"] == {"resumed_from": "float_fp16.npz"}
+    c = e["export_check"]
+    assert c["n"] == 10000 and c["exact_top1_agreement"] == 1.0
+    assert c["exact_max_logit_diff_steps"] == 0.0

@@ -66,29 +66,25 @@ def _task_payload(task: PointTask) -> dict:
 
 
 class _ProgressBar:
-    def __init__(self, total: int, initial: int, enabled: bool | None):
-        self.failed = 0
-        self.bar = None
-        if enabled is False:
-            return
-        from tqdm.auto import tqdm
+    """Finished runs of a sweep: a tqdm bar on a terminal, one line per run otherwise
+    (:class:`norsim.progress.Progress`), counting the failed ones; ``initial`` runs were
+    already in the results file."""
 
-        self.bar = tqdm(total=total, initial=initial, unit="run", desc="sweep",
-                        disable=None if enabled is None else False, dynamic_ncols=True,
-                        smoothing=0.1)
-        if self.bar is not None:
-            self.bar.set_postfix(failed=0, refresh=False)
+    def __init__(self, total: int, initial: int, enabled: bool | None):
+        from norsim.progress import Progress
+
+        self.failed = 0
+        self.initial = initial
+        desc = "sweep" + (f" ({initial} of {total} runs already done)" if initial else "")
+        self.bar = Progress(total - initial, desc, unit="run", enabled=enabled)
 
     def update(self, failed: bool) -> None:
         if failed:
             self.failed += 1
-        if self.bar is not None:
-            self.bar.set_postfix(failed=self.failed, refresh=False)
-            self.bar.update(1)
+        self.bar.step(f"{self.failed} failed" if self.failed else "")
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def _make_executor(workers: int, scheduler: str | None):
