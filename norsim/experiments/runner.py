@@ -74,7 +74,6 @@ class _ProgressBar:
         from norsim.progress import Progress
 
         self.failed = 0
-        self.initial = initial
         desc = "sweep" + (f" ({initial} of {total} runs already done)" if initial else "")
         self.bar = Progress(total - initial, desc, unit="run", enabled=enabled)
 
