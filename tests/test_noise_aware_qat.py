@@ -94,6 +94,10 @@ def test_recipe_names_and_checks_a_noise_aware_run():
         gr.Recipe(noise_tag="x").validate()
     with pytest.raises(InputError, match="out_noise_rel"):
         gr.Recipe(out_noise_rel={"conv1": float("nan")}, noise_tag="x").validate()
+    # a layer the architecture lacks is refused at once, naming it and the real ones
+    with pytest.raises(InputError, match="conv9.*conv1, conv2"):
+        gr.Recipe(arch="alexnet-bn", width=0.0625, out_noise_rel={"conv9": 0.1},
+                  noise_tag="x").validate()
 
 
 def test_noise_aware_run_starts_from_the_plain_float_milestone(tmp_path):

@@ -156,7 +156,7 @@ class Recipe:
     checkpoint_every_s: float = 300.0  # mid-phase checkpoint interval (0: only at phase ends)
     #: noise-aware QAT: per quantised layer (QuantModel node name), the std of an additive
     #: Gaussian output noise relative to the rms of its accumulator during the QAT phase, as
-    #: measured on simulated chips (norsim.qat.noise.output_noise_from_chips); {} plain QAT
+    #: measured on simulated chips (norsim.qat.noise.output_noise_from_stats); {} plain QAT
     out_noise_rel: dict = field(default_factory=dict)
     #: suffix of the entry name of a noise-aware run ("noiseaware": <arch>-cifar10-4b-noiseaware);
     #: such a run starts from the plain entry's float milestone
@@ -183,6 +183,15 @@ class Recipe:
                              "a name suffix exactly when out_noise_rel is given")
         if self.noise_tag and not self.noise_tag.replace("-", "").isalnum():
             raise InputError("noise_tag", self.noise_tag, "letters, digits and '-'")
+        if self.out_noise_rel:  # layer names checked now, not after the float phase loads
+            from norsim.qat.export import qlayer_names
+
+            names = qlayer_names(build(self.arch, self.width, self.bits, self.first_last_bits,
+                                       self.seed))
+            unknown = sorted(set(self.out_noise_rel) - set(names))
+            if unknown:
+                raise InputError("out_noise_rel layer", unknown[0],
+                                 f"a quantised layer of {self.arch}: " + ", ".join(names))
         return self
 
     @property
